@@ -1,0 +1,111 @@
+"""The stage engine's output: one immutable, versioned record per stage run.
+
+Its JSON form (``StageResult.model_dump(mode="json")``) is the report's JSON
+file; its schema is documented in ``docs/report-schema.md``. Bump
+``STAGE_RESULT_SCHEMA`` on any incompatible change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STAGE_RESULT_SCHEMA = "kaieval/stage-result/v1"
+
+Decision = Literal["advance", "cut", "gated", "repechage"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ComponentScore(Frozen):
+    """Points of one component for one team. ``points`` is None when not measured."""
+
+    component_id: str
+    title: str
+    points: float | None
+    max_points: float
+    axis: str | None = None
+    kind: str | None = None
+    sources: tuple[str, ...] = ()
+    detail: str = ""
+    evidence: tuple[str, ...] = ()
+    children: tuple[ComponentScore, ...] = ()
+
+
+class GateOutcome(Frozen):
+    gate_id: str
+    rule: str
+    status: Literal["pass", "fail", "not_measured"]
+    reason: str
+    evidence: tuple[str, ...] = ()
+
+
+class TeamResult(Frozen):
+    team_id: str
+    team_name: str
+    total: float
+    max_measured: float
+    components: tuple[ComponentScore, ...]
+    axes: dict[str, float]
+    gates: tuple[GateOutcome, ...]
+    rank: int
+    decision: Decision
+    decision_reason: str
+    survival_probability: float | None = None
+    total_interval: tuple[float, float] | None = None
+    not_measured: tuple[str, ...] = ()
+
+
+class Robustness(Frozen):
+    """Bootstrap over benchmark items, evaluators and votes; see docs/formulas.md."""
+
+    replicates: int
+    seed: int
+    resampled: tuple[str, ...]
+    flag_threshold: float
+    flagged: bool
+    note: str
+
+
+class RepechageOutcome(Frozen):
+    candidates: tuple[str, ...]
+    votes: dict[str, int]
+    evaluators: int
+    majority: float
+    winners: tuple[str, ...]
+    reason: str
+    source: str
+
+
+class StageResult(Frozen):
+    schema_: str = Field(default=STAGE_RESULT_SCHEMA, alias="schema")
+    program_id: str
+    stage_id: str
+    stage_name: str
+    date: dt.date
+    total_points: float
+    rule: str
+    teams: tuple[TeamResult, ...]
+    robustness: Robustness | None
+    repechage: RepechageOutcome | None = None
+    not_measured: tuple[str, ...] = ()
+    simulated_sources: tuple[str, ...] = ()
+    banner: str | None = None
+    input_hashes: dict[str, str] = Field(default_factory=dict)
+    code_version: str
+    created_at: dt.datetime
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def team(self, team_id: str) -> TeamResult:
+        for t in self.teams:
+            if t.team_id == team_id:
+                return t
+        raise KeyError(team_id)
+
+    def advancing(self) -> list[str]:
+        return [t.team_id for t in self.teams if t.decision in ("advance", "repechage")]
