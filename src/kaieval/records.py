@@ -9,6 +9,8 @@ and the time, so any number in a report can be traced to its evidence.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -172,3 +174,34 @@ class _RecordAdapter(BaseModel):
 def record_from_json(data: dict[str, Any]) -> Record:
     """Rebuild a typed record from its stored JSON."""
     return _RecordAdapter.model_validate({"record": data}).record
+
+
+def load_records_jsonl(path: Path) -> list[Record]:
+    """Read typed records from JSON Lines; a bad line is a ``KaiError`` naming file and line."""
+    from pydantic import ValidationError
+
+    from kaieval.errors import KaiError
+
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        raise KaiError("file not found", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise KaiError(f"cannot read: {e}", where=str(path)) from None
+    out: list[Record] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise KaiError(f"not JSON: {e.msg}", where=f"{path}:{n}") from None
+        if not isinstance(data, dict):
+            raise KaiError("expected a JSON object", where=f"{path}:{n}")
+        try:
+            out.append(record_from_json(data))
+        except ValidationError as e:
+            first = e.errors(include_url=False)[0]
+            loc = ".".join(str(p) for p in first["loc"][1:] if not str(p).startswith("function"))
+            raise KaiError(f"{loc or 'record'}: {first['msg']}", where=f"{path}:{n}") from None
+    return out

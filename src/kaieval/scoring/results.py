@@ -108,4 +108,8 @@ class StageResult(Frozen):
         raise KeyError(team_id)
 
     def advancing(self) -> list[str]:
-        return [t.team_id for t in self.teams if t.decision in ("advance", "repechage")]
+        """Teams going on to the next stage: advanced, won back, or admitted by repechage."""
+        out = [t.team_id for t in self.teams if t.decision in ("advance", "repechage")]
+        if self.repechage:
+            out += [w for w in self.repechage.winners if w not in out]
+        return out

@@ -1,0 +1,229 @@
+"""``kai demo``: the selection (7 -> 5) and stage 1 (5 -> 4 with the independence gate and
+repechage) of the public record, replayed end to end on synthetic stand-in models.
+
+Flow: lay out the scenario (dossiers, technical reports) in the cache; build the
+stand-in models (cached); measure them (held-out loss, independence against the
+foreign base); simulate the people (committee sheets, user votes, repechage
+votes; labelled simulated); store everything; run each stage from the store;
+write the reports. Nothing about who advances is written here: it comes out of
+the stage engine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from kaieval.demo.simulate import (
+    TeamFacts,
+    quality_from_loss,
+    simulate_repechage,
+    simulate_sheets,
+    simulate_votes,
+)
+from kaieval.records import IndependenceVerdict, Measurement, Record
+from kaieval.scoring.results import StageResult
+from kaieval.scoring.stage import Entrant, run_stage
+from kaieval.spec.load import LoadedDossier, load_dossiers, load_program
+from kaieval.spec.program import Program, Stage
+
+if TYPE_CHECKING:
+    from kaieval.store import Store
+
+BANNER = ("DEMO — synthetic stand-in models and simulated committee sheets, user votes and "
+          "repechage votes. Not a measurement of the real companies' models.")
+FOREIGN_BASE = "foreign-base"
+DEMO_SEED = 20250804
+STAGES = ("selection", "stage1")
+EXPERTS = 10  # stage 1 had ten outside experts
+USERS = 49  # and 49 expert users
+HELDOUT_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    results: list[StageResult]
+    reports: list[Path]
+    db_url: str
+    seconds: float
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("KAI_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return (base if env else base / "kaieval") / "demo"
+
+
+def lay_out_scenario(scenario: Path) -> list[Path]:
+    """Copy the bundled dossiers into ``scenario`` and write each team's technical report."""
+    scenario.mkdir(parents=True, exist_ok=True)
+    (scenario / "reports").mkdir(exist_ok=True)
+    paths = []
+    src = resources.files("kaieval.demo") / "data" / "teams"
+    for entry in sorted(src.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        text = entry.read_text("utf-8")
+        dest = scenario / entry.name
+        if not dest.exists() or dest.read_text("utf-8") != text:
+            dest.write_text(text, "utf-8")
+        paths.append(dest)
+    return paths
+
+
+def _write_reports_md(dossiers: Sequence[LoadedDossier], scenario: Path) -> None:
+    for ld in dossiers:
+        d = ld.dossier
+        for sub in d.submissions.values():
+            if sub.technical_report:
+                p = scenario / sub.technical_report
+                p.parent.mkdir(parents=True, exist_ok=True)
+                text = (f"# {d.team.name} — technical report (demo stand-in)\n\n"
+                        f"{sub.approach}\n\nThis report accompanies a synthetic stand-in model "
+                        "built by kaieval's demo; see docs/standins.md.\n")
+                if not p.exists() or p.read_text("utf-8") != text:
+                    p.write_text(text, "utf-8")
+
+
+def _measure(stage: Stage, teams: Sequence[LoadedDossier], models: dict[str, Path],
+             heldout: str, cache: dict[str, float], say: Callable[[str], None]) -> list[Record]:
+    from kaieval.bench.heldout import heldout_measurement
+    from kaieval.provenance.verdict import check_independence
+
+    out: list[Record] = []
+    for ld in teams:
+        tid = ld.dossier.team.id
+        sub = ld.dossier.submissions[stage.id]
+        if sub.model is None or sub.model.path is None:
+            continue
+        mdir = ld.resolve(sub.model.path)
+        m = heldout_measurement(mdir, heldout, stage_id=stage.id, team_id=tid)
+        cache[tid] = m.value
+        out.append(m)
+        v = check_independence(mdir, [models[FOREIGN_BASE]], alpha=0.01, stage_id=stage.id,
+                               team_id=tid)
+        out.append(v)
+        say(f"  {stage.id}: {tid}: held-out {m.value:.3f} bits/char; independence "
+            f"{v.verdict.replace('_', ' ')}")
+    return out
+
+
+def _facts(stage: Stage, teams: Sequence[LoadedDossier], records: Sequence[Record],
+           field: Sequence[LoadedDossier] | None = None) -> list[TeamFacts]:
+    """What simulated evaluators see; quality is judged relative to ``field`` (default: teams)."""
+    loss = {r.team_id: r.value for r in records
+            if isinstance(r, Measurement) and r.name == "heldout_bits_per_char"}
+    quality = quality_from_loss({t.dossier.team.id: loss[t.dossier.team.id]
+                                 for t in (field or teams) if t.dossier.team.id in loss})
+    verdicts = {r.team_id: r for r in records if isinstance(r, IndependenceVerdict)}
+    return [TeamFacts(team_id=t.dossier.team.id, dossier=t.dossier,
+                      submission=t.dossier.submissions[stage.id],
+                      quality=quality.get(t.dossier.team.id),
+                      verdict=verdicts.get(t.dossier.team.id)) for t in teams]
+
+
+def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None = None,
+             seed: int = DEMO_SEED, replicates: int | None = None,
+             console: Console | None = None) -> DemoOutcome:
+    from kaieval.demo.corpus import corpus_text
+    from kaieval.demo.standins import build_standins
+    from kaieval.report import print_summary, write_reports
+    from kaieval.store import Store
+
+    t0 = time.perf_counter()
+    console = console or Console()
+    say = console.print
+    console.rule("[bold]kai demo")
+    say(f"[bold yellow]{BANNER}")
+    cache = cache_dir or default_cache_dir()
+    scenario = cache / "scenario"
+    program, program_hash = load_program("k-ai-2025")
+    paths = lay_out_scenario(scenario)
+    say(f"building stand-in models in {scenario / 'models'} (cached after the first run)")
+    models = build_standins(scenario / "models", progress=lambda m: say(f"  {m}"))
+    dossiers = load_dossiers(paths, program)
+    _write_reports_md(dossiers, scenario)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = db_url or f"sqlite:///{(out_dir / 'kaieval.sqlite').resolve()}"
+    store = Store(url)
+    heldout = corpus_text("heldout", HELDOUT_CHARS)
+    results: list[StageResult] = []
+    advancing: list[str] | None = None
+    loss_cache: dict[str, float] = {}
+    for sid in STAGES:
+        stage = program.stage(sid)
+        in_stage = [d for d in dossiers if sid in d.dossier.submissions
+                    and d.dossier.submissions[sid].applies_to == "stage"
+                    and (advancing is None or d.dossier.team.id in advancing)]
+        applicants = [d for d in dossiers if sid in d.dossier.submissions
+                      and d.dossier.submissions[sid].applies_to == "repechage"]
+        say(f"[bold]{stage.name}[/] ({stage.date}): {len(in_stage)} teams"
+            + (f", {len(applicants)} repechage applicant(s)" if applicants else ""))
+        measured = _measure(stage, [*in_stage, *applicants], models, heldout, loss_cache, say)
+        facts = _facts(stage, in_stage, measured)
+        simulated: list[Record] = list(simulate_sheets(stage, facts, evaluators=EXPERTS,
+                                                       seed=seed))
+        if any(c.kind and c.kind.value == "users" for c in stage.leaves()):
+            simulated.append(simulate_votes(stage, facts, users=USERS, battles=20, seed=seed))
+        store.put([*measured, *simulated], actor="kai demo")
+        result = _score(program, program_hash, stage, in_stage, applicants, store, seed,
+                        replicates, say)
+        store.put_stage_result(sid, "demo", result.model_dump(mode="json", by_alias=True),
+                               result.input_hashes.get("records", ""), actor="kai demo")
+        results.append(result)
+        print_summary(result, console)
+        advancing = result.advancing()
+    reports = write_reports(results, out_dir, title="kaieval demo: K-AI programme selection "
+                            "and stage 1", banner=BANNER)
+    for p in reports:
+        say(f"wrote {p}")
+    return DemoOutcome(results=results, reports=reports, db_url=url,
+                       seconds=time.perf_counter() - t0)
+
+
+def _score(program: Program, program_hash: str, stage: Stage, in_stage: Sequence[LoadedDossier],
+           applicants: Sequence[LoadedDossier], store: Store, seed: int,
+           replicates: int | None, say: Callable[[str], None]) -> StageResult:
+    """Score from the store; if the stage has a repechage, simulate its vote on the cut."""
+    records = store.records(stage_id=stage.id)
+    ent = [Entrant(d.dossier.team.id, d.dossier.team.name, d.dossier.submissions[stage.id],
+                   d.sha256) for d in in_stage]
+    app = [Entrant(d.dossier.team.id, d.dossier.team.name, d.dossier.submissions[stage.id],
+                   d.sha256) for d in applicants]
+    hashes = {"program": program_hash}
+    result = run_stage(program, stage, ent, records, seed=seed, applicants=app,
+                       replicates=replicates, banner=BANNER, extra_hashes=hashes)
+    if stage.repechage is None:
+        return result
+    cut = {t.team_id for t in result.teams if t.decision == "cut"}
+    pool = [d for d in in_stage if d.dossier.team.id in cut] + list(applicants)
+    facts = _facts(stage, pool, records, field=[*in_stage, *applicants])
+    votes = simulate_repechage(stage, facts, evaluators=EXPERTS, seed=seed,
+                               disallow=_disallowed(stage))
+    store.put(votes, actor="kai demo")
+    records = store.records(stage_id=stage.id)
+    say(f"  repechage: {len(votes)} simulated evaluator votes among {len(pool)} candidates")
+    return run_stage(program, stage, ent, records, seed=seed, applicants=app,
+                     replicates=replicates, banner=BANNER, extra_hashes=hashes)
+
+
+def _disallowed(stage: Stage) -> tuple[str, ...]:
+    for g in stage.gates:
+        if g.kind.value == "independence":
+            return tuple(g.disallow)
+    return ()
+
+
+def clear_cache(cache_dir: Path) -> None:
+    shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+__all__ = ["BANNER", "DemoOutcome", "run_demo"]

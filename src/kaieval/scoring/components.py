@@ -1,0 +1,254 @@
+"""Points of each leaf component, as a point estimate and as bootstrap replicates.
+
+One function per component kind, each taking the stored records and returning
+``LeafScores``: per-team points (NaN = not measured), per-team evidence lines,
+and optionally an [R, T] matrix of bootstrap replicates. Keeping point estimate
+and replicates in one place guarantees they use the same formula.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kaieval.arena.bradley_terry import fit_strengths, user_points, win_matrix
+from kaieval.committee.trimmed import committee_points, trimmed_item_means
+from kaieval.records import ArenaVotes, AuditItem, BenchmarkResult, CommitteeSheet, Record
+from kaieval.scoring.robustness import bootstrap_committee_points, bootstrap_mean
+from kaieval.spec.dossier import Submission
+from kaieval.spec.program import Component, ComponentKind, RelativeMapping
+
+Array = NDArray[np.float64]
+
+
+@dataclass
+class LeafScores:
+    points: Array  # [T], NaN where not measured
+    sources: list[set[str]]
+    evidence: list[list[str]]
+    detail: list[str]
+    replicates: Array | None = None  # [R, T]
+    resampled: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class BootstrapPlan:
+    replicates: int
+    rng: np.random.Generator
+    evaluator_weights: Array | None  # [R, E] shared by all committee components
+    evaluators: tuple[str, ...]
+
+
+def _empty(t: int) -> LeafScores:
+    return LeafScores(points=np.full(t, np.nan), sources=[set() for _ in range(t)],
+                      evidence=[[] for _ in range(t)], detail=["" for _ in range(t)])
+
+
+def share(rel: Array | float, m: RelativeMapping) -> Array:
+    """Share of a benchmark's points for relative performance ``rel`` (see RelativeMapping)."""
+    return np.clip((np.asarray(rel, dtype=np.float64) - m.floor) / (m.full - m.floor), 0.0, m.cap)
+
+
+def benchmark_scores(comp: Component, teams: Sequence[str], subs: Sequence[Submission | None],
+                     records: Sequence[Record], plan: BootstrapPlan | None) -> LeafScores:
+    """Relative performance against each team's declared target, mapped to points.
+
+    The target's score is measured by the same engine when a ``target`` record
+    exists, else the dossier's published figure (source ``declared``). A benchmark
+    nobody was measured on is left out of the component; a team missing a
+    benchmark others were measured on gets no share for it.
+    """
+    t = len(teams)
+    out = _empty(t)
+    res: dict[tuple[str, str, str], BenchmarkResult] = {}
+    for r in records:
+        if isinstance(r, BenchmarkResult):
+            res[(r.team_id, r.role, r.benchmark_id)] = r
+    measured = [b for b in comp.benchmarks
+                if any((tid, "candidate", b.id) in res for tid in teams)]
+    if not measured:
+        for i in range(t):
+            out.detail[i] = "not measured: no benchmark results stored for this component"
+        return out
+    wsum = sum(b.weight for b in measured)
+    reps = plan.replicates if plan else 0
+    pts = np.zeros(t)
+    rep_pts = np.zeros((reps, t))
+    for i, tid in enumerate(teams):
+        target = subs[i].target if subs[i] is not None else None
+        for b in measured:
+            cand = res.get((tid, "candidate", b.id))
+            if cand is None:
+                out.evidence[i].append(f"{b.id}: no result submitted (0 points)")
+                continue
+            tgt_rec = res.get((tid, "target", b.id))
+            if tgt_rec is not None:
+                tgt, tsrc = tgt_rec.score, tgt_rec.source.value
+            elif target is not None and b.id in target.published:
+                tgt, tsrc = target.published[b.id], "declared"
+            else:
+                out.evidence[i].append(f"{b.id}: score {cand.score:.4f} but no target score "
+                                       "(0 points)")
+                continue
+            if tgt <= 0:
+                out.evidence[i].append(f"{b.id}: target score {tgt} is not positive (0 points)")
+                continue
+            rel = cand.score / tgt
+            s = float(share(rel, comp.mapping))
+            pts[i] += comp.points * b.weight / wsum * s
+            out.sources[i].update({cand.source.value, tsrc})
+            tname = target.name if target else "target"
+            out.evidence[i].append(
+                f"{b.id}: {cand.score:.4f} vs {tname} {tgt:.4f} ({tsrc}) = {rel:.1%} "
+                f"-> {s:.2f} of {comp.points * b.weight / wsum:.2f} pts [{cand.source.value}]")
+            if reps:
+                assert plan is not None
+                if cand.item_scores:
+                    bm = bootstrap_mean(np.asarray(cand.item_scores, dtype=np.float64), reps,
+                                        plan.rng)
+                    out.resampled.add("benchmark items")
+                else:
+                    bm = np.full(reps, cand.score)
+                rep_pts[:, i] += comp.points * b.weight / wsum * share(bm / tgt, comp.mapping)
+    out.points = pts
+    if reps:
+        out.replicates = rep_pts
+    for i in range(t):
+        out.detail[i] = (f"{len(measured)} of {len(comp.benchmarks)} benchmarks measured; "
+                         f"relative to the declared target, mapped by floor {comp.mapping.floor}, "
+                         f"full {comp.mapping.full}, cap {comp.mapping.cap}")
+    return out
+
+
+def committee_scores(comp: Component, stage_id: str, teams: Sequence[str],
+                     records: Sequence[Record], plan: BootstrapPlan | None) -> LeafScores:
+    """Trimmed mean of the evaluators' sheets per rubric item, scaled to the component's points."""
+    t = len(teams)
+    out = _empty(t)
+    sheets = [r for r in records if isinstance(r, CommitteeSheet)
+              and r.component_id == comp.id and r.stage_id == stage_id]
+    if not sheets:
+        for i in range(t):
+            out.detail[i] = "not measured: no committee sheets stored"
+        return out
+    evaluators = plan.evaluators if plan else tuple(sorted({s.evaluator_id for s in sheets}))
+    e_index = {e: k for k, e in enumerate(evaluators)}
+    t_index = {tid: k for k, tid in enumerate(teams)}
+    items = [it.id for it in comp.rubric]
+    scores = np.full((len(evaluators), t, len(items)), np.nan)
+    coi = np.zeros((len(evaluators), t), dtype=bool)
+    for s in sheets:
+        if s.team_id not in t_index or s.evaluator_id not in e_index:
+            continue
+        e, k = e_index[s.evaluator_id], t_index[s.team_id]
+        coi[e, k] = s.conflict_of_interest
+        for j, item in enumerate(items):
+            if item in s.scores:
+                scores[e, k, j] = min(max(s.scores[item], 0.0), comp.rubric[j].max)
+    item_max = np.array([it.max for it in comp.rubric])
+    out.points = committee_points(scores, coi, item_max, comp.points, trim_min=comp.trim_min_sheets)
+    means = trimmed_item_means(scores, coi, trim_min=comp.trim_min_sheets)
+    for i in range(t):
+        valid = (~np.isnan(scores[:, i, :]).all(axis=1)) & ~coi[:, i]
+        n_coi = int((coi[:, i] & ~np.isnan(scores[:, i, :]).all(axis=1)).sum())
+        src = {s.source.value for s in sheets if s.team_id == teams[i]}
+        out.sources[i] = src
+        out.detail[i] = (f"{int(valid.sum())} sheets"
+                         + (f", {n_coi} excluded for conflict of interest" if n_coi else "")
+                         + (f"; highest and lowest dropped per item (>= {comp.trim_min_sheets})"
+                            if valid.sum() >= comp.trim_min_sheets else "; plain mean"))
+        for j, it in enumerate(comp.rubric):
+            m = means[i, j]
+            out.evidence[i].append(f"{it.id} ({it.title}): "
+                                   + ("no valid sheet" if np.isnan(m) else
+                                      f"{m:.2f} / {it.max:g}")
+                                   + f" [{', '.join(sorted(src)) or 'none'}]")
+    if plan and plan.replicates:
+        out.replicates = bootstrap_committee_points(
+            scores, coi, item_max, comp.points, replicates=plan.replicates, rng=plan.rng,
+            trim_min=comp.trim_min_sheets, weights=plan.evaluator_weights)
+        out.resampled.add("evaluators")
+    return out
+
+
+def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
+                records: Sequence[Record], plan: BootstrapPlan | None) -> LeafScores:
+    """Bradley–Terry strengths from the stage's pairwise votes, relative to the best team."""
+    t = len(teams)
+    out = _empty(t)
+    batches = [r for r in records if isinstance(r, ArenaVotes) and r.stage_id == stage_id]
+    votes = [v for b in batches for v in b.votes if v.a in teams and v.b in teams]
+    if not votes:
+        for i in range(t):
+            out.detail[i] = "not measured: no user votes stored"
+        return out
+    w = win_matrix(votes, teams)
+    p = fit_strengths(w)
+    out.points = user_points(p, comp.points)
+    games = w + w.T
+    src = {b.source.value for b in batches}
+    voters = len({v.voter_id for v in votes})
+    for i in range(t):
+        out.sources[i] = set(src)
+        out.detail[i] = (f"Bradley–Terry fit of {len(votes)} votes by {voters} users; "
+                         "points relative to the strongest team")
+        out.evidence[i].append(f"{games[i].sum():g} comparisons, {w[i].sum():g} wins "
+                               f"(ties as 1/2), strength {p[i]:.3f} [{', '.join(sorted(src))}]")
+    if plan and plan.replicates:
+        idx = {tid: k for k, tid in enumerate(teams)}
+        a = np.array([idx[v.a] for v in votes])
+        b = np.array([idx[v.b] for v in votes])
+        wa = np.array([1.0 if v.winner == "a" else 0.5 if v.winner == "tie" else 0.0
+                       for v in votes])
+        n = len(votes)
+        counts = plan.rng.multinomial(n, np.full(n, 1.0 / n), size=plan.replicates)
+        ws = np.zeros((plan.replicates, t, t))
+        for r in range(plan.replicates):
+            c = counts[r]
+            np.add.at(ws[r], (a, b), c * wa)
+            np.add.at(ws[r], (b, a), c * (1 - wa))
+        out.replicates = user_points(fit_strengths(ws), comp.points)
+        out.resampled.add("user votes")
+    return out
+
+
+def audit_scores(comp: Component, stage_id: str, teams: Sequence[str],
+                 records: Sequence[Record]) -> LeafScores:
+    """Sum of audited rubric items (produced by the audit engine), capped at the item's max."""
+    t = len(teams)
+    out = _empty(t)
+    by_team: dict[str, list[AuditItem]] = defaultdict(list)
+    for r in records:
+        if isinstance(r, AuditItem) and r.component_id == comp.id and r.stage_id == stage_id:
+            by_team[r.team_id].append(r)
+    maxes = {it.id: it.max for it in comp.rubric}
+    total_max = sum(maxes.values())
+    for i, tid in enumerate(teams):
+        items = {a.item_id: a for a in by_team.get(tid, []) if a.item_id in maxes}
+        if len(items) < len(maxes):
+            out.detail[i] = (f"not measured: {len(maxes) - len(items)} of {len(maxes)} audit "
+                             "items have no result")
+            continue
+        got = sum(min(a.points, maxes[k]) for k, a in items.items())
+        out.points[i] = comp.points * got / total_max
+        out.sources[i] = {a.source.value for a in items.values()}
+        out.evidence[i] = [f"{k}: {a.points:g}/{maxes[k]:g} — {a.evidence}"
+                           for k, a in sorted(items.items())]
+        out.detail[i] = f"audit rubric: {got:g} of {total_max:g}"
+    return out
+
+
+def leaf_scores(comp: Component, stage_id: str, teams: Sequence[str],
+                subs: Sequence[Submission | None], records: Sequence[Record],
+                plan: BootstrapPlan | None) -> LeafScores:
+    if comp.kind is ComponentKind.BENCHMARKS:
+        return benchmark_scores(comp, teams, subs, records, plan)
+    if comp.kind is ComponentKind.COMMITTEE:
+        return committee_scores(comp, stage_id, teams, records, plan)
+    if comp.kind is ComponentKind.USERS:
+        return user_scores(comp, stage_id, teams, records, plan)
+    return audit_scores(comp, stage_id, teams, records)
