@@ -70,7 +70,8 @@ def demo(
                                                    "cached (default: $KAI_CACHE_DIR/demo or "
                                                    "~/.cache/kaieval/demo).")] = None,
     db: DbOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed for simulated inputs and the bootstrap.")] = 20250804,
+    seed: Annotated[int, typer.Option(help="Seed for simulated inputs and the bootstrap.")] = (
+        20250804),
     replicates: Annotated[int | None, typer.Option(help="Bootstrap replicates (default: the "
                                                    "programme's).")] = None,
 ) -> None:
@@ -159,7 +160,8 @@ def stage_run(
     except KeyError:
         raise KaiError(f"no stage '{stage}' in programme '{prog.id}'") from None
     dossiers = load_dossiers(teams, prog)
-    entrants, applicants = [], []
+    entrants: list[Entrant] = []
+    applicants: list[Entrant] = []
     for d in dossiers:
         sub = d.dossier.submissions.get(stage)
         if sub is None:

@@ -45,7 +45,7 @@ def fit_strengths(w: Array, *, prior: float = 1.0, iters: int = 500, tol: float 
     are fitted together.
     """
     w = np.asarray(w, dtype=np.float64)
-    t = w.shape[-1]
+    t = int(w.shape[-1])
     wins = w.sum(axis=-1) + prior / 2  # prior: a virtual tie vs an opponent of strength 1
     games = w + np.swapaxes(w, -1, -2)
     p = np.ones(w.shape[:-1])
@@ -57,18 +57,19 @@ def fit_strengths(w: Array, *, prior: float = 1.0, iters: int = 500, tol: float 
             p = new
             break
         p = new
-    assert p.shape[-1] == t
-    return p
+    out: Array = np.asarray(p, dtype=np.float64)
+    assert out.shape[-1] == t
+    return out
 
 
 def expected_win_rate(p: Array) -> Array:
     """Each team's mean chance of beating each other team: the quantity users experience."""
     t = p.shape[-1]
     pair = p[..., :, None] / (p[..., :, None] + p[..., None, :])
-    return (pair.sum(axis=-1) - 0.5) / max(t - 1, 1)
+    return np.asarray((pair.sum(axis=-1) - 0.5) / max(t - 1, 1), dtype=np.float64)
 
 
 def user_points(p: Array, points: float) -> Array:
     """Points relative to the best team: the best team gets full points (as LG did, 25/25)."""
     e = expected_win_rate(p)
-    return points * e / e.max(axis=-1, keepdims=True)
+    return np.asarray(points * e / e.max(axis=-1, keepdims=True), dtype=np.float64)

@@ -153,7 +153,7 @@ def simulate_sheets(stage: Stage, facts: Sequence[TeamFacts], *, evaluators: int
 
 def simulate_votes(stage: Stage, facts: Sequence[TeamFacts], *, users: int, battles: int,
                    seed: int) -> ArenaVotes:
-    """Each simulated user judges ``battles`` random pairs; P(a wins) rises with measured quality."""
+    """Each simulated user judges ``battles`` random pairs; P(a wins) rises with quality."""
     rng = np.random.default_rng([seed, 2])
     ids = [f.team_id for f in facts]
     q = {f.team_id: _q(f) for f in facts}

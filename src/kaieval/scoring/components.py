@@ -79,7 +79,8 @@ def benchmark_scores(comp: Component, teams: Sequence[str], subs: Sequence[Submi
     pts = np.zeros(t)
     rep_pts = np.zeros((reps, t))
     for i, tid in enumerate(teams):
-        target = subs[i].target if subs[i] is not None else None
+        sub_i = subs[i]
+        target = sub_i.target if sub_i is not None else None
         for b in measured:
             cand = res.get((tid, "candidate", b.id))
             if cand is None:

@@ -146,7 +146,7 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
                                if r.__class__.__name__ == "CommitteeSheet"}))
     plan = BootstrapPlan(
         replicates=reps, rng=rng, evaluators=evaluators,
-        evaluator_weights=evaluator_weights(len(evaluators), reps, rng)
+        evaluator_weights=evaluator_weights(len(evaluators), reps, rng).astype(np.float64)
         if reps and evaluators else None) if reps else None
     leaves = {c.id: leaf_scores(c, stage.id, teams, [e.submission for e in entrants], records,
                                 plan) for c in stage.leaves()}
@@ -155,15 +155,7 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
     rows = []
     for i, e in enumerate(entrants):
         comps = tuple(_component_tree(c, leaves, i) for c in stage.composition)
-        flat: dict[str, float | None] = {}
-
-        def collect(cs: ComponentScore) -> None:
-            flat[cs.component_id] = cs.points
-            for k in cs.children:
-                collect(k)
-
-        for cs in comps:
-            collect(cs)
+        flat = {cs.component_id: cs.points for c in comps for cs in _flatten(c)}
         total = sum(c.points for c in comps if c.points is not None)
         max_measured = sum(c.max_points for c in comps if c.points is not None)
         not_measured = tuple(k for k, v in flat.items() if v is None
@@ -282,6 +274,10 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
         repechage=repechage, not_measured=tuple(all_nm), simulated_sources=tuple(sim),
         banner=banner, input_hashes=dict(sorted(hashes.items())), code_version=code_version(),
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+def _flatten(cs: ComponentScore) -> list[ComponentScore]:
+    return [cs, *(d for k in cs.children for d in _flatten(k))]
 
 
 def _walk_sources(cs: ComponentScore) -> list[str]:
