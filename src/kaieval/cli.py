@@ -7,6 +7,7 @@ command that needs them, so ``kai --help`` and ``kai validate`` stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -229,8 +230,7 @@ def audit_show(db: DbOpt = None,
     from kaieval.store import Store
 
     for e in Store(db).audit_entries(limit=limit):
-        typer.echo(json.dumps(e if isinstance(e, dict) else getattr(e, "__dict__", str(e)),
-                              default=str, ensure_ascii=False))
+        typer.echo(json.dumps(dataclasses.asdict(e), default=str, ensure_ascii=False))
 
 
 def main() -> None:

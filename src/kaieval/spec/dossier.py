@@ -7,11 +7,15 @@ the artifacts it names and the report keeps the two apart.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, model_validator
 
+from kaieval.spec.messages import COUNTRY_PATTERN, ORIGIN_PATTERN, spec_error
 from kaieval.spec.program import Id, Strict
+
+Number = Annotated[float, Field(strict=True)]
+Share = Annotated[float, Field(ge=0, le=1, strict=True)]
 
 
 class OrgType(StrEnum):
@@ -27,7 +31,7 @@ class Member(Strict):
     name: str = Field(min_length=1)
     type: OrgType
     role: str = ""
-    country: str = Field(default="KR", pattern=r"^[A-Z]{2}$")
+    country: str = Field(default="KR", pattern=COUNTRY_PATTERN)
 
 
 class Team(Strict):
@@ -35,26 +39,36 @@ class Team(Strict):
     name: str = Field(min_length=1)
     lead: str = Field(min_length=1, description="lead organisation")
     consortium: tuple[Member, ...] = ()
-    consortium_size: int | None = Field(default=None, ge=1,
+    consortium_size: int | None = Field(default=None, ge=1, strict=True,
                                         description="organisations in all, when not all are listed")
 
 
 class ModelArtifact(Strict):
     """A local Hugging Face directory or an OpenAI-compatible endpoint (exactly one)."""
 
-    path: str | None = None
+    path: str | None = Field(default=None, min_length=1)
     endpoint: HttpUrl | None = None
     model_name: str | None = None
-    components: dict[str, str] = Field(
+    components: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description="named sub-components (e.g. vision_encoder) -> folder inside the model")
 
     @model_validator(mode="after")
     def _one(self) -> ModelArtifact:
-        if (self.path is None) == (self.endpoint is None):
-            raise ValueError("give exactly one of 'path' (local model folder) or 'endpoint'")
+        if self.path is not None and self.endpoint is not None:
+            raise spec_error("give either 'path' (a local model folder) or 'endpoint' (an "
+                             "OpenAI-compatible server), not both", "endpoint")
+        if self.path is None and self.endpoint is None:
+            raise spec_error("give one of 'path' (a local model folder) or 'endpoint' (an "
+                             "OpenAI-compatible server)")
         if self.endpoint is not None and not self.model_name:
-            raise ValueError("an endpoint needs 'model_name'")
+            raise spec_error("an endpoint needs 'model_name' (the model to ask the server for)",
+                             "endpoint")
+        if self.endpoint is None and self.model_name is not None:
+            raise spec_error("'model_name' only applies to an endpoint", "model_name")
+        if self.components and self.path is None:
+            raise spec_error("'components' are folders inside a local model 'path'",
+                             "components")
         return self
 
 
@@ -63,8 +77,9 @@ class Target(Strict):
 
     name: str = Field(min_length=1)
     released: str = ""
-    path: str | None = Field(default=None, description="local copy, measured by the same engine")
-    published: dict[str, float] = Field(
+    path: str | None = Field(default=None, min_length=1,
+                             description="local copy, measured by the same engine")
+    published: dict[str, Number] = Field(
         default_factory=dict, description="benchmark id -> published score (declared)")
 
 
@@ -77,9 +92,9 @@ class Ownership(StrEnum):
 class Accelerator(Strict):
     vendor: str
     model: str
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, strict=True)
     ownership: Ownership
-    domestic: bool = False
+    domestic: bool = Field(default=False, strict=True)
 
 
 class Compute(Strict):
@@ -89,16 +104,19 @@ class Compute(Strict):
 
 class Dataset(Strict):
     name: str
-    origin: str = Field(pattern=r"^[A-Z]{2}$|^mixed$|^unknown$")
-    languages: dict[str, float] = Field(default_factory=dict)
-    tokens: float | None = Field(default=None, ge=0)
+    origin: str = Field(pattern=ORIGIN_PATTERN)
+    languages: dict[str, Share] = Field(default_factory=dict,
+                                        description="language code -> share of tokens")
+    tokens: float | None = Field(default=None, ge=0, strict=True)
     licence: str = "unknown"
-    public: bool = False
+    public: bool = Field(default=False, strict=True)
 
     @model_validator(mode="after")
     def _mix(self) -> Dataset:
-        if self.languages and abs(sum(self.languages.values()) - 1.0) > 0.01:
-            raise ValueError(f"language shares add up to {sum(self.languages.values()):g}, not 1")
+        total = sum(self.languages.values())
+        if self.languages and abs(total - 1.0) > 0.01:
+            raise spec_error(f"language shares add up to {total:g}, not 1 (write shares as "
+                             "fractions, e.g. ko: 0.7, en: 0.3)", "languages")
         return self
 
 
@@ -110,12 +128,12 @@ class Release(Strict):
     component: str
     licence: str
     location: str = ""
-    open: bool = True
+    open: bool = Field(default=True, strict=True)
 
 
 class Partnership(Strict):
     name: str
-    country: str = Field(pattern=r"^[A-Z]{2}$")
+    country: str = Field(pattern=COUNTRY_PATTERN)
     kind: str = ""
 
 
@@ -129,8 +147,8 @@ class Ecosystem(Strict):
     partners: tuple[str, ...] = ()
     public_pilots: tuple[str, ...] = ()
     apis: tuple[str, ...] = ()
-    downloads: int | None = Field(default=None, ge=0)
-    open_release_pledge: float | None = Field(default=None, ge=0, le=1,
+    downloads: int | None = Field(default=None, ge=0, strict=True)
+    open_release_pledge: float | None = Field(default=None, ge=0, le=1, strict=True,
                                               description="share of outputs pledged open")
 
 
@@ -139,7 +157,7 @@ class Submission(Strict):
 
     model: ModelArtifact | None = None
     target: Target | None = None
-    technical_report: str | None = None
+    technical_report: str | None = Field(default=None, min_length=1)
     compute: Compute = Compute()
     data: Data = Data()
     releases: tuple[Release, ...] = ()

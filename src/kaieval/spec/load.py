@@ -7,6 +7,8 @@ unique across dossiers, and a dossier's stages must exist in the programme.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 from kaieval.errors import KaiError, KaiErrors
 from kaieval.hashing import sha256_file
 from kaieval.spec.dossier import Dossier
+from kaieval.spec.messages import fmt_loc, show
 from kaieval.spec.program import Program
 from kaieval.spec.yamlload import LoadedYaml, load_yaml, load_yaml_text, parse_model
 
@@ -67,25 +70,51 @@ def load_dossier(path: Path, *, check_files: bool = True) -> LoadedDossier:
 
 
 def _check_paths(ld: LoadedDossier) -> list[KaiError]:
+    """Every path a dossier names must exist, inside the dossier's folder, of the right kind.
+
+    Artifacts are untrusted: a dossier may not point the engines at files
+    outside its own folder, whether by '..', an absolute path or a symbolic link.
+    """
     errs: list[KaiError] = []
     root = ld.folder.resolve()
     for loc, rel in ld.dossier.local_paths():
-        field = ".".join(str(p) for p in loc)
-        if Path(rel).is_absolute():
-            errs.append(KaiError(f"{field}: absolute path '{rel}' not allowed; give it relative "
-                                 "to the dossier's folder", where=ld.doc.where(loc)))
-            continue
-        target = (root / rel).resolve()
-        if not target.is_relative_to(root):
-            errs.append(KaiError(f"{field}: path '{rel}' escapes the dossier's folder",
-                                 where=ld.doc.where(loc)))
-        elif not target.exists():
-            errs.append(KaiError(f"{field}: '{rel}' does not exist", where=ld.doc.where(loc)))
+        problem = _path_problem(root, rel, loc[-1])
+        if problem:
+            errs.append(KaiError(f"{fmt_loc(loc)}: {problem}", where=ld.doc.where(loc)))
     return errs
 
 
+def _path_problem(root: Path, rel: str, field: str | int) -> str | None:
+    """What is wrong with dossier-relative path ``rel``, or None."""
+    try:
+        if Path(rel).is_absolute() or rel.startswith("~"):
+            return (f"absolute path {show(rel)} not allowed; give it relative to the "
+                    "dossier's folder")
+        lexical = Path(os.path.normpath(root / rel))
+        if not lexical.is_relative_to(root):
+            return f"path {show(rel)} leads outside the dossier's folder ('..')"
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root):
+            return (f"path {show(rel)} is a symbolic link to a place outside the dossier's "
+                    "folder")
+        if not target.exists():
+            return f"{show(rel)} does not exist (looked in {root})"
+        if field == "technical_report" and not target.is_file():
+            return f"{show(rel)} is not a file"
+        if field == "path" and not target.is_dir():
+            return f"{show(rel)} is not a folder (give the model's folder)"
+    except (OSError, RuntimeError, ValueError) as e:
+        return f"{show(rel)} is not a usable path ({e})"
+    return None
+
+
 def load_dossiers(paths: list[Path], program: Program | None = None) -> list[LoadedDossier]:
-    """Load several dossiers, collecting every error before raising."""
+    """Load several dossiers, collecting every error before raising.
+
+    Team ids must be unique across the dossiers; with a programme, every
+    submission must name one of its stages (and a repechage submission a stage
+    that has a repechage).
+    """
     errs: list[KaiError] = []
     out: list[LoadedDossier] = []
     seen: dict[str, Path] = {}
@@ -100,49 +129,81 @@ def load_dossiers(paths: list[Path], program: Program | None = None) -> list[Loa
             continue
         tid = ld.dossier.team.id
         if tid in seen:
-            errs.append(KaiError(f"team.id: duplicate team id '{tid}' (also in {seen[tid]})",
+            errs.append(KaiError(f"team.id: team id '{tid}' is already used by {seen[tid]}",
                                  where=ld.doc.where(("team", "id"))))
             continue
         seen[tid] = p
         if program is not None:
-            stages = {s.id for s in program.stages}
-            for sid in ld.dossier.submissions:
-                if sid not in stages:
-                    errs.append(KaiError(
-                        f"submissions.{sid}: no stage '{sid}' in programme '{program.id}' "
-                        f"(stages: {', '.join(sorted(stages))})",
-                        where=ld.doc.where(("submissions", sid))))
+            errs.extend(_check_against(ld, program))
         out.append(ld)
     if errs:
         raise KaiErrors(errs)
     return out
 
 
+def _check_against(ld: LoadedDossier, program: Program) -> list[KaiError]:
+    errs: list[KaiError] = []
+    stages = {s.id: s for s in program.stages}
+    for sid, sub in ld.dossier.submissions.items():
+        loc: tuple[str | int, ...] = ("submissions", sid)
+        if sid not in stages:
+            errs.append(KaiError(
+                f"submissions.{sid}: no stage '{sid}' in programme '{program.id}' "
+                f"(stages: {', '.join(stages)})", where=ld.doc.where(loc)))
+        elif sub.applies_to == "repechage" and stages[sid].repechage is None:
+            errs.append(KaiError(
+                f"submissions.{sid}.applies_to: stage '{sid}' of programme '{program.id}' has "
+                "no repechage", where=ld.doc.where((*loc, "applies_to"))))
+    return errs
+
+
+SCHEMAS = {"kaieval/program/v1": "program", "kaieval/dossier/v1": "dossier"}
+
+
 def detect_kind(doc: LoadedYaml) -> str:
     """'program' or 'dossier' from the document's ``schema`` field."""
-    schema = doc.data.get("schema") if isinstance(doc.data, dict) else None
-    if schema == "kaieval/program/v1":
-        return "program"
-    if schema == "kaieval/dossier/v1":
-        return "dossier"
-    if schema is None:
-        raise KaiError("schema: missing; expected 'kaieval/program/v1' or 'kaieval/dossier/v1'",
-                       where=f"{doc.path}:1")
-    raise KaiError(f"schema: unknown schema '{schema}'", where=doc.where(("schema",)))
+    if not isinstance(doc.data, dict):
+        raise KaiError(f"expected a mapping (key: value lines) at the top level, "
+                       f"got {show(doc.data)}", where=doc.where(()))
+    known = " or ".join(f"'{k}'" for k in SCHEMAS)
+    if "schema" not in doc.data:
+        raise KaiError("schema: missing; start the file with 'schema: kaieval/program/v1' (a "
+                       "programme) or 'schema: kaieval/dossier/v1' (a dossier)",
+                       where=doc.where(()))
+    schema = doc.data["schema"]
+    kind = SCHEMAS.get(schema) if isinstance(schema, str) else None
+    if kind is None:
+        raise KaiError(f"schema: unknown schema {show(schema)}; expected {known}",
+                       where=doc.where(("schema",)))
+    return kind
 
 
-def validate_paths(paths: list[Path]) -> tuple[list[str], list[KaiError]]:
-    """Validate programmes and dossiers; returns (ok lines, errors). Writes nothing."""
+def validate_paths(paths: Sequence[Path | str]) -> tuple[list[str], list[KaiError]]:
+    """Validate programmes and dossiers; returns (ok lines, errors). Writes nothing.
+
+    Every file is checked on its own; dossiers are also checked together
+    (unique team ids) and, when exactly one programme is among the paths and it
+    is valid, against that programme. Each error's ``str`` is one line,
+    ``file:line: field: message`` (or ``file: message`` when no line applies).
+    Nothing is raised for bad input; an unexpected failure is reported as an
+    internal error line rather than a traceback.
+    """
     ok: list[str] = []
     errs: list[KaiError] = []
-    program: Program | None = None
+    programs: list[Program] = []
     dossier_paths: list[Path] = []
-    for p in paths:
+    unique: dict[str, Path] = {}
+    for raw in paths:
+        p = Path(raw)
+        key = os.path.abspath(p)
+        if key in unique:
+            continue  # the same file named twice is checked once
+        unique[key] = p
         try:
             doc = load_yaml(p)
-            kind = detect_kind(doc)
-            if kind == "program":
+            if detect_kind(doc) == "program":
                 program = parse_model(Program, doc)
+                programs.append(program)
                 ok.append(f"{p}: programme '{program.id}' with {len(program.stages)} stages")
             else:
                 dossier_paths.append(p)
@@ -150,10 +211,21 @@ def validate_paths(paths: list[Path]) -> tuple[list[str], list[KaiError]]:
             errs.extend(e.errors)
         except KaiError as e:
             errs.append(e)
+        except Exception as e:  # a bug, not bad input: still one line, never a traceback
+            errs.append(_internal(p, e))
     if dossier_paths:
+        against = programs[0] if len(programs) == 1 else None
         try:
-            for ld in load_dossiers(dossier_paths, program):
+            for ld in load_dossiers(dossier_paths, against):
                 ok.append(f"{ld.path}: dossier for team '{ld.dossier.team.id}'")
         except KaiErrors as e:
             errs.extend(e.errors)
+        except Exception as e:
+            errs.append(_internal(dossier_paths[0], e))
     return ok, errs
+
+
+def _internal(path: Path, e: Exception) -> KaiError:
+    detail = " ".join(str(e).split())[:200]
+    return KaiError(f"internal error while validating ({type(e).__name__}: {detail}); "
+                    "please report this", where=str(path))

@@ -1,0 +1,188 @@
+"""Database URLs, engines and schema migration for the store.
+
+Why a module of its own: the rules for *which* database (argument, then
+``KAI_DATABASE_URL``, then ``kaieval.sqlite`` in the working directory), how a
+URL is shown to a user (password masked) and how the schema is brought to the
+newest Alembic revision are shared by the store, the CLI and the web app, and
+none of them should need an ``alembic.ini`` in the working directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy.exc as sa_exc
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+
+from kaieval.errors import KaiError
+
+ENV_VAR = "KAI_DATABASE_URL"
+DEFAULT_URL = "sqlite:///kaieval.sqlite"
+_ALEMBIC_DIR = Path(__file__).resolve().parent / "alembic"
+_PG_MIGRATION_LOCK = 0x6B61_6576  # "kaev": advisory lock id serialising migrations
+_PG_CONNECT_TIMEOUT_S = 10
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+SQLITE_BEGIN_OPTION = "kai_sqlite_begin"
+"""Execution option: ``"DEFERRED"`` for read-only work, so reads don't queue behind writers."""
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to use: the argument, else ``$KAI_DATABASE_URL``, else a SQLite file in cwd."""
+    if url:
+        return url
+    return os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def parse_url(url: str) -> URL:
+    """Parse ``url``; plain ``postgresql://``/``postgres://`` get the psycopg 3 driver.
+
+    SQLAlchemy's default PostgreSQL driver is psycopg2, which kaieval does not
+    depend on, so a URL copied from ``psql`` or a hosting dashboard would fail
+    with a confusing missing-module error without this rewrite.
+    """
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        raise KaiError("not a valid database URL (expected e.g. sqlite:///file.sqlite or "
+                       "postgresql://user:pw@host/db)", where=f"database {masked(url)}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def masked(url: str | URL) -> str:
+    """``url`` as it may be shown to a user: any password replaced by ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        # Unparseable: hide anything between "user:" and "@" to be safe.
+        head, sep, tail = url.rpartition("@")
+        if not sep or ":" not in head.partition("://")[2]:
+            return url
+        scheme, _, cred = head.partition("://")
+        return f"{scheme}://{cred.partition(':')[0]}:***@{tail}"
+
+
+def one_line(exc: BaseException) -> str:
+    """The first meaningful line of a driver error (psycopg messages span several)."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(inner).splitlines() if ln.strip()]
+    return lines[0] if lines else type(inner).__name__
+
+
+def db_error(exc: BaseException, shown_url: str, doing: str) -> KaiError:
+    """Wrap a SQLAlchemy/driver error as a one-line ``KaiError`` naming the database."""
+    return KaiError(f"{doing} failed: {one_line(exc)}", where=f"database {shown_url}")
+
+
+def create_store_engine(url: URL) -> Engine:
+    """An engine tuned per backend; raises ``KaiError`` for an unknown driver.
+
+    SQLite: Python's sqlite3 module opens transactions lazily and never for DDL,
+    which would make a batch or a migration only partly atomic, and two writers
+    could both read the same audit head. We take over transaction control and
+    start every transaction with ``BEGIN IMMEDIATE`` (the database write lock),
+    so batches are all-or-nothing and writers queue up instead of racing.
+    Read-only sessions ask for ``BEGIN DEFERRED`` via ``SQLITE_BEGIN_OPTION``:
+    still one consistent snapshot, but no wait for a running writer.
+    """
+    kwargs: dict[str, Any] = {"future": True}
+    if url.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": _PG_CONNECT_TIMEOUT_S}
+        kwargs["pool_pre_ping"] = True
+    elif url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_S}
+    try:
+        engine = create_engine(url, **kwargs)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
+        raise KaiError(f"unsupported database driver: {one_line(exc)}",
+                       where=f"database {masked(url)}") from None
+    if engine.dialect.name == "sqlite":
+        _sqlite_explicit_transactions(engine)
+    return engine
+
+
+def _sqlite_explicit_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration pointing at the migrations shipped inside the package."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_ALEMBIC_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@functools.cache
+def _script_heads() -> tuple[str, ...]:
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows (``0001``, ...)."""
+    heads = _script_heads()
+    return heads[0] if len(heads) == 1 else ",".join(heads)
+
+
+def _known_revision(script: ScriptDirectory, rev: str) -> bool:
+    try:
+        return script.get_revision(rev) is not None
+    except Exception:  # alembic raises ResolutionError/CommandError for unknown ids
+        return False
+
+
+def migrate(engine: Engine, shown_url: str) -> bool:
+    """Bring the schema to the newest revision; True if anything was applied.
+
+    Runs in one transaction under a lock (PostgreSQL advisory lock, SQLite write
+    lock), so concurrent first uses of a fresh database don't race to create the
+    same tables, and a failed migration leaves the previous schema intact.
+    """
+    try:
+        # Fast path without the write lock: an up-to-date schema is the common case,
+        # and a read-only command must not queue behind a long-running writer.
+        with engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"}) as conn, \
+                conn.begin():
+            if set(MigrationContext.configure(conn).get_current_heads()) == set(_script_heads()):
+                return False
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            current = set(MigrationContext.configure(conn).get_current_heads())
+            known = set(_script_heads())
+            if current == known:
+                return False
+            script = ScriptDirectory.from_config(alembic_config())
+            unknown = [rev for rev in current if not _known_revision(script, rev)]
+            if unknown:
+                raise KaiError(f"schema revision {', '.join(sorted(unknown))} is newer than this "
+                               "kaieval knows; upgrade kaieval", where=f"database {shown_url}")
+            command.upgrade(alembic_config(conn), "head")
+            return True
+    except KaiError:
+        raise
+    except sa_exc.SQLAlchemyError as exc:
+        raise db_error(exc, shown_url, "opening the store") from None
+    except Exception as exc:  # alembic raises its own types for broken revision chains
+        if type(exc).__module__.startswith("alembic"):
+            raise KaiError(f"schema migration failed: {one_line(exc)}",
+                           where=f"database {shown_url}") from None
+        raise

@@ -1,0 +1,404 @@
+"""The store: typed result records and stage outcomes in SQLite or PostgreSQL, audited.
+
+Why it looks like this:
+
+* One class, a handful of verbs (``put``, ``records``, ``delete``,
+  ``put_stage_result``, ``stage_result``, ``audit_verify``) so the CLI, the web
+  app and the engines share exactly one write path -- the audited one.
+* A batch is one transaction: a stage rerun that fails halfway leaves the store
+  as it was, never a mix of old and new numbers.
+* Writes are keyed by the record's natural key and compared by content hash, so
+  rerunning a stage is idempotent: nothing changes and nothing is logged.
+* The schema is migrated lazily on first use, so a fresh database just works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import sqlalchemy.exc as sa_exc
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.orm import Session
+
+from kaieval.errors import KaiError
+from kaieval.records import Record
+from kaieval.store import audit
+from kaieval.store.audit import AuditEntry
+from kaieval.store.database import (
+    SQLITE_BEGIN_OPTION,
+    create_store_engine,
+    db_error,
+    masked,
+    migrate,
+    parse_url,
+    resolve_url,
+)
+from kaieval.store.models import AuditHead, AuditRow, ResultRow, StageResultRow
+from kaieval.store.rows import (
+    EncodedRecord,
+    as_utc,
+    check_result_row,
+    check_stage_row,
+    decode_record,
+    encode_record,
+    encode_stage_payload,
+    identify,
+    stage_key,
+)
+from kaieval.version import code_version
+
+_T = TypeVar("_T")
+_READ_OPTIONS: dict[str, dict[str, Any]] = {
+    "postgresql": {"isolation_level": "REPEATABLE READ"},
+    "sqlite": {SQLITE_BEGIN_OPTION: "DEFERRED"},
+}
+_IN_CHUNK = 500  # keys per IN (...) query: well under every backend's parameter limit
+
+
+@dataclass(frozen=True)
+class PutSummary:
+    """What one ``Store.put`` batch did."""
+
+    inserted: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.replaced
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Chain:
+    """Appends audit entries inside one write transaction.
+
+    Locks the head row first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+    already holds the write lock), so two writers cannot both extend the chain
+    from the same entry.
+    """
+
+    def __init__(self, session: Session, actor: str) -> None:
+        head = session.scalars(select(AuditHead).where(AuditHead.id == 1)
+                               .with_for_update()).one_or_none()
+        if head is None:
+            raise KaiError("audit head row is missing: the audit log was damaged; "
+                           "run `kai audit-log verify`")
+        self._session, self._head, self._actor = session, head, actor
+        self._at = _utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
+        self._pending: list[dict[str, Any]] = []
+
+    def append(self, action: str, entity: str, key: str, content_hash: str) -> None:
+        """Queue the next entry; ``write`` stores the queue in one executemany."""
+        entry = audit.new_entry(self._head.seq, self._head.hash, self._at, self._actor, action,
+                                entity, key, content_hash)
+        self._pending.append(dict(vars(entry)))  # flat dataclass: no deep copy needed
+        self._head.seq, self._head.hash = entry.seq, entry.hash
+
+    def write(self) -> None:
+        if self._pending:
+            self._session.execute(insert(AuditRow), self._pending)
+            self._pending = []
+        self._session.flush()  # the head row's new seq/hash
+
+
+class Store:
+    """Results store over a SQLAlchemy URL (SQLite file or PostgreSQL via psycopg 3).
+
+    ``url=None`` means ``$KAI_DATABASE_URL``, else ``sqlite:///kaieval.sqlite`` in
+    the working directory. Nothing connects until the first call; that call
+    migrates the schema to the newest revision.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        raw = resolve_url(url)
+        self._url = parse_url(raw)
+        self.url = masked(self._url)
+        """The database URL with any password masked: safe to print."""
+        self._engine: Engine | None = None
+        self._migrated = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def migrate(self) -> bool:
+        """Run Alembic ``upgrade head`` (idempotent); True if a migration was applied."""
+        applied = migrate(self._get_engine(), self.url)
+        self._migrated = True
+        return applied
+
+    def close(self) -> None:
+        """Release pooled connections (the store reconnects if used again)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+            self._migrated = False
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_store_engine(self._url)
+        return self._engine
+
+    @contextmanager
+    def _session(self, doing: str, *, write: bool) -> Iterator[Session]:
+        """A session in one transaction; driver errors become a one-line ``KaiError``."""
+        if not self._migrated:
+            self.migrate()
+        engine = self._get_engine()
+        try:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                if not write:
+                    # One consistent snapshot for multi-table reads (audit_verify),
+                    # without queueing behind writers.
+                    session.connection(
+                        execution_options=_READ_OPTIONS.get(engine.dialect.name, {}))
+                yield session
+        except KaiError:
+            raise
+        except sa_exc.SQLAlchemyError as exc:
+            raise db_error(exc, self.url, doing) from None
+
+    def _read(self, doing: str, fn: Callable[[Session], _T]) -> _T:
+        with self._session(doing, write=False) as session:
+            return fn(session)
+
+    # -- records -----------------------------------------------------------------------
+
+    def put(self, records: Iterable[Record], actor: str) -> PutSummary:
+        """Insert or replace ``records`` in one transaction, logging each change.
+
+        Same natural key and same ``content_hash()`` as stored: unchanged (no
+        write, no audit entry). Any error leaves the store exactly as before.
+        """
+        _check_actor(actor)
+        batch = list(records)
+        inserted = replaced = unchanged = 0
+        with self._session("storing results", write=True) as session:
+            chain = _Chain(session, actor)  # lock first: no writer can slip in between
+            stored = _stored_hashes(session, [_key_or_none(r) for r in batch])
+            seen: dict[str, str] = {}
+            new_rows: list[dict[str, Any]] = []
+            changed_rows: list[dict[str, Any]] = []
+            for index, record in enumerate(batch):
+                key, content_hash = identify(record, index)
+                if key in seen:
+                    if seen[key] != content_hash:
+                        raise KaiError(f"record {index} ({key}): the batch holds two different "
+                                       "records with this key")
+                    unchanged += 1
+                    continue
+                seen[key] = content_hash
+                old = stored.get(key)
+                if old is not None and old[1] == content_hash:
+                    unchanged += 1
+                    continue
+                enc = encode_record(record, index)
+                if old is None:
+                    new_rows.append({"natural_key": key, **_columns(enc)})
+                    chain.append(audit.ACTION_INSERT, audit.ENTITY_RESULT, key, enc.payload_hash)
+                else:
+                    changed_rows.append({"id": old[0], **_columns(enc)})
+                    chain.append(audit.ACTION_REPLACE, audit.ENTITY_RESULT, key, enc.payload_hash)
+            # Bulk statements (one executemany each) inside the same transaction: a
+            # failure in any of them rolls back the whole batch.
+            chain.write()
+            if new_rows:
+                session.execute(insert(ResultRow), new_rows)
+            if changed_rows:
+                session.execute(update(ResultRow), changed_rows)
+            inserted, replaced = len(new_rows), len(changed_rows)
+        return PutSummary(inserted=inserted, replaced=replaced, unchanged=unchanged)
+
+    def records(self, stage_id: str | None = None, kind: str | None = None,
+                team_id: str | None = None) -> list[Record]:
+        """Stored records matching every given filter, typed, ordered by natural key."""
+        query = select(ResultRow).order_by(ResultRow.natural_key)
+        if stage_id is not None:
+            query = query.where(ResultRow.stage_id == stage_id)
+        if kind is not None:
+            query = query.where(ResultRow.kind == kind)
+        if team_id is not None:
+            query = query.where(ResultRow.team_id == team_id)
+        rows = self._read("reading results", lambda s: list(s.scalars(query)))
+        return [decode_record(row) for row in rows]
+
+    def delete(self, natural_key: str, actor: str) -> bool:
+        """Delete one record (audited); False if no record has that key."""
+        _check_actor(actor)
+        with self._session("deleting a result", write=True) as session:
+            chain = _Chain(session, actor)  # lock before reading, as in put()
+            row = session.scalars(select(ResultRow).where(ResultRow.natural_key == natural_key)
+                                  ).one_or_none()
+            if row is None:
+                return False
+            payload_hash, _ = check_result_row(row)
+            chain.append(audit.ACTION_DELETE, audit.ENTITY_RESULT, natural_key, payload_hash or "")
+            chain.write()
+            session.delete(row)
+        return True
+
+    # -- stage results -------------------------------------------------------------------
+
+    def put_stage_result(self, stage_id: str, run_label: str, payload: dict[str, Any],
+                         input_hash: str, actor: str) -> bool:
+        """Store a stage's computed outcome; True if it changed (and was logged).
+
+        Unchanged means same payload and same ``input_hash``; a newer code
+        version alone does not count as a change.
+        """
+        _check_actor(actor)
+        if "/" in run_label or not run_label:
+            raise KaiError(f"run label {run_label!r} must be non-empty and contain no '/'")
+        version = code_version()
+        text, change_hash, audit_hash = encode_stage_payload(payload, input_hash, version)
+        with self._session("storing a stage result", write=True) as session:
+            chain = _Chain(session, actor)
+            row = session.scalars(select(StageResultRow).where(
+                StageResultRow.stage_id == stage_id, StageResultRow.run_label == run_label)
+            ).one_or_none()
+            if row is not None:
+                if _stage_change_hash(row) == change_hash:
+                    return False
+                action = audit.ACTION_REPLACE
+            else:
+                row = StageResultRow(stage_id=stage_id, run_label=run_label)
+                session.add(row)
+                action = audit.ACTION_INSERT
+            row.payload, row.input_hash, row.code_version = text, input_hash, version
+            row.created_at = _utcnow()
+            chain.append(action, audit.ENTITY_STAGE_RESULT, stage_key(stage_id, run_label),
+                         audit_hash)
+            chain.write()
+        return True
+
+    def stage_result(self, stage_id: str, run_label: str = "main") -> dict[str, Any] | None:
+        """The stored payload of a stage run, or None if there is none."""
+        query = select(StageResultRow.payload).where(StageResultRow.stage_id == stage_id,
+                                                     StageResultRow.run_label == run_label)
+        text = self._read("reading a stage result", lambda s: s.scalars(query).one_or_none())
+        if text is None:
+            return None
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            raise KaiError("stored payload is not valid JSON",
+                           where=f"stage_results {stage_key(stage_id, run_label)!r}") from None
+        if not isinstance(loaded, dict):
+            raise KaiError("stored payload is not a JSON object",
+                           where=f"stage_results {stage_key(stage_id, run_label)!r}")
+        return loaded
+
+    # -- audit -------------------------------------------------------------------------
+
+    def audit_entries(self, limit: int | None = None) -> list[AuditEntry]:
+        """The newest ``limit`` audit entries (all if None), oldest first."""
+        query = select(AuditRow).order_by(AuditRow.seq.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        rows = self._read("reading the audit log", lambda s: list(s.scalars(query)))
+        return [_entry(row) for row in reversed(rows)]
+
+    def audit_head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the newest entry: publish it to anchor the log externally."""
+        head = self._read("reading the audit head", lambda s: s.get(AuditHead, 1))
+        if head is None:
+            raise KaiError("audit head row is missing", where=f"database {self.url}")
+        return head.seq, head.hash
+
+    def audit_verify(self) -> list[str]:
+        """Human-readable integrity problems; an empty list means the log and data agree.
+
+        Checks the chain (every entry's hash, links, no gaps, the head), then
+        every results/stage_results row against the newest entry for its key.
+        """
+        return self._read("verifying the audit log", _verify)
+
+
+def _verify(session: Session) -> list[str]:
+    latest: dict[tuple[str, str], AuditEntry] = {}
+    head_row = session.get(AuditHead, 1)
+    head = (head_row.seq, head_row.hash) if head_row is not None else None
+    entries = (_entry(r) for r in session.scalars(
+        select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=1000)))
+    problems = audit.verify_chain(entries, head, latest)
+    actual: dict[tuple[str, str], str] = {}
+    for row in session.scalars(select(ResultRow).order_by(ResultRow.natural_key)
+                               .execution_options(yield_per=1000)):
+        payload_hash, row_problems = check_result_row(row)
+        problems.extend(row_problems)
+        actual[(audit.ENTITY_RESULT, row.natural_key)] = payload_hash or "unreadable"
+    for srow in session.scalars(select(StageResultRow)):
+        stage_hash, row_problems = check_stage_row(srow)
+        problems.extend(row_problems)
+        actual[(audit.ENTITY_STAGE_RESULT, stage_key(srow.stage_id, srow.run_label))] = \
+            stage_hash or "unreadable"
+    problems.extend(audit.verify_entities(latest, actual))
+    return problems
+
+
+def _stage_change_hash(row: StageResultRow) -> str | None:
+    try:
+        old = json.loads(row.payload)
+    except ValueError:
+        return None  # damaged: any new payload counts as a change and repairs it
+    return encode_stage_payload(old, row.input_hash, row.code_version)[1]
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(seq=row.seq, at=row.at, actor=row.actor, action=row.action,
+                      entity=row.entity, entity_key=row.entity_key,
+                      content_hash=row.content_hash, prev_hash=row.prev_hash, hash=row.hash)
+
+
+def _columns(enc: EncodedRecord) -> dict[str, Any]:
+    """Column values of a results row (besides its key and id)."""
+    rec = enc.record
+    return {"kind": str(getattr(rec, "kind", "")), "stage_id": rec.stage_id,
+            "team_id": rec.team_id, "source": str(rec.source), "payload": enc.payload,
+            "content_hash": enc.content_hash, "input_hashes": enc.input_hashes,
+            "code_version": rec.code_version, "created_at": as_utc(rec.created_at)}
+
+
+def _key_or_none(record: Record) -> str | None:
+    try:
+        return record.natural_key()
+    except NotImplementedError:
+        return None  # identify() reports it with its batch position
+
+
+def _stored_hashes(session: Session, keys: list[str | None]) -> dict[str, tuple[int, str]]:
+    """``natural_key -> (id, content_hash)`` of the stored rows among ``keys``.
+
+    Only these two columns: deciding "unchanged" must not load every payload.
+    """
+    wanted = sorted({k for k in keys if k is not None})
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start:start + _IN_CHUNK]
+        query = select(ResultRow.natural_key, ResultRow.id, ResultRow.content_hash).where(
+            ResultRow.natural_key.in_(chunk))
+        for key, row_id, content_hash in session.execute(query):
+            found[key] = (row_id, content_hash)
+    return found
+
+
+def _check_actor(actor: str) -> None:
+    if not actor or not actor.strip():
+        raise KaiError("actor must name who is writing (e.g. a user or 'kai run')")

@@ -1,0 +1,115 @@
+"""Shared fixtures for the store tests: every test runs on SQLite and, if configured, PostgreSQL.
+
+PostgreSQL runs need ``KAI_TEST_POSTGRES_URL`` (``.ci/postgres.sh`` starts a
+local server and prints the URL). Each test gets a fresh schema on that server,
+selected with libpq's ``options=-csearch_path=...``, and the schema is dropped
+afterwards, so tests are independent and can run in any order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from typing import get_args
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from kaieval.records import (
+    AnyRecord,
+    ArenaVotes,
+    AuditItem,
+    BenchmarkResult,
+    CommitteeSheet,
+    ComponentEvidence,
+    IndependenceVerdict,
+    Measurement,
+    Record,
+    RepechageVote,
+    Vote,
+)
+from kaieval.store import Store, parse_url
+
+PG_ENV = "KAI_TEST_POSTGRES_URL"
+T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A URL to an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{os.path.join(tmp_path, 'store.sqlite')}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set (run .ci/postgres.sh and export "
+                    f"{PG_ENV}=postgresql+psycopg://kai:kai@127.0.0.1:5432/kaitest)")
+    schema = f"kt_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(parse_url(base))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = parse_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def raw(store_url: str) -> Iterator[Engine]:
+    """A plain engine on the same database, for tampering behind the store's back."""
+    engine = create_engine(parse_url(store_url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def samples() -> list[Record]:
+    """One record of every concrete type in ``kaieval.records`` (two benchmarks)."""
+    common = {"stage_id": "stage1", "created_at": T0, "input_hashes": {"dossier": "sha256:ab"}}
+    return [
+        BenchmarkResult(team_id="alpha", source="measured", benchmark_id="kmmlu", task="mcq",
+                        score=0.61, item_scores=(1.0, 0.0, 1.0), stderr=0.02,
+                        settings={"shots": 5, "seed": 7}, **common),
+        BenchmarkResult(team_id="beta", source="measured", benchmark_id="kmmlu", task="mcq",
+                        score=0.55, role="target", model_ref="ref/model", **common),
+        CommitteeSheet(team_id="alpha", source="committee", component_id="tech",
+                       evaluator_id="e1", scores={"novelty": 4.0, "rigour": 3.5},
+                       comment="출처가 분명함", **common),
+        ArenaVotes(team_id="*", source="users",
+                   votes=(Vote(voter_id="u1", a="alpha", b="beta", winner="a"),
+                          Vote(voter_id="u2", a="beta", b="alpha", winner="tie")), **common),
+        IndependenceVerdict(team_id="alpha", source="measured", verdict="no_evidence",
+                            references=("ref-a", "ref-b"), alpha=0.01,
+                            evidence=(ComponentEvidence(component="embeddings",
+                                                        verdict="no_evidence", test="cka",
+                                                        statistic=0.12, p_value=0.4),),
+                            summary="independent", **common),
+        AuditItem(team_id="beta", source="declared", component_id="openness", item_id="licence",
+                  points=2.0, max_points=3.0, evidence="LICENSE: Apache-2.0", **common),
+        Measurement(team_id="beta", source="simulated", name="heldout_loss", value=2.31,
+                    unit="nats", **common),
+        RepechageVote(team_id="gamma", source="committee", evaluator_id="e2", **common),
+    ]
+
+
+@pytest.fixture
+def record_kinds() -> set[str]:
+    """Every ``kind`` in the ``AnyRecord`` union (so a new record type must be sampled)."""
+    union = get_args(AnyRecord)[0]
+    return {cls.model_fields["kind"].default for cls in get_args(union)}

@@ -1,0 +1,123 @@
+"""Opening a store: URL rules, one-line errors, lazy migration, schema = ORM models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from kaieval.errors import KaiError
+from kaieval.records import Measurement
+from kaieval.store import DEFAULT_URL, ENV_VAR, Store, head_revision, masked, parse_url
+from kaieval.store.models import Base
+
+PG_ENV = "KAI_TEST_POSTGRES_URL"
+
+
+def test_plain_postgres_urls_get_psycopg3() -> None:
+    for url in ("postgresql://kai:pw@db:5432/k", "postgres://kai:pw@db:5432/k"):
+        parsed = parse_url(url)
+        assert parsed.drivername == "postgresql+psycopg"
+        assert (parsed.username, parsed.password, parsed.host, parsed.database) == \
+            ("kai", "pw", "db", "k")
+    assert parse_url("postgresql+psycopg://a@b/c").drivername == "postgresql+psycopg"
+    assert parse_url("sqlite:///x.sqlite").drivername == "sqlite"
+
+
+def test_masked_hides_passwords() -> None:
+    assert masked("postgresql://kai:s3cret@db/k") == "postgresql://kai:***@db/k"
+    assert "s3cret" not in masked("weird:// kai:s3cret@db")
+    assert masked("sqlite:///a.sqlite") == "sqlite:///a.sqlite"
+
+
+def test_unreachable_postgres_is_one_line_kaierror() -> None:
+    store = Store("postgresql://kai:s3cret@127.0.0.1:1/nowhere")
+    with pytest.raises(KaiError) as info:
+        store.records()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "postgresql+psycopg://kai:***@127.0.0.1:1/nowhere" in message
+    assert "s3cret" not in message
+    assert store.url == "postgresql+psycopg://kai:***@127.0.0.1:1/nowhere"
+
+
+@pytest.mark.parametrize("url", ["not a url", "nosuchdb://x/y", "postgresql+nodriver://a@b/c"])
+def test_invalid_url_is_kaierror(url: str) -> None:
+    with pytest.raises(KaiError) as info:
+        Store(url).records()
+    assert "\n" not in str(info.value)
+
+
+def test_sqlite_in_missing_directory_is_kaierror(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}"
+    with pytest.raises(KaiError, match=r"database sqlite:///.*missing/db\.sqlite"):
+        Store(url).put([], actor="t")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_url_from_environment_then_default(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    env_db = tmp_path / "from-env.sqlite"
+    monkeypatch.setenv(ENV_VAR, f"sqlite:///{env_db}")
+    assert Store().url == f"sqlite:///{env_db}"
+    assert Store("sqlite:///explicit.sqlite").url == "sqlite:///explicit.sqlite"
+    monkeypatch.delenv(ENV_VAR)
+    store = Store()
+    assert store.url == DEFAULT_URL
+    assert not (tmp_path / "kaieval.sqlite").exists(), "nothing connects before first use"
+    store.put([Measurement(stage_id="s", team_id="t", source="measured", name="n", value=1.0)],
+              actor="t")
+    assert (tmp_path / "kaieval.sqlite").is_file()
+    store.close()
+
+
+def test_fresh_database_migrates_once(store_url: str, raw: Engine) -> None:
+    store = Store(store_url)
+    assert store.migrate() is True
+    assert store.migrate() is False
+    assert Store(store_url).migrate() is False
+    with raw.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_heads() == (head_revision(),)
+        head = conn.execute(text("SELECT id, seq, hash FROM audit_head")).all()
+    assert [tuple(r) for r in head] == [(1, 0, "0" * 64)]
+    assert head_revision() == "0001"
+    store.close()
+
+
+def test_migration_matches_orm_models(store: Store, raw: Engine) -> None:
+    """The Alembic schema and the ORM classes must describe the same tables."""
+    store.migrate()
+    with raw.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diffs == []
+    assert set(inspect(raw).get_table_names()) >= {"results", "stage_results", "audit_log",
+                                                    "audit_head", "alembic_version"}
+
+
+def test_schema_from_newer_kaieval_is_refused(store: Store, raw: Engine) -> None:
+    store.migrate()
+    with raw.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(KaiError, match="revision 9999 is newer"):
+        Store(raw.url.render_as_string(hide_password=False)).records()
+
+
+@pytest.mark.postgres
+def test_plain_postgresql_scheme_really_connects() -> None:
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set")
+    plain = parse_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    assert plain.startswith("postgresql://")
+    store = Store(plain)
+    try:
+        with store._get_engine().connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        assert store._get_engine().dialect.driver == "psycopg"
+    finally:
+        store.close()
