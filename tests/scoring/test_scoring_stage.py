@@ -233,3 +233,24 @@ def test_builtin_template_encodes_the_public_facts() -> None:
     assert "initialised" in s1.gates[0].rule
     assert prog.finalists == 2
     assert {a.id for a in prog.axes} == {"independent_technology", "sovereign_ai", "ecosystem"}
+
+
+def test_team_without_votes_has_users_not_measured(program: Program) -> None:
+    recs = [r for r in _records() if not isinstance(r, ArenaVotes)]
+    rng = np.random.default_rng(2)
+    votes = []
+    others = [t for t in TEAMS if t != "beta"]
+    for k in range(200):
+        i, j = rng.choice(len(others), size=2, replace=False)
+        votes.append(Vote(voter_id=f"u{k}", a=others[i], b=others[j], winner="a"))
+    recs.append(ArenaVotes(stage_id="s1", team_id="*", source=Source.USERS, votes=tuple(votes)))
+    res = run_stage(program, program.stage("s1"), _entrants(), recs, seed=1)
+    users = next(c for c in res.team("beta").components if c.component_id == "users")
+    assert users.points is None
+    assert "users" in res.team("beta").not_measured
+
+
+def test_axis_max_adds_up_to_stage_total(program: Program) -> None:
+    res = run_stage(program, program.stage("s1"), _entrants(), _records(), seed=1, replicates=0)
+    assert res.axis_max == pytest.approx({"tech": 45.0, "eco": 55.0})
+    assert sum(res.axis_max.values()) == pytest.approx(res.total_points)

@@ -189,11 +189,15 @@ def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
         return out
     w = win_matrix(votes, teams)
     p = fit_strengths(w)
-    out.points = user_points(p, comp.points)
     games = w + w.T
+    voted = games.sum(axis=1) > 0
+    out.points = np.where(voted, user_points(p, comp.points), np.nan)
     src = {b.source.value for b in batches}
     voters = len({v.voter_id for v in votes})
     for i in range(t):
+        if not voted[i]:
+            out.detail[i] = "not measured: no user vote involved this team"
+            continue
         out.sources[i] = set(src)
         out.detail[i] = (f"Bradley–Terry fit of {len(votes)} votes by {voters} users; "
                          "points relative to the strongest team")
@@ -212,7 +216,8 @@ def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
             c = counts[r]
             np.add.at(ws[r], (a, b), c * wa)
             np.add.at(ws[r], (b, a), c * (1 - wa))
-        out.replicates = user_points(fit_strengths(ws), comp.points)
+        out.replicates = np.where(voted[None, :], user_points(fit_strengths(ws), comp.points),
+                                  np.nan)
         out.resampled.add("user votes")
     return out
 

@@ -88,6 +88,7 @@ class StageResult(Frozen):
     stage_name: str
     date: dt.date
     total_points: float
+    axis_max: dict[str, float] = Field(default_factory=dict)
     rule: str
     teams: tuple[TeamResult, ...]
     robustness: Robustness | None

@@ -64,9 +64,10 @@ def _component_tree(comp: Component, leaves: dict[str, LeafScores], i: int) -> C
         children=kids)
 
 
-def _axes(stage: Stage, leaves: dict[str, LeafScores], i: int) -> dict[str, float]:
+def _axes(stage: Stage, leaves: dict[str, LeafScores] | None, i: int) -> dict[str, float]:
     """Axis subtotals: a leaf's points go to its axis; committee/audit leaves whose rubric
-    items carry their own axes split the points in proportion to the item maxima."""
+    items carry their own axes split the points in proportion to the item maxima.
+    With ``leaves`` None, every leaf counts at its full points: the axis maxima."""
     out: dict[str, float] = {}
 
     def visit(c: Component, inherited: str | None) -> None:
@@ -75,7 +76,7 @@ def _axes(stage: Stage, leaves: dict[str, LeafScores], i: int) -> dict[str, floa
             for ch in c.children:
                 visit(ch, axis)
             return
-        p = float(leaves[c.id].points[i])
+        p = c.points if leaves is None else float(leaves[c.id].points[i])
         if np.isnan(p):
             return
         if c.rubric and any(it.axis for it in c.rubric):
@@ -270,7 +271,7 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
     hashes.update(extra_hashes or {})
     return StageResult(
         program_id=program.id, stage_id=stage.id, stage_name=stage.name, date=stage.date,
-        total_points=stage.total, rule=rule, teams=tuple(team_results), robustness=robustness,
+        total_points=stage.total, axis_max=_axes(stage, None, 0), rule=rule, teams=tuple(team_results), robustness=robustness,
         repechage=repechage, not_measured=tuple(all_nm), simulated_sources=tuple(sim),
         banner=banner, input_hashes=dict(sorted(hashes.items())), code_version=code_version(),
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
