@@ -254,3 +254,17 @@ def test_axis_max_adds_up_to_stage_total(program: Program) -> None:
     res = run_stage(program, program.stage("s1"), _entrants(), _records(), seed=1, replicates=0)
     assert res.axis_max == pytest.approx({"tech": 45.0, "eco": 55.0})
     assert sum(res.axis_max.values()) == pytest.approx(res.total_points)
+
+
+def test_out_of_range_or_unknown_sheet_scores_are_refused(program: Program) -> None:
+    from kaieval.errors import KaiError
+
+    recs = _records()
+    bad = CommitteeSheet(stage_id="s1", team_id="alpha", source=Source.COMMITTEE,
+                         component_id="experts", evaluator_id="e9", scores={"i1": 11.0})
+    with pytest.raises(KaiError, match=r"outside 0\.\.10"):
+        run_stage(program, program.stage("s1"), _entrants(), [*recs, bad], replicates=0)
+    bad2 = CommitteeSheet(stage_id="s1", team_id="alpha", source=Source.COMMITTEE,
+                          component_id="experts", evaluator_id="e9", scores={"zz": 1.0})
+    with pytest.raises(KaiError, match="unknown rubric item"):
+        run_stage(program, program.stage("s1"), _entrants(), [*recs, bad2], replicates=0)

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from kaieval.arena.bradley_terry import fit_strengths, user_points, win_matrix
 from kaieval.committee.trimmed import committee_points, trimmed_item_means
+from kaieval.errors import KaiError
 from kaieval.records import ArenaVotes, AuditItem, BenchmarkResult, CommitteeSheet, Record
 from kaieval.scoring.robustness import bootstrap_committee_points, bootstrap_mean
 from kaieval.spec.dossier import Submission
@@ -147,9 +148,18 @@ def committee_scores(comp: Component, stage_id: str, teams: Sequence[str],
             continue
         e, k = e_index[s.evaluator_id], t_index[s.team_id]
         coi[e, k] = s.conflict_of_interest
+        unknown = sorted(set(s.scores) - set(items))
+        if unknown:
+            raise KaiError(f"sheet of {s.evaluator_id} for {s.team_id} scores unknown rubric "
+                           f"item(s) {', '.join(unknown)} of component '{comp.id}'",
+                           where=f"stage {stage_id}")
         for j, item in enumerate(items):
             if item in s.scores:
-                scores[e, k, j] = min(max(s.scores[item], 0.0), comp.rubric[j].max)
+                v, mx = s.scores[item], comp.rubric[j].max
+                if not 0.0 <= v <= mx:
+                    raise KaiError(f"sheet of {s.evaluator_id} for {s.team_id}: {comp.id}.{item} "
+                                   f"= {v:g} is outside 0..{mx:g}", where=f"stage {stage_id}")
+                scores[e, k, j] = v
     item_max = np.array([it.max for it in comp.rubric])
     out.points = committee_points(scores, coi, item_max, comp.points, trim_min=comp.trim_min_sheets)
     means = trimmed_item_means(scores, coi, trim_min=comp.trim_min_sheets)

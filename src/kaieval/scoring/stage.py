@@ -188,7 +188,10 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
         for c in stage.leaves():
             ls = leaves[c.id]
             if ls.replicates is not None:
-                rep_tot += np.nan_to_num(ls.replicates, nan=0.0)
+                # A replicate that drew none of a team's valid sheets for an item has no
+                # committee mean; it keeps the official points rather than counting as 0.
+                filled = np.where(np.isnan(ls.replicates), ls.points[None, :], ls.replicates)
+                rep_tot += np.nan_to_num(filled, nan=0.0)
             else:
                 rep_tot += np.nan_to_num(ls.points, nan=0.0)[None, :]
         survival = survival_probability(rep_tot, cut=stage.cut if stage.advance is None else None,
@@ -271,7 +274,8 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
     hashes.update(extra_hashes or {})
     return StageResult(
         program_id=program.id, stage_id=stage.id, stage_name=stage.name, date=stage.date,
-        total_points=stage.total, axis_max=_axes(stage, None, 0), rule=rule, teams=tuple(team_results), robustness=robustness,
+        total_points=stage.total, axis_max=_axes(stage, None, 0), rule=rule,
+        teams=tuple(team_results), robustness=robustness,
         repechage=repechage, not_measured=tuple(all_nm), simulated_sources=tuple(sim),
         banner=banner, input_hashes=dict(sorted(hashes.items())), code_version=code_version(),
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
