@@ -1,0 +1,340 @@
+"""A validating, streaming safetensors reader for untrusted model artifacts.
+
+Why not ``safetensors.safe_open``: submitted weights are untrusted, and a bad
+file must end in one readable :class:`~kaieval.errors.KaiError` naming the file
+and the fault, not in a Rust panic or an allocation the size of a forged header.
+So the header is checked completely (length bound, JSON object, dtypes, shapes,
+offsets, sizes, overlaps, holes) before a single data byte is touched, and data
+is then read through a read-only ``numpy.memmap`` one tensor at a time: a 200 GB
+model costs the memory of the tensor being compared, not of the model.
+
+Pickle checkpoints are refused by file name and never opened; repository code
+(``*.py``, ``auto_map``) is refused unless the caller acknowledges it, and even
+then it is never imported -- only weights are read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kaieval.errors import KaiError
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+"""Largest header accepted; real headers of 100B-parameter shards are a few hundred KB."""
+
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+    "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4,
+    "U64": 8, "I64": 8, "F64": 8,
+}
+"""Every dtype of the safetensors format, with its item size in bytes."""
+
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+"""Dtypes converted to fp32 for statistics; the rest are compared by hash only."""
+
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt"})
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor's bytes lie, as validated from its file's header."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: Path
+    start: int  # absolute byte offset of the data in ``file``
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read_header(path: Path) -> dict[str, TensorInfo]:
+    """Validate a ``.safetensors`` header and return its tensors; reads no tensor data."""
+    where = str(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise KaiError(f"file truncated: {size} bytes, less than the 8-byte header "
+                               "length", where=where)
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_HEADER_BYTES:
+                raise KaiError(f"header length {n} exceeds the {MAX_HEADER_BYTES // 2**20} MB "
+                               "limit", where=where)
+            if n > size - 8:
+                raise KaiError(f"header length {n} is larger than the file ({size - 8} bytes "
+                               "after the length field)", where=where)
+            raw = f.read(n)
+    except OSError as err:
+        raise KaiError(f"cannot read: {err.strerror or err}", where=where) from None
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise KaiError(f"header is not valid JSON: {err}", where=where) from None
+    if not isinstance(header, dict):
+        raise KaiError(f"header is a JSON {type(header).__name__}, expected an object",
+                       where=where)
+    data_start = 8 + n
+    data_len = size - data_start
+    infos: list[tuple[int, int, TensorInfo]] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(
+                    isinstance(v, str) for v in entry.values()):
+                raise KaiError("__metadata__ must map strings to strings", where=where)
+            continue
+        infos.append(_entry(name, entry, data_start, where))
+    infos.sort(key=lambda t: (t[0], t[1]))
+    expected = 0
+    prev = ""
+    contiguous = True
+    for begin, end, info in infos:
+        if begin < expected:
+            raise KaiError(f"tensor {info.name!r} data_offsets [{begin}, {end}] overlap "
+                           f"tensor {prev!r} (which ends at {expected})", where=where)
+        if begin > expected:
+            contiguous = False
+        expected, prev = end, info.name
+    for begin, end, info in infos:
+        if end > data_len:
+            if contiguous:
+                raise KaiError(f"file truncated: header describes {expected} data bytes, "
+                               f"the file holds {data_len}", where=where)
+            raise KaiError(f"tensor {info.name!r} data_offsets [{begin}, {end}] out of range "
+                           f"(data section is {data_len} bytes)", where=where)
+    if not contiguous:
+        raise KaiError("data_offsets leave a hole in the data section (tensors must cover "
+                       "it contiguously from 0)", where=where)
+    if expected != data_len:
+        raise KaiError(f"{data_len - expected} trailing bytes after the last tensor are not "
+                       "described by the header", where=where)
+    return {info.name: info for _, _, info in infos}
+
+
+def _entry(name: str, entry: object, data_start: int, where: str) -> tuple[int, int, TensorInfo]:
+    """Check one header entry's fields; return (begin, end, info)."""
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise KaiError(f"tensor {name!r}: entry must be an object with exactly dtype, shape, "
+                       "data_offsets", where=where)
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        raise KaiError(f"tensor {name!r}: unknown dtype {dtype!r}", where=where)
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise KaiError(f"tensor {name!r}: shape {shape!r} is not a list of non-negative "
+                       "integers", where=where)
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(_is_int(o) and o >= 0 for o in offsets)):
+        raise KaiError(f"tensor {name!r}: data_offsets {offsets!r} is not a pair of "
+                       "non-negative integers", where=where)
+    begin, end = offsets
+    if begin > end:
+        raise KaiError(f"tensor {name!r}: data_offsets begin {begin} > end {end}", where=where)
+    want = math.prod(shape) * DTYPE_SIZES[dtype]
+    if end - begin != want:
+        raise KaiError(f"tensor {name!r}: {end - begin} data bytes but dtype {dtype} shape "
+                       f"{shape} needs {want} (size mismatch)", where=where)
+    info = TensorInfo(name, dtype, tuple(shape), Path(where), data_start + begin, end - begin)
+    return begin, end, info
+
+
+def to_float32(raw: npt.NDArray[np.uint8], dtype: str, where: str) -> FloatArray:
+    """Convert little-endian bytes to fp32 (bf16 by widening uint16 to the high half of uint32)."""
+    if dtype == "BF16":
+        wide: npt.NDArray[np.uint32] = np.left_shift(raw.view("<u2"), np.uint32(16),
+                                                     dtype=np.uint32)
+        return wide.view(np.float32)
+    if dtype in ("F16", "F32", "F64"):
+        src = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]
+        return raw.view(src).astype(np.float32)
+    raise KaiError(f"dtype {dtype} cannot be converted to fp32 for statistics", where=where)
+
+
+@dataclass
+class ModelWeights:
+    """The tensors of one model, across shards and sub-folder components, read lazily.
+
+    Names of tensors in a sub-folder component are qualified with the folder
+    (``vision_encoder/blocks.0.attn.qkv.weight``) so they never collide with the
+    language model's names.
+    """
+
+    root: Path
+    tensors: dict[str, TensorInfo]
+    weight_files: tuple[Path, ...]
+    tokenizer: Path | None = None
+    subfolders: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.root.stem if self.root.is_file() else self.root.name
+
+    def names(self) -> list[str]:
+        return sorted(self.tensors)
+
+    def raw(self, name: str) -> npt.NDArray[np.uint8]:
+        """The tensor's bytes as a read-only memory map (nothing is read until used).
+
+        A fresh map per tensor, dropped with the array: the pages it touched leave the
+        process when the comparison is done, so resident memory stays at ~two tensors.
+        """
+        info = self.tensors[name]
+        if info.nbytes == 0:
+            return np.zeros(0, dtype=np.uint8)
+        return np.memmap(info.file, dtype=np.uint8, mode="r", offset=info.start,
+                         shape=(info.nbytes,))
+
+    def load(self, name: str) -> FloatArray:
+        """One tensor as fp32 in its own shape."""
+        info = self.tensors[name]
+        return to_float32(self.raw(name), info.dtype, str(info.file)).reshape(info.shape)
+
+    def rows(self, name: str, index: npt.NDArray[np.intp]) -> FloatArray:
+        """Selected rows of a 2-D tensor as fp32; only those rows are paged in."""
+        info = self.tensors[name]
+        if len(info.shape) != 2:
+            raise KaiError(f"tensor {name!r} is not 2-D", where=str(info.file))
+        item = DTYPE_SIZES[info.dtype]
+        table = self.raw(name).reshape(info.shape[0], info.shape[1] * item)
+        picked = np.ascontiguousarray(table[index]).reshape(-1)
+        return to_float32(picked, info.dtype, str(info.file)).reshape(len(index), info.shape[1])
+
+    def chunks(self, name: str, size: int = 1 << 24) -> Iterator[memoryview]:
+        """The tensor's raw bytes in bounded chunks, for hashing without a full copy."""
+        raw = self.raw(name)
+        for i in range(0, max(len(raw), 1), size):
+            yield np.ascontiguousarray(raw[i:i + size]).data
+
+
+def _refuse_untrusted(root: Path, trust_remote_code: bool) -> None:
+    """Refuse repository code unless acknowledged; it is never executed either way."""
+    if trust_remote_code:
+        return
+    code = sorted(p for p in root.rglob("*.py")
+                  if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if code:
+        raise KaiError(f"repository code present ({code[0].relative_to(root)}); refused "
+                       "unless trust_remote_code is set (it is never executed)", where=str(root))
+    config = root / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise KaiError(f"not valid JSON: {err}", where=str(config)) from None
+        if isinstance(data, dict) and "auto_map" in data:
+            raise KaiError("auto_map names repository code; refused unless trust_remote_code "
+                           "is set (it is never executed)", where=str(config))
+
+
+def _refuse_pickle(path: Path) -> None:
+    raise KaiError("pickle checkpoint refused; convert to safetensors (it is never unpickled)",
+                   where=str(path))
+
+
+def _read_index(root: Path, index: Path) -> tuple[dict[str, TensorInfo], tuple[Path, ...]]:
+    """Validate a sharded model's index: shards exist, every named tensor is in its shard."""
+    where = str(index)
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise KaiError(f"not valid JSON: {err}", where=where) from None
+    wmap = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(wmap, dict) or not wmap or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in wmap.items()):
+        raise KaiError("weight_map must be a non-empty object of tensor name -> shard file",
+                       where=where)
+    headers: dict[str, dict[str, TensorInfo]] = {}
+    tensors: dict[str, TensorInfo] = {}
+    for tname, shard in wmap.items():
+        if shard not in headers:
+            spath = root / shard
+            if Path(shard).name != shard or not shard.endswith(".safetensors"):
+                raise KaiError(f"shard {shard!r} must be a .safetensors file name in the model "
+                               "folder", where=where)
+            if not spath.is_file():
+                raise KaiError(f"missing shard {shard!r} (named for tensor {tname!r})",
+                               where=where)
+            headers[shard] = read_header(spath)
+        if tname not in headers[shard]:
+            raise KaiError(f"tensor {tname!r} is not in its shard {shard!r}", where=where)
+        tensors[tname] = headers[shard][tname]
+    return tensors, tuple(root / s for s in sorted(headers))
+
+
+def _read_folder(root: Path) -> tuple[dict[str, TensorInfo], tuple[Path, ...]] | None:
+    """The weights of one folder, or None when it holds no safetensors."""
+    if (root / INDEX_NAME).is_file():
+        return _read_index(root, root / INDEX_NAME)
+    if (root / SINGLE_NAME).is_file():
+        return read_header(root / SINGLE_NAME), (root / SINGLE_NAME,)
+    files = sorted(root.glob("*.safetensors"))
+    if len(files) == 1:
+        return read_header(files[0]), (files[0],)
+    if files:
+        raise KaiError(f"{len(files)} .safetensors files but no {INDEX_NAME} to say which "
+                       "tensors they hold", where=str(root))
+    pickles = sorted(p for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        _refuse_pickle(pickles[0])
+    return None
+
+
+def open_model(path: Path, *, trust_remote_code: bool = False) -> ModelWeights:
+    """Open a model folder (single file or sharded, plus sub-folder components) or one file.
+
+    Every header is validated here, so later reads cannot fail on a malformed file.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES:
+            _refuse_pickle(path)
+        if path.suffix != ".safetensors":
+            raise KaiError("not a .safetensors file or a model folder", where=str(path))
+        return ModelWeights(path, read_header(path), (path,))
+    if not path.is_dir():
+        raise KaiError("no such model file or folder", where=str(path))
+    _refuse_untrusted(path, trust_remote_code)
+    top = _read_folder(path)
+    tensors: dict[str, TensorInfo] = dict(top[0]) if top else {}
+    files: list[Path] = list(top[1]) if top else []
+    subs: list[str] = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found = _read_folder(sub)
+        if found is None:
+            continue
+        subs.append(sub.name)
+        tensors.update({f"{sub.name}/{k}": v for k, v in found[0].items()})
+        files.extend(found[1])
+    if not tensors:
+        raise KaiError("no safetensors weights found", where=str(path))
+    tok = path / "tokenizer.json"
+    return ModelWeights(path, tensors, tuple(files), tok if tok.is_file() else None, tuple(subs))

@@ -1,0 +1,322 @@
+"""Weight-level independence tests: exact reuse, centred correlation, norms, embeddings.
+
+Why these and not raw similarity: under the null hypothesis (the candidate's
+weights were initialised independently of the reference's) any raw similarity
+number must be compared with what independent models give.
+
+* Matrices: centred Pearson r over all n elements. At initialisation r ≈ N(0, 1/n)
+  (p = erfc(|r|·√n/√2), reported as ``iid_log_p``), but *trained* matrices of
+  independent models share low-rank structure, so that null is anti-conservative.
+  The decision uses the permutation distribution of r over one model's units
+  (hidden units / residual dimensions), which is exact under Zhu et al.'s
+  exchangeability assumption and computed in closed form.
+* Vectors (norms, biases): a seeded element-permutation null. Norm weights start
+  at 1.0, so their *raw* cosine is ≈ 1 for any two models; it is reported only
+  for context.
+
+p-values are carried as natural logs as well, because a real fine-tune gives
+p far below the smallest double (Zhu et al. report 2.2e-308, i.e. underflow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import gammaln, log_ndtr, logsumexp
+
+from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights
+from kaieval.provenance.vocab import SharedRows
+
+UNIT_CLT_MIN = 32
+"""From this many permuted units on, the unit-permutation null uses its normal limit."""
+
+CHUNK = 1 << 22
+"""Elements per float64 block when correlating large tensors (32 MB per operand)."""
+
+MIN_HASH_NUMEL = 64
+"""Tensors smaller than this, or constant, are too uninformative to call an exact copy."""
+
+NORM_EXPLANATION = ("raw cosine of norm weights is not evidence: norm weights start at 1.0, "
+                    "so any two models' norms have raw cosine near 1; only the centred "
+                    "correlation, against a permutation null, is")
+
+
+@dataclass(frozen=True)
+class CorrelationResult:
+    """One tensor pair's centred correlation and its p-value under independence."""
+
+    name: str
+    test: Literal["correlation", "norm_correlation", "embedding_shared_vocab"]
+    n: int
+    r: float  # effect size: centred Pearson correlation
+    statistic: float  # z = r·√n
+    log_p: float  # natural log of the two-sided p-value
+    method: Literal["unit_clt", "unit_permutation", "permutation"]
+    permutations: int = 0
+    raw_cosine: float | None = None
+    shared_fraction: float | None = None
+    iid_log_p: float | None = None  # the i.i.d.-element null, for comparison only
+
+    @property
+    def p_value(self) -> float:
+        return math.exp(self.log_p)
+
+
+@dataclass(frozen=True)
+class FisherResult:
+    """Fisher's combination of independent p-values: X = -2 Σ ln p ~ χ²(2k) under H0."""
+
+    statistic: float
+    df: int
+    log_p: float
+
+    @property
+    def p_value(self) -> float:
+        return math.exp(self.log_p)
+
+
+@dataclass(frozen=True)
+class ExactMatch:
+    """A candidate tensor byte-identical (dtype, shape, bytes) to a reference tensor."""
+
+    candidate: str
+    reference: str
+    digest: str
+
+
+def log10(log_p: float) -> float:
+    return log_p / math.log(10)
+
+
+def tensor_hash(weights: ModelWeights, name: str) -> str | None:
+    """Canonical hash of (dtype, shape, bytes); None for constant or tiny tensors.
+
+    A tensor of all ones or zeros is "identical" across every model that uses
+    the same initialisation, so such matches are not evidence and are skipped.
+    """
+    info = weights.tensors[name]
+    if info.numel < MIN_HASH_NUMEL:
+        return None
+    h = hashlib.sha256(f"{info.dtype}|{list(info.shape)}|".encode())
+    item = info.nbytes // max(info.numel, 1)
+    first: bytes | None = None
+    constant = True
+    for chunk in weights.chunks(name):
+        h.update(chunk)
+        if constant and len(chunk):
+            arr = np.frombuffer(chunk, dtype=np.uint8).reshape(-1, item)
+            first = first if first is not None else arr[0].tobytes()
+            ref = np.frombuffer(first, dtype=np.uint8)
+            # a short prefix settles it for any real weight matrix; full check only if needed
+            constant = bool((arr[:256] == ref).all()) and bool((arr == ref).all())
+    return None if constant else "sha256:" + h.hexdigest()
+
+
+def hash_index(weights: ModelWeights, names: Iterable[str] | None = None) -> dict[str, str]:
+    """Tensor name -> canonical hash, for the informative tensors."""
+    out: dict[str, str] = {}
+    for n in weights.names() if names is None else names:
+        digest = tensor_hash(weights, n)
+        if digest is not None:
+            out[n] = digest
+    return out
+
+
+def exact_reuse(candidate: dict[str, str], reference: dict[str, str]) -> list[ExactMatch]:
+    """Candidate tensors identical to some reference tensor, matched by hash whatever the name."""
+    by_hash: dict[str, str] = {}
+    for name, digest in sorted(reference.items()):
+        by_hash.setdefault(digest, name)
+    return [ExactMatch(n, by_hash[d], d) for n, d in sorted(candidate.items()) if d in by_hash]
+
+
+def _centred(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64] | None:
+    v = x.astype(np.float64).reshape(-1)
+    v -= v.mean()
+    norm = float(np.sqrt(v @ v))
+    return None if norm == 0.0 or not math.isfinite(norm) else v / norm
+
+
+def comparable(weights: ModelWeights, name: str) -> bool:
+    """Whether a tensor can enter a correlation test (a float dtype with elements)."""
+    info = weights.tensors[name]
+    return info.dtype in FLOAT_DTYPES and info.numel > 1
+
+
+def _perm_log_p(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], r: float,
+                rng: np.random.Generator, permutations: int) -> float:
+    """Two-sided permutation p = (1 + #{|r_π| ≥ |r|}) / (T + 1), in natural log."""
+    hits = 0
+    chunk = max(1, min(permutations, (1 << 22) // max(len(a), 1)))
+    done = 0
+    while done < permutations:
+        k = min(chunk, permutations - done)
+        perm = rng.permuted(np.broadcast_to(a, (k, len(a))), axis=1)
+        hits += int((np.abs(perm @ b) >= abs(r) - 1e-12).sum())
+        done += k
+    return math.log((1 + hits) / (permutations + 1))
+
+
+def iid_log_p(r: float, n: int) -> float:
+    """log of erfc(|r|·√n/√2): the i.i.d.-element null, exact only for untrained init.
+
+    Reported alongside, never decided on: trained matrices share low-rank
+    structure (token frequency, outlier dimensions), so independently trained
+    models give |r|·√n far beyond N(0, 1) -- the demo's independent lm_heads gave
+    r = -0.013 over 189k elements, "p = 1e-8" under this null.
+    """
+    return min(0.0, math.log(2.0) + float(log_ndtr(-abs(r) * math.sqrt(n))))
+
+
+def _matrix(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """2-D view whose columns are the units permuted by the null (the input features of a
+    Linear weight: residual dimensions or hidden units; for embeddings, hidden dimensions)."""
+    if x.ndim == 2:
+        return x
+    if x.shape[-1] >= UNIT_CLT_MIN:
+        return x.reshape(-1, x.shape[-1])
+    return x.reshape(x.shape[0], -1).T  # e.g. conv kernels: permute output channels
+
+
+def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
+               rows_exchangeable: bool, rng: np.random.Generator,
+               permutations: int) -> tuple[float, float, float, str] | None:
+    """Centred r and its null under a random permutation of one model's units.
+
+    Independent initialisations are exchangeable under permutations of hidden
+    units and residual dimensions (Zhu et al.'s assumption), so the permutation
+    distribution of S(π) = Σ_j C[j, π(j)], C = XᵀY over the permuted axis, is an
+    exact null that keeps whatever structure the rows share. Its mean and variance
+    are closed-form (Hoeffding's combinatorial CLT); with fewer than 32 units a
+    Monte Carlo permutation p-value is used. Returns (r, z, log p, method).
+    """
+    mx, my = _matrix(x), _matrix(y)
+    if rows_exchangeable and mx.shape[0] < mx.shape[1]:
+        mx, my = mx.T, my.T
+    m, d = mx.shape
+    if d < 2:
+        return None
+    ax, ay = float(mx.mean(dtype=np.float64)), float(my.mean(dtype=np.float64))
+    c = np.zeros((d, d), dtype=np.float64)
+    sxx = syy = 0.0
+    step = max(1, CHUNK // d)
+    for i in range(0, m, step):
+        a = mx[i:i + step].astype(np.float64) - ax
+        b = my[i:i + step].astype(np.float64) - ay
+        sxx, syy = sxx + float(np.einsum("ij,ij->", a, a)), syy + float(np.einsum("ij,ij->", b, b))
+        c += a.T @ b
+    denom = math.sqrt(sxx * syy)
+    if denom == 0.0 or not math.isfinite(denom) or not np.isfinite(c).all():
+        return None
+    obs = float(np.trace(c))
+    r = max(-1.0, min(1.0, obs / denom))
+    mean = float(c.sum()) / d
+    dev = c - c.mean(axis=1, keepdims=True) - c.mean(axis=0, keepdims=True) + c.mean()
+    var = float(np.einsum("ij,ij->", dev, dev)) / (d - 1)
+    if var <= 0.0:
+        return None
+    z = (obs - mean) / math.sqrt(var)
+    if d >= UNIT_CLT_MIN:
+        return r, z, min(0.0, math.log(2.0) + float(log_ndtr(-abs(z)))), "unit_clt"
+    idx = rng.permuted(np.broadcast_to(np.arange(d), (permutations, d)), axis=1)
+    sims = c[np.arange(d)[None, :], idx].sum(axis=1)
+    hits = int((np.abs(sims - mean) >= abs(obs - mean) * (1 - 1e-12)).sum())
+    return r, z, math.log((1 + hits) / (permutations + 1)), "unit_permutation"
+
+
+def correlation_test(name: str, x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
+                     rng: np.random.Generator, permutations: int = 999,
+                     norm: bool = False, rows_exchangeable: bool = True,
+                     ) -> CorrelationResult | None:
+    """Centred Pearson r of two same-shape tensors with its p-value; None if constant/non-finite.
+
+    Vectors (norms, biases) use an element permutation null; ``norm=True`` adds the
+    raw cosine for context. Matrices use the unit-permutation null of
+    :func:`_unit_null`; ``rows_exchangeable=False`` (embedding rows are tokens, not
+    units) keeps the permuted axis on the columns.
+    """
+    n = x.size
+    if norm or x.ndim < 2:
+        a, b = _centred(x), _centred(y)
+        if a is None or b is None:
+            return None
+        r = float(np.clip(a @ b, -1.0, 1.0))
+        raw = None
+        if norm:
+            xf, yf = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
+            denom = float(np.linalg.norm(xf) * np.linalg.norm(yf))
+            raw = float(xf @ yf / denom) if denom else None
+        return CorrelationResult(name, "norm_correlation" if norm else "correlation", n, r,
+                                 r * math.sqrt(n), _perm_log_p(a, b, r, rng, permutations),
+                                 "permutation", permutations, raw, iid_log_p=iid_log_p(r, n))
+    got = _unit_null(x, y, rows_exchangeable=rows_exchangeable, rng=rng,
+                     permutations=permutations)
+    if got is None:
+        return None
+    r, z, log_p, method = got
+    return CorrelationResult(name, "correlation", n, r, z, log_p, method,  # type: ignore[arg-type]
+                             permutations if method == "unit_permutation" else 0,
+                             iid_log_p=iid_log_p(r, n))
+
+
+def compare_tensor(candidate: ModelWeights, reference: ModelWeights, name: str, *,
+                   rng: np.random.Generator, permutations: int = 999,
+                   norm: bool = False, rows_exchangeable: bool = True,
+                   ) -> CorrelationResult | None:
+    """Load one same-name tensor from each model (two tensors in memory), test, release."""
+    return correlation_test(name, candidate.load(name), reference.load(name), rng=rng,
+                            permutations=permutations, norm=norm,
+                            rows_exchangeable=rows_exchangeable)
+
+
+def embedding_test(candidate: ModelWeights, reference: ModelWeights, name: str,
+                   ref_name: str, rows: SharedRows, *, rng: np.random.Generator,
+                   permutations: int = 999) -> CorrelationResult | None:
+    """Centred correlation of the embedding rows of tokens both vocabularies contain."""
+    if rows.count == 0:
+        return None
+    res = correlation_test(name, candidate.rows(name, rows.candidate),
+                           reference.rows(ref_name, rows.reference), rng=rng,
+                           permutations=permutations, rows_exchangeable=False)
+    if res is None:
+        return None
+    return CorrelationResult(res.name, "embedding_shared_vocab", res.n, res.r, res.statistic,
+                             res.log_p, res.method, res.permutations,
+                             shared_fraction=rows.fraction, iid_log_p=res.iid_log_p)
+
+
+def fisher_combine(log_ps: Sequence[float]) -> FisherResult:
+    """Fisher's method on natural-log p-values, with an exact log survival function.
+
+    For even df = 2k, P(χ² > X) = e^{-X/2} Σ_{j<k} (X/2)^j / j!, so the log is
+    computed without underflow however small the combined p-value is.
+    """
+    k = len(log_ps)
+    if k == 0:
+        raise ValueError("fisher_combine needs at least one p-value")
+    x = -2.0 * float(sum(log_ps))
+    half = x / 2.0
+    if half == 0.0:
+        return FisherResult(0.0, 2 * k, 0.0)
+    j = np.arange(k, dtype=np.float64)
+    log_p = -half + float(logsumexp(j * math.log(half) - gammaln(j + 1)))
+    return FisherResult(x, 2 * k, min(log_p, 0.0))
+
+
+def holm(log_ps: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down rejections at family-wise level ``alpha`` (inputs as natural logs)."""
+    m = len(log_ps)
+    order = sorted(range(m), key=lambda i: log_ps[i])
+    reject = [False] * m
+    for rank, i in enumerate(order):
+        if log_ps[i] <= math.log(alpha / (m - rank)):
+            reject[i] = True
+        else:
+            break
+    return reject

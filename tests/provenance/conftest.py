@@ -1,0 +1,161 @@
+"""Real tiny models for the provenance tests, built once per session with torch + transformers.
+
+Every case is a genuine ``LlamaForCausalLM`` saved with ``save_pretrained``:
+
+* ``parent``       seed 0, bf16, "trained" norms (1 + noise), tokenizer A, a ``vision_encoder/``;
+* ``finetune``     parent after a few real Adam steps on random tokens (fp32);
+* ``independent``  seed 1, same architecture, its own norms (raw cosine with parent's > 0.95);
+* ``naver``        seed 2 language model with the parent's ``vision_encoder/`` copied in;
+* ``vocab_derived`` parent re-indexed to tokenizer B (some tokens shared, others new) + noise;
+* ``vocab_independent`` seed 3 language model with tokenizer B.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+HERE = Path(__file__).resolve().parent
+GENERATOR = HERE.parent / "data" / "bad_checkpoints" / "make_bad_checkpoints.py"
+VOCAB_A = 300
+SHARED = 180  # tokens of A that B also has
+VOCAB_B = 320
+
+
+def tokens_a() -> list[str]:
+    return ["<unk>"] + [f"\u0120tok{i}" for i in range(1, VOCAB_A)]
+
+
+def tokens_b() -> list[str]:
+    """Tokenizer B: SentencePiece-style markers, a shuffled subset of A plus new tokens."""
+    rng = np.random.default_rng(7)
+    shared = [f"\u2581tok{i}" for i in rng.choice(np.arange(1, VOCAB_A), SHARED, replace=False)]
+    new = [f"\u2581new{j}" for j in range(VOCAB_B - 1 - SHARED)]
+    body = shared + new
+    order = rng.permutation(len(body))
+    return ["<unk>"] + [body[i] for i in order]
+
+
+def save_tokenizer(tokens: list[str], folder: Path) -> None:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    Tokenizer(WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="<unk>")).save(
+        str(folder / "tokenizer.json"))
+
+
+def _config(vocab: int) -> LlamaConfig:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=64, tie_word_embeddings=False)
+
+
+def _llama(seed: int, vocab: int = VOCAB_A) -> LlamaForCausalLM:
+    """A freshly initialised model whose norm weights look trained (1 + 0.05·noise)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(_config(vocab))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.05 * torch.randn_like(p))
+    return model
+
+
+def _vision_encoder(folder: Path) -> None:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(11)
+    folder.mkdir()
+    save_file({
+        "patch_embed.proj.weight": (0.02 * rng.standard_normal((32, 48))).astype(np.float32),
+        "blocks.0.attn.qkv.weight": (0.02 * rng.standard_normal((96, 32))).astype(np.float32),
+        "blocks.0.mlp.fc1.weight": (0.02 * rng.standard_normal((64, 32))).astype(np.float32),
+        "blocks.0.norm1.weight": (1 + 0.05 * rng.standard_normal(32)).astype(np.float32),
+    }, str(folder / "model.safetensors"))
+
+
+def _finetune(parent: Path, out: Path) -> None:
+    """A few real training steps (Adam, next-token loss on random sequences)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(parent, dtype=torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(5)
+    model.train()
+    for _ in range(5):
+        ids = torch.randint(0, VOCAB_A, (4, 16), generator=gen)
+        loss = model(input_ids=ids, labels=ids).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(out)
+
+
+def _reindexed(parent_dir: Path, out: Path) -> None:
+    """Parent's weights carried onto tokenizer B: shared tokens keep their rows, + noise."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    src = LlamaForCausalLM.from_pretrained(parent_dir, dtype=torch.float32).state_dict()
+    a = {t.replace("\u0120", " "): i for i, t in enumerate(tokens_a())}
+    b = [t.replace("\u2581", " ") for t in tokens_b()]
+    dst = _llama(4, VOCAB_B)
+    gen = torch.Generator().manual_seed(6)
+    state = dst.state_dict()
+    for name, tensor in src.items():
+        noisy = tensor + 0.004 * torch.randn(tensor.shape, generator=gen)
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            for j, tok in enumerate(b):
+                if tok in a:
+                    state[name][j] = noisy[a[tok]]
+        else:
+            state[name] = noisy
+    dst.load_state_dict(state)
+    dst.save_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """All model cases, built once (a few seconds on 2 cores)."""
+    root = tmp_path_factory.mktemp("models")
+    out = {k: root / k for k in ("parent", "finetune", "independent", "naver",
+                                 "vocab_derived", "vocab_independent")}
+    _llama(0).bfloat16().save_pretrained(out["parent"])
+    save_tokenizer(tokens_a(), out["parent"])
+    _vision_encoder(out["parent"] / "vision_encoder")
+    _finetune(out["parent"], out["finetune"])
+    save_tokenizer(tokens_a(), out["finetune"])
+    _llama(1).save_pretrained(out["independent"])
+    save_tokenizer(tokens_a(), out["independent"])
+    _llama(2).save_pretrained(out["naver"])
+    save_tokenizer(tokens_a(), out["naver"])
+    shutil.copytree(out["parent"] / "vision_encoder", out["naver"] / "vision_encoder")
+    _reindexed(out["parent"], out["vocab_derived"])
+    save_tokenizer(tokens_b(), out["vocab_derived"])
+    _llama(3, VOCAB_B).save_pretrained(out["vocab_independent"])
+    save_tokenizer(tokens_b(), out["vocab_independent"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def bad_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The generator script, run as a user would run it, into a temporary directory."""
+    out = tmp_path_factory.mktemp("bad")
+    proc = subprocess.run([sys.executable, str(GENERATOR), str(out)], capture_output=True,
+                          text=True, check=True, timeout=60)
+    return {k: Path(v) for k, v in (ln.split("\t") for ln in proc.stdout.splitlines())}

@@ -1,0 +1,128 @@
+"""The reader: exact fp32 conversion, shards and sub-folders, streaming, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file as np_save
+from safetensors.torch import save_file as torch_save
+
+from kaieval.errors import KaiError
+from kaieval.provenance import check_independence, open_model, read_header
+
+
+def test_bf16_fp16_fp32_convert_exactly(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    src = {"bf": torch.randn(7, 5, generator=g).to(torch.bfloat16),
+           "hf": torch.randn(3, 4, generator=g).to(torch.float16),
+           "f": torch.randn(11, generator=g)}
+    torch_save(src, str(tmp_path / "m.safetensors"))
+    w = open_model(tmp_path / "m.safetensors")
+    assert w.names() == ["bf", "f", "hf"]
+    for name, t in src.items():
+        got = w.load(name)
+        assert got.dtype == np.float32 and got.shape == tuple(t.shape)
+        np.testing.assert_array_equal(got, t.float().numpy())
+    rows = w.rows("bf", np.array([4, 0], dtype=np.intp))
+    np.testing.assert_array_equal(rows, src["bf"].float().numpy()[[4, 0]])
+
+
+def test_sharded_model_with_subfolder_component(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(6).astype(
+        np.float32)
+    np_save({"x.weight": a}, str(tmp_path / "model-00001-of-00002.safetensors"))
+    np_save({"y.weight": b}, str(tmp_path / "model-00002-of-00002.safetensors"))
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "x.weight": "model-00001-of-00002.safetensors",
+        "y.weight": "model-00002-of-00002.safetensors"}}))
+    (tmp_path / "vision_encoder").mkdir()
+    np_save({"x.weight": 2 * a}, str(tmp_path / "vision_encoder" / "model.safetensors"))
+    (tmp_path / "docs").mkdir()  # a folder without weights is not a component
+    w = open_model(tmp_path)
+    assert w.names() == ["vision_encoder/x.weight", "x.weight", "y.weight"]
+    assert w.subfolders == ("vision_encoder",)
+    assert len(w.weight_files) == 3
+    np.testing.assert_array_equal(w.load("y.weight"), b)
+    np.testing.assert_array_equal(w.load("vision_encoder/x.weight"), 2 * a)
+
+
+def test_reads_one_tensor_without_loading_the_model(tmp_path: Path) -> None:
+    """Streaming: loading one 1 MB tensor from a 16 MB file allocates about 1 MB."""
+    rng = np.random.default_rng(2)
+    np_save({f"t{i}": rng.standard_normal((512, 512)).astype(np.float32) for i in range(16)},
+            str(tmp_path / "big.safetensors"))
+    tracemalloc.start()
+    w = open_model(tmp_path / "big.safetensors")
+    x = w.load("t7")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert x.shape == (512, 512)
+    assert peak < 3 * x.nbytes, f"peak {peak} bytes for a {x.nbytes}-byte tensor"
+    assert isinstance(w.raw("t3"), np.memmap)
+
+
+def test_pickle_next_to_safetensors_is_ignored_not_read(tmp_path: Path) -> None:
+    np_save({"x": np.arange(4, dtype=np.float32)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "training_args.bin").write_bytes(b"\x80\x04K\x01.")
+    assert open_model(tmp_path).names() == ["x"]
+
+
+BAD = {
+    "truncated": "file truncated",
+    "tiny_file": "file truncated",
+    "header_too_long": "larger than the file",
+    "header_over_limit": "exceeds the 100 MB limit",
+    "header_not_json": "not valid JSON",
+    "header_not_object": "expected an object",
+    "overlap": "overlap",
+    "out_of_range": "out of range",
+    "size_mismatch": "size mismatch",
+    "unknown_dtype": "unknown dtype 'Q4_K'",
+    "negative_shape": "not a list of non-negative integers",
+    "missing_shard": "missing shard 'model-00002-of-00002.safetensors'",
+    "index_missing_tensor": "tensor 'c.weight' is not in its shard",
+    "pickle_dir": "pickle checkpoint refused; convert to safetensors",
+    "pickle_file": "pickle checkpoint refused; convert to safetensors",
+    "remote_code": "repository code present (modeling_x.py)",
+    "auto_map": "auto_map names repository code",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_checkpoint_is_one_clear_error(case: str, bad_cases: dict[str, Path]) -> None:
+    path = bad_cases[case]
+    with pytest.raises(KaiError) as info:
+        open_model(path)
+    msg = str(info.value)
+    assert BAD[case] in msg
+    assert "\n" not in msg
+    assert path.name in msg  # names the file or folder at fault
+
+
+def test_header_is_checked_before_any_data(bad_cases: dict[str, Path]) -> None:
+    with pytest.raises(KaiError, match="overlap"):
+        read_header(bad_cases["overlap"])
+
+
+def test_repository_code_never_runs(bad_cases: dict[str, Path],
+                                    models: dict[str, Path]) -> None:
+    folder = bad_cases["remote_code"]
+    marker = folder / "EXECUTED"
+    with pytest.raises(KaiError):
+        open_model(folder)
+    w = open_model(folder, trust_remote_code=True)  # acknowledged: weights only
+    assert w.names() == ["a.weight", "b.weight"]
+    v = check_independence(folder, [models["parent"]], stage_id="s1", team_id="t",
+                           trust_remote_code=True)
+    assert v.verdict == "inconclusive"
+    assert v.settings["trust_remote_code"] is True
+    assert not marker.exists()
+    with pytest.raises(KaiError, match="repository code"):
+        check_independence(folder, [models["parent"]], stage_id="s1", team_id="t")
+    assert not marker.exists()

@@ -1,0 +1,157 @@
+"""End to end on real tiny Llama models: derived, no_evidence, partial, vocabularies, records."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+from scipy import stats
+
+from kaieval.errors import KaiError
+from kaieval.provenance import check_independence, open_model, read_vocab
+from kaieval.provenance.components import is_language_model, is_norm
+from kaieval.provenance.tests_weights import compare_tensor
+from kaieval.records import IndependenceVerdict, record_from_json
+
+
+def _check(models: dict[str, Path], cand: str, *refs: str) -> IndependenceVerdict:
+    return check_independence(models[cand], [models[r] for r in refs or ("parent",)],
+                              stage_id="stage1", team_id=cand)
+
+
+def _by_component(v: IndependenceVerdict) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for e in v.evidence:
+        out.setdefault(e.component, []).append(e.verdict)
+    return out
+
+
+def test_finetune_is_derived(models: dict[str, Path]) -> None:
+    v = _check(models, "finetune")
+    assert v.verdict == "derived"
+    assert v.source == "measured" and v.references == ("parent",) and v.alpha == 0.01
+    lm = [e for e in v.evidence if is_language_model(e.component)]
+    assert len(lm) == 10 and all(e.verdict == "derived" for e in lm)
+    assert all(e.statistic is not None and e.statistic > 0.9 for e in lm)
+    assert "parent" in v.summary and v.summary.count(".") >= 1
+    assert "log10 p=" in lm[0].detail and "vs parent" in lm[0].detail
+    assert "unit_clt" in lm[0].detail
+    assert {"candidate/model.safetensors", "candidate/tokenizer.json",
+            "reference/parent/model.safetensors",
+            "reference/parent/vision_encoder/model.safetensors"} <= set(v.input_hashes)
+    assert v.settings["alpha"] == 0.01 and v.settings["permutation_seed"] == 20250804
+    assert "embedding_shared_vocab" in v.settings["tests"]
+
+
+def test_independent_same_architecture_is_no_evidence(models: dict[str, Path]) -> None:
+    v = _check(models, "independent")
+    assert v.verdict == "no_evidence"
+    assert all(e.verdict == "no_evidence" for e in v.evidence)
+    assert "does not prove" in v.summary
+    norms = next(e for e in v.evidence if e.component == "norms")
+    m = re.search(r"raw cosine (\d\.\d+)-(\d\.\d+)", norms.detail)
+    assert m and float(m.group(1)) > 0.95  # looks alike, raw...
+    assert norms.p_value is not None and norms.p_value > 0.01  # ...but is not evidence
+    assert "norm weights start at 1.0" in norms.detail
+
+
+def test_null_p_values_are_not_piled_near_zero(models: dict[str, Path]) -> None:
+    """Every same-name tensor of three independent pairs: p-values look uniform."""
+    ps: list[float] = []
+    for a, b in itertools.combinations(["parent", "independent", "naver"], 2):
+        wa, wb = open_model(models[a]), open_model(models[b])
+        for name in wa.names():
+            if name in wb.tensors and "/" not in name:
+                res = compare_tensor(wa, wb, name, rng=np.random.default_rng(len(ps)),
+                                     norm=is_norm(name))
+                assert res is not None
+                ps.append(res.p_value)
+    assert len(ps) == 3 * 39
+    assert stats.kstest(ps, "uniform").pvalue > 0.01
+    assert np.mean(np.array(ps) < 0.01) < 0.05
+    assert min(ps) > 0.01 / len(ps) / 10
+
+
+def test_copied_vision_encoder_is_partial(models: dict[str, Path]) -> None:
+    v = _check(models, "naver")
+    assert v.verdict == "partial"
+    assert "vision_encoder" in v.summary and "parent" in v.summary
+    comps = _by_component(v)
+    assert comps["vision_encoder"] == ["derived"]
+    assert all(comps[c] == ["no_evidence"] for c in comps if is_language_model(c))
+    ve = next(e for e in v.evidence if e.component == "vision_encoder")
+    assert ve.test.startswith("exact_reuse") and "byte-identical" in ve.detail
+    assert "vision_encoder/blocks.0.attn.qkv.weight" in ve.detail
+
+
+def test_different_vocabulary_compares_shared_tokens(models: dict[str, Path]) -> None:
+    cand_vocab = read_vocab(models["vocab_derived"] / "tokenizer.json")
+    ref_vocab = read_vocab(models["parent"] / "tokenizer.json")
+    shared = len(cand_vocab.keys() & ref_vocab.keys())
+    assert shared == 181  # 180 "▁tok" = "Ġtok" after normalisation, plus <unk>
+    fraction = f"{shared / len(cand_vocab):.0%} of the candidate's vocabulary shared"
+    derived = _check(models, "vocab_derived")
+    assert derived.verdict == "derived"
+    for comp in ("embeddings", "head"):
+        e = next(e for e in derived.evidence if e.component == comp)
+        assert e.test == "embedding_shared_vocab" and e.verdict == "derived"
+        assert fraction in e.detail and f"{shared * 64} elements" in e.detail
+    indep = _check(models, "vocab_independent")
+    assert indep.verdict == "no_evidence"
+    emb = next(e for e in indep.evidence if e.component == "embeddings")
+    assert emb.test == "embedding_shared_vocab" and fraction in emb.detail
+
+
+def test_holm_across_references_names_the_source(models: dict[str, Path]) -> None:
+    seen: list[tuple[int, int, str]] = []
+    v = check_independence(models["finetune"], [models["independent"], models["parent"]],
+                           stage_id="stage1", team_id="finetune",
+                           progress=lambda d, t, label: seen.append((d, t, label)))
+    assert seen[-1][:2] == (22, 22) and seen[0][2] == "embeddings vs independent"
+    assert v.verdict == "derived" and v.references == ("independent", "parent")
+    assert "from parent" in v.summary
+    for e in v.evidence:
+        assert e.verdict == ("derived" if "vs parent" in e.detail else "no_evidence")
+
+
+def test_nothing_comparable_is_inconclusive(tmp_path: Path, models: dict[str, Path]) -> None:
+    rng = np.random.default_rng(0)
+    save_file({"encoder.foo.weight": rng.standard_normal((16, 16)).astype(np.float32)},
+              str(tmp_path / "model.safetensors"))
+    v = check_independence(tmp_path, [models["parent"]], stage_id="s", team_id="t")
+    assert v.verdict == "inconclusive"
+    assert [e.verdict for e in v.evidence] == ["inconclusive"]
+    assert "absent" in v.evidence[0].detail
+
+
+def test_record_is_deterministic_and_round_trips(models: dict[str, Path]) -> None:
+    a, b = _check(models, "independent"), _check(models, "independent")
+    assert a.content_hash() == b.content_hash()
+    assert record_from_json(a.model_dump(mode="json")) == a
+    assert a.natural_key() == "verdict/stage1/independent"
+
+
+def test_bad_arguments_are_kai_errors(models: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(KaiError, match="no reference models"):
+        check_independence(models["finetune"], [], stage_id="s", team_id="t")
+    with pytest.raises(KaiError, match="alpha"):
+        check_independence(models["finetune"], [models["parent"]], alpha=1.5, stage_id="s",
+                           team_id="t")
+    with pytest.raises(KaiError, match="no such model"):
+        check_independence(tmp_path / "nope", [models["parent"]], stage_id="s", team_id="t")
+
+
+def test_different_vocab_without_tokenizers_is_not_guessed(tmp_path: Path) -> None:
+    """Rows are never paired by id when vocabularies differ and no tokenizer says how."""
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((300, 32)).astype(np.float32)
+    for name, rows in (("ref", emb), ("cand", emb[:250])):
+        (tmp_path / name).mkdir()
+        save_file({"model.embed_tokens.weight": rows}, str(tmp_path / name / "model.safetensors"))
+    v = check_independence(tmp_path / "cand", [tmp_path / "ref"], stage_id="s", team_id="t")
+    assert v.verdict == "inconclusive"
+    assert "no tokenizer.json pair to align rows" in v.evidence[0].detail
