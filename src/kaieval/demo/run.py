@@ -11,6 +11,7 @@ the stage engine.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -18,10 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
 
+from kaieval.cache import RecordCache, model_hash
 from kaieval.demo.simulate import (
     TeamFacts,
     quality_from_loss,
@@ -29,10 +31,11 @@ from kaieval.demo.simulate import (
     simulate_sheets,
     simulate_votes,
 )
+from kaieval.hashing import sha256_json
 from kaieval.records import IndependenceVerdict, Measurement, Record
 from kaieval.scoring.results import StageResult
 from kaieval.scoring.stage import Entrant, run_stage
-from kaieval.spec.load import LoadedDossier, load_dossiers, load_program
+from kaieval.spec.load import LoadedDossier, load_dossier, load_dossiers, load_program
 from kaieval.spec.program import Program, Stage
 
 if TYPE_CHECKING:
@@ -46,6 +49,7 @@ STAGES = ("selection", "stage1")
 EXPERTS = 10  # stage 1 had ten outside experts
 USERS = 49  # and 49 expert users
 HELDOUT_CHARS = 6000
+_R = TypeVar("_R", bound=Record)
 
 
 @dataclass(frozen=True)
@@ -94,23 +98,35 @@ def _write_reports_md(dossiers: Sequence[LoadedDossier], scenario: Path) -> None
 
 
 def _measure(stage: Stage, teams: Sequence[LoadedDossier], models: dict[str, Path],
-             heldout: str, cache: dict[str, float], say: Callable[[str], None]) -> list[Record]:
+             heldout: str, cache: RecordCache, say: Callable[[str], None]) -> list[Record]:
+    """Held-out loss and independence of each team's stand-in; cached by input content."""
     from kaieval.bench.heldout import heldout_measurement
     from kaieval.provenance.verdict import check_independence
 
     out: list[Record] = []
+    ref = models[FOREIGN_BASE]
+    ref_hash = model_hash(ref)
+    text_hash = sha256_json(heldout)
     for ld in teams:
         tid = ld.dossier.team.id
         sub = ld.dossier.submissions[stage.id]
         if sub.model is None or sub.model.path is None:
             continue
         mdir = ld.resolve(sub.model.path)
-        m = heldout_measurement(mdir, heldout, stage_id=stage.id, team_id=tid)
-        cache[tid] = m.value
-        out.append(m)
-        v = check_independence(mdir, [models[FOREIGN_BASE]], alpha=0.01, stage_id=stage.id,
-                               team_id=tid)
-        out.append(v)
+        mhash = model_hash(mdir)
+
+        def rebind(r: _R, tid: str = tid) -> _R:
+            return r.model_copy(update={"stage_id": stage.id, "team_id": tid})
+
+        m = cache.get_or_measure(
+            {"kind": "heldout", "model": mhash, "text": text_hash},
+            functools.partial(heldout_measurement, mdir, heldout, stage_id=stage.id,
+                              team_id=tid), rebind)
+        v = cache.get_or_measure(
+            {"kind": "independence", "model": mhash, "refs": [ref_hash], "alpha": 0.01},
+            functools.partial(check_independence, mdir, [ref], alpha=0.01, stage_id=stage.id,
+                              team_id=tid), rebind)
+        out += [m, v]
         say(f"  {stage.id}: {tid}: held-out {m.value:.3f} bits/char; independence "
             f"{v.verdict.replace('_', ' ')}")
     return out
@@ -149,15 +165,15 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
     paths = lay_out_scenario(scenario)
     say(f"building stand-in models in {scenario / 'models'} (cached after the first run)")
     models = build_standins(scenario / "models", progress=lambda m: say(f"  {m}"))
+    _write_reports_md([load_dossier(p, check_files=False) for p in paths], scenario)
     dossiers = load_dossiers(paths, program)
-    _write_reports_md(dossiers, scenario)
     out_dir.mkdir(parents=True, exist_ok=True)
     url = db_url or f"sqlite:///{(out_dir / 'kaieval.sqlite').resolve()}"
     store = Store(url)
     heldout = corpus_text("heldout", HELDOUT_CHARS)
     results: list[StageResult] = []
     advancing: list[str] | None = None
-    loss_cache: dict[str, float] = {}
+    measured_cache = RecordCache(scenario / "measurements.json")
     for sid in STAGES:
         stage = program.stage(sid)
         in_stage = [d for d in dossiers if sid in d.dossier.submissions
@@ -167,7 +183,7 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
                       and d.dossier.submissions[sid].applies_to == "repechage"]
         say(f"[bold]{stage.name}[/] ({stage.date}): {len(in_stage)} teams"
             + (f", {len(applicants)} repechage applicant(s)" if applicants else ""))
-        measured = _measure(stage, [*in_stage, *applicants], models, heldout, loss_cache, say)
+        measured = _measure(stage, [*in_stage, *applicants], models, heldout, measured_cache, say)
         facts = _facts(stage, in_stage, measured)
         simulated: list[Record] = list(simulate_sheets(stage, facts, evaluators=EXPERTS,
                                                        seed=seed))

@@ -38,16 +38,18 @@ def _banner(text: str) -> Panel:
                  style="yellow", expand=True)
 
 
-def _table(result: StageResult) -> Table:
+def _table(result: StageResult, wide: bool = True) -> Table:
+    """The ranked table; on a narrow terminal, short headers and no axis columns."""
     columns = component_columns(result)
-    axes = axis_ids(result)
+    axes = axis_ids(result) if wide else []
     table = Table(title=f"{result.stage_name} ({result.stage_id}, {result.date.isoformat()})",
                   caption=f"Rule: {result.rule}", show_lines=True, expand=False)
     table.add_column("Rank", justify="right")
     table.add_column("Team", overflow="fold")
     table.add_column(f"Total /{fmt_max(result.total_points)}", justify="right")
     for col in columns:
-        table.add_column(f"{col.title} /{fmt_max(col.max_points)}", justify="right",
+        head = col.title if wide else col.component_id
+        table.add_column(f"{head} /{fmt_max(col.max_points)}", justify="right",
                          max_width=22)
     for axis in axes:
         table.add_column(f"Axis: {humanize_id(axis)}", justify="right", max_width=16)
@@ -62,11 +64,11 @@ def _table(result: StageResult) -> Table:
         for col in columns:
             comp = find_component(team, col.component_id)
             if comp is None or comp.points is None:
-                row.append(Text(NOT_MEASURED, style="magenta italic"))
+                row.append(Text(NOT_MEASURED if wide else "n/m", style="magenta italic"))
                 continue
             cell = Text(fmt_points(comp.points))
             if is_simulated(comp, result):
-                cell.append(" (simulated)", style="yellow")
+                cell.append(" (simulated)" if wide else " sim", style="yellow")
             row.append(cell)
         for axis in axes:
             value = team.axes.get(axis)
@@ -75,7 +77,8 @@ def _table(result: StageResult) -> Table:
         for i, gate in enumerate(team.gates):
             if i:
                 gates.append("\n")
-            gates.append(f"{gate.gate_id}: {GATE_LABELS.get(gate.status, gate.status)}",
+            label = GATE_LABELS.get(gate.status, gate.status)
+            gates.append(f"{gate.gate_id}: {label}" if wide else label,
                          style=GATE_STYLES.get(gate.status, ""))
         row.append(gates if team.gates else Text("none", style="dim"))
         # the bare decision word keeps the table narrow; reasons follow the table
@@ -90,7 +93,10 @@ def print_summary(result: StageResult, console: Console) -> None:
     robustness line, the repechage outcome, and what was not measured or simulated."""
     if result.banner:
         console.print(_banner(result.banner))
-    console.print(_table(result))
+    wide = console.width >= 150
+    console.print(_table(result, wide=wide))
+    if not wide:
+        console.print("n/m = not measured; sim = built on simulated inputs", style="dim")
     rob_style = "bold yellow" if result.robustness and result.robustness.flagged else "green"
     reasons = Text()
     for i, team in enumerate(sorted(result.teams, key=lambda t: t.rank)):

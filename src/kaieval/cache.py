@@ -1,0 +1,66 @@
+"""A persistent cache of measurement records keyed by the content of their inputs.
+
+Measuring a model is the slow part of a run; its result depends only on the
+weights, the data, the settings and the code. Keying a record by the hash of
+all four means a rerun costs nothing while any change to an input, or to the
+code, measures afresh (the habit HELM and lm-evaluation-harness follow for
+model requests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from kaieval.hashing import sha256_file, sha256_json
+from kaieval.records import Record, record_from_json
+from kaieval.version import code_version
+
+R = TypeVar("R", bound=Record)
+
+
+def model_hash(model_dir: Path) -> str:
+    """Hash of every weights and tokenizer file of a model folder (sub-folders included)."""
+    files = sorted(p for p in model_dir.rglob("*")
+                   if p.is_file() and p.suffix in (".safetensors", ".json", ".model"))
+    return sha256_json({str(p.relative_to(model_dir)): sha256_file(p) for p in files})
+
+
+class RecordCache:
+    """JSON file of ``key -> record``; written atomically, tolerant of a corrupt file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._data: dict[str, dict[str, object]] = {}
+        try:
+            loaded = json.loads(path.read_text("utf-8"))
+            if isinstance(loaded, dict):
+                self._data = loaded
+        except (OSError, ValueError):
+            self._data = {}
+
+    def get_or_measure(self, inputs: dict[str, object], measure: Callable[[], R],
+                       rebind: Callable[[R], R]) -> R:
+        """The cached record for ``inputs`` (rebound to the caller's stage/team), or measure."""
+        key = sha256_json({**inputs, "code": code_version()})
+        hit = self._data.get(key)
+        if hit is not None:
+            try:
+                return rebind(record_from_json(hit))  # type: ignore[arg-type]
+            except ValueError:
+                pass
+        rec = measure()
+        self._data[key] = rec.model_dump(mode="json")
+        self._save()
+        return rec
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".cache-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self._data, f, ensure_ascii=False, sort_keys=True)
+        os.replace(tmp, self.path)
