@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,15 +23,17 @@ def run(out: Path, cache: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one `kai demo` in a child process."""
     env = {**os.environ, "KAI_CACHE_DIR": str(cache)}
     env.pop("KAI_DATABASE_URL", None)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "demo", "--out", str(out)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "kaieval.cli", "demo", "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, not the max of all
     wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        sys.exit(f"kai demo failed:\n{proc.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+        sys.exit(f"kai demo failed:\n{err.decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> int:
