@@ -150,6 +150,7 @@ def stage_run(
     replicates: Annotated[int | None, typer.Option(help="Bootstrap replicates.")] = None,
 ) -> None:
     """Score one stage from the records in the store and decide the cut."""
+    from kaieval.pipeline import save_stage_result
     from kaieval.report import print_summary, write_reports
     from kaieval.scoring.stage import Entrant, run_stage
     from kaieval.spec.load import load_dossiers, load_program
@@ -175,8 +176,7 @@ def stage_run(
     result = run_stage(prog, st, entrants, store.records(stage_id=stage), seed=seed,
                        applicants=applicants, replicates=replicates,
                        extra_hashes={"program": phash})
-    store.put_stage_result(stage, "main", result.model_dump(mode="json", by_alias=True),
-                           result.input_hashes.get("records", ""), actor="kai stage run")
+    save_stage_result(store, result, "main", actor="kai stage run")
     print_summary(result, Console())
     if out is not None:
         for p in write_reports([result], out, title=f"{prog.name}: {st.name}", banner=None):

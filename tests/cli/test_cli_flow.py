@@ -127,3 +127,17 @@ def test_program_show_prints_the_template() -> None:
     assert "schema: kaieval/program/v1" in res.output
     res = runner.invoke(app, ["program", "show", "nope"])
     assert res.exit_code == 2
+
+
+def test_rerunning_a_stage_writes_nothing(workdir: Path) -> None:
+    from kaieval.store import Store
+
+    db = f"sqlite:///{workdir / 'k.sqlite'}"
+    teams = [str(workdir / f"{t}.yaml") for t in ("alpha", "beta", "gamma")]
+    runner.invoke(app, ["records", "import", str(workdir / "sheets.jsonl"), "--db", db])
+    args = ["stage", "run", "--program", str(workdir / "program.yaml"), "--stage", "s1",
+            *teams, "--db", db]
+    assert runner.invoke(app, args).exit_code == 0
+    before = len(Store(db).audit_entries())
+    assert runner.invoke(app, args).exit_code == 0
+    assert len(Store(db).audit_entries()) == before

@@ -32,6 +32,7 @@ from kaieval.demo.simulate import (
     simulate_votes,
 )
 from kaieval.hashing import sha256_json
+from kaieval.pipeline import save_stage_result
 from kaieval.records import IndependenceVerdict, Measurement, Record
 from kaieval.scoring.results import StageResult
 from kaieval.scoring.stage import Entrant, run_stage
@@ -192,8 +193,7 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
         store.put([*measured, *simulated], actor="kai demo")
         result = _score(program, program_hash, stage, in_stage, applicants, store, seed,
                         replicates, say)
-        store.put_stage_result(sid, "demo", result.model_dump(mode="json", by_alias=True),
-                               result.input_hashes.get("records", ""), actor="kai demo")
+        save_stage_result(store, result, "demo", actor="kai demo")
         results.append(result)
         print_summary(result, console)
         advancing = result.advancing()
