@@ -232,7 +232,7 @@ def repechage_sentence(result: StageResult, names: dict[str, str] | None = None)
     rep = result.repechage
     if rep is None:
         return "No repechage in this stage."
-    names = names or {t.team_id: t.team_name for t in result.teams}
+    names = {**rep.candidate_names, **(names or {t.team_id: t.team_name for t in result.teams})}
 
     def name(tid: str) -> str:
         return names.get(tid, tid)

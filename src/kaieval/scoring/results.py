@@ -73,6 +73,7 @@ class Robustness(Frozen):
 
 class RepechageOutcome(Frozen):
     candidates: tuple[str, ...]
+    candidate_names: dict[str, str] = Field(default_factory=dict)
     votes: dict[str, int]
     evaluators: int
     majority: float

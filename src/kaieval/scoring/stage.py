@@ -233,6 +233,7 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
         cands = [teams[i] for i in range(t) if decisions[i][0] == "cut"]
         if rp.candidates == "cut_and_applicants":
             cands += [a.team_id for a in applicants if a.team_id not in teams]
+        names = {e.team_id: e.name for e in (*entrants, *applicants)}
         rvotes = [r for r in records if isinstance(r, RepechageVote)]
         counts = Counter(v.team_id for v in rvotes if v.team_id in cands)
         n_eval = len({v.evaluator_id for v in rvotes})
@@ -245,12 +246,13 @@ def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
         if not rvotes:
             reason = "no repechage votes stored"
         elif winners:
-            reason = ", ".join(f"{w} won {counts[w]} of {n_eval} votes (> {rp.majority:.0%})"
-                               for w in winners)
+            reason = ", ".join(f"{names.get(w, w)} won {counts[w]} of {n_eval} votes "
+                               f"(> {rp.majority:.0%})" for w in winners)
         else:
             reason = f"no candidate won more than {rp.majority:.0%} of {n_eval} votes"
         repechage = RepechageOutcome(
-            candidates=tuple(cands), votes=dict(sorted(counts.items())), evaluators=n_eval,
+            candidates=tuple(cands), candidate_names={c: names.get(c, c) for c in cands},
+            votes=dict(sorted(counts.items())), evaluators=n_eval,
             majority=rp.majority, winners=winners, reason=reason,
             source=",".join(sorted({v.source.value for v in rvotes})) or "none")
 
