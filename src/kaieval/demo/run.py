@@ -12,6 +12,7 @@ the stage engine.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import time
@@ -37,7 +38,7 @@ from kaieval.records import IndependenceVerdict, Measurement, Record
 from kaieval.scoring.results import StageResult
 from kaieval.scoring.stage import Entrant, run_stage
 from kaieval.spec.load import LoadedDossier, load_dossier, load_dossiers, load_program
-from kaieval.spec.program import Program, Stage
+from kaieval.spec.program import ComponentKind, Program, Stage
 
 if TYPE_CHECKING:
     from kaieval.store import Store
@@ -133,6 +134,71 @@ def _measure(stage: Stage, teams: Sequence[LoadedDossier], models: dict[str, Pat
     return out
 
 
+def _benchmarks(stage: Stage, teams: Sequence[LoadedDossier], cache_dir: Path,
+                say: Callable[[str], None]) -> list[Record]:
+    """Run the stage's benchmarks on each stand-in and on its declared target's stand-in.
+
+    Uses the bundled samples of the catalogue (no downloads); the request cache makes a
+    rerun cost nothing. Result ids follow the programme's benchmark ids.
+    """
+    refs = [b for c in stage.leaves() if c.kind is ComponentKind.BENCHMARKS
+            for b in c.benchmarks]
+    if not refs:
+        return []
+    from kaieval.bench.run import evaluate, to_benchmark_results
+
+    out: list[Record] = []
+    for ld in teams:
+        tid = ld.dossier.team.id
+        sub = ld.dossier.submissions[stage.id]
+        runs: list[tuple[str, Path]] = []
+        if sub.model is not None and sub.model.path is not None:
+            runs.append(("candidate", ld.resolve(sub.model.path)))
+        if sub.target is not None and sub.target.path is not None:
+            runs.append(("target", ld.resolve(sub.target.path)))
+        for role, mdir in runs:
+            usable = [r for r in refs if _has_chat_template(mdir) or not _needs_chat(r.task)]
+            for r in refs:
+                if r not in usable:
+                    say(f"  {stage.id}: {tid}: {role} {r.id}: not measured (the task is a chat "
+                        "task and the model has no chat template)")
+            tasks = sorted({r.task for r in usable})
+            run = evaluate(str(mdir), tasks, backend="hf", batch_size=16, cache_dir=cache_dir,
+                           progress=False)
+            by_task = {r.task: r for r in to_benchmark_results(
+                run, stage_id=stage.id, team_id=tid, role=role)}  # type: ignore[arg-type]
+            scores = []
+            for ref in usable:
+                res = by_task[ref.task]
+                out.append(res.model_copy(update={"benchmark_id": ref.id}))
+                scores.append(res.score)
+            mean = sum(scores) / max(len(scores), 1)
+            say(f"  {stage.id}: {tid}: {role} {mdir.name}: {len(scores)} of {len(refs)} "
+                f"benchmarks measured, mean score {mean:.3f}")
+    return out
+
+
+def _has_chat_template(model_dir: Path) -> bool:
+    cfg = model_dir / "tokenizer_config.json"
+    try:
+        has = "chat_template" in json.loads(cfg.read_text("utf-8"))
+    except (OSError, ValueError):
+        has = False
+    return has or (model_dir / "chat_template.jinja").is_file()
+
+
+@functools.cache
+def _needs_chat(task: str) -> bool:
+    """Whether a catalogue task sends its prompts as chat messages (IFEval-style tasks do)."""
+    from kaieval.bench.api import GenerationRequest
+    from kaieval.bench.tasks import load_task
+
+    t = load_task(task)
+    docs = t.docs(limit=1)
+    return any(isinstance(r, GenerationRequest) and r.chat
+               for d in docs for b in t.build(d) for r in b.requests)
+
+
 def _facts(stage: Stage, teams: Sequence[LoadedDossier], records: Sequence[Record],
            field: Sequence[LoadedDossier] | None = None) -> list[TeamFacts]:
     """What simulated evaluators see; quality is judged relative to ``field`` (default: teams)."""
@@ -185,6 +251,7 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
         say(f"[bold]{stage.name}[/] ({stage.date}): {len(in_stage)} teams"
             + (f", {len(applicants)} repechage applicant(s)" if applicants else ""))
         measured = _measure(stage, [*in_stage, *applicants], models, heldout, measured_cache, say)
+        measured += _benchmarks(stage, in_stage, scenario / "requests", say)
         facts = _facts(stage, in_stage, measured)
         simulated: list[Record] = list(simulate_sheets(stage, facts, evaluators=EXPERTS,
                                                        seed=seed))

@@ -1,0 +1,264 @@
+"""kaieval's benchmark engine vs lm-evaluation-harness: same model, same tasks, one run, CPU.
+
+Builds a small Llama-architecture model locally (random weights, seeded; a
+byte-level BPE tokenizer trained on the generated Korean corpus), writes two
+lm-eval-format task YAMLs with local JSONL data -- a 5-shot multiple choice
+with full-sentence answers (KoBEST / HAE-RAE style) and a 5-shot multiple
+choice with one-letter answers (KMMLU style) -- and runs each task with
+lm-eval's HF backend and with kaieval's engine on the *same YAML*, each in its
+own subprocess so peak RSS is measured fairly. Prints wall time, peak RSS,
+accuracy, the largest per-choice log-likelihood difference and the speed
+ratio, then checks kaieval's batch-size invariance (1, 8, 32).
+
+    .venv/bin/python benchmarks/vs_lm_eval.py            # full size (a few minutes)
+    .venv/bin/python benchmarks/vs_lm_eval.py --quick    # tiny, for a smoke run
+
+The builders are importable: tests/bench/test_bench_parity_lm_eval.py uses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+TASKS = ("ko_fulltext_mc", "ko_letter_mc")
+
+
+def _sentences(n_chars: int, seed: int) -> list[str]:
+    from kaieval.demo.corpus import corpus_text
+
+    text = corpus_text("train", n_chars, seed=seed)
+    out = [s.strip() for s in text.replace("\n", " ").split(". ")]
+    return [s + "." for s in out if 12 <= len(s) <= 90]
+
+
+def write_tasks(root: Path, *, n_docs: int, seed: int = 7, num_fewshot: int = 5) -> Path:
+    """Write both task YAMLs and their JSONL data under ``root``; return the YAML folder."""
+    rng = random.Random(seed)
+    sents = _sentences(400_000, seed)
+    rng.shuffle(sents)
+    data, tasks = root / "data", root / "tasks"
+    data.mkdir(parents=True, exist_ok=True)
+    tasks.mkdir(parents=True, exist_ok=True)
+    pool = iter(sents)
+
+    def fulltext_doc() -> dict[str, Any]:  # HellaSwag / HAE-RAE style: passage + endings
+        passage = " ".join(next(pool) for _ in range(2))
+        whole = [next(pool) for _ in range(4)]
+        cut = [max(4, len(s) // 2) for s in whole]
+        label = rng.randrange(4)
+        stem = whole[label][:cut[label]]
+        return {"question": f"지문: {passage}\n문장: {stem}",
+                "choices": [s[c:] for s, c in zip(whole, cut, strict=True)], "label": label}
+
+    def letter_doc() -> dict[str, Any]:
+        opts = [next(pool)[:30] for _ in range(4)]
+        return {"question": f"다음 중 가장 알맞은 것은? {next(pool)[:60]}", "A": opts[0],
+                "B": opts[1], "C": opts[2], "D": opts[3], "answer": rng.randrange(4)}
+
+    for name, make in (("ko_fulltext_mc", fulltext_doc), ("ko_letter_mc", letter_doc)):
+        for split, n in (("train", num_fewshot), ("test", n_docs)):
+            with (data / f"{name}_{split}.jsonl").open("w", encoding="utf-8") as fh:
+                for _ in range(n):
+                    fh.write(json.dumps(make(), ensure_ascii=False) + "\n")
+    common = (f"dataset_path: json\ndataset_kwargs:\n  data_files:\n"
+              "    train: {train}\n    test: {test}\ntest_split: test\nfewshot_split: train\n"
+              f"output_type: multiple_choice\nnum_fewshot: {num_fewshot}\n"
+              "fewshot_config:\n  sampler: first_n\nmetric_list:\n"
+              "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+              "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n")
+    bodies = {
+        "ko_fulltext_mc": 'doc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\n'
+                          "doc_to_target: label\n",
+        "ko_letter_mc": 'doc_to_text: "{{question}}\\nA. {{A}}\\nB. {{B}}\\nC. {{C}}\\n'
+                        'D. {{D}}\\n정답:"\ndoc_to_choice: ["A", "B", "C", "D"]\n'
+                        "doc_to_target: answer\n",
+    }
+    for name, body in bodies.items():
+        files = {s: str((data / f"{name}_{s}.jsonl").resolve()) for s in ("train", "test")}
+        (tasks / f"{name}.yaml").write_text(f"task: {name}\n" + common.format(**files) + body,
+                                            encoding="utf-8")
+    return tasks
+
+
+def build_model(out: Path, *, hidden: int, layers: int, vocab: int, seed: int = 0,
+                extra_text: str = "") -> Path:
+    """A random-weight Llama with a byte-level BPE trained on the Korean corpus (BOS added)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from kaieval.demo.corpus import corpus_text
+
+    if (out / "model.safetensors").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    text = corpus_text("train", 300_000, seed=seed) + extra_text
+    tok.train_from_iterator(text.split("\n"), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", 0)])
+    make_fast: Any = PreTrainedTokenizerFast
+    fast = make_fast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.save_pretrained(str(out))
+    torch.manual_seed(seed)
+    heads = max(1, hidden // 64)
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden,
+                         intermediate_size=hidden * 8 // 3, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=heads,
+                         max_position_embeddings=2048, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=2, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # larger-than-default init so the distributions are not flat
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.06)
+    model.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def run_lm_eval(model: Path, task_dir: Path, task: str, batch_size: int) -> dict[str, Any]:
+    """lm-eval's HF backend; returns timing, accuracy and per-doc per-choice LLs."""
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    start = time.perf_counter()
+    out = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={model},dtype=float32", tasks=[task],
+        device="cpu", batch_size=batch_size, log_samples=True,
+        task_manager=TaskManager(include_path=str(task_dir)), random_seed=1234)
+    wall = time.perf_counter() - start
+    assert out is not None
+    lls = {str(s["doc_id"]): [float(r[0]) for r in s["filtered_resps"]]
+           for s in out["samples"][task]}
+    res = out["results"][task]
+    return {"wall_s": wall, "acc": res["acc,none"], "acc_norm": res["acc_norm,none"],
+            "lls": lls}
+
+
+def run_kaieval(model: Path, task_dir: Path, task: str, batch_size: int,
+                log: Path | None = None, limit: int | None = None) -> dict[str, Any]:
+    """kaieval's engine on the same YAML; returns timing, accuracy and per-doc LLs."""
+    from kaieval.bench.run import evaluate
+
+    log = log or task_dir.parent / f"samples-{task}-{batch_size}-{os.getpid()}.jsonl"
+    start = time.perf_counter()
+    run = evaluate(str(model), [str(task_dir / f"{task}.yaml")], batch_size=batch_size,
+                   log_samples=log, progress=False, limit=limit)
+    wall = time.perf_counter() - start
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    metrics = run.tasks[0].metrics
+    return {"wall_s": wall, "acc": metrics["acc"].value, "acc_norm": metrics["acc_norm"].value,
+            "lls": {str(r["doc_id"]): r["loglikelihoods"] for r in rows}}
+
+
+def _align(ours: dict[str, list[float]], theirs: dict[str, list[float]]) -> float:
+    """Largest per-choice |LL difference|; docs are matched by position in file order."""
+    a, b = list(ours.values()), list(theirs.values())
+    if len(a) != len(b):
+        raise SystemExit(f"different doc counts: {len(a)} vs {len(b)}")
+    return max(abs(x - y) for ra, rb in zip(a, b, strict=True)
+               for x, y in zip(ra, rb, strict=True))
+
+
+def _worker(args: argparse.Namespace) -> None:
+    # both tools get torch + transformers imported before their clock starts: the
+    # comparison is of evaluation, not of import time (which both pay equally)
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+    fn = run_lm_eval if args.worker == "lm_eval" else run_kaieval
+    result = fn(Path(args.model), Path(args.tasks), args.task, args.batch_size)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.out).write_text(json.dumps(result), encoding="utf-8")
+
+
+def _spawn(tool: str, model: Path, tasks: Path, task: str, bs: int, out: Path,
+           threads: int) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", tool, "--model", str(model), "--tasks",
+           str(tasks), "--task", task, "--batch-size", str(bs), "--out", str(out)]
+    start = time.perf_counter()
+    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, env=env, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{tool} on {task} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    result["process_s"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default="/tmp/kaieval-vs-lm-eval")
+    ap.add_argument("--docs", type=int, default=120)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--vocab", type=int, default=8000)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per tool (same for both; 1 is stable on a shared box)")
+    ap.add_argument("--quick", action="store_true", help="tiny model and 20 docs")
+    ap.add_argument("--worker", choices=["lm_eval", "kaieval"], help=argparse.SUPPRESS)
+    for hidden_opt in ("--model", "--tasks", "--task", "--out"):
+        ap.add_argument(hidden_opt, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    if args.quick:
+        args.docs, args.hidden, args.layers, args.vocab = 20, 64, 2, 2000
+    work = Path(args.workdir) / f"h{args.hidden}-l{args.layers}-v{args.vocab}-d{args.docs}-v2"
+    tasks = write_tasks(work, n_docs=args.docs)
+    letters = "".join(f" A B C D 정답: {c}\n" for c in "ABCD" * 200)
+    model = build_model(work / "model", hidden=args.hidden, layers=args.layers,
+                        vocab=args.vocab, extra_text=letters)
+    print(f"model: Llama hidden={args.hidden} layers={args.layers} vocab={args.vocab} fp32, "
+          f"{args.docs} docs/task, batch size {args.batch_size}, torch threads {args.threads}, "
+          f"cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+    rows = []
+    for task in TASKS:
+        theirs = _spawn("lm_eval", model, tasks, task, args.batch_size, work / "lm.json",
+                        args.threads)
+        ours = _spawn("kaieval", model, tasks, task, args.batch_size, work / "kai.json",
+                      args.threads)
+        diff = _align(ours["lls"], theirs["lls"])
+        rows.append((task, theirs, ours, diff))
+    head = (f"{'task':16} {'tool':9} {'wall s':>8} {'proc s':>8} {'peak RSS MB':>12} "
+            f"{'acc':>7} {'acc_norm':>9} {'max |dLL|':>10} {'speed-up':>9}")
+    print(head)
+    print("-" * len(head))
+    for task, theirs, ours, diff in rows:
+        print(f"{task:16} {'lm-eval':9} {theirs['wall_s']:8.2f} {theirs['process_s']:8.2f} "
+              f"{theirs['peak_rss_mb']:12.0f} {theirs['acc']:7.4f} {theirs['acc_norm']:9.4f}")
+        print(f"{task:16} {'kaieval':9} {ours['wall_s']:8.2f} {ours['process_s']:8.2f} "
+              f"{ours['peak_rss_mb']:12.0f} {ours['acc']:7.4f} {ours['acc_norm']:9.4f} "
+              f"{diff:10.2e} {theirs['wall_s'] / ours['wall_s']:8.2f}x")
+    inv = {}
+    for task in TASKS:
+        runs = {bs: run_kaieval(model, tasks, task, bs, work / f"inv-{task}-{bs}.jsonl",
+                                limit=40)["lls"] for bs in (1, 8, 32)}
+        inv[task] = max(_align(runs[bs], runs[1]) for bs in (8, 32))
+    print("batch-size invariance, first 40 docs (max per-choice |LL(bs) - LL(1)|, bs 8 and 32): "
+          + ", ".join(f"{t} {v:.2e}" for t, v in inv.items()))
+
+
+if __name__ == "__main__":
+    main()

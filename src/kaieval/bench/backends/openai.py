@@ -1,0 +1,470 @@
+"""OpenAI-compatible HTTP backend: completions with echoed log-probs, and chat.
+
+Why it looks like this:
+
+* **Log-likelihoods** come from ``/v1/completions`` with ``echo=true, logprobs=1,
+  max_tokens=1`` over ``context + continuation`` (what lm-evaluation-harness's
+  ``local-completions`` sends). With ``tokenizer_path`` the prompt is sent as token
+  ids split exactly as lm-eval splits the pair, so numbers match the local HF
+  backend; without it the continuation's tokens are found by the echoed
+  ``text_offset``. An endpoint that returns no echoed log-probs (``transformers
+  serve``, most hosted chat APIs) gets one clear error pointing at the
+  ``multiple_choice_generate`` task variants instead of silently wrong scores.
+* **Async with a bound.** ``concurrency`` workers share one ``httpx.AsyncClient``;
+  a fixed worker pool (not one task per request) keeps the event loop small for
+  100k-request runs, and the results land in request order whatever finishes first.
+* **Retries** with exponential backoff and seeded jitter on connection errors,
+  timeouts, 429 and 5xx only; any other 4xx, malformed JSON or a missing field
+  fails at once. Every failure is one line naming the URL and what happened.
+* The API key is sent, never recorded: ``describe()`` and ``fingerprint()`` do not see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from kaieval.bench.api import (
+    GenerationRequest,
+    GenerationResponse,
+    LoglikelihoodRequest,
+    LoglikelihoodResponse,
+)
+from kaieval.errors import KaiError
+
+T = TypeVar("T")
+
+_MC_HINT = ("it cannot score log-likelihood (multiple_choice) tasks; use the task's "
+            "multiple_choice_generate variant, or serve the model with vLLM (which echoes "
+            "prompt log-probs)")
+_BACKOFF_MAX = 30.0
+_GREEDY_EPS = 1e-6
+
+
+class _Retryable(Exception):
+    """A transient failure (connection, timeout, 429, 5xx): worth another attempt."""
+
+    def __init__(self, what: str, retry_after: float | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.retry_after = retry_after
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _get(obj: Any, path: Sequence[str | int], url: str) -> Any:
+    """``obj[path[0]][path[1]]...``; a missing or mistyped step names the field."""
+    cur = obj
+    for i, key in enumerate(path):
+        ok = (isinstance(key, int) and isinstance(cur, list) and -len(cur) <= key < len(cur)) or (
+            isinstance(key, str) and isinstance(cur, dict) and key in cur)
+        if not ok:
+            name = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path[: i + 1])
+            raise KaiError(f"response field '{name.lstrip('.')}' is missing or malformed",
+                           where=url)
+        cur = cur[key]  # type: ignore[index]
+    return cur
+
+
+class _Tokenizer:
+    """The served model's tokenizer (``tokenizers`` only, no torch): lets loglikelihood
+    send token ids split the way lm-eval splits a context/continuation pair."""
+
+    def __init__(self, path: Path) -> None:
+        file = path / "tokenizer.json" if path.is_dir() else path
+        if not file.is_file():
+            raise KaiError("no tokenizer.json found", where=str(path))
+        from tokenizers import Tokenizer
+
+        try:
+            self._tok = Tokenizer.from_file(str(file))
+        except Exception as exc:  # tokenizers raises bare Exception on bad files
+            raise KaiError(f"cannot read tokenizer: {_one_line(str(exc))}",
+                           where=str(file)) from exc
+        self.sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
+        self.path = file
+        self.eos_id = self._eos_id(file.parent / "tokenizer_config.json")
+
+    def _eos_id(self, config: Path) -> int | None:
+        if not config.is_file():
+            return None
+        try:
+            eos = json.loads(config.read_text(encoding="utf-8")).get("eos_token")
+        except (OSError, ValueError):
+            return None
+        if isinstance(eos, dict):
+            eos = eos.get("content")
+        return self._tok.token_to_id(eos) if isinstance(eos, str) else None
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+
+def _split_spaces(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's rule: trailing spaces of the context belong to the continuation."""
+    n = len(context) - len(context.rstrip())
+    return (context[:-n], context[-n:] + continuation) if n else (context, continuation)
+
+
+class OpenAIBackend:
+    """A model behind an OpenAI-compatible endpoint (vLLM, llama.cpp, TGI, ``transformers
+    serve``, hosted APIs). ``base_url`` ends in ``/v1``; ``model`` is the served name."""
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
+                 concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
+                 chat: bool = False, tokenizer_path: Path | None = None,
+                 backoff_base: float = 0.5, seed: int = 0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise KaiError(f"endpoint URL must start with http:// or https://, got {base_url!r}",
+                           where="--model")
+        if not model:
+            raise KaiError("the served model name is empty", where="--model-name")
+        if concurrency < 1 or max_retries < 0 or timeout <= 0 or backoff_base < 0:
+            raise KaiError("concurrency must be >= 1, max_retries >= 0, timeout > 0 and "
+                           "backoff_base >= 0", where="openai backend")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.chat = chat
+        self.backoff_base = backoff_base
+        self.seed = seed
+        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self._tokenizer = _Tokenizer(Path(tokenizer_path)) if tokenizer_path else None
+        self._served: dict[str, Any] | None = None
+        self._served_checked = False
+        self.attempts = 0  # HTTP attempts made (retries included): for logs and tests
+
+    # --- Backend Protocol -------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """sha256 of endpoint, model name, chat flag, the served model's id (and ``root``,
+        i.e. weights path, when the server reports one) and the tokenizer used to split."""
+        parts = {"base_url": self.base_url, "model": self.model, "chat": self.chat,
+                 "served": self._served_model(),
+                 "tokenizer": self._tokenizer.sha256 if self._tokenizer else None}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for the run record; the API key is deliberately absent."""
+        tok = self._tokenizer
+        return {"backend": self.name, "base_url": self.base_url, "model": self.model,
+                "chat": self.chat, "concurrency": self.concurrency, "timeout_s": self.timeout,
+                "max_retries": self.max_retries, "served_model": self._served_model(),
+                "api_key_set": self._api_key is not None,
+                "tokenizer": None if tok is None else {"path": str(tok.path),
+                                                       "sha256": tok.sha256},
+                "loglikelihood_split": "token_ids" if tok else "text_offset"}
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]
+                      ) -> list[LoglikelihoodResponse]:
+        return _run_sync(lambda: self.aloglikelihood(requests))
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        return _run_sync(lambda: self.agenerate(requests))
+
+    # --- async API --------------------------------------------------------------------
+
+    async def aloglikelihood(self, requests: Sequence[LoglikelihoodRequest]
+                             ) -> list[LoglikelihoodResponse]:
+        """Async twin of :meth:`loglikelihood`, for callers that already run a loop."""
+        prepared = [self._ll_body(r) for r in requests]
+        url = f"{self.base_url}/completions"
+
+        async def one(client: httpx.AsyncClient, i: int) -> LoglikelihoodResponse:
+            body, boundary, n_prompt = prepared[i]
+            data = await self._post(client, url, body, i, hint=_MC_HINT)
+            return self._parse_ll(data, url, boundary, n_prompt, len(body["prompt"]))
+
+        return await self._map(len(requests), one)
+
+    async def agenerate(self, requests: Sequence[GenerationRequest]
+                        ) -> list[GenerationResponse]:
+        """Async twin of :meth:`generate`: greedy (temperature 0), stop strings applied
+        client-side too, since some servers ignore ``stop``."""
+
+        async def one(client: httpx.AsyncClient, i: int) -> GenerationResponse:
+            r = requests[i]
+            chat = r.chat or self.chat
+            body: dict[str, Any] = {"model": self.model, "max_tokens": r.max_tokens,
+                                    "temperature": 0}
+            if r.stop:  # the OpenAI API takes at most 4; the rest are cut client-side,
+                # which gives the same greedy text (the prefix before any stop is the same)
+                body["stop"] = list(r.stop)[:4]
+            if chat:
+                body["messages"] = [{"role": "user", "content": r.context}]
+                url = f"{self.base_url}/chat/completions"
+            else:
+                body["prompt"] = r.context
+                url = f"{self.base_url}/completions"
+            data = await self._post(client, url, body, i)
+            path: list[str | int] = (["choices", 0, "message", "content"] if chat
+                                     else ["choices", 0, "text"])
+            text = _get(data, path, url)
+            if text is None and chat:
+                text = ""  # a chat reply with only tool calls / refusal: no text
+            if not isinstance(text, str):
+                raise KaiError(f"response field '{'.'.join(map(str, path))}' is not a string",
+                               where=url)
+            return GenerationResponse(text=_cut_at_stop(text, r.stop))
+
+        return await self._map(len(requests), one)
+
+    # --- requests and parsing ---------------------------------------------------------
+
+    def _ll_body(self, r: LoglikelihoodRequest) -> tuple[dict[str, Any], int, int]:
+        """The completions body, where the continuation starts (a character offset, or
+        a token index with a tokenizer) and how many prompt tokens there are (-1: unknown)."""
+        context, continuation = _split_spaces(r.context, r.continuation)
+        body: dict[str, Any] = {"model": self.model, "echo": True, "logprobs": 1,
+                                "max_tokens": 1, "temperature": 0}
+        if self._tokenizer is None:
+            body["prompt"] = context + continuation
+            return body, len(context), -1
+        tok = self._tokenizer
+        if context:
+            whole = tok.encode(context + continuation)
+            ctx = whole[: len(tok.encode(context))]
+            ids = whole
+        else:  # as lm-eval: an empty context is scored after the end-of-text token
+            if tok.eos_id is None:
+                raise KaiError("an empty context needs the tokenizer's eos_token "
+                               "(tokenizer_config.json)", where=str(tok.path))
+            ctx = [tok.eos_id]
+            ids = ctx + tok.encode(continuation)
+        body["prompt"] = ids
+        return body, len(ctx), len(ids)
+
+    def _parse_ll(self, data: Any, url: str, boundary: int, n_prompt: int,
+                  prompt_len: int) -> LoglikelihoodResponse:
+        choice = _get(data, ["choices", 0], url)
+        lp = choice.get("logprobs") if isinstance(choice, dict) else None
+        if not isinstance(lp, dict) or not isinstance(lp.get("token_logprobs"), list):
+            raise KaiError(f"the endpoint returned no echoed log-probs (choices[0].logprobs); "
+                           f"{_MC_HINT}", where=url)
+        token_lps: list[Any] = lp["token_logprobs"]
+        top: list[Any] = lp.get("top_logprobs") or []
+        tokens: list[Any] = lp.get("tokens") or []
+        if n_prompt >= 0:  # token ids sent: the continuation is the tail of the prompt
+            if len(token_lps) < n_prompt:
+                raise KaiError(f"echoed {len(token_lps)} token log-probs for a prompt of "
+                               f"{n_prompt} tokens (choices[0].logprobs.token_logprobs)",
+                               where=url)
+            picked = list(range(boundary, n_prompt))
+        else:  # text sent: the tokens that end within the continuation's characters
+            picked = _tail_by_offsets(data, url, len(token_lps), tokens, prompt_len,
+                                      prompt_len - boundary)
+        total, greedy = 0.0, True
+        for i in picked:
+            value = token_lps[i]
+            if not isinstance(value, int | float):
+                raise KaiError(f"choices[0].logprobs.token_logprobs[{i}] is {value!r}, not a "
+                               f"number (is the continuation the whole prompt?)", where=url)
+            total += float(value)
+            alts = top[i] if i < len(top) else None
+            if isinstance(alts, dict) and alts:
+                best_tok, best = max(alts.items(), key=lambda kv: kv[1])
+                same = i < len(tokens) and tokens[i] == best_tok
+                greedy = greedy and (same or float(value) >= float(best) - _GREEDY_EPS)
+            else:
+                greedy = False  # no alternatives reported: cannot claim argmax
+        return LoglikelihoodResponse(logprob=total, greedy=greedy, n_tokens=len(picked))
+
+    # --- transport --------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency,
+                              max_keepalive_connections=self.concurrency)
+        return httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=headers)
+
+    async def _map(self, n: int, fn: Callable[[httpx.AsyncClient, int], Awaitable[T]]
+                   ) -> list[T]:
+        """Run ``fn`` for indices 0..n-1 with at most ``concurrency`` in flight; results in
+        index order. The first error cancels the rest and is raised as it is."""
+        results: list[T | None] = [None] * n
+        if n == 0:
+            return []
+        counter = iter(range(n))
+        async with self._client() as client:
+            async def worker() -> None:
+                for i in counter:  # shared iterator: each index is taken exactly once
+                    results[i] = await fn(client, i)
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(min(self.concurrency, n)):
+                        group.create_task(worker())
+            except BaseExceptionGroup as eg:
+                raise _first(eg) from None
+        return results  # type: ignore[return-value]  # every slot filled when no error
+
+    async def _post(self, client: httpx.AsyncClient, url: str, body: dict[str, Any],
+                    index: int, hint: str | None = None) -> Any:
+        rng = random.Random(f"{self.seed}:{index}")  # jitter independent of scheduling
+        attempts = self.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return await self._attempt(client, url, body, hint)
+            except _Retryable as err:
+                if attempt + 1 == attempts:
+                    raise KaiError(f"{err.what} (gave up after {attempts} attempts)",
+                                   where=url) from None
+                delay = min(_BACKOFF_MAX, self.backoff_base * 2 ** attempt)
+                delay *= 0.5 + 0.5 * rng.random()
+                if err.retry_after is not None:
+                    delay = max(delay, min(err.retry_after, _BACKOFF_MAX))
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, client: httpx.AsyncClient, url: str, body: dict[str, Any],
+                       hint: str | None) -> Any:
+        self.attempts += 1
+        try:
+            resp = await client.post(url, json=body)
+        except httpx.ConnectError as exc:
+            raise _Retryable(f"endpoint is down or unreachable ({_one_line(str(exc))})"
+                             ) from exc
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timed out after {self.timeout:g} s ({type(exc).__name__})"
+                             ) from exc
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__}: "
+                             f"{_one_line(str(exc))})") from exc
+        status = resp.status_code
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status}: {_one_line(resp.text) or '(empty body)'}",
+                             _retry_after(resp.headers.get("retry-after")))
+        if status >= 400:
+            why = {401: "check the API key", 403: "check the API key",
+                   404: "check the base URL (ends in /v1) and the model name"}.get(status, hint)
+            raise KaiError(f"HTTP {status}: {_one_line(resp.text) or '(empty body)'}"
+                           + (f" -- {why}" if why else ""), where=url)
+        try:
+            return resp.json()
+        except ValueError:
+            raise KaiError(f"malformed JSON in HTTP {status} response: "
+                           f"{_one_line(resp.text, 80)!r}", where=url) from None
+
+    def _served_model(self) -> dict[str, Any] | None:
+        """The entry of ``GET /v1/models`` for this model (id, and root when given), fetched
+        once; None when the endpoint does not list models."""
+        if not self._served_checked:
+            self._served_checked = True
+            self._served = _run_sync(self._fetch_served)
+        return self._served
+
+    async def _fetch_served(self) -> dict[str, Any] | None:
+        try:
+            async with self._client() as client:
+                resp = await client.get(f"{self.base_url}/models")
+            listed = resp.json().get("data") if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        if not isinstance(listed, list):
+            return None
+        entries = [e for e in listed if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        match = [e for e in entries if e["id"] == self.model] or (
+            entries if len(entries) == 1 else [])
+        if not match:
+            return None
+        return {k: match[0][k] for k in ("id", "root") if isinstance(match[0].get(k), str)}
+
+
+def _first(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of an exception group: a KaiError when one caused it."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(eg)
+    return next((e for e in leaves if isinstance(e, KaiError)), leaves[0])
+
+
+def _tail_by_offsets(data: Any, url: str, n_lps: int, tokens: list[Any], prompt_len: int,
+                     cont_len: int) -> list[int]:
+    """Indices of the continuation's tokens, found by ``text_offset``.
+
+    Measured back from the end of the prompt, not from its start: servers such as vLLM
+    count offsets over the decoded tokens, so a BOS token ("<s>") shifts every offset.
+    The prompt's token count comes from ``usage.prompt_tokens`` when reported.
+    """
+    offsets = _get(data, ["choices", 0, "logprobs", "text_offset"], url)
+    if (not isinstance(offsets, list) or len(offsets) != n_lps
+            or not all(isinstance(o, int) for o in offsets)):
+        raise KaiError("choices[0].logprobs.text_offset is not a list of integers matching "
+                       "token_logprobs", where=url)
+    usage = data.get("usage") if isinstance(data, dict) else None
+    n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if not isinstance(n, int) or not 0 < n <= n_lps:
+        n = sum(1 for o in offsets if o < prompt_len)  # no usage: assume unshifted offsets
+    if n == 0:
+        return []
+    if n < n_lps:
+        end = offsets[n]  # where the generated token starts: the end of the prompt
+    elif n - 1 < len(tokens) and isinstance(tokens[n - 1], str):
+        end = offsets[n - 1] + len(tokens[n - 1])
+    else:
+        end = prompt_len
+    start = end - cont_len
+    ends = [*offsets[1:n], end]
+    return [i for i in range(n) if offsets[i] >= start or ends[i] > start]
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [i for s in stop if s and (i := text.find(s)) >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def _run_sync(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine from synchronous code; inside a running loop (Jupyter, an async
+    caller) it runs on a helper thread with its own loop instead of failing."""
+
+    async def main() -> T:
+        return await make()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(main())
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="kaieval-openai")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]

@@ -1,0 +1,214 @@
+"""Per-document metrics as pure functions.
+
+Definitions follow lm-evaluation-harness where it has one, so a score computed
+here equals lm-eval's on the same model outputs: ``acc`` is the argmax of the
+summed log-likelihoods, ``acc_norm`` the argmax of log-likelihood divided by the
+choice's length in characters, ``exact_match`` is HF-evaluate's (optional case,
+punctuation and regex stripping). Math answers compare numerically after
+parsing the last number; IFEval-style checks are small verifiable predicates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+from kaieval.errors import KaiError
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def argmax(values: Sequence[float]) -> int:
+    """Index of the largest value; the first one on ties (numpy's rule, which lm-eval uses)."""
+    if not values:
+        raise KaiError("argmax of an empty list of log-likelihoods")
+    best = 0
+    for i, v in enumerate(values):
+        if v > values[best]:
+            best = i
+    return best
+
+
+def acc(loglikelihoods: Sequence[float], target: int) -> float:
+    """1.0 when the highest-likelihood choice is the target."""
+    return 1.0 if argmax(loglikelihoods) == target else 0.0
+
+
+def acc_norm_pred(loglikelihoods: Sequence[float], choices: Sequence[str]) -> int:
+    """lm-eval's acc_norm prediction: argmax of ll / len(choice) (characters of the choice)."""
+    if len(loglikelihoods) != len(choices):
+        raise KaiError(f"{len(loglikelihoods)} log-likelihoods for {len(choices)} choices")
+    return argmax([ll / float(len(c)) if len(c) else -math.inf
+                   for ll, c in zip(loglikelihoods, choices, strict=True)])
+
+
+def acc_norm(loglikelihoods: Sequence[float], choices: Sequence[str], target: int) -> float:
+    return 1.0 if acc_norm_pred(loglikelihoods, choices) == target else 0.0
+
+
+_PUNCT_TABLE = str.maketrans("", "", string.punctuation)
+
+
+def normalize_text(text: str, *, ignore_case: bool = False, ignore_punctuation: bool = False,
+                   strip: bool = False, regexes_to_ignore: Sequence[str] = ()) -> str:
+    """HF-evaluate's exact_match normalisation (regexes removed first, then case, punctuation)."""
+    for rx in regexes_to_ignore:
+        text = re.sub(rx, "", text)
+    if ignore_case:
+        text = text.lower()
+    if ignore_punctuation:
+        text = text.translate(_PUNCT_TABLE)
+    if strip:
+        text = text.strip()
+    return text
+
+
+def exact_match(prediction: str, reference: str, *, ignore_case: bool = False,
+                ignore_punctuation: bool = False, strip: bool = False,
+                regexes_to_ignore: Sequence[str] = ()) -> float:
+    opts: dict[str, Any] = {"ignore_case": ignore_case, "ignore_punctuation": ignore_punctuation,
+                            "strip": strip, "regexes_to_ignore": regexes_to_ignore}
+    return 1.0 if normalize_text(prediction, **opts) == normalize_text(reference, **opts) else 0.0
+
+
+def regex_extract(text: str, pattern: str, *, group_select: int = 0,
+                  fallback: str = "[invalid]") -> str:
+    """lm-eval's ``regex`` filter: findall, pick match ``group_select``, first non-empty group."""
+    try:
+        matches = re.findall(pattern, text)
+    except re.error as exc:
+        raise KaiError(f"invalid answer regex {pattern!r}: {exc}") from None
+    if not matches:
+        return fallback
+    try:
+        match = matches[group_select]
+    except IndexError:
+        return fallback
+    if isinstance(match, tuple):
+        non_empty = [m for m in match if m]
+        match = non_empty[0] if non_empty else ""
+    return str(match).strip()
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
+
+
+def parse_last_number(text: str) -> Fraction | None:
+    """The last number in ``text`` as an exact fraction: '1,234' -> 1234, '3/4' -> 3/4."""
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    raw = found[-1].replace(",", "").replace(" ", "")
+    try:
+        if "/" in raw:
+            num, den = raw.split("/")
+            return Fraction(num) / Fraction(den) if Fraction(den) != 0 else None
+        return Fraction(raw)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def numeric_match(prediction: str, reference: str, *, tolerance: float = 1e-6) -> float:
+    """1.0 when the last numbers of prediction and reference are equal (within tolerance)."""
+    ref = parse_last_number(reference)
+    if ref is None:
+        raise KaiError(f"reference answer {reference[-60:]!r} contains no number")
+    pred = parse_last_number(prediction)
+    if pred is None:
+        return 0.0
+    return 1.0 if abs(float(pred - ref)) <= tolerance * max(1.0, abs(float(ref))) else 0.0
+
+
+def extract_letter(text: str, n_choices: int) -> int | None:
+    """Index of the answer letter in a generated answer ('B', '(B)', 'Answer: B.'), else None.
+
+    A standalone letter among the first ``n_choices`` wins; the first such letter is taken,
+    after looking for an explicit 'answer'/'정답' marker.
+    """
+    allowed = LETTERS[:n_choices]
+    if not allowed:
+        return None
+    marker = r"(?:answer|정답|답)\s*(?:is|은|는|:)?\s*[:：]?\s*"
+    marked = re.search(rf"{marker}\(?([{allowed}])\)?(?![A-Za-z])", text, flags=re.IGNORECASE)
+    if marked:
+        return allowed.index(marked.group(1).upper())
+    plain = re.search(rf"(?<![A-Za-z])\(?([{allowed}])\)?(?![A-Za-z])", text)
+    return allowed.index(plain.group(1)) if plain else None
+
+
+# ----------------------------------------------------------------- IFEval-style checks
+# Each check takes the response and the instruction's kwargs; all are pure predicates.
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+def check_number_words(response: str, num_words: int, relation: str = "at least") -> bool:
+    n = _words(response)
+    if relation == "less than":
+        return n < num_words
+    if relation == "at least":
+        return n >= num_words
+    raise KaiError(f"number_words relation must be 'less than' or 'at least', got {relation!r}")
+
+
+def check_keywords(response: str, keywords: Sequence[str]) -> bool:
+    return all(re.search(re.escape(k), response, flags=re.IGNORECASE) for k in keywords)
+
+
+def check_no_comma(response: str) -> bool:
+    return "," not in response and "，" not in response
+
+
+def check_end_phrase(response: str, end_phrase: str) -> bool:
+    return response.strip().strip("\"'").lower().endswith(end_phrase.strip().lower())
+
+
+def check_json_format(response: str) -> bool:
+    body = response.strip()
+    body = re.sub(r"^```(?:json|Json|JSON)?\s*", "", body)
+    body = re.sub(r"\s*```$", "", body).strip()
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+def check_bullets(response: str, num_bullets: int) -> bool:
+    stars = re.findall(r"^\s*\*[^\*].*$", response, flags=re.MULTILINE)
+    dashes = re.findall(r"^\s*-.*$", response, flags=re.MULTILINE)
+    return len(stars) + len(dashes) == num_bullets
+
+
+INSTRUCTION_CHECKS: Mapping[str, Callable[..., bool]] = {
+    "length_constraints:number_words": check_number_words,
+    "keywords:existence": check_keywords,
+    "punctuation:no_comma": check_no_comma,
+    "startend:end_checker": check_end_phrase,
+    "detectable_format:json_format": check_json_format,
+    "detectable_format:number_bullet_lists": check_bullets,
+}
+
+
+def check_instructions(response: str, instruction_ids: Sequence[str],
+                       kwargs: Sequence[Mapping[str, Any] | None]) -> list[bool]:
+    """One verdict per supported instruction (unsupported ids are refused by the task loader)."""
+    out: list[bool] = []
+    for iid, kw in zip(instruction_ids, kwargs, strict=True):
+        check = INSTRUCTION_CHECKS.get(iid)
+        if check is None:
+            raise KaiError(f"unsupported instruction id {iid!r}; supported: "
+                           + ", ".join(sorted(INSTRUCTION_CHECKS)))
+        clean = {k: v for k, v in (kw or {}).items() if v is not None}
+        try:
+            out.append(bool(check(response, **clean)))
+        except TypeError as exc:
+            raise KaiError(f"instruction {iid!r}: bad arguments {clean}: {exc}") from None
+    return out

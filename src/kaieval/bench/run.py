@@ -1,0 +1,237 @@
+"""``evaluate``: load tasks and a backend, run the engine, return a versioned run record.
+
+The record (schema ``kaieval/eval-run/v1``) carries what is needed to trust or
+reproduce a number: code and package versions, the backend's settings and
+fingerprint, dtype, batch size, chat-template hash, seeds, and per task its
+definition hash, dataset hashes, document count, metrics with uncertainty and
+the per-document primary metric. ``to_benchmark_results`` turns it into the
+store's ``BenchmarkResult`` records for the stage engine.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from kaieval.bench.api import MetricSummary, Task
+from kaieval.bench.backends import get_backend
+from kaieval.bench.cache import RequestCache
+from kaieval.bench.engine import TaskOutcome, run_task, write_sample_log
+from kaieval.errors import KaiError
+from kaieval.records import BenchmarkResult
+from kaieval.version import code_version
+
+SCHEMA = "kaieval/eval-run/v1"
+CACHE_FILE = "requests.sqlite"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Metric(_Frozen):
+    """A ``MetricSummary`` as a record field."""
+
+    value: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    @classmethod
+    def of(cls, summary: MetricSummary) -> Metric:
+        return cls(value=summary.value, stderr=summary.stderr, ci_low=summary.ci_low,
+                   ci_high=summary.ci_high, n=summary.n)
+
+
+class TaskRun(_Frozen):
+    name: str
+    output_type: str
+    task_hash: str
+    dataset_hashes: dict[str, str]
+    num_fewshot: int | None
+    n_docs: int
+    primary_metric: str
+    metrics: dict[str, Metric]
+    doc_ids: tuple[str, ...]
+    item_scores: tuple[float, ...]  # per document, primary metric, in doc_ids order
+    n_requests: int
+    n_unique_requests: int
+    cache_hits: int
+    computed: int
+    wall_s: float
+
+
+class EvalRun(_Frozen):
+    """One ``kai eval`` run, as recorded (JSON via ``model_dump_json``)."""
+
+    schema_version: Literal["kaieval/eval-run/v1"] = "kaieval/eval-run/v1"
+    created_at: str
+    code_version: str
+    packages: dict[str, str]
+    python: str
+    model: str
+    backend: dict[str, Any]
+    fingerprint: str
+    dtype: str | None
+    batch_size: int
+    chat_template: bool
+    chat_template_hash: str | None
+    seeds: dict[str, int]
+    limit: int | None
+    cache_path: str | None
+    tasks: tuple[TaskRun, ...]
+    wall_s: float
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that can change a number (absent ones are omitted)."""
+    out: dict[str, str] = {}
+    for name in ("kaieval", "torch", "transformers", "tokenizers", "safetensors", "numpy",
+                 "vllm", "httpx"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy as np
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover - numpy is a core dependency
+        pass
+
+
+def _task_run(outcome: TaskOutcome, num_fewshot: int | None) -> TaskRun:
+    task = outcome.task
+    if not task.metrics:
+        raise KaiError(f"task {task.name} declares no metrics")
+    primary = task.metrics[0]
+    items = []
+    for score in outcome.scores:
+        if primary not in score.metrics:
+            raise KaiError(f"task {task.name}: document {score.doc_id} has no {primary!r} value")
+        items.append(float(score.metrics[primary]))
+    return TaskRun(
+        name=task.name, output_type=task.output_type, task_hash=task.task_hash(),
+        dataset_hashes=dict(task.dataset_hashes()), num_fewshot=num_fewshot,
+        n_docs=len(outcome.scores), primary_metric=primary,
+        metrics={k: Metric.of(v) for k, v in outcome.metrics.items()},
+        doc_ids=tuple(s.doc_id for s in outcome.scores), item_scores=tuple(items),
+        n_requests=outcome.stats.n_requests, n_unique_requests=outcome.stats.n_unique,
+        cache_hits=outcome.stats.cache_hits, computed=outcome.stats.computed,
+        wall_s=round(outcome.wall_s, 3))
+
+
+def load_tasks(refs: Sequence[str]) -> list[Task]:
+    """Catalogue names or task YAML paths -> loaded tasks (KaiError on the first bad one)."""
+    from kaieval.bench.tasks import load_task
+
+    return [load_task(ref) for ref in refs]
+
+
+def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
+             num_fewshot: int | None = None, batch_size: int = 8, limit: int | None = None,
+             cache_dir: Path | None = None, log_samples: Path | None = None,
+             chat_template: bool = False, seed: int = 1234, progress: bool = True,
+             **backend_kwargs: Any) -> EvalRun:
+    """Run ``tasks`` on ``model`` and return the run record.
+
+    ``model`` is a local directory (hf, vllm) or a base URL (openai, with
+    ``model_name=...`` among ``backend_kwargs``). ``tasks`` are catalogue names,
+    task YAML paths or already loaded ``Task`` objects. With ``cache_dir`` every
+    answer is kept in ``cache_dir/requests.sqlite``: a rerun (after a crash, or
+    with another metric) computes only what is missing.
+    """
+    start = time.perf_counter()
+    if limit is not None and limit < 1:
+        raise KaiError(f"limit must be >= 1, got {limit}", where="--limit")
+    if num_fewshot is not None and num_fewshot < 0:
+        raise KaiError(f"num_fewshot must be >= 0, got {num_fewshot}", where="--num-fewshot")
+    if not tasks:
+        raise KaiError("no tasks given", where="--tasks")
+    _seed_everything(seed)
+    loaded = load_tasks([t for t in tasks if isinstance(t, str)])
+    objects = iter(loaded)
+    task_objs: list[Task] = [next(objects) if isinstance(t, str) else t for t in tasks]
+    be = _make_backend(backend, model, batch_size=batch_size, chat_template=chat_template,
+                       seed=seed, **backend_kwargs)
+    cache = RequestCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
+    outcomes: list[TaskOutcome] = []
+    try:
+        for task in task_objs:
+            outcomes.append(run_task(task, be, num_fewshot=num_fewshot, limit=limit,
+                                     cache=cache, contexts_per_chunk=max(batch_size, 16),
+                                     progress=progress))
+    finally:
+        if cache is not None:
+            cache.close()
+    if log_samples is not None:
+        write_sample_log(Path(log_samples), outcomes)
+    described = be.describe()
+    return EvalRun(
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        code_version=code_version(), packages=package_versions(),
+        python=platform.python_version(), model=model, backend=described,
+        fingerprint=be.fingerprint(), dtype=described.get("dtype"), batch_size=batch_size,
+        chat_template=chat_template, chat_template_hash=described.get("chat_template_hash"),
+        seeds={"seed": seed}, limit=limit,
+        cache_path=str(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None,
+        tasks=tuple(_task_run(o, num_fewshot) for o in outcomes),
+        wall_s=round(time.perf_counter() - start, 3))
+
+
+def _make_backend(name: str, model: str, *, batch_size: int, chat_template: bool, seed: int,
+                  **kwargs: Any) -> Any:
+    """Map ``evaluate``'s common options onto each backend's constructor."""
+    if name in ("hf", "vllm"):
+        return get_backend(name, path=model, batch_size=batch_size, chat_template=chat_template,
+                           **kwargs)
+    if name == "openai":
+        if "model_name" in kwargs:
+            kwargs["model"] = kwargs.pop("model_name")
+        if "model" not in kwargs:
+            raise KaiError("the openai backend needs the served model's name", where="--model-name")
+        return get_backend(name, base_url=model, chat=chat_template, **kwargs)
+    return get_backend(name, **kwargs)
+
+
+def to_benchmark_results(run: EvalRun, *, stage_id: str, team_id: str,
+                         role: Literal["candidate", "target"] = "candidate"
+                         ) -> list[BenchmarkResult]:
+    """One ``BenchmarkResult`` per task: primary metric, per-document scores, stderr."""
+    results = []
+    for task in run.tasks:
+        metric = task.metrics.get(task.primary_metric)
+        if metric is None:
+            raise KaiError(f"task {task.name}: primary metric {task.primary_metric!r} missing")
+        results.append(BenchmarkResult(**_record_base(run, task, stage_id, team_id),
+                                       benchmark_id=task.name, task=task.name, role=role,
+                                       model_ref=run.model, score=metric.value,
+                                       item_scores=task.item_scores, stderr=metric.stderr))
+    return results
+
+
+def _record_base(run: EvalRun, task: TaskRun, stage_id: str, team_id: str) -> dict[str, Any]:
+    """The ``Record`` provenance fields for one task's result."""
+    return {
+        "stage_id": stage_id, "team_id": team_id, "source": "measured",
+        "code_version": run.code_version,
+        "input_hashes": {"task": task.task_hash, "model": run.fingerprint,
+                         **{f"data:{k}": v for k, v in task.dataset_hashes.items()}},
+        "settings": {"backend": run.backend.get("backend"), "dtype": run.dtype,
+                     "batch_size": run.batch_size, "num_fewshot": task.num_fewshot,
+                     "chat_template_hash": run.chat_template_hash, "n_docs": task.n_docs,
+                     "metric": task.primary_metric, "seeds": dict(run.seeds)},
+    }

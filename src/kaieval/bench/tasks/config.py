@@ -1,0 +1,98 @@
+"""The one internal task definition both YAML dialects (ours, lm-eval's) are parsed into.
+
+Frozen and plain so it can be hashed into the cache key: two files that mean the
+same task produce the same ``TaskConfig`` and hence the same cached answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from kaieval.bench.api import OutputType
+
+Sampler = Literal["default", "first_n", "per_doc"]
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """A metric and its options (exact_match: ignore_case, ignore_punctuation, strip...)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class RegexFilter:
+    """lm-eval's regex filter then take_first: what a generation is reduced to before scoring."""
+
+    pattern: str
+    group_select: int = 0
+    fallback: str = "[invalid]"
+
+
+@dataclass(frozen=True)
+class LocalSplit:
+    """One split read from a local file (JSONL, JSON, CSV, Parquet)."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class HFSplit:
+    """One split of a Hugging Face dataset; only loaded online with ``datasets`` installed."""
+
+    path: str
+    name: str | None
+    split: str
+    revision: str = "unpinned-unknown"
+
+
+Split = LocalSplit | HFSplit
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    source_file: Path
+    dialect: Literal["kaieval", "lm_eval"]
+    output_type: OutputType
+    eval_split: Split
+    fewshot_split: Split | None  # None: sample from the eval split itself
+    exclude_self: bool  # drop the doc being evaluated from its own few-shot draw
+    doc_to_text: Any
+    doc_to_choice: Any = None
+    doc_to_target: Any = None
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    num_fewshot: int = 0
+    sampler: Sampler = "default"
+    fewshot_seed: int = 1234
+    stop: tuple[str, ...] = ()
+    max_tokens: int = 256
+    metrics: tuple[MetricConfig, ...] = ()
+    regex_filter: RegexFilter | None = None
+    circular: bool = False
+    rotate_fields: tuple[str, ...] = ()  # doc fields holding the options, for CircularEval
+    instruction_fields: tuple[str, str] | None = None  # (ids field, kwargs field), IFEval
+    answer_prefix: str = "Answer:"  # for multiple_choice_generate prompts
+    chat: bool = False
+    id_field: str | None = None
+    description: str = ""
+    language: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def canonical(self) -> dict[str, Any]:
+        """JSON-able content (paths made relative) for the task hash."""
+        data = asdict(self)
+        data.pop("source_file")
+        data.pop("extra")
+        for key in ("eval_split", "fewshot_split"):
+            split = data.get(key)
+            if isinstance(split, dict) and "path" in split and isinstance(split["path"], Path):
+                split["path"] = split["path"].name
+        return data

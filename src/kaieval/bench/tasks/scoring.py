@@ -1,0 +1,140 @@
+"""From a document's responses to its metric values, and from those to aggregates.
+
+Kept apart from request building so a new metric can re-score cached responses
+without touching prompts. Under CircularEval a document counts as correct only
+if it is correct under every rotation of its options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kaieval.bench import metrics as M
+from kaieval.bench.api import (
+    DocRequests,
+    DocScore,
+    GenerationResponse,
+    LoglikelihoodResponse,
+    MetricSummary,
+    Response,
+)
+from kaieval.bench.stats import summarize
+from kaieval.bench.tasks.config import TaskConfig
+from kaieval.errors import KaiError
+from kaieval.hashing import sha256_bytes
+
+
+def prompt_hash(prompt: str) -> str:
+    return sha256_bytes(prompt.encode("utf-8"))
+
+
+def _lls(resp: Sequence[Response], n: int, doc_id: str) -> list[float]:
+    if len(resp) != n or not all(isinstance(r, LoglikelihoodResponse) for r in resp):
+        raise KaiError(f"doc {doc_id}: expected {n} log-likelihood responses, got {len(resp)}")
+    return [r.logprob for r in resp if isinstance(r, LoglikelihoodResponse)]
+
+
+def _text(resp: Sequence[Response], doc_id: str) -> str:
+    if len(resp) != 1 or not isinstance(resp[0], GenerationResponse):
+        raise KaiError(f"doc {doc_id}: expected one generation response, got {len(resp)}")
+    return resp[0].text
+
+
+def _target_index(b: DocRequests) -> int:
+    if not isinstance(b.target, int):
+        raise KaiError(f"doc {b.doc.doc_id}: multiple-choice target must be an index")
+    return b.target
+
+
+def _score_mc(cfg: TaskConfig, built: Sequence[DocRequests],
+              responses: Sequence[Sequence[Response]]) -> DocScore:
+    names = [m.name for m in cfg.metrics]
+    ok = {n: True for n in names}
+    first_lls: list[float] = []
+    first_pred = -1
+    for i, (b, resp) in enumerate(zip(built, responses, strict=True)):
+        lls = _lls(resp, len(b.choices), b.doc.doc_id)
+        tgt = _target_index(b)
+        pred = M.argmax(lls)
+        if i == 0:
+            first_lls, first_pred = lls, pred
+        if "acc" in ok:
+            ok["acc"] = ok["acc"] and pred == tgt
+        if "acc_norm" in ok:
+            ok["acc_norm"] = ok["acc_norm"] and M.acc_norm_pred(lls, list(b.choices)) == tgt
+    b0 = built[0]
+    return DocScore(doc_id=b0.doc.doc_id, prompt_hash=prompt_hash(b0.prompt),
+                    metrics={n: 1.0 if ok[n] else 0.0 for n in names},
+                    prediction=first_pred, target=b0.target,
+                    loglikelihoods=tuple(first_lls))
+
+
+def _score_mcg(cfg: TaskConfig, built: Sequence[DocRequests],
+               responses: Sequence[Sequence[Response]]) -> DocScore:
+    correct = True
+    first_text, first_pred = "", -1
+    for i, (b, resp) in enumerate(zip(built, responses, strict=True)):
+        text = _text(resp, b.doc.doc_id)
+        pred = M.extract_letter(text, len(b.choices))
+        if i == 0:
+            first_text, first_pred = text, -1 if pred is None else pred
+        correct = correct and pred == _target_index(b)
+    b0 = built[0]
+    return DocScore(doc_id=b0.doc.doc_id, prompt_hash=prompt_hash(b0.prompt),
+                    metrics={m.name: 1.0 if correct else 0.0 for m in cfg.metrics},
+                    prediction=first_pred, target=b0.target, generation=first_text)
+
+
+def _score_gen(cfg: TaskConfig, b: DocRequests, resp: Sequence[Response]) -> DocScore:
+    raw = _text(resp, b.doc.doc_id)
+    pred = raw
+    if cfg.regex_filter is not None:
+        f = cfg.regex_filter
+        pred = M.regex_extract(raw, f.pattern, group_select=f.group_select, fallback=f.fallback)
+    target = str(b.target)
+    values: dict[str, float] = {}
+    verdicts: list[bool] | None = None
+    for m in cfg.metrics:
+        if m.name == "exact_match":
+            values[m.name] = M.exact_match(pred, target, **m.kwargs())
+        elif m.name == "numeric_match":
+            values[m.name] = M.numeric_match(pred, target)
+        elif m.name in {"prompt_level_strict_acc", "inst_level_strict_acc"}:
+            if verdicts is None:
+                verdicts = M.check_instructions(raw, b.meta["instruction_ids"],
+                                                b.meta["instruction_kwargs"])
+            values[m.name] = (float(all(verdicts)) if m.name.startswith("prompt")
+                              else sum(verdicts) / len(verdicts) if verdicts else 1.0)
+        else:
+            raise KaiError(f"metric {m.name!r} does not apply to generation tasks")
+    return DocScore(doc_id=b.doc.doc_id, prompt_hash=prompt_hash(b.prompt), metrics=values,
+                    prediction=pred, target=target, generation=raw)
+
+
+def score_doc(cfg: TaskConfig, built: Sequence[DocRequests],
+              responses: Sequence[Sequence[Response]]) -> DocScore:
+    """Per-document metric values; ``responses[i]`` answers ``built[i].requests`` in order."""
+    if not built:
+        raise KaiError("nothing to score: no requests were built for the doc")
+    if len(built) != len(responses):
+        raise KaiError(f"doc {built[0].doc.doc_id}: {len(built)} request groups but "
+                       f"{len(responses)} response groups")
+    if cfg.output_type == "multiple_choice":
+        return _score_mc(cfg, built, responses)
+    if cfg.output_type == "multiple_choice_generate":
+        return _score_mcg(cfg, built, responses)
+    return _score_gen(cfg, built[0], responses[0])
+
+
+def aggregate(names: Sequence[str], scores: Sequence[DocScore], *, seed: int,
+              resamples: int = 1000) -> dict[str, MetricSummary]:
+    """Mean, stderr and seeded bootstrap CI per metric (inst-level: doc-weighted mean)."""
+    if not scores:
+        raise KaiError("no scored documents to aggregate")
+    out = {}
+    for name in names:
+        missing = [s.doc_id for s in scores if name not in s.metrics]
+        if missing:
+            raise KaiError(f"metric {name!r} missing for docs {missing[:5]}")
+        out[name] = summarize([s.metrics[name] for s in scores], resamples=resamples, seed=seed)
+    return out

@@ -1,0 +1,157 @@
+"""HF backend: shared-prefix scoring equals full-sequence scoring, batch-size invariance,
+lm-eval tokenisation rules, truncation, generation, refusals."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kaieval.bench.api import GenerationRequest, LoglikelihoodRequest
+from kaieval.bench.backends import get_backend
+from kaieval.bench.backends.hf import HFBackend, directory_hash
+from kaieval.errors import KaiError
+
+pytestmark = pytest.mark.slow  # builds the demo stand-in model (torch)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kaieval.demo.standins import build_standins
+
+    return build_standins(tmp_path_factory.mktemp("standins"), names=["nc"])["nc"]
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir: Path) -> HFBackend:
+    return HFBackend(model_dir, batch_size=8)
+
+
+def _requests() -> list[LoglikelihoodRequest]:
+    from kaieval.demo.corpus import corpus_text
+
+    text = corpus_text("train", 4000)
+    reqs = []
+    for i in range(7):  # 7 contexts of different lengths, 4 choices of 1..many tokens each
+        ctx = text[i * 350: i * 350 + 60 + 25 * i] + " 정답:"
+        for k in range(4):
+            start = 3000 + 40 * k
+            reqs.append(LoglikelihoodRequest(ctx, " " + text[start: start + 1 + 6 * k]))
+    reqs.append(LoglikelihoodRequest("질문 ", "답"))  # trailing context space
+    reqs.append(LoglikelihoodRequest("", "처음부터 끝까지"))  # empty context
+    return reqs
+
+
+def test_shared_prefix_equals_full_sequence_scoring(model_dir: Path, backend: HFBackend) -> None:
+    reqs = _requests()
+    shared = backend.loglikelihood(reqs)
+    reference = HFBackend(model_dir, shared_prefix=False).loglikelihood(reqs)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(shared, reference, strict=True)) < 1e-4
+    assert [a.greedy for a in shared] == [b.greedy for b in reference]
+    assert [a.n_tokens for a in shared] == [b.n_tokens for b in reference]
+    assert {a.n_tokens for a in shared[:28]} != {1}  # multi-token answers were exercised
+    assert all(a.logprob < 0 for a in shared)
+
+
+@pytest.mark.parametrize("bs", [1, 32])
+def test_batch_size_does_not_change_loglikelihoods(model_dir: Path, backend: HFBackend,
+                                                   bs: int) -> None:
+    reqs = _requests()
+    base = backend.loglikelihood(reqs)
+    other = HFBackend(model_dir, batch_size=bs).loglikelihood(reqs)
+    assert [a.logprob for a in other] == [b.logprob for b in base]  # bit-identical
+    batched = HFBackend(model_dir, batch_size=bs, prefix_batching=True).loglikelihood(reqs)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(base, batched, strict=True)) < 1e-5
+    assert [a.greedy for a in batched] == [b.greedy for b in base]
+
+
+def test_order_and_grouping_do_not_change_answers(backend: HFBackend) -> None:
+    reqs = _requests()
+    forward = backend.loglikelihood(reqs)
+    backward = backend.loglikelihood(list(reversed(reqs)))[::-1]
+    single = [backend.loglikelihood([r])[0] for r in reqs[:5]]
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(forward, backward, strict=True)) < 1e-5
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(forward, single, strict=False)) < 1e-5
+
+
+def test_lm_eval_tokenisation_rules(backend: HFBackend) -> None:
+    moved = backend.tokens(LoglikelihoodRequest("질문 ", "답"))
+    assert moved == backend.tokens(LoglikelihoodRequest("질문", " 답"))
+    prefix, cont = backend.tokens(LoglikelihoodRequest("가나다라", " 마바사"))
+    whole = backend.tokenizer.encode("가나다라 마바사")
+    assert list(prefix) == backend.tokenizer.encode("가나다라")
+    assert list(prefix + cont) == list(prefix) + whole[len(prefix):]
+    p0, c0 = backend.tokens(LoglikelihoodRequest("", "가나다"))
+    assert p0 == (backend.prefix_token_id,) and len(c0) >= 1
+
+
+def test_left_truncation_matches_reference(model_dir: Path) -> None:
+    reqs = _requests()[:8]
+    short = HFBackend(model_dir, max_length=24)
+    ref = HFBackend(model_dir, max_length=24, shared_prefix=False)
+    for r in reqs:
+        prefix, cont = short.tokens(r)
+        assert len(prefix) + len(cont) <= 25
+    a, b = short.loglikelihood(reqs), ref.loglikelihood(reqs)
+    assert max(abs(x.logprob - y.logprob) for x, y in zip(a, b, strict=True)) < 1e-4
+
+
+def test_generation_greedy_stops_and_is_batch_invariant(backend: HFBackend) -> None:
+    reqs = [GenerationRequest("오늘 회의에서", max_tokens=12),
+            GenerationRequest("위원회는", stop=("다",), max_tokens=30)]
+    both = backend.generate(reqs)
+    alone = backend.generate(reqs[1:])
+    assert both[1] == alone[0]
+    assert "다" not in both[1].text
+    assert backend.generate(reqs[:1]) == both[:1]  # deterministic
+
+
+def test_fingerprint_tracks_files_and_settings(model_dir: Path, backend: HFBackend,
+                                               tmp_path: Path) -> None:
+    assert backend.fingerprint() == HFBackend(model_dir).fingerprint()
+    assert backend.fingerprint() != HFBackend(model_dir, max_length=64).fingerprint()
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    before = directory_hash(copy)
+    cfg = copy / "generation_config.json"
+    cfg.write_text(cfg.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    assert directory_hash(copy) != before
+    described: dict[str, Any] = backend.describe()
+    assert described["dtype"] == "float32" and described["fingerprint"] == backend.fingerprint()
+
+
+def test_refusals(model_dir: Path, tmp_path: Path) -> None:
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for f in model_dir.iterdir():
+        if f.name != "model.safetensors":
+            shutil.copy(f, pickled / f.name)
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(KaiError, match=r"pickle checkpoint pytorch_model\.bin refused"):
+        HFBackend(pickled)
+    no_tok = tmp_path / "no_tok"
+    no_tok.mkdir()
+    for f in model_dir.iterdir():
+        if not f.name.startswith("tokenizer"):
+            shutil.copy(f, no_tok / f.name)
+    with pytest.raises(KaiError, match="no tokenizer"):
+        HFBackend(no_tok)
+    with pytest.raises(KaiError, match="not found"):
+        HFBackend(tmp_path / "missing")
+    with pytest.raises(KaiError, match="dtype"):
+        HFBackend(model_dir, dtype="int3")
+    with pytest.raises(KaiError, match="chat template"):
+        HFBackend(model_dir, chat_template=True)
+
+
+def test_registry(model_dir: Path) -> None:
+    with pytest.raises(KaiError, match="unknown backend 'nope'"):
+        get_backend("nope")
+    assert get_backend("hf", path=model_dir, batch_size=2).name == "hf"
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(KaiError, match="vllm"):
+            get_backend("vllm", path=model_dir)

@@ -1,0 +1,296 @@
+"""OpenAIBackend against a real local server (tests/bench/openai_server.py) that runs a
+tiny transformers model: log-likelihoods equal direct transformers computations, order,
+bounded concurrency, retries, and one-line errors for each fault."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from openai_server import LocalOpenAIServer, build_tiny_model, free_port
+
+from kaieval.bench.api import GenerationRequest, LoglikelihoodRequest
+from kaieval.bench.backends.openai import OpenAIBackend
+from kaieval.errors import KaiError
+
+# Space-aligned pairs (the text-offset path and lm-eval's split agree on these), one
+# with a trailing context space (moved to the continuation, as lm-eval does).
+ALIGNED = [
+    ("2026년 3월 20일", " 기준 연금 신청 건수는"),
+    ("위원회는 2021년 5월 14일 반도체 관련", " 신청서를 추가하기로 했다."),
+    ("질문: 연금 신청 건수는? 답:", " 34건"),
+    ("질문: 연금 신청 건수는? 답: ", "34건으로 집계됐다"),
+    ("기자", "."),
+]
+# Boundaries inside a word: only the token-id path reproduces lm-eval's split here.
+STRADDLE = [("연금 신", "청 건수"), ("반도체 관련 신청서", "를 추가"), ("", "연금 신청")]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("openai") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path) -> Iterator[LocalOpenAIServer]:
+    srv = LocalOpenAIServer(model_dir, name="tiny-ko")
+    yield srv
+    srv.close()
+
+
+@pytest.fixture()
+def srv(server: LocalOpenAIServer) -> LocalOpenAIServer:
+    server.reset()
+    return server
+
+
+def backend(srv: LocalOpenAIServer, **kw: Any) -> OpenAIBackend:
+    kw.setdefault("backoff_base", 0.01)
+    return OpenAIBackend(srv.base_url, "tiny-ko", **kw)
+
+
+def direct_ll(srv: LocalOpenAIServer, context: str, continuation: str, bos: bool = False
+              ) -> tuple[float, bool, int]:
+    """lm-eval's HF computation, done here with transformers: split trailing spaces,
+    encode the pair whole, score the tail after the context's encoding (after a BOS
+    token when ``bos``)."""
+    import torch
+
+    n = len(context) - len(context.rstrip())
+    if n:
+        context, continuation = context[:-n], context[-n:] + continuation
+
+    def enc(s: str) -> list[int]:
+        return list(srv.tok(s, add_special_tokens=False).input_ids)
+
+    if context:
+        whole, n_ctx = enc(context + continuation), len(enc(context))
+    else:
+        whole, n_ctx = [srv.tok.eos_token_id, *enc(continuation)], 1
+    if bos:
+        whole, n_ctx = [srv.tok.bos_token_id, *whole], n_ctx + 1
+    with torch.no_grad():
+        lp = torch.log_softmax(srv.model(torch.tensor([whole])).logits[0].float(), dim=-1)
+    picked = range(n_ctx, len(whole))
+    total = sum(float(lp[i - 1, whole[i]]) for i in picked)
+    greedy = all(int(lp[i - 1].argmax()) == whole[i] for i in picked)
+    return total, greedy, len(picked)
+
+
+@pytest.mark.parametrize("usage", [True, False])
+def test_loglikelihood_by_text_offsets_matches_transformers(srv: LocalOpenAIServer,
+                                                            usage: bool) -> None:
+    srv.faults.usage = usage
+    got = backend(srv).loglikelihood([LoglikelihoodRequest(c, x) for c, x in ALIGNED])
+    for (c, x), r in zip(ALIGNED, got, strict=True):
+        want, greedy, n = direct_ll(srv, c, x)
+        assert abs(r.logprob - want) < 1e-4, (c, x, r.logprob, want)
+        assert (r.greedy, r.n_tokens) == (greedy, n)
+        assert r.logprob < 0
+
+
+def test_text_offsets_shifted_by_bos_as_vllm_reports_them(srv: LocalOpenAIServer) -> None:
+    """vLLM prepends BOS and counts offsets over decoded tokens ("<s>" is 3 characters):
+    the continuation is still found, measured back from the end of the prompt."""
+    srv.faults.vllm_style = True
+    got = backend(srv).loglikelihood([LoglikelihoodRequest(c, x) for c, x in ALIGNED])
+    for (c, x), r in zip(ALIGNED, got, strict=True):
+        want, greedy, n = direct_ll(srv, c, x, bos=True)
+        assert abs(r.logprob - want) < 1e-4, (c, x, r.logprob, want)
+        assert (r.greedy, r.n_tokens) == (greedy, n)
+
+
+def test_loglikelihood_by_token_ids_matches_lm_eval_split(srv: LocalOpenAIServer,
+                                                          model_dir: Path) -> None:
+    pairs = ALIGNED + STRADDLE
+    be = backend(srv, tokenizer_path=model_dir)
+    got = be.loglikelihood([LoglikelihoodRequest(c, x) for c, x in pairs])
+    for (c, x), r in zip(pairs, got, strict=True):
+        want, greedy, n = direct_ll(srv, c, x)
+        assert abs(r.logprob - want) < 1e-4, (c, x, r.logprob, want)
+        assert (r.greedy, r.n_tokens) == (greedy, n)
+    assert all(isinstance(p, list) for p in srv.faults.prompts)  # ids were sent
+    assert be.describe()["loglikelihood_split"] == "token_ids"
+
+
+def test_greedy_flag_true_for_the_models_own_argmax(srv: LocalOpenAIServer,
+                                                     model_dir: Path) -> None:
+    import torch
+
+    context = "2026년 3월 20일 기준"
+    ids = list(srv.tok(context, add_special_tokens=False).input_ids)
+    with torch.no_grad():
+        nxt = srv.model.generate(torch.tensor([ids]), max_new_tokens=2, do_sample=False,
+                                 pad_token_id=srv.tok.pad_token_id)[0, len(ids):]
+    continuation = srv.tok.decode(nxt)
+    assert direct_ll(srv, context, continuation)[1] is True  # re-encodes to the same ids
+    wrong = " 연금" if continuation != " 연금" else " 신청"
+    got = backend(srv, tokenizer_path=model_dir).loglikelihood(
+        [LoglikelihoodRequest(context, continuation), LoglikelihoodRequest(context, wrong)])
+    assert [g.greedy for g in got] == [True, False]
+
+
+def test_empty_context_without_tokenizer_is_refused(srv: LocalOpenAIServer) -> None:
+    with pytest.raises(KaiError, match=r"token_logprobs\[0\] is None"):
+        backend(srv).loglikelihood([LoglikelihoodRequest("", "연금 신청")])
+
+
+def test_concurrency_overlaps_within_bound_and_keeps_order(srv: LocalOpenAIServer) -> None:
+    srv.faults.delay_s = 0.25
+    pairs = [(f"{i}월 {i * 3}일 기준", f" 연금 {i}건") for i in range(1, 13)]
+    be = backend(srv, concurrency=3)
+    got = be.loglikelihood([LoglikelihoodRequest(c, x) for c, x in pairs])
+    assert srv.faults.max_in_flight == 3  # overlapped, never above the bound
+    for (c, x), r in zip(pairs, got, strict=True):  # each answer is its own request's
+        assert abs(r.logprob - direct_ll(srv, c, x)[0]) < 1e-4
+    assert len({round(r.logprob, 6) for r in got}) == len(pairs)
+
+
+def test_two_500s_then_success(srv: LocalOpenAIServer) -> None:
+    srv.faults.statuses = [500, 503]
+    be = backend(srv)
+    [r] = be.loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+    assert abs(r.logprob - direct_ll(srv, *ALIGNED[0])[0]) < 1e-4
+    assert srv.faults.posts == 3 and be.attempts == 3
+
+
+def test_429_is_retried_and_5xx_gives_up_after_bound(srv: LocalOpenAIServer) -> None:
+    srv.faults.statuses = [429]
+    assert backend(srv).generate([GenerationRequest("연금", max_tokens=2)])[0].text is not None
+    srv.reset()
+    srv.faults.statuses = [502] * 10
+    with pytest.raises(KaiError) as err:
+        backend(srv, max_retries=2).generate([GenerationRequest("연금", max_tokens=2)])
+    msg = str(err.value)
+    assert f"{srv.base_url}/completions" in msg and "HTTP 502" in msg
+    assert "3 attempts" in msg and "\n" not in msg
+    assert srv.faults.posts == 3
+
+
+def test_4xx_fails_at_once(srv: LocalOpenAIServer) -> None:
+    srv.faults.statuses = [400]
+    with pytest.raises(KaiError, match=r"HTTP 400.*multiple_choice_generate"):
+        backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+    assert srv.faults.posts == 1
+
+
+def test_down_server_errors_after_bounded_retries() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    be = OpenAIBackend(url, "m", max_retries=2, backoff_base=0.05)
+    t0 = time.monotonic()
+    with pytest.raises(KaiError, match=r"down or unreachable.*gave up after 3 attempts") as err:
+        be.generate([GenerationRequest("x")])
+    assert time.monotonic() - t0 < 5
+    assert str(err.value).startswith(f"{url}/completions: ")
+    assert be.attempts == 3
+
+
+def test_timeout_is_retried_then_reported(srv: LocalOpenAIServer) -> None:
+    srv.faults.delay_s = 1.0
+    with pytest.raises(KaiError, match=r"timed out after 0.2 s.*2 attempts"):
+        backend(srv, timeout=0.2, max_retries=1).generate([GenerationRequest("x")])
+
+
+def test_malformed_json_and_missing_fields(srv: LocalOpenAIServer) -> None:
+    srv.faults.malformed = 1
+    with pytest.raises(KaiError, match="malformed JSON"):
+        backend(srv).generate([GenerationRequest("x")])
+    assert srv.faults.posts == 1  # a 200 with a broken body is not retried
+    srv.faults.missing_choices = 1
+    with pytest.raises(KaiError, match=r"response field 'choices' is missing"):
+        backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+
+
+def test_endpoint_without_echo_logprobs_points_to_generate_variant(
+        srv: LocalOpenAIServer) -> None:
+    srv.faults.echo = False
+    with pytest.raises(KaiError, match=r"no echoed log-probs.*multiple_choice_generate"):
+        backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+
+
+def test_generation_completions_and_chat(srv: LocalOpenAIServer) -> None:
+    import torch
+
+    def greedy(prompt: str, n: int) -> str:
+        ids = srv.tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = srv.model.generate(ids, max_new_tokens=n, do_sample=False,
+                                     pad_token_id=srv.tok.pad_token_id)
+        return str(srv.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+
+    prompts = ["연금 신청", "위원회는", "2026년"]
+    got = backend(srv).generate([GenerationRequest(p, max_tokens=5) for p in prompts])
+    assert [g.text for g in got] == [greedy(p, 5) for p in prompts]
+    full = got[0].text
+    stop = full[2:4] if len(full) >= 4 else full
+    [cut] = backend(srv).generate([GenerationRequest(prompts[0], stop=(stop,), max_tokens=5)])
+    assert cut.text == full[: full.find(stop)]
+    many = ("<no1>", "<no2>", "<no3>", "<no4>", stop)  # the 5th is cut client-side
+    [cut5] = backend(srv).generate([GenerationRequest(prompts[0], stop=many, max_tokens=5)])
+    assert cut5.text == cut.text and srv.faults.prompts[-1] == prompts[0]
+    chat = backend(srv, chat=True).generate([GenerationRequest("연금", max_tokens=4)])
+    assert chat[0].text == greedy("user: 연금\nassistant:", 4)
+    assert srv.faults.prompts[-1] == [{"role": "user", "content": "연금"}]
+
+
+def test_fingerprint_and_describe_never_hold_the_key(srv: LocalOpenAIServer) -> None:
+    be = backend(srv, api_key="sk-secret-123")
+    d = be.describe()
+    assert "sk-secret" not in repr(d) and d["api_key_set"] is True
+    assert d["served_model"] == {"id": "tiny-ko", "root": "tests/local-model"}
+    fp = be.fingerprint()
+    assert fp == backend(srv).fingerprint()  # the key does not change answers
+    assert fp != backend(srv, chat=True).fingerprint()
+    assert fp != OpenAIBackend(srv.base_url, "other").fingerprint()
+    assert be.generate([GenerationRequest("연금", max_tokens=1)])
+    assert srv.faults.auth[-1] == "Bearer sk-secret-123"  # sent, just never recorded
+
+
+def test_sync_call_inside_running_loop(srv: LocalOpenAIServer) -> None:
+    async def main() -> float:
+        return backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])[0].logprob
+
+    assert abs(asyncio.run(main()) - direct_ll(srv, *ALIGNED[0])[0]) < 1e-4
+
+
+@pytest.mark.parametrize("kw", [{"base_url": "127.0.0.1:8000/v1"}, {"concurrency": 0},
+                                {"model": ""}])
+def test_bad_settings(kw: dict[str, Any]) -> None:
+    args: dict[str, Any] = {"base_url": "http://127.0.0.1:1/v1", "model": "m", **kw}
+    with pytest.raises(KaiError):
+        OpenAIBackend(args.pop("base_url"), args.pop("model"), **args)
+
+
+def test_empty_batch_makes_no_request(srv: LocalOpenAIServer) -> None:
+    assert backend(srv).loglikelihood([]) == [] and srv.faults.posts == 0
+
+
+def test_engine_scores_equal_hf_backend(srv: LocalOpenAIServer, model_dir: Path,
+                                        tmp_path: Path) -> None:
+    """Through the whole engine, a catalogue task scores the same over HTTP as locally."""
+    import json
+
+    from kaieval.bench.run import evaluate
+
+    def lls(path: Path) -> list[tuple[float, ...]]:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return [tuple(r["loglikelihoods"]) for r in rows]
+
+    hf = evaluate(str(model_dir), ["kobest_copa"], backend="hf", limit=8, progress=False,
+                  log_samples=tmp_path / "hf.jsonl")
+    oa = evaluate(srv.base_url, ["kobest_copa"], backend="openai", model_name="tiny-ko",
+                  tokenizer_path=model_dir, limit=8, progress=False,
+                  log_samples=tmp_path / "oa.jsonl")
+    a, b = lls(tmp_path / "hf.jsonl"), lls(tmp_path / "oa.jsonl")
+    assert len(a) == 8 and [len(x) for x in a] == [len(x) for x in b]
+    assert max(abs(x - y) for xs, ys in zip(a, b, strict=True)
+               for x, y in zip(xs, ys, strict=True)) < 1e-4
+    assert oa.tasks[0].metrics["acc"].value == hf.tasks[0].metrics["acc"].value
+    assert oa.backend["backend"] == "openai" and "api_key" not in oa.backend
