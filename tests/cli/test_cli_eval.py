@@ -1,0 +1,55 @@
+"""`kai eval` as a user runs it: a real tiny model, the run record, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kaieval.cli import app
+
+runner = CliRunner()
+
+
+def test_unknown_task_and_missing_model_are_one_line_errors(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["eval", "--model", str(tmp_path / "nope"), "--tasks",
+                              "no_such_task"])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    res = runner.invoke(app, ["eval", "--model", str(tmp_path), "--tasks", ""])
+    assert res.exit_code == 2
+
+
+def test_openai_backend_needs_a_model_name() -> None:
+    res = runner.invoke(app, ["eval", "--model", "http://127.0.0.1:9/v1", "--backend", "openai",
+                              "--tasks", "kobest_copa"])
+    assert res.exit_code == 2
+    assert "--model-name" in res.output
+
+
+@pytest.mark.slow
+def test_eval_on_a_real_stand_in_writes_record_and_samples(tmp_path: Path) -> None:
+    from kaieval.demo.standins import build_standins
+
+    model = build_standins(tmp_path / "models", names=["nc"])["nc"]
+    out, samples = tmp_path / "run.json", tmp_path / "samples.jsonl"
+    args = ["eval", "--model", str(model), "--tasks", "kobest_copa,kmmlu", "--limit", "6",
+            "--output", str(out), "--log-samples", str(samples), "--cache-dir",
+            str(tmp_path / "cache")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = json.loads(out.read_text())
+    assert run["schema_version"] == "kaieval/eval-run/v1"
+    assert [t["name"] for t in run["tasks"]] == ["kobest_copa", "kmmlu"]
+    assert all(t["n_docs"] == 6 for t in run["tasks"])
+    lines = [json.loads(x) for x in samples.read_text().splitlines()]
+    assert len(lines) == 12 and all("loglikelihoods" in x for x in lines)
+    # a rerun is served from the request cache and gives the same numbers
+    res = runner.invoke(app, args)
+    again = json.loads(out.read_text())
+    assert [t["metrics"] for t in again["tasks"]] == [t["metrics"] for t in run["tasks"]]
+    assert all(t["computed"] == 0 for t in again["tasks"])
