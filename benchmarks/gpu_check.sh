@@ -11,7 +11,7 @@ PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 WORK=${WORK:-$(mktemp -d)}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-PYTHONPATH=src "$PY" - "$WORK" <<'EOF'
+PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$WORK" <<'EOF'
 import sys, time
 from pathlib import Path
 import torch
