@@ -42,6 +42,7 @@ from kaieval.bench.api import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
+from kaieval.bench.backends.common import chat_template_hash
 from kaieval.bench.collate import Collator
 from kaieval.errors import KaiError
 
@@ -141,12 +142,7 @@ class HFBackend:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise KaiError(f"cannot load model: {first}", where=str(self.path)) from exc
         self.model.eval()
-        template = getattr(self.tokenizer, "chat_template", None)
-        if chat_template and not template:
-            raise KaiError("--chat-template asked but the tokenizer has no chat template",
-                           where=str(self.path))
-        self.chat_template_hash = (hashlib.sha256(str(template).encode()).hexdigest()
-                                   if chat_template and template else None)
+        self.chat_template_hash = chat_template_hash(self.tokenizer, chat_template, self.path)
         self.max_length = max_length or self._resolve_max_length()
         bos = self.tokenizer.bos_token_id
         self.prefix_token_id = int(bos if bos is not None else self.tokenizer.eos_token_id)

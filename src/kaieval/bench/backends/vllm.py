@@ -22,6 +22,7 @@ from kaieval.bench.api import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
+from kaieval.bench.backends.common import chat_template_hash
 from kaieval.bench.backends.hf import TOKENISATION, check_model_dir, directory_hash
 from kaieval.errors import KaiError
 
@@ -48,12 +49,7 @@ class VLLMBackend:
                                  gpu_memory_utilization=gpu_memory_utilization,
                                  max_model_len=max_length, seed=0)
         self.tokenizer: Any = self.llm.get_tokenizer()
-        template = getattr(self.tokenizer, "chat_template", None)
-        if chat_template and not template:
-            raise KaiError("--chat-template asked but the tokenizer has no chat template",
-                           where=str(self.path))
-        self.chat_template_hash = (hashlib.sha256(str(template).encode()).hexdigest()
-                                   if chat_template and template else None)
+        self.chat_template_hash = chat_template_hash(self.tokenizer, chat_template, self.path)
         self.max_length = int(max_length or self.llm.llm_engine.model_config.max_model_len)
         self._fingerprint: str | None = None
 
