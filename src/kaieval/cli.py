@@ -283,6 +283,11 @@ def audit_show(db: DbOpt = None,
         typer.echo(json.dumps(dataclasses.asdict(e), default=str, ensure_ascii=False))
 
 
+# Commands that live in their own modules register themselves on ``app`` when imported.
+from kaieval import cli_audit as _cli_audit  # noqa: E402,F401
+from kaieval import cli_provenance as _cli_provenance  # noqa: E402,F401
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,3 @@
+"""``kai provenance``: independence checks and reference fingerprints (registered on ``kai``)."""
+
+from __future__ import annotations
