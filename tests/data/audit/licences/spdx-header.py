@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""A source file that only names its licence."""
