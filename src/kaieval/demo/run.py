@@ -41,6 +41,8 @@ from kaieval.spec.load import LoadedDossier, load_dossier, load_dossiers, load_p
 from kaieval.spec.program import ComponentKind, Program, Stage
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from kaieval.store import Store
 
 BANNER = ("DEMO — synthetic stand-in models and simulated committee sheets, user votes and "
@@ -82,7 +84,23 @@ def lay_out_scenario(scenario: Path) -> list[Path]:
         if not dest.exists() or dest.read_text("utf-8") != text:
             dest.write_text(text, "utf-8")
         paths.append(dest)
+    _copy_tree(resources.files("kaieval.demo") / "data" / "releases", scenario / "releases")
     return paths
+
+
+def _copy_tree(src: Traversable, dest: Path) -> None:
+    """Copy bundled release files (LICENSE texts the audit reads), rewriting only changes."""
+    if not src.is_dir():
+        return
+    for entry in src.iterdir():
+        target = dest / entry.name
+        if entry.is_dir():
+            _copy_tree(entry, target)
+            continue
+        data = entry.read_bytes()
+        if not target.exists() or target.read_bytes() != data:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
 
 
 def _write_reports_md(dossiers: Sequence[LoadedDossier], scenario: Path) -> None:
@@ -178,6 +196,36 @@ def _benchmarks(stage: Stage, teams: Sequence[LoadedDossier], cache_dir: Path,
     return out
 
 
+def _audit(program: Program, stage: Stage, teams: Sequence[LoadedDossier],
+           measured: Sequence[Record], reference: Path, out_dir: Path,
+           say: Callable[[str], None]) -> list[Record]:
+    """Audit each team's dossier and files (``kai audit``); keep the audit items as records
+    and each full audit (figures, evidence, flags) as JSON beside the reports."""
+    from kaieval.audit.engine import audit_dossier
+    from kaieval.report.write import atomic_write_text
+
+    verdicts = {r.team_id: r for r in measured if isinstance(r, IndependenceVerdict)}
+    out: list[Record] = []
+    folder = out_dir / "audit"
+    folder.mkdir(parents=True, exist_ok=True)
+    for ld in teams:
+        tid = ld.dossier.team.id
+        rep = audit_dossier(ld, program, stage.id, verdict=verdicts.get(tid),
+                            reference_tokenizer=reference)
+        atomic_write_text(folder / f"{stage.id}-{tid}.json", rep.model_dump_json(indent=2) + "\n")
+        out += rep.items
+        got: dict[str, list[float]] = {}
+        for it in rep.items:
+            got.setdefault(it.component_id, [0.0, 0.0])
+            got[it.component_id][0] += it.points
+            got[it.component_id][1] += it.max_points
+        parts = [f"{c} {p:g}/{m:g}" for c, (p, m) in got.items()]
+        say(f"  {stage.id}: {tid}: audit: " + ("; ".join(parts) or "measures only")
+            + f"; {len(rep.flags)} flag(s)"
+            + (f", {len(rep.not_scored)} item(s) not measured" if rep.not_scored else ""))
+    return out
+
+
 def _has_chat_template(model_dir: Path) -> bool:
     cfg = model_dir / "tokenizer_config.json"
     try:
@@ -252,6 +300,8 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
             + (f", {len(applicants)} repechage applicant(s)" if applicants else ""))
         measured = _measure(stage, [*in_stage, *applicants], models, heldout, measured_cache, say)
         measured += _benchmarks(stage, in_stage, scenario / "requests", say)
+        measured += _audit(program, stage, [*in_stage, *applicants], measured,
+                           models[FOREIGN_BASE], out_dir, say)
         facts = _facts(stage, in_stage, measured)
         simulated: list[Record] = list(simulate_sheets(stage, facts, evaluators=EXPERTS,
                                                        seed=seed))

@@ -129,6 +129,10 @@ class Release(Strict):
     licence: str
     location: str = ""
     open: bool = Field(default=True, strict=True)
+    artifact: str | None = Field(
+        default=None, min_length=1,
+        description="the released files (folder or LICENSE file) inside the dossier's folder; "
+                    "the audit reads their licence and flags a mismatch with 'licence'")
 
 
 class Partnership(Strict):
@@ -148,8 +152,19 @@ class Ecosystem(Strict):
     public_pilots: tuple[str, ...] = ()
     apis: tuple[str, ...] = ()
     downloads: int | None = Field(default=None, ge=0, strict=True)
+    derivatives: int | None = Field(default=None, ge=0, strict=True,
+                                    description="public derivative models (declared)")
+    hub_repos: tuple[str, ...] = Field(
+        default=(), description="Hugging Face repo ids, for `kai audit --online` download counts")
     open_release_pledge: float | None = Field(default=None, ge=0, le=1, strict=True,
                                               description="share of outputs pledged open")
+
+
+class Serving(Strict):
+    """How the submitted model is served; ``None`` means the team did not say."""
+
+    requires_foreign_api: bool | None = Field(default=None, strict=True)
+    notes: str = ""
 
 
 class Submission(Strict):
@@ -163,6 +178,7 @@ class Submission(Strict):
     releases: tuple[Release, ...] = ()
     dependencies: Dependencies = Dependencies()
     ecosystem: Ecosystem = Ecosystem()
+    serving: Serving = Serving()
     approach: str = Field(default="", description="the approach in the team's words")
     applies_to: Literal["stage", "repechage"] = "stage"
 
@@ -188,4 +204,7 @@ class Dossier(Strict):
                 out.append(((*base, "target", "path"), sub.target.path))
             if sub.technical_report:
                 out.append(((*base, "technical_report"), sub.technical_report))
+            for i, release in enumerate(sub.releases):
+                if release.artifact:
+                    out.append(((*base, "releases", i, "artifact"), release.artifact))
         return out

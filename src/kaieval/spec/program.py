@@ -59,14 +59,105 @@ class Axis(Strict):
     description: str = ""
 
 
+class RuleStep(Strict):
+    """One step of a ``steps`` rule: a measure at or above ``at`` earns ``share`` of the item."""
+
+    at: float = Field(strict=True)
+    share: float = Field(ge=0, le=1, strict=True)
+
+
+class AuditRule(Strict):
+    """How an audit item turns one measured figure into points (all of it lives in YAML).
+
+    - ``linear``: share = clip((x - from) / (to - from), 0, 1); ``from`` above ``to``
+      rewards lower values (e.g. fewer foreign dependencies).
+    - ``steps``: the largest ``share`` among the steps whose ``at`` the figure reaches.
+    - ``boolean``: full points when the figure equals ``award_when`` (default true).
+
+    The measure name is checked against the audit catalogue when the programme is
+    loaded, so a typo is a ``file:line`` error instead of an item nobody can score.
+    """
+
+    measure: str = Field(min_length=1)
+    points: Literal["linear", "steps", "boolean"]
+    from_: float | None = Field(default=None, alias="from", strict=True)
+    to: float | None = Field(default=None, strict=True)
+    steps: tuple[RuleStep, ...] = ()
+    award_when: bool = Field(default=True, strict=True)
+
+    @model_validator(mode="after")
+    def _check_rule(self) -> AuditRule:
+        import difflib
+
+        from kaieval.audit.measures import MEASURES, measure_type
+
+        kind = measure_type(self.measure)
+        if kind is None:
+            near = difflib.get_close_matches(self.measure, list(MEASURES), n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise spec_error(f"unknown measure '{self.measure}'{hint} (see docs/audit.md for "
+                             "the list)", "measure")
+        if self.points == "boolean":
+            if kind != "bool":
+                raise spec_error(f"measure '{self.measure}' is a {kind}, not yes/no; use "
+                                 "points: linear or steps", "points")
+            if self.from_ is not None or self.to is not None or self.steps:
+                raise spec_error("a boolean rule takes no from/to/steps", "points")
+            return self
+        if kind == "bool":
+            raise spec_error(f"measure '{self.measure}' is yes/no; use points: boolean",
+                             "points")
+        if self.points == "linear":
+            if self.from_ is None or self.to is None:
+                raise spec_error("a linear rule needs 'from' (no points) and 'to' (full "
+                                 "points)", "points")
+            if self.from_ == self.to:
+                raise spec_error(f"'from' and 'to' are both {self.to:g}", "to")
+            if self.steps:
+                raise spec_error("a linear rule takes no steps", "steps")
+            return self
+        if not self.steps:
+            raise spec_error("a steps rule needs a list of steps ({at: ..., share: ...})",
+                             "points")
+        if self.from_ is not None or self.to is not None:
+            raise spec_error("a steps rule takes no from/to", "points")
+        for i in range(1, len(self.steps)):
+            if self.steps[i].at <= self.steps[i - 1].at:
+                raise spec_error("steps must be listed with increasing 'at'", "steps", i, "at")
+        return self
+
+    def share(self, value: float | bool) -> float:
+        """Share (0..1) of the item's points that ``value`` earns under this rule."""
+        if self.points == "boolean":
+            return 1.0 if bool(value) is self.award_when else 0.0
+        x = float(value)
+        if self.points == "linear":
+            assert self.from_ is not None and self.to is not None
+            return min(1.0, max(0.0, (x - self.from_) / (self.to - self.from_)))
+        return max((s.share for s in self.steps if x >= s.at), default=0.0)
+
+    def describe(self) -> str:
+        """The rule in words, for evidence lines."""
+        if self.points == "boolean":
+            return f"full points if {self.measure} is {'yes' if self.award_when else 'no'}"
+        if self.points == "linear":
+            return f"linear in {self.measure}: {self.from_:g} -> none, {self.to:g} -> full"
+        steps = ", ".join(f">= {s.at:g}: {s.share:g}" for s in self.steps)
+        return f"steps on {self.measure}: {steps}"
+
+
 class RubricItem(Strict):
-    """One line of a score sheet; evaluators score it from 0 to ``max``."""
+    """One line of a score sheet; evaluators score it from 0 to ``max``.
+
+    Audit items carry a ``rule`` instead: the audit engine measures and scores them.
+    """
 
     id: Id
     title: str
     max: float = Field(gt=0, strict=True)
     axis: Id | None = None
     guidance: str = ""
+    rule: AuditRule | None = None
 
 
 class BenchmarkRef(Strict):
@@ -142,6 +233,16 @@ class Component(Strict):
                              "benchmarks")
         _unique([r.id for r in self.rubric], "rubric item id", "rubric", "id")
         _unique([b.id for b in self.benchmarks], "benchmark id", "benchmarks", "id")
+        return self
+
+    @model_validator(mode="after")
+    def _rules(self) -> Component:
+        """Only audit items take a rule. An audit item without one is scored only by
+        AuditItem records imported from elsewhere (``kai audit`` reports it unscored)."""
+        for j, item in enumerate(self.rubric):
+            if self.kind is not ComponentKind.AUDIT and item.rule is not None:
+                raise spec_error(f"rubric item '{item.id}' has a rule but only audit "
+                                 "components use rules", "rubric", j, "rule")
         return self
 
     def leaves(self) -> list[Component]:
