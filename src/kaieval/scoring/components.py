@@ -245,15 +245,18 @@ def audit_scores(comp: Component, stage_id: str, teams: Sequence[str],
     total_max = sum(maxes.values())
     for i, tid in enumerate(teams):
         items = {a.item_id: a for a in by_team.get(tid, []) if a.item_id in maxes}
+        # The evidence of measured items is shown even when the component cannot be scored:
+        # a reader should see what was found, and which items are missing.
+        out.evidence[i] = [f"{k}: {a.points:g}/{maxes[k]:g} — {a.evidence}"
+                           for k, a in sorted(items.items())]
         if len(items) < len(maxes):
+            missing = ", ".join(k for k in maxes if k not in items)
             out.detail[i] = (f"not measured: {len(maxes) - len(items)} of {len(maxes)} audit "
-                             "items have no result")
+                             f"items have no result ({missing})")
             continue
         got = sum(min(a.points, maxes[k]) for k, a in items.items())
         out.points[i] = comp.points * got / total_max
         out.sources[i] = {a.source.value for a in items.values()}
-        out.evidence[i] = [f"{k}: {a.points:g}/{maxes[k]:g} — {a.evidence}"
-                           for k, a in sorted(items.items())]
         out.detail[i] = f"audit rubric: {got:g} of {total_max:g}"
     return out
 
