@@ -158,9 +158,23 @@ def fake_hub() -> Iterator[str]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            port = self.server.server_address[1]
             if self.path == "/api/models/alpha/model":
                 body = json.dumps({"id": "alpha/model", "downloads": 4321}).encode()
                 self.send_response(200)
+            elif self.path == "/api/models?filter=base_model%3Aalpha%2Fmodel&limit=1000":
+                # first page of the model tree; the rest follows the Link header
+                body = json.dumps([{"id": f"u{i}/ft"} for i in range(3)]).encode()
+                self.send_response(200)
+                self.send_header("Link", f'<http://127.0.0.1:{port}/api/models/page2>; '
+                                 'rel="next"')
+            elif self.path == "/api/models/page2":
+                body = json.dumps([{"id": "v/ft"}, {"id": "w/quant"}]).encode()
+                self.send_response(200)
+            elif self.path.startswith("/api/models?filter=base_model%3Aloop"):
+                body = b"[]"
+                self.send_response(200)
+                self.send_header("Link", f"<http://127.0.0.1:{port}{self.path}>; rel=\"next\"")
             else:
                 body = b'{"error": "not found"}'
                 self.send_response(404)
@@ -189,6 +203,32 @@ def test_online_downloads_fetched(write_team: DossierWriter, fake_hub: str) -> N
     assert fig.value == 4321 and fig.source == "measured"
     with pytest.raises(KaiError, match="answered 404"):
         hub_downloads("nobody/none", fake_hub)
+
+
+def test_online_derivatives_counted_across_pages(write_team: DossierWriter,
+                                                 fake_hub: str) -> None:
+    from kaieval.audit.ecosystem import derivatives_figure, hub_derivatives
+
+    def edit(d: dict[str, Any]) -> None:
+        d["submissions"]["selection"]["ecosystem"]["hub_repos"] = ["alpha/model"]
+
+    fig = derivatives_figure(ctx_of(write_team(edit), online=True, hub_endpoint=fake_hub))
+    assert fig.value == 5 and fig.source == "measured" and "alpha/model: 5" in fig.detail
+    # a server whose "next" page never ends is stopped, with a one-line error
+    with pytest.raises(KaiError, match="pages of derivatives"):
+        hub_derivatives("loop/x", fake_hub)
+
+
+def test_declared_derivatives_offline(write_team: DossierWriter) -> None:
+    from kaieval.audit.ecosystem import derivatives_figure
+
+    assert derivatives_figure(ctx_of(write_team())).value is None
+
+    def edit(d: dict[str, Any]) -> None:
+        d["submissions"]["selection"]["ecosystem"]["derivatives"] = 12
+
+    fig = derivatives_figure(ctx_of(write_team(edit)))
+    assert fig.value == 12 and fig.detail == "declared"
 
 
 def test_mof_figures_from_openness_assessment(write_team: DossierWriter) -> None:

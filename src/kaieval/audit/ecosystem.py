@@ -1,11 +1,11 @@
-"""Ecosystem figures: partners by type, pilots, APIs, open releases, downloads.
+"""Ecosystem figures: partners by type, pilots, APIs, open releases, downloads, derivatives.
 
 The selection panel asked "who builds it with whom, and how is it shared". The
 who-with-whom part is countable from the consortium list (members by type and
 country); the how-shared part is checked against the released files: a release
 counts as open only when its licence is an open one in the licence registry
 and, when the dossier points at the files, the files say the same licence.
-Downloads are declared offline; with ``online`` they are fetched from the
+Downloads and derivatives are declared offline; with ``online`` they are fetched from the
 Hugging Face Hub, and an unreachable Hub is a one-line error, never a guess.
 """
 
@@ -146,22 +146,74 @@ def downloads_figure(ctx: AuditContext) -> Figure:
     return Figure("ecosystem.downloads", float(eco.downloads), where, "declared")
 
 
-def hub_downloads(repo: str, base: str = DEFAULT_HUB) -> int:
-    """A model repo's download count from the Hub API; ``KaiError`` when unreachable or odd."""
-    url = f"{base.rstrip('/')}/api/models/{urllib.parse.quote(repo, safe='/')}"
+def derivatives_figure(ctx: AuditContext) -> Figure:
+    """Derivatives: declared, or counted on the Hub (models tagged ``base_model:<repo>``)."""
+    eco = ctx.submission.ecosystem
+    if ctx.online and eco.hub_repos:
+        base = ctx.hub_endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HUB
+        counts = {r: hub_derivatives(r, base) for r in eco.hub_repos}
+        return Figure("ecosystem.derivatives", float(sum(counts.values())),
+                      f"{base}/api/models?filter=base_model:… (fetched)",
+                      ", ".join(f"{r}: {c}" for r, c in counts.items()), source="measured")
+    where = ctx.where("ecosystem", "derivatives")
+    if eco.derivatives is None:
+        why = "no derivatives declared" + ("; give ecosystem.hub_repos to count them with "
+                                           "--online" if ctx.online else "")
+        return Figure("ecosystem.derivatives", None, where, why)
+    return Figure("ecosystem.derivatives", float(eco.derivatives), where, "declared")
+
+
+def _hub_get(url: str, what: str) -> tuple[object, str | None]:
+    """GET one Hub API page: (parsed JSON, the Link header's next URL); one-line errors."""
     if not url.startswith(("http://", "https://")):
-        raise KaiError(f"hub endpoint must be an http(s) URL, got '{base}'")
+        raise KaiError(f"hub endpoint must be an http(s) URL, got '{url}'")
     try:
         with urllib.request.urlopen(url, timeout=HUB_TIMEOUT_S) as resp:
-            data = json.loads(resp.read(1_000_000).decode("utf-8"))
+            data = json.loads(resp.read(20_000_000).decode("utf-8"))
+            link = resp.headers.get("Link") or ""
     except urllib.error.HTTPError as e:
-        raise KaiError(f"the Hub answered {e.code} for model '{repo}'", where=url) from None
+        raise KaiError(f"the Hub answered {e.code} for {what}", where=url) from None
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise KaiError(f"cannot reach the Hugging Face Hub ({reason}); run without --online "
-                       "to use the declared downloads", where=url) from None
+                       "to use the declared figures", where=url) from None
     except (ValueError, UnicodeDecodeError):
         raise KaiError("the Hub's answer is not JSON", where=url) from None
+    nxt = None
+    for part in link.split(","):
+        if 'rel="next"' in part and "<" in part and ">" in part:
+            nxt = part[part.index("<") + 1:part.index(">")]
+    return data, nxt
+
+
+HUB_MAX_PAGES = 50
+
+
+def hub_derivatives(repo: str, base: str = DEFAULT_HUB) -> int:
+    """How many Hub models name ``repo`` as their base model (the model tree's children).
+
+    Pages are followed through the ``Link`` header, at most ``HUB_MAX_PAGES`` of them, so a
+    misbehaving server cannot keep us looping; hitting the bound is an error, not a guess.
+    """
+    query = urllib.parse.urlencode({"filter": f"base_model:{repo}", "limit": 1000})
+    url: str | None = f"{base.rstrip('/')}/api/models?{query}"
+    total = 0
+    for _ in range(HUB_MAX_PAGES):
+        assert url is not None
+        data, url = _hub_get(url, f"derivatives of '{repo}'")
+        if not isinstance(data, list):
+            raise KaiError(f"the Hub's model list for '{repo}' is not a list", where=base)
+        total += len(data)
+        if url is None:
+            return total
+    raise KaiError(f"more than {HUB_MAX_PAGES} pages of derivatives for '{repo}'; stopped",
+                   where=base)
+
+
+def hub_downloads(repo: str, base: str = DEFAULT_HUB) -> int:
+    """A model repo's download count from the Hub API; ``KaiError`` when unreachable or odd."""
+    url = f"{base.rstrip('/')}/api/models/{urllib.parse.quote(repo, safe='/')}"
+    data, _ = _hub_get(url, f"model '{repo}'")
     n = data.get("downloads") if isinstance(data, dict) else None
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise KaiError(f"the Hub's answer for '{repo}' has no download count", where=url)
@@ -171,7 +223,8 @@ def hub_downloads(repo: str, base: str = DEFAULT_HUB) -> int:
 def ecosystem_figures(ctx: AuditContext, checks: list[ReleaseCheck]) -> list[Figure]:
     """Every ecosystem figure of one submission."""
     return [*consortium_figures(ctx), *diffusion_figures(ctx), *release_figures(ctx, checks),
-            *openness_figures(ctx), downloads_figure(ctx)]
+            *openness_figures(ctx), downloads_figure(ctx), derivatives_figure(ctx)]
 
 
-__all__ = ["check_releases", "ecosystem_figures", "hub_downloads", "pledge_flags"]
+__all__ = ["check_releases", "ecosystem_figures", "hub_derivatives", "hub_downloads",
+           "pledge_flags"]

@@ -59,6 +59,7 @@ MEASURES: dict[str, tuple[MeasureType, str]] = {
         "count", "Model Openness Framework class reached: 0 none, 1 III, 2 II, 3 I"),
     "ecosystem.mof_class3_progress": ("share", "completeness of MOF Class III (Open Model)"),
     "ecosystem.downloads": ("count", "downloads of released models"),
+    "ecosystem.derivatives": ("count", "models built on the released models (Hub model tree)"),
     "ecosystem.licence_mismatches": (
         "count", "releases whose files carry another licence than declared"),
     # tokenizer
