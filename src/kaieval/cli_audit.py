@@ -35,6 +35,9 @@ def audit(
                                          "($HF_ENDPOINT).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when the audit "
                                          "raises any flag.")] = False,
+    mot_out: Annotated[Path | None, typer.Option("--mot", help="Also write the submission's "
+                                                 "releases as a Model Openness Tool YAML "
+                                                 "record.")] = None,
 ) -> None:
     """Audit a dossier: sovereignty, ecosystem, licences and openness, with evidence."""
     from rich.console import Console
@@ -54,6 +57,13 @@ def audit(
     if records_out is not None:
         atomic_write_text(records_out, "".join(it.model_dump_json() + "\n"
                                                for it in report.items))
+    if mot_out is not None:
+        from kaieval.audit.mot import releases_to_mot, write_mot
+
+        sub = loaded.dossier.submissions[report.stage_id]
+        model = sub.model.model_name if sub.model and sub.model.model_name else None
+        write_mot(releases_to_mot(sub.releases, name=model or loaded.dossier.team.name,
+                                  producer=loaded.dossier.team.lead, origin="KR"), mot_out)
     if strict and report.flags:
         raise typer.Exit(1)
 

@@ -109,6 +109,17 @@ def test_cli_audit_writes_json_and_records(write_team: DossierWriter, tmp_path: 
     assert len(load_records_jsonl(recs)) == len(data["items"]) == 10
 
 
+def test_cli_audit_writes_mot_record(write_team: DossierWriter, tmp_path: Path) -> None:
+    from kaieval.audit.mot import mot_to_releases, read_mot
+
+    mot = tmp_path / "team.mot.yml"
+    r = runner.invoke(app, ["audit", str(write_team()), "--mot", str(mot)])
+    assert r.exit_code == 0, r.output
+    record = read_mot(mot)
+    names = {c.name for c in mot_to_releases(record)}
+    assert "Model parameters (Final)" in names  # the dossier's released weights
+
+
 def test_cli_strict_exits_1_on_flags(write_team: DossierWriter, tmp_path: Path) -> None:
     path = write_team(licences={"rel/weights": "no licence we know\n"})
     r = runner.invoke(app, ["audit", str(path), "--strict"])
