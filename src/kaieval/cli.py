@@ -293,4 +293,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m kaieval.cli``: the command modules register on ``kaieval.cli.app``, not on
+    # this ``__main__`` copy, so run that one.
+    from kaieval.cli import main as _main
+
+    _main()

@@ -1,0 +1,351 @@
+"""Streaming benchmark of ``kai provenance``: full comparison time vs raw read time, peak RSS.
+
+Builds two synthetic, sharded, bf16 safetensors checkpoints with Llama names and
+shapes (default hidden 2048, intermediate 5632, vocab 32000, 18 blocks: 2.1 GB
+each). The *reference* is seeded random weights; the *candidate* is derived from
+it: every tensor + small Gaussian noise, and in every third block the MLP hidden
+units are permuted by a seeded permutation (function-preserving: gate/up rows and
+down columns move together). Both are written one tensor at a time with numpy
+(no torch, never a whole model in memory).
+
+Then, in one run, it measures
+
+* the raw read time of both checkpoints: ``cat <all shard files> > /dev/null``;
+* the wall time of the full ``kai provenance CANDIDATE --ref REFERENCE --json F``,
+  run as a subprocess through the installed console script;
+* that subprocess's peak RSS (``os.wait4`` rusage of exactly that child),
+
+with the page cache in the same state for both timings: ``--cache warm`` (default)
+reads every file once untimed so both timings run from memory; ``--cache cold``
+writes ``/proc/sys/vm/drop_caches`` before each timing (needs root; the script
+says if it could not). It prints a table with PASS/FAIL per target:
+
+* full comparison within 3x the raw read time;
+* peak RSS at most 2 x largest tensor (as stored) + 300 MB.
+
+    .venv/bin/python benchmarks/provenance_stream.py                 # 2 x 2.1 GB, warm cache
+    .venv/bin/python benchmarks/provenance_stream.py --cache cold --keep --dir /tmp/pbench
+    .venv/bin/python benchmarks/provenance_stream.py --layers 2 --hidden 512 \\
+        --intermediate 1408 --vocab 8000                             # quick smoke run
+
+``--profile`` also runs the comparison under cProfile (a second, untimed run)
+and prints where the time goes. Exit status 1 if a target is missed or the
+verdict is not ``derived``. Results are recorded in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+MB = 1_000_000
+INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int
+    intermediate: int
+    vocab: int
+    layers: int
+
+
+def tensor_specs(s: Shape) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Llama-style names and shapes, in file order."""
+    yield "model.embed_tokens.weight", (s.vocab, s.hidden)
+    for i in range(s.layers):
+        p = f"model.layers.{i}."
+        yield p + "input_layernorm.weight", (s.hidden,)
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            yield f"{p}self_attn.{proj}.weight", (s.hidden, s.hidden)
+        yield p + "post_attention_layernorm.weight", (s.hidden,)
+        yield p + "mlp.gate_proj.weight", (s.intermediate, s.hidden)
+        yield p + "mlp.up_proj.weight", (s.intermediate, s.hidden)
+        yield p + "mlp.down_proj.weight", (s.hidden, s.intermediate)
+    yield "model.norm.weight", (s.hidden,)
+    yield "lm_head.weight", (s.vocab, s.hidden)
+
+
+def _rng(seed: int, name: str, role: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(role.encode())])
+
+
+def _reference_tensor(seed: int, name: str, shape: tuple[int, ...]) -> NDArray[np.float32]:
+    """Deterministic per tensor, so the candidate can regenerate it without the file."""
+    rng = _rng(seed, name, "reference")
+    x = rng.standard_normal(shape, dtype=np.float32)
+    if len(shape) == 1:  # norm weights: trained-looking, around 1.0
+        x *= np.float32(0.05)
+        x += np.float32(1.0)
+    else:
+        x *= np.float32(INIT_STD)
+    return x
+
+
+def _block_of(name: str) -> int | None:
+    parts = name.split(".")
+    return int(parts[2]) if name.startswith("model.layers.") else None
+
+
+def _candidate_tensor(seed: int, name: str, shape: tuple[int, ...], noise: float,
+                      permute_every: int) -> NDArray[np.float32]:
+    """Reference + noise; in permuted blocks the MLP hidden units are reordered."""
+    x = _reference_tensor(seed, name, shape)
+    block = _block_of(name)
+    if block is not None and permute_every > 0 and block % permute_every == 0 and ".mlp." in name:
+        perm = _rng(seed, f"block{block}", "permutation").permutation(
+            shape[1] if "down_proj" in name else shape[0])
+        x = np.ascontiguousarray(x[:, perm] if "down_proj" in name else x[perm])
+    scale = noise * (0.05 if len(shape) == 1 else INIT_STD)
+    x += _rng(seed, name, "noise").standard_normal(shape, dtype=np.float32) * np.float32(scale)
+    return x
+
+
+def to_bf16_bytes(x: NDArray[np.float32]) -> bytes:
+    """Round-to-nearest-even fp32 -> bf16, little-endian bytes."""
+    u = x.reshape(-1).view(np.uint32)
+    rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    return rounded.astype("<u2").tobytes()
+
+
+def _plan_shards(s: Shape, shard_bytes: int) -> list[list[tuple[str, tuple[int, ...]]]]:
+    shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    size = 0
+    for name, shape in tensor_specs(s):
+        nbytes = 2 * int(np.prod(shape))
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append((name, shape))
+        size += nbytes
+    return shards
+
+
+def write_checkpoint(out: Path, s: Shape, *, seed: int, candidate: bool, noise: float,
+                     permute_every: int, shard_bytes: int) -> int:
+    """Write a sharded bf16 checkpoint tensor by tensor; returns its total size in bytes."""
+    out.mkdir(parents=True, exist_ok=True)
+    shards = _plan_shards(s, shard_bytes)
+    weight_map: dict[str, str] = {}
+    total = 0
+    for k, tensors in enumerate(shards, start=1):
+        fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+        header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+        offset = 0
+        for name, shape in tensors:
+            nbytes = 2 * int(np.prod(shape))
+            header[name] = {"dtype": "BF16", "shape": list(shape),
+                            "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+            weight_map[name] = fname
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        tmp = out / (fname + ".part")
+        with tmp.open("wb") as f:
+            f.write(len(raw).to_bytes(8, "little"))
+            f.write(raw)
+            for name, shape in tensors:
+                x = (_candidate_tensor(seed, name, shape, noise, permute_every) if candidate
+                     else _reference_tensor(seed, name, shape))
+                f.write(to_bf16_bytes(x))
+                del x
+        tmp.replace(out / fname)
+        total += offset
+    (out / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    (out / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": s.hidden, "intermediate_size": s.intermediate,
+        "num_hidden_layers": s.layers, "num_attention_heads": max(1, s.hidden // 128),
+        "num_key_value_heads": max(1, s.hidden // 128), "vocab_size": s.vocab,
+        "torch_dtype": "bfloat16", "tie_word_embeddings": False}, indent=1))
+    return total
+
+
+def shard_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.safetensors"))
+
+
+def drop_caches() -> bool:
+    """Flush dirty pages, then drop the page cache; False if not permitted here."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def settle_cache(files: list[Path], mode: str) -> str:
+    """Put every file's pages in the same state before a timing; says what was done."""
+    if mode == "cold" and drop_caches():
+        return "cold (page cache dropped)"
+    subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
+    return "warm (read once untimed)" + (" -- drop_caches refused" if mode == "cold" else "")
+
+
+def timed_cat(files: list[Path]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    wall_s: float
+    cpu_s: float  # user + system: what the run costs when it has the cores to itself
+    code: int
+    peak_rss: int  # bytes, of exactly that process
+
+
+def run_child(argv: list[str], log: Path) -> ChildRun:
+    """Run ``argv`` with output to ``log``; its wall and CPU time, exit code, peak RSS."""
+    with log.open("wb") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
+    return ChildRun(wall, usage.ru_utime + usage.ru_stime, proc.returncode,
+                    usage.ru_maxrss * 1024)  # Linux: ru_maxrss is in kilobytes
+
+
+def _profile(kai: Path, cand: Path, ref: Path, work: Path) -> None:
+    import pstats
+
+    prof = work / "kai.prof"
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), str(kai), "provenance",
+                    str(cand), "--ref", str(ref)], stdout=subprocess.DEVNULL, check=False)
+    print("\nprofile of a second (untimed) run: kaieval functions by cumulative time, then "
+          "everything by own time")
+    stats = pstats.Stats(str(prof))
+    stats.sort_stats("cumulative").print_stats(r"kaieval", 25)
+    stats.sort_stats("tottime").print_stats(12)
+
+
+def engine_source_hash() -> str:
+    """Short hash of the provenance engine's sources: which code version a timing is for."""
+    import hashlib
+
+    import kaieval.provenance as pkg
+
+    h = hashlib.sha256()
+    for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="where to write the checkpoints (default: a new temp dir under /tmp)")
+    ap.add_argument("--keep", action="store_true", help="keep the checkpoints afterwards")
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--intermediate", type=int, default=5632)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--layers", type=int, default=18)
+    ap.add_argument("--shard-mb", type=int, default=500)
+    ap.add_argument("--noise", type=float, default=0.1,
+                    help="candidate noise, as a fraction of each tensor's init std")
+    ap.add_argument("--permute-every", type=int, default=3,
+                    help="permute MLP hidden units in blocks 0, k, 2k, ... (0: never)")
+    ap.add_argument("--seed", type=int, default=20261127)
+    ap.add_argument("--cache", choices=("warm", "cold"), default="warm")
+    ap.add_argument("--target-ratio", type=float, default=3.0)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--kai", type=Path, default=Path(sys.executable).parent / "kai",
+                    help="the kai console script to run")
+    args = ap.parse_args()
+
+    shape = Shape(args.hidden, args.intermediate, args.vocab, args.layers)
+    work = args.dir or Path(tempfile.mkdtemp(prefix="kai-prov-bench-", dir="/tmp"))
+    made_here = args.dir is None or not args.dir.exists()
+    ref, cand = work / "reference", work / "candidate"
+    try:
+        t0 = time.perf_counter()
+        built = []
+        for folder, is_cand in ((ref, False), (cand, True)):
+            if (folder / "model.safetensors.index.json").is_file():
+                built.append(f"{folder.name}: reused")
+                continue
+            n = write_checkpoint(folder, shape, seed=args.seed, candidate=is_cand,
+                                 noise=args.noise, permute_every=args.permute_every,
+                                 shard_bytes=args.shard_mb * MB)
+            built.append(f"{folder.name}: {n / 1e9:.2f} GB")
+        gen_s = time.perf_counter() - t0
+        files = shard_files(ref) + shard_files(cand)
+        total = sum(p.stat().st_size for p in files)
+        largest = 2 * max(int(np.prod(sh)) for _, sh in tensor_specs(shape))
+
+        cache = settle_cache(files, args.cache)
+        raw_s = timed_cat(files)
+        settle_cache(files, args.cache)
+        verdict_file = work / "verdict.json"
+        load_before = os.getloadavg()[0]
+        run = run_child([str(args.kai), "provenance", str(cand), "--ref", str(ref),
+                         "--json", str(verdict_file)], work / "kai.log")
+        if run.code != 0:
+            print((work / "kai.log").read_text()[-3000:])
+            print(f"kai provenance exited with {run.code}")
+            return 1
+        wall, rss = run.wall_s, run.peak_rss
+        verdict = json.loads(verdict_file.read_text())
+        bound = 2 * largest + 300 * MB
+        ratio = wall / raw_s
+        ok_time, ok_rss = ratio <= args.target_ratio, rss <= bound
+        ok_verdict = verdict["verdict"] == "derived"
+        n_ev = len(verdict["evidence"])
+        n_der = sum(e["verdict"] == "derived" for e in verdict["evidence"])
+
+        print(f"provenance_stream  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC  "
+              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+              f"load average {load_before:.1f} before the comparison, "
+              f"{os.getloadavg()[0]:.1f} after; engine sources {engine_source_hash()}")
+        print(f"model: hidden {shape.hidden}, intermediate {shape.intermediate}, vocab "
+              f"{shape.vocab}, {shape.layers} blocks, bf16; {'; '.join(built)} "
+              f"(generation {gen_s:.0f} s); shards {len(shard_files(ref))} per model")
+        print(f"candidate = reference + {args.noise:g} x init-std noise, MLP units permuted "
+              f"every {args.permute_every} blocks; page cache: {cache}\n")
+        rows = [
+            ("raw read, both checkpoints (cat)", f"{raw_s:.2f} s", f"{total / 1e9:.2f} GB, "
+             f"{total / raw_s / 1e9:.2f} GB/s", ""),
+            ("kai provenance cand --ref ref", f"{wall:.2f} s",
+             f"CPU {run.cpu_s:.1f} s; verdict {verdict['verdict']} ({n_der}/{n_ev} evidence "
+             "rows derived)", "PASS" if ok_verdict else "FAIL (expected derived)"),
+            ("ratio comparison / raw read", f"{ratio:.1f} x",
+             f"target <= {args.target_ratio:g} x (CPU time / raw read: "
+             f"{run.cpu_s / raw_s:.1f} x)", "PASS" if ok_time else "FAIL"),
+            ("peak RSS of kai", f"{rss / MB:.0f} MB",
+             f"bound 2 x {largest / MB:.0f} MB (largest tensor, bf16) + 300 MB = "
+             f"{bound / MB:.0f} MB", "PASS" if ok_rss else "FAIL"),
+        ]
+        w = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())
+        if args.profile:
+            _profile(args.kai, cand, ref, work)
+        return 0 if ok_time and ok_rss and ok_verdict else 1
+    finally:
+        if not args.keep and made_here:
+            shutil.rmtree(work, ignore_errors=True)
+        elif args.keep:
+            print(f"kept {work}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
