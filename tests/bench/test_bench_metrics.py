@@ -79,4 +79,4 @@ def test_instruction_checks() -> None:
                                     [{}, {"keywords": ["b"], "num_words": None}])
     assert verdicts == [False, True]
     with pytest.raises(KaiError, match="unsupported instruction"):
-        M.check_instructions("x", ["language:response_language"], [{}])
+        M.check_instructions("x", ["detectable_format:rephrase"], [{}])

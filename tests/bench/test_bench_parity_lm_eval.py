@@ -1,4 +1,4 @@
-"""Parity with lm-evaluation-harness on a tiny local model (not timed).
+"""Parity with lm-evaluation-harness on a tiny local model (not timed), both task types.
 
 Runs lm-eval's own HF backend and kaieval's engine on the same lm-eval task
 YAMLs (5-shot, full-sentence answers and one-letter answers) and asserts every
@@ -41,3 +41,29 @@ def test_loglikelihoods_and_accuracy_match_lm_eval(
     assert len(ours["lls"]) == len(theirs["lls"]) == 10
     assert bench._align(ours["lls"], theirs["lls"]) < 1e-4
     assert ours["acc"] == theirs["acc"] and ours["acc_norm"] == theirs["acc_norm"]
+
+
+@pytest.mark.slow
+def test_generations_and_exact_match_match_lm_eval(
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate_until: greedy, stop strings, exact_match -- same text and score per doc.
+
+    Even docs' targets are transformers' own greedy continuation, so exact_match is
+    0.5 only if both tools decode exactly as transformers does; odd docs must fail.
+    """
+    for k, v in bench.OFFLINE_ENV.items():
+        monkeypatch.setenv(k, v)
+    root = tmp_path_factory.getbasetemp() / "parity"
+    model = bench.build_model(root / "model", hidden=64, layers=2, vocab=1500,
+                              extra_text="".join(f" A B C D 정답: {c}\n" for c in "ABCD" * 100))
+    tasks = bench.write_gen_task(root / "gen", model, n_docs=8, max_gen_toks=16)
+    task = bench.GEN_TASK
+    theirs = bench.run_lm_eval(model, tasks, task, 1)
+    ours = bench.run_kaieval(model, tasks, task, 4, root / f"samples-{task}-{os.getpid()}.jsonl")
+    diff = bench.compare_generations(ours, theirs)
+    assert len(ours["gens"]) == len(theirs["gens"]) == 8
+    assert diff == {"gen_diff": [], "em_diff": []}
+    assert ours["em"] == {str(i): 1.0 if i % 2 == 0 else 0.0 for i in range(8)}
+    assert ours["exact_match"] == theirs["exact_match"] == 0.5
+    meta = bench.json.loads((tasks / f"{task}.meta.json").read_text(encoding="utf-8"))
+    assert meta["cut_by_a_stop"] > 0  # the stop-string truncation was exercised

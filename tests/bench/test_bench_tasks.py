@@ -162,8 +162,11 @@ def test_ifeval_task_scores_instructions() -> None:
     (b,) = task.build(doc)
     good = task.score([b], [[GenerationResponse("* a\n* b\n* c\n* d")]])
     half = task.score([b], [[GenerationResponse("* a, b\n* c\n* d\n* e")]])
-    assert good.metrics == {"prompt_level_strict_acc": 1.0, "inst_level_strict_acc": 1.0}
-    assert half.metrics == {"prompt_level_strict_acc": 0.0, "inst_level_strict_acc": 0.5}
+    assert good.metrics == {"prompt_level_strict_acc": 1.0, "inst_level_strict_acc": 1.0,
+                            "prompt_level_loose_acc": 1.0, "inst_level_loose_acc": 1.0}
+    # loose: the response without its first line ("* a, b") has no comma
+    assert half.metrics == {"prompt_level_strict_acc": 0.0, "inst_level_strict_acc": 0.5,
+                            "prompt_level_loose_acc": 1.0, "inst_level_loose_acc": 1.0}
 
 
 def test_csv_and_parquet_sources(tmp_path: Path) -> None:

@@ -112,6 +112,9 @@ class DocScore:
     target: str | int
     loglikelihoods: tuple[float, ...] = ()
     generation: str | None = None
+    # per-item values of metrics that aggregate over items inside a doc, not over docs
+    # (IFEval's instruction level: the mean over all instructions of all prompts)
+    item_values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

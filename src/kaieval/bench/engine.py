@@ -184,11 +184,15 @@ def run_task(task: Task, backend: Backend, *, num_fewshot: int | None = None,
 
 
 def sample_record(task_name: str, score: DocScore) -> dict[str, Any]:
-    """One line of the per-sample log."""
-    return {"task": task_name, "doc_id": score.doc_id, "prompt_hash": score.prompt_hash,
-            "loglikelihoods": list(score.loglikelihoods), "prediction": score.prediction,
-            "target": score.target, "generation": score.generation,
-            "metrics": dict(score.metrics)}
+    """One line of the per-sample log (plus per-item values, e.g. IFEval verdicts, if any)."""
+    record: dict[str, Any] = {
+        "task": task_name, "doc_id": score.doc_id, "prompt_hash": score.prompt_hash,
+        "loglikelihoods": list(score.loglikelihoods), "prediction": score.prediction,
+        "target": score.target, "generation": score.generation,
+        "metrics": dict(score.metrics)}
+    if score.item_values:
+        record["item_values"] = {k: list(v) for k, v in score.item_values.items()}
+    return record
 
 
 def write_sample_log(path: Path, outcomes: Sequence[TaskOutcome]) -> None:

@@ -1,4 +1,4 @@
-"""Per-document metrics as pure functions.
+"""Per-document metrics as pure functions (IFEval checks: kaieval.bench.ifeval).
 
 Definitions follow lm-evaluation-harness where it has one, so a score computed
 here equals lm-eval's on the same model outputs: ``acc`` is the argmax of the
@@ -10,14 +10,21 @@ parsing the last number; IFEval-style checks are small verifiable predicates.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from kaieval.bench.ifeval import INSTRUCTION_CHECKS as INSTRUCTION_CHECKS
+from kaieval.bench.ifeval import check_bullets as check_bullets
+from kaieval.bench.ifeval import check_end_phrase as check_end_phrase
+from kaieval.bench.ifeval import check_instructions as check_instructions
+from kaieval.bench.ifeval import check_json_format as check_json_format
+from kaieval.bench.ifeval import check_keywords as check_keywords
+from kaieval.bench.ifeval import check_no_comma as check_no_comma
+from kaieval.bench.ifeval import check_number_words as check_number_words
 from kaieval.errors import KaiError
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -141,74 +148,4 @@ def extract_letter(text: str, n_choices: int) -> int | None:
     return allowed.index(plain.group(1)) if plain else None
 
 
-# ----------------------------------------------------------------- IFEval-style checks
-# Each check takes the response and the instruction's kwargs; all are pure predicates.
-
-
-def _words(text: str) -> int:
-    return len(re.findall(r"\w+", text))
-
-
-def check_number_words(response: str, num_words: int, relation: str = "at least") -> bool:
-    n = _words(response)
-    if relation == "less than":
-        return n < num_words
-    if relation == "at least":
-        return n >= num_words
-    raise KaiError(f"number_words relation must be 'less than' or 'at least', got {relation!r}")
-
-
-def check_keywords(response: str, keywords: Sequence[str]) -> bool:
-    return all(re.search(re.escape(k), response, flags=re.IGNORECASE) for k in keywords)
-
-
-def check_no_comma(response: str) -> bool:
-    return "," not in response and "，" not in response
-
-
-def check_end_phrase(response: str, end_phrase: str) -> bool:
-    return response.strip().strip("\"'").lower().endswith(end_phrase.strip().lower())
-
-
-def check_json_format(response: str) -> bool:
-    body = response.strip()
-    body = re.sub(r"^```(?:json|Json|JSON)?\s*", "", body)
-    body = re.sub(r"\s*```$", "", body).strip()
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True
-
-
-def check_bullets(response: str, num_bullets: int) -> bool:
-    stars = re.findall(r"^\s*\*[^\*].*$", response, flags=re.MULTILINE)
-    dashes = re.findall(r"^\s*-.*$", response, flags=re.MULTILINE)
-    return len(stars) + len(dashes) == num_bullets
-
-
-INSTRUCTION_CHECKS: Mapping[str, Callable[..., bool]] = {
-    "length_constraints:number_words": check_number_words,
-    "keywords:existence": check_keywords,
-    "punctuation:no_comma": check_no_comma,
-    "startend:end_checker": check_end_phrase,
-    "detectable_format:json_format": check_json_format,
-    "detectable_format:number_bullet_lists": check_bullets,
-}
-
-
-def check_instructions(response: str, instruction_ids: Sequence[str],
-                       kwargs: Sequence[Mapping[str, Any] | None]) -> list[bool]:
-    """One verdict per supported instruction (unsupported ids are refused by the task loader)."""
-    out: list[bool] = []
-    for iid, kw in zip(instruction_ids, kwargs, strict=True):
-        check = INSTRUCTION_CHECKS.get(iid)
-        if check is None:
-            raise KaiError(f"unsupported instruction id {iid!r}; supported: "
-                           + ", ".join(sorted(INSTRUCTION_CHECKS)))
-        clean = {k: v for k, v in (kw or {}).items() if v is not None}
-        try:
-            out.append(bool(check(response, **clean)))
-        except TypeError as exc:
-            raise KaiError(f"instruction {iid!r}: bad arguments {clean}: {exc}") from None
-    return out
+# IFEval-style checks live in kaieval.bench.ifeval; re-exported for existing callers.

@@ -56,6 +56,32 @@ Split = LocalSplit | HFSplit
 
 
 @dataclass(frozen=True)
+class Gather:
+    """Build a choices list from separate answer columns, shuffled by a seed per document.
+
+    Hub sets such as GPQA store 'Correct Answer' and 'Incorrect Answer 1..3'; the
+    option order must be random (else the answer is always A) yet reproducible,
+    so each document's order comes from ``random.Random(f"{seed}:{doc key}")``.
+    """
+
+    into: str  # the field that receives the list of options
+    correct: str  # column holding the right answer
+    others: tuple[str, ...]  # columns holding the wrong answers
+    answer: str  # the field that receives the right answer's index
+    seed: int = 1234
+    key: str | None = None  # column naming the doc for its shuffle; default: row index
+    clean: bool = False  # lm-eval's GPQA text clean-up (strip, ' [title]' -> '. ', '  ' -> ' ')
+
+
+@dataclass(frozen=True)
+class RowMap:
+    """How a hub dataset's rows become documents in the task's own field layout."""
+
+    fields: tuple[tuple[str, str], ...] = ()  # (our field, hub column) copies
+    gather: Gather | None = None
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     name: str
     source_file: Path
@@ -85,12 +111,15 @@ class TaskConfig:
     description: str = ""
     language: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    row_map: RowMap | None = None  # applied to every row read (hub sources only)
 
     def canonical(self) -> dict[str, Any]:
         """JSON-able content (paths made relative) for the task hash."""
         data = asdict(self)
         data.pop("source_file")
         data.pop("extra")
+        if data.get("row_map") is None:
+            data.pop("row_map", None)  # keeps the hashes of tasks without a mapping stable
         for key in ("eval_split", "fewshot_split"):
             split = data.get(key)
             if isinstance(split, dict) and "path" in split and isinstance(split["path"], Path):

@@ -23,6 +23,9 @@ from kaieval.bench.tasks.config import TaskConfig
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes
 
+INSTRUCTION_METRICS = frozenset({"prompt_level_strict_acc", "inst_level_strict_acc",
+                                 "prompt_level_loose_acc", "inst_level_loose_acc"})
+
 
 def prompt_hash(prompt: str) -> str:
     return sha256_bytes(prompt.encode("utf-8"))
@@ -93,22 +96,28 @@ def _score_gen(cfg: TaskConfig, b: DocRequests, resp: Sequence[Response]) -> Doc
         pred = M.regex_extract(raw, f.pattern, group_select=f.group_select, fallback=f.fallback)
     target = str(b.target)
     values: dict[str, float] = {}
-    verdicts: list[bool] | None = None
+    items: dict[str, tuple[float, ...]] = {}
+    verdicts: dict[bool, list[bool]] = {}
     for m in cfg.metrics:
         if m.name == "exact_match":
             values[m.name] = M.exact_match(pred, target, **m.kwargs())
         elif m.name == "numeric_match":
             values[m.name] = M.numeric_match(pred, target)
-        elif m.name in {"prompt_level_strict_acc", "inst_level_strict_acc"}:
-            if verdicts is None:
-                verdicts = M.check_instructions(raw, b.meta["instruction_ids"],
-                                                b.meta["instruction_kwargs"])
-            values[m.name] = (float(all(verdicts)) if m.name.startswith("prompt")
-                              else sum(verdicts) / len(verdicts) if verdicts else 1.0)
+        elif m.name in INSTRUCTION_METRICS:
+            loose = "loose" in m.name
+            if loose not in verdicts:
+                verdicts[loose] = M.check_instructions(
+                    raw, b.meta["instruction_ids"], b.meta["instruction_kwargs"], loose=loose)
+            v = verdicts[loose]
+            if m.name.startswith("prompt"):
+                values[m.name] = float(all(v))
+            else:  # the doc's share; the aggregate pools every instruction (item_values)
+                values[m.name] = sum(v) / len(v) if v else 1.0
+                items[m.name] = tuple(float(x) for x in v)
         else:
             raise KaiError(f"metric {m.name!r} does not apply to generation tasks")
     return DocScore(doc_id=b.doc.doc_id, prompt_hash=prompt_hash(b.prompt), metrics=values,
-                    prediction=pred, target=target, generation=raw)
+                    prediction=pred, target=target, generation=raw, item_values=items)
 
 
 def score_doc(cfg: TaskConfig, built: Sequence[DocRequests],
@@ -128,7 +137,13 @@ def score_doc(cfg: TaskConfig, built: Sequence[DocRequests],
 
 def aggregate(names: Sequence[str], scores: Sequence[DocScore], *, seed: int,
               resamples: int = 1000) -> dict[str, MetricSummary]:
-    """Mean, stderr and seeded bootstrap CI per metric (inst-level: doc-weighted mean)."""
+    """Mean, stderr and seeded bootstrap CI per metric.
+
+    A metric with per-item values (IFEval's ``inst_level_*``) is the mean over all
+    items of all docs, as IFEval and lm-eval define it -- not the mean of per-doc
+    shares, which would over-weight prompts with few instructions; its ``n`` counts
+    items.
+    """
     if not scores:
         raise KaiError("no scored documents to aggregate")
     out = {}
@@ -136,5 +151,11 @@ def aggregate(names: Sequence[str], scores: Sequence[DocScore], *, seed: int,
         missing = [s.doc_id for s in scores if name not in s.metrics]
         if missing:
             raise KaiError(f"metric {name!r} missing for docs {missing[:5]}")
-        out[name] = summarize([s.metrics[name] for s in scores], resamples=resamples, seed=seed)
+        if all(name in s.item_values for s in scores):
+            values = [v for s in scores for v in s.item_values[name]]
+            if not values:
+                raise KaiError(f"metric {name!r}: no items in any document")
+        else:
+            values = [s.metrics[name] for s in scores]
+        out[name] = summarize(values, resamples=resamples, seed=seed)
     return out

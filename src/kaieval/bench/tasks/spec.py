@@ -14,31 +14,63 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kaieval.bench.api import OutputType
-from kaieval.bench.tasks.config import HFSplit, LocalSplit, MetricConfig, RegexFilter, TaskConfig
+from kaieval.bench.tasks.config import (
+    Gather,
+    HFSplit,
+    LocalSplit,
+    MetricConfig,
+    RegexFilter,
+    RowMap,
+    TaskConfig,
+)
 from kaieval.bench.tasks.data import resolve_data_path
 from kaieval.errors import KaiError
 from kaieval.spec.yamlload import LoadedYaml, parse_model
 
 SCHEMA = "kaieval/task/v1"
-KNOWN_METRICS = frozenset({
-    "acc", "acc_norm", "exact_match", "numeric_match", "prompt_level_strict_acc",
-    "inst_level_strict_acc",
-})
+_IFEVAL_METRICS = {"prompt_level_strict_acc", "inst_level_strict_acc",
+                   "prompt_level_loose_acc", "inst_level_loose_acc"}
+KNOWN_METRICS = frozenset({"acc", "acc_norm", "exact_match", "numeric_match",
+                           *_IFEVAL_METRICS})
 _MC_METRICS = {"acc", "acc_norm"}
-_GEN_METRICS = {"exact_match", "numeric_match", "prompt_level_strict_acc",
-                "inst_level_strict_acc"}
+_GEN_METRICS = {"exact_match", "numeric_match", *_IFEVAL_METRICS}
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class GatherSpec(_Strict):
+    """Options gathered from separate hub columns (GPQA), shuffled per doc by a seed."""
+
+    into: str = "choices"
+    correct: str
+    others: list[str] = Field(min_length=1)
+    answer: str = "answer"
+    seed: int = 1234
+    key: str | None = None
+    clean: bool = False
+
+
 class HFSource(_Strict):
+    """The public dataset, and how its rows differ from the bundled sample's layout.
+
+    ``fields`` copies hub columns to the field names the templates use (ours: theirs);
+    ``gather`` builds an options list; ``prompt`` / ``choices`` / ``target`` /
+    ``options`` replace the task's own when the hub's layout needs other templates.
+    """
+
     path: str
     name: str | None = None
     split: str = "test"
     fewshot_split: str | None = None
     revision: str = "unpinned-unknown"  # a commit sha pins it; unknown is recorded as such
+    fields: dict[str, str] = Field(default_factory=dict)
+    gather: GatherSpec | None = None
+    prompt: str | None = None
+    choices: str | list[str] | None = None
+    target: str | int | None = None
+    options: list[str] | str | None = None
 
 
 class DataSpec(_Strict):
@@ -148,11 +180,18 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
     use_hf = source == "hf" or (source is None and spec.data.path is None)
     eval_split: LocalSplit | HFSplit
     fewshot_split: LocalSplit | HFSplit | None = None
+    prompt, choices, target, options = spec.prompt, spec.choices, spec.target, spec.options
+    row_map: RowMap | None = None
     if use_hf:
         hf = spec.data.hf
         if hf is None:
             raise KaiError("data.hf: this task has no Hugging Face source",
                            where=doc.where(("data",)))
+        prompt = hf.prompt if hf.prompt is not None else prompt
+        choices = hf.choices if hf.choices is not None else choices
+        target = hf.target if hf.target is not None else target
+        options = hf.options if "options" in hf.model_fields_set else options
+        row_map = _row_map(hf)
         eval_split = HFSplit(hf.path, hf.name, hf.split, hf.revision)
         if hf.fewshot_split:
             fewshot_split = HFSplit(hf.path, hf.name, hf.fewshot_split, hf.revision)
@@ -171,16 +210,16 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
     elif spec.answer_regex is not None:
         regex = RegexFilter(spec.answer_regex.pattern, spec.answer_regex.group,
                             spec.answer_regex.fallback)
-    rotate = (spec.options,) if isinstance(spec.options, str) else tuple(spec.options or ())
+    rotate = (options,) if isinstance(options, str) else tuple(options or ())
     ins = spec.instructions
-    if ins is None and any(m.name.endswith("strict_acc") for m in metrics):
+    if ins is None and any(m.name in _IFEVAL_METRICS for m in metrics):
         raise KaiError("instructions: required by the instruction-following metrics",
                        where=where)
     return TaskConfig(
         name=spec.name, source_file=doc.path, dialect="kaieval", output_type=spec.output_type,
         eval_split=eval_split, fewshot_split=fewshot_split, exclude_self=fewshot_split is None,
-        doc_to_text=spec.prompt, doc_to_choice=spec.choices,
-        doc_to_target=spec.target, target_delimiter=spec.target_delimiter,
+        doc_to_text=prompt, doc_to_choice=choices,
+        doc_to_target=target, target_delimiter=spec.target_delimiter,
         fewshot_delimiter=spec.fewshot_delimiter, num_fewshot=spec.num_fewshot,
         sampler=spec.fewshot.sampler, fewshot_seed=spec.fewshot.seed,
         stop=tuple(spec.generation.stop), max_tokens=spec.generation.max_tokens,
@@ -190,7 +229,18 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
         id_field=spec.data.id_field, description=spec.description, language=spec.language,
         extra={"hf": spec.data.hf.model_dump() if spec.data.hf else None,
                "local_path": spec.data.path},
+        row_map=row_map,
     )
+
+
+def _row_map(hf: HFSource) -> RowMap | None:
+    if not hf.fields and hf.gather is None:
+        return None
+    g = hf.gather
+    gather = None if g is None else Gather(
+        into=g.into, correct=g.correct, others=tuple(g.others), answer=g.answer, seed=g.seed,
+        key=g.key, clean=g.clean)
+    return RowMap(fields=tuple(sorted(hf.fields.items())), gather=gather)
 
 
 def is_ours(data: Any) -> bool:

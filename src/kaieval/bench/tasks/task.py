@@ -32,6 +32,7 @@ from kaieval.bench.metrics import INSTRUCTION_CHECKS, LETTERS
 from kaieval.bench.tasks import render, scoring
 from kaieval.bench.tasks.config import Split, TaskConfig
 from kaieval.bench.tasks.data import read_split, split_hash
+from kaieval.bench.tasks.hubmap import map_rows
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_json
 
@@ -74,6 +75,8 @@ class ConfiguredTask:
 
     def _read(self, split: Split) -> list[dict[str, Any]]:
         rows = read_split(split)
+        if self.cfg.row_map is not None:
+            rows = map_rows(rows, self.cfg.row_map, where=str(self.cfg.source_file))
         if self.cfg.dialect == "lm_eval":
             # datasets unifies the columns of a JSON/CSV file, filling absent values with None;
             # do the same so templates and few-shot equality behave as under lm-eval.
