@@ -107,6 +107,8 @@ class ComponentEvidence(BaseModel):
     statistic: float | None = None
     p_value: float | None = None
     detail: str = ""
+    reference: str | None = None  # which reference this line compares with (None: none)
+    log10_p: float | None = None  # the p-value as log10, finite when p underflows to 0
 
 
 class IndependenceVerdict(Record):
@@ -118,6 +120,7 @@ class IndependenceVerdict(Record):
     alpha: float
     evidence: tuple[ComponentEvidence, ...] = ()
     summary: str = ""
+    block_map: tuple[str, ...] = ()  # "parent: cand block 3 <- ref block 1", significant sites
 
     def natural_key(self) -> str:
         return f"verdict/{self.stage_id}/{self.team_id}"

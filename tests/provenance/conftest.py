@@ -8,6 +8,11 @@ Every case is a genuine ``LlamaForCausalLM`` saved with ``save_pretrained``:
 * ``naver``        seed 2 language model with the parent's ``vision_encoder/`` copied in;
 * ``vocab_derived`` parent re-indexed to tokenizer B (some tokens shared, others new) + noise;
 * ``vocab_independent`` seed 3 language model with tokenizer B.
+
+and, in ``variants`` (built from ``parent``): a unit-permuted then fine-tuned copy, a
+residual-permuted copy, a pruned (blocks 0 and 3), a depth-up-scaled (0,1,2,1,2,3), a
+shrunk-intermediate (96 of 128 units) copy, a Mixtral-layout MoE upcycled from the
+parent's MLPs, and an MoE whose experts are freshly initialised.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
 HERE = Path(__file__).resolve().parent
@@ -159,3 +165,142 @@ def bad_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     proc = subprocess.run([sys.executable, str(GENERATOR), str(out)], capture_output=True,
                           text=True, check=True, timeout=60)
     return {k: Path(v) for k, v in (ln.split("\t") for ln in proc.stdout.splitlines())}
+
+
+# --- shape-changing derivations (hidden-unit matching, block search, MoE, fingerprints) ---
+
+def _state(parent: Path) -> dict[str, torch.Tensor]:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(parent, dtype=torch.float32)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _noisy(state: dict[str, torch.Tensor], seed: int, scale: float = 0.004,
+           ) -> dict[str, torch.Tensor]:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return {k: v + scale * torch.randn(v.shape, generator=gen) for k, v in state.items()}
+
+
+def _save_llama(state: dict[str, torch.Tensor], out: Path, **changes: int) -> None:
+    """Load ``state`` into a real LlamaForCausalLM of the changed shape and save it."""
+    from transformers import LlamaForCausalLM
+
+    cfg = _config(VOCAB_A)
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    model = LlamaForCausalLM(cfg)
+    model.load_state_dict(state)
+    model.save_pretrained(out)
+    save_tokenizer(tokens_a(), out)
+
+
+def _layers(state: dict[str, torch.Tensor], order: list[int]) -> dict[str, torch.Tensor]:
+    """Keep/duplicate transformer blocks: new block i is old block order[i]."""
+    out = {k: v for k, v in state.items() if ".layers." not in k}
+    for new, old in enumerate(order):
+        tag = f"model.layers.{old}."
+        out.update({f"model.layers.{new}." + k[len(tag):]: v.clone()
+                    for k, v in state.items() if k.startswith(tag)})
+    return out
+
+
+def _permute_units(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Function-preserving permutation of every MLP's hidden units."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    for i in range(4):
+        p = f"model.layers.{i}.mlp."
+        perm = torch.randperm(out[p + "up_proj.weight"].shape[0], generator=gen)
+        out[p + "gate_proj.weight"] = out[p + "gate_proj.weight"][perm]
+        out[p + "up_proj.weight"] = out[p + "up_proj.weight"][perm]
+        out[p + "down_proj.weight"] = out[p + "down_proj.weight"][:, perm]
+    return out
+
+
+def _permute_residual(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Function-preserving permutation of the residual stream (RMSNorm is equivariant)."""
+    import torch
+
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(seed))
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k in ("model.embed_tokens.weight", "lm_head.weight") or k.endswith(
+                ("q_proj.weight", "k_proj.weight", "v_proj.weight", "gate_proj.weight",
+                 "up_proj.weight")):
+            out[k] = v[:, perm]
+        elif k.endswith(("o_proj.weight", "down_proj.weight", "layernorm.weight")) \
+                or k == "model.norm.weight":
+            out[k] = v[perm]
+        else:
+            out[k] = v
+    return out
+
+
+def _finetune_state(state: dict[str, torch.Tensor], out: Path) -> None:
+    """Save ``state`` as a model, then fine-tune it in place with a few Adam steps."""
+    _save_llama(state, out)
+    tmp = out.with_name(out.name + "_ft")
+    _finetune(out, tmp)
+    shutil.rmtree(out)
+    tmp.rename(out)
+    save_tokenizer(tokens_a(), out)
+
+
+def _moe(state: dict[str, torch.Tensor], out: Path, seed: int, *, upcycle: bool) -> None:
+    """A Mixtral-layout MoE (hub tensor names): 4 experts per block, from the dense MLP
+    plus per-expert noise (upcycled) or freshly initialised (independent)."""
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if ".mlp." not in k:
+            tensors[k] = v.contiguous()
+    for i in range(4):
+        p = f"model.layers.{i}.mlp."
+        tensors[f"model.layers.{i}.block_sparse_moe.gate.weight"] = \
+            0.02 * torch.randn(4, 64, generator=gen)
+        for e in range(4):
+            q = f"model.layers.{i}.block_sparse_moe.experts.{e}."
+            for part, src in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
+                base = state[p + src + ".weight"]
+                noise = torch.randn(base.shape, generator=gen)
+                tensors[q + part + ".weight"] = (base + 0.006 * noise) if upcycle \
+                    else 0.02 * noise
+    out.mkdir()
+    save_file(tensors, str(out / "model.safetensors"))
+    save_tokenizer(tokens_a(), out)
+
+
+@pytest.fixture(scope="session")
+def variants(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
+             ) -> dict[str, Path]:
+    """Derived models that change order or shape, and MoE controls (a few seconds)."""
+    root = tmp_path_factory.mktemp("variants")
+    parent = _state(models["parent"])
+    other = _state(models["independent"])
+    out = {k: root / k for k in ("permuted_finetune", "residual_permuted", "pruned", "upscaled",
+                                 "shrunk", "moe_upcycled", "moe_independent")}
+    _finetune_state(_permute_units(parent, 21), out["permuted_finetune"])
+    _save_llama(_noisy(_permute_residual(parent, 22), 23), out["residual_permuted"])
+    _save_llama(_noisy(_layers(parent, [0, 3]), 24), out["pruned"], num_hidden_layers=2)
+    _save_llama(_noisy(_layers(parent, [0, 1, 2, 1, 2, 3]), 25), out["upscaled"],
+                num_hidden_layers=6)
+    keep = np.sort(np.random.default_rng(26).choice(128, 96, replace=False))
+    shrunk = dict(parent)
+    for i in range(4):
+        p = f"model.layers.{i}.mlp."
+        shrunk[p + "gate_proj.weight"] = parent[p + "gate_proj.weight"][keep]
+        shrunk[p + "up_proj.weight"] = parent[p + "up_proj.weight"][keep]
+        shrunk[p + "down_proj.weight"] = parent[p + "down_proj.weight"][:, keep]
+    _save_llama(_noisy(shrunk, 27), out["shrunk"], intermediate_size=96)
+    _moe(_noisy(parent, 28), out["moe_upcycled"], 29, upcycle=True)
+    _moe(other, out["moe_independent"], 30, upcycle=False)
+    return out

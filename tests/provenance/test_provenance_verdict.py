@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 from scipy import stats
 
 from kaieval.errors import KaiError
-from kaieval.provenance import check_independence, open_model, read_vocab
+from kaieval.provenance import check_independence, exact_reuse, open_model, read_vocab
 from kaieval.provenance.components import is_language_model, is_norm
 from kaieval.provenance.tests_weights import compare_tensor
 from kaieval.records import IndependenceVerdict, record_from_json
@@ -155,3 +155,38 @@ def test_different_vocab_without_tokenizers_is_not_guessed(tmp_path: Path) -> No
     v = check_independence(tmp_path / "cand", [tmp_path / "ref"], stage_id="s", team_id="t")
     assert v.verdict == "inconclusive"
     assert "no tokenizer.json pair to align rows" in v.evidence[0].detail
+
+
+def test_no_evidence_quotes_detection_power_and_records_matching(
+        models: dict[str, Path]) -> None:
+    v = check_independence(models["independent"], [models["parent"]], stage_id="s",
+                           team_id="t", detection_power="9 of 9 derived controls detected")
+    assert v.verdict == "no_evidence"
+    assert "Detection power: 9 of 9 derived controls detected." in v.summary
+    m = v.settings["matching"]
+    assert m["unit_cap"] == 256 and m["sketch_dim"] == 256 and m["seed"] == 20250804
+    assert "identity" in m["residual_maps"]["parent"]
+    mlp = next(e for e in v.evidence if e.component == "block.0.mlp")
+    assert mlp.reference == "parent" and mlp.log10_p is not None
+    assert "hidden_unit_matching" in mlp.test and "identity-order rho" in mlp.detail
+    assert record_from_json(v.model_dump(mode="json")) == v
+    old = v.model_dump(mode="json")  # records written before these fields still load
+    old.pop("block_map")
+    for e in old["evidence"]:
+        e.pop("reference")
+        e.pop("log10_p")
+    assert record_from_json(old).verdict == "no_evidence"
+
+
+def test_quick_hashes_prefilter_exact_reuse(models: dict[str, Path]) -> None:
+    """Only tensors whose quick hashes collide are fully hashed; copies are still found."""
+    from kaieval.provenance.tests_weights import collisions, hash_index, quick_index
+
+    naver, parent = open_model(models["naver"]), open_model(models["parent"])
+    want, ref_want = collisions(quick_index(naver), quick_index(parent))
+    assert want and all(n.startswith("vision_encoder/") or "norm" in n for n in want)
+    full = exact_reuse(hash_index(naver), hash_index(parent))
+    quick = exact_reuse(hash_index(naver, want), hash_index(parent, ref_want))
+    assert quick == full and len(full) == 3
+    fine = open_model(models["finetune"])
+    assert collisions(quick_index(fine), quick_index(parent))[0] == []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,6 +38,18 @@ UNIT_CLT_MIN = 32
 
 CHUNK = 1 << 22
 """Elements per float64 block when correlating large tensors (32 MB per operand)."""
+
+MAX_NULL_UNITS = 512
+"""Permuted units (columns of C = XᵀY) used at most: a seeded subset above this."""
+
+MAX_NULL_ROWS = 2048
+"""Rows of the non-permuted axis used at most: a seeded subset above this.
+
+Why: C costs rows x units² multiply-adds in float64; a 2048-wide Linear of a 2 GB model
+would cost ~47 GFLOP per tensor. A data-independent (seeded) sub-matrix of
+exchangeable units is itself exchangeable, so the null stays exact; only power drops,
+and a derived model's r ≈ 1 over 10⁶ elements stays far beyond any threshold.
+"""
 
 MIN_HASH_NUMEL = 64
 """Tensors smaller than this, or constant, are too uninformative to call an exact copy."""
@@ -62,6 +74,7 @@ class CorrelationResult:
     raw_cosine: float | None = None
     shared_fraction: float | None = None
     iid_log_p: float | None = None  # the i.i.d.-element null, for comparison only
+    subsample: tuple[int, int] | None = None  # (rows, units) when a seeded sub-matrix was used
 
     @property
     def p_value(self) -> float:
@@ -128,6 +141,45 @@ def hash_index(weights: ModelWeights, names: Iterable[str] | None = None) -> dic
     return out
 
 
+QUICK_BYTES = 1 << 16
+"""Bytes hashed from each end of a tensor by :func:`quick_hash`."""
+
+
+def quick_hash(weights: ModelWeights, name: str) -> str | None:
+    """Hash of (dtype, shape, first and last 64 KiB): a prefilter for exact reuse, never evidence.
+
+    Why: hashing every byte of two 2 GB models costs more than reading them once more.
+    A byte-identical tensor has an identical quick hash, so only tensors whose quick
+    hashes collide across the two models need the full :func:`tensor_hash`.
+    """
+    info = weights.tensors[name]
+    if info.numel < MIN_HASH_NUMEL:
+        return None
+    raw = weights.raw(name)
+    h = hashlib.sha256(f"{info.dtype}|{list(info.shape)}|{info.nbytes}|".encode())
+    h.update(np.ascontiguousarray(raw[:QUICK_BYTES]).data)
+    h.update(np.ascontiguousarray(raw[-QUICK_BYTES:]).data)
+    return "quick:" + h.hexdigest()
+
+
+def quick_index(weights: ModelWeights) -> dict[str, str]:
+    """Tensor name -> quick hash, for every tensor large enough to hash."""
+    out: dict[str, str] = {}
+    for n in weights.names():
+        digest = quick_hash(weights, n)
+        if digest is not None:
+            out[n] = digest
+    return out
+
+
+def collisions(candidate: dict[str, str], reference: dict[str, str],
+               ) -> tuple[list[str], list[str]]:
+    """Names on each side whose quick hash also occurs on the other side."""
+    both = set(candidate.values()) & set(reference.values())
+    return ([n for n, q in sorted(candidate.items()) if q in both],
+            [n for n, q in sorted(reference.items()) if q in both])
+
+
 def exact_reuse(candidate: dict[str, str], reference: dict[str, str]) -> list[ExactMatch]:
     """Candidate tensors identical to some reference tensor, matched by hash whatever the name."""
     by_hash: dict[str, str] = {}
@@ -186,7 +238,8 @@ def _matrix(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
                rows_exchangeable: bool, rng: np.random.Generator,
-               permutations: int) -> tuple[float, float, float, str] | None:
+               permutations: int) -> tuple[float, float, float, str, tuple[int, int] | None] \
+        | None:
     """Centred r and its null under a random permutation of one model's units.
 
     Independent initialisations are exchangeable under permutations of hidden
@@ -194,11 +247,20 @@ def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
     distribution of S(π) = Σ_j C[j, π(j)], C = XᵀY over the permuted axis, is an
     exact null that keeps whatever structure the rows share. Its mean and variance
     are closed-form (Hoeffding's combinatorial CLT); with fewer than 32 units a
-    Monte Carlo permutation p-value is used. Returns (r, z, log p, method).
+    Monte Carlo permutation p-value is used. Large matrices are cut to a seeded
+    sub-matrix (:data:`MAX_NULL_ROWS` x :data:`MAX_NULL_UNITS`). Returns (r, z, log p,
+    method, (rows, units) of the sub-matrix or None).
     """
     mx, my = _matrix(x), _matrix(y)
     if rows_exchangeable and mx.shape[0] < mx.shape[1]:
         mx, my = mx.T, my.T
+    sub: tuple[int, int] | None = None
+    if mx.shape[1] > MAX_NULL_UNITS or mx.shape[0] > MAX_NULL_ROWS:
+        keep_r = _seeded_subset(rng, mx.shape[0], MAX_NULL_ROWS)
+        keep_c = _seeded_subset(rng, mx.shape[1], MAX_NULL_UNITS)
+        mx = np.ascontiguousarray(mx[np.ix_(keep_r, keep_c)])
+        my = np.ascontiguousarray(my[np.ix_(keep_r, keep_c)])
+        sub = mx.shape
     m, d = mx.shape
     if d < 2:
         return None
@@ -223,11 +285,18 @@ def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
         return None
     z = (obs - mean) / math.sqrt(var)
     if d >= UNIT_CLT_MIN:
-        return r, z, min(0.0, math.log(2.0) + float(log_ndtr(-abs(z)))), "unit_clt"
+        return r, z, min(0.0, math.log(2.0) + float(log_ndtr(-abs(z)))), "unit_clt", sub
     idx = rng.permuted(np.broadcast_to(np.arange(d), (permutations, d)), axis=1)
     sims = c[np.arange(d)[None, :], idx].sum(axis=1)
     hits = int((np.abs(sims - mean) >= abs(obs - mean) * (1 - 1e-12)).sum())
-    return r, z, math.log((1 + hits) / (permutations + 1)), "unit_permutation"
+    return r, z, math.log((1 + hits) / (permutations + 1)), "unit_permutation", sub
+
+
+def _seeded_subset(rng: np.random.Generator, n: int, k: int) -> npt.NDArray[np.intp]:
+    """All of range(n), or a sorted seeded subset of k (data-independent, so nulls hold)."""
+    if n <= k:
+        return np.arange(n, dtype=np.intp)
+    return np.sort(rng.choice(n, k, replace=False)).astype(np.intp)
 
 
 def correlation_test(name: str, x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
@@ -259,10 +328,10 @@ def correlation_test(name: str, x: npt.NDArray[np.float32], y: npt.NDArray[np.fl
                      permutations=permutations)
     if got is None:
         return None
-    r, z, log_p, method = got
+    r, z, log_p, method, sub = got
     return CorrelationResult(name, "correlation", n, r, z, log_p, method,  # type: ignore[arg-type]
                              permutations if method == "unit_permutation" else 0,
-                             iid_log_p=iid_log_p(r, n))
+                             iid_log_p=iid_log_p(r, n), subsample=sub)
 
 
 def compare_tensor(candidate: ModelWeights, reference: ModelWeights, name: str, *,
@@ -277,18 +346,30 @@ def compare_tensor(candidate: ModelWeights, reference: ModelWeights, name: str, 
 
 def embedding_test(candidate: ModelWeights, reference: ModelWeights, name: str,
                    ref_name: str, rows: SharedRows, *, rng: np.random.Generator,
-                   permutations: int = 999) -> CorrelationResult | None:
-    """Centred correlation of the embedding rows of tokens both vocabularies contain."""
+                   permutations: int = 999,
+                   transform: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+                   | None = None) -> CorrelationResult | None:
+    """Centred correlation of the embedding rows of tokens both vocabularies contain.
+
+    ``transform`` writes the candidate's rows in the reference's residual basis first
+    (see :meth:`kaieval.provenance.align.ResidualMap.apply`).
+    """
     if rows.count == 0:
         return None
-    res = correlation_test(name, candidate.rows(name, rows.candidate),
-                           reference.rows(ref_name, rows.reference), rng=rng,
+    keep = _seeded_subset(rng, rows.count, MAX_NULL_ROWS)  # read only the rows tested
+    crows = candidate.rows(name, rows.candidate[keep])
+    res = correlation_test(name, crows if transform is None else transform(crows),
+                           reference.rows(ref_name, rows.reference[keep]), rng=rng,
                            permutations=permutations, rows_exchangeable=False)
     if res is None:
         return None
+    sub = res.subsample
+    if len(keep) < rows.count:
+        sub = (sub[0] if sub else len(keep), sub[1] if sub else crows.shape[1])
     return CorrelationResult(res.name, "embedding_shared_vocab", res.n, res.r, res.statistic,
                              res.log_p, res.method, res.permutations,
-                             shared_fraction=rows.fraction, iid_log_p=res.iid_log_p)
+                             shared_fraction=rows.fraction, iid_log_p=res.iid_log_p,
+                             subsample=sub)
 
 
 def fisher_combine(log_ps: Sequence[float]) -> FisherResult:

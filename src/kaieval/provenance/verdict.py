@@ -3,8 +3,13 @@
 Decision rule (documented in docs/provenance.md):
 
 * a component is ``derived`` from a reference when one of its informative
-  tensors is a byte-identical copy, or when its Fisher-combined p-value is
-  significant after Holm correction across every (component, reference) pair;
+  tensors is a byte-identical copy, or when its p-value is significant after Holm
+  correction across every (component, reference) pair. The p-value of a component
+  is Fisher's combination of its same-position tensor correlations; for an MLP it
+  is twice the smaller of that and the hidden-unit matching p-value
+  (:mod:`kaieval.provenance.matching`, Fisher over a mixture's experts), whose
+  block search (:mod:`kaieval.provenance.layers`) also says which reference block
+  seeded it -- and the block's other tensors are then compared with that block;
 * the model is ``derived`` when, for some reference, at least half of the
   comparable language-model components (embeddings, blocks, head) are derived;
 * ``partial`` when some component is derived but the language model is not
@@ -16,17 +21,21 @@ Decision rule (documented in docs/provenance.md):
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
 from kaieval.provenance import tests_weights as tw
+from kaieval.provenance.align import FloatArray, ResidualMap, residual_axis
 from kaieval.provenance.components import (
     EMBEDDINGS,
     HEAD,
@@ -35,6 +44,9 @@ from kaieval.provenance.components import (
     is_language_model,
     is_norm,
 )
+from kaieval.provenance.fingerprint import load_reference
+from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
+from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, columns, find_sites, read_rows
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
 from kaieval.provenance.vocab import read_vocab, shared_rows
 from kaieval.records import ComponentEvidence, IndependenceVerdict
@@ -42,6 +54,13 @@ from kaieval.records import ComponentEvidence, IndependenceVerdict
 LM_DERIVED_FRACTION = 0.5
 PERMUTATIONS = 999
 PERMUTATION_SEED = 20250804
+
+DETECTION_POWER: str | None = None
+"""What the calibration suite measured, quoted in a ``no_evidence`` summary (e.g. "every
+one of 9 derived controls detected at alpha 0.01 (TPR 9/9, 95% CI 0.66-1)"). Filled from the
+calibration results; ``check_independence(detection_power=...)`` overrides it."""
+
+_BLOCK_NO = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
 
 
 @dataclass
@@ -55,10 +74,34 @@ class _Finding:
     skipped: list[str] = field(default_factory=list)
     fisher: tw.FisherResult | None = None
     significant: bool = False
+    sites: list[SiteFinding] = field(default_factory=list)
+    compared_block: int | None = None  # reference block compared with, when not the same
+    basis: str | None = None  # residual map applied to the candidate's tensors, if any
+    kinship: list[str] = field(default_factory=list)
 
     @property
     def comparable(self) -> bool:
-        return bool(self.results or self.copies)
+        return bool(self.results or self.copies or self.matched)
+
+    @property
+    def matched(self) -> list[SiteFinding]:
+        return [s for s in self.sites if s.result is not None]
+
+    @property
+    def match_log_p(self) -> float | None:
+        lps = [s.log_p for s in self.matched]
+        if not lps:
+            return None
+        return lps[0] if len(lps) == 1 else tw.fisher_combine(lps).log_p
+
+    @property
+    def log_p(self) -> float | None:
+        """The component's p-value: Fisher of correlations, Bonferroni with the matching."""
+        lps = [lp for lp in (self.fisher.log_p if self.fisher else None, self.match_log_p)
+               if lp is not None]
+        if not lps:
+            return None
+        return lps[0] if len(lps) == 1 else min(0.0, min(lps) + math.log(len(lps)))
 
     @property
     def derived(self) -> bool:
@@ -70,41 +113,106 @@ def _rng(seed: int, reference: str, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(reference.encode()), zlib.crc32(name.encode())])
 
 
+def _ref_name(name: str, blocks: dict[int, int]) -> str:
+    """The reference tensor compared with ``name``: same name, in the mapped block if any."""
+    m = _BLOCK_NO.search(name)
+    if m is None or int(m.group(1)) not in blocks:
+        return name
+    return name[:m.start(1)] + str(blocks[int(m.group(1))]) + name[m.end(1):]
+
+
+def _load_pair(cand: ModelWeights, ref: ModelWeights, name: str, rname: str,
+               rng: np.random.Generator, rmap: ResidualMap | None,
+               ) -> tuple[FloatArray, FloatArray]:
+    """Both tensors as fp32, a large matrix cut to a seeded sub-matrix before conversion.
+
+    Each axis longer than ``tw.MAX_NULL_ROWS`` keeps a seeded subset of that many
+    indices (the unit-permutation null then subsamples again, see ``tw._unit_null``), so
+    memory and conversion cost stay at ~two 2048x2048 blocks whatever the model size. An
+    axis a residual map must act on is kept whole.
+    """
+    info = cand.tensors[name]
+    if len(info.shape) != 2 or max(info.shape) <= tw.MAX_NULL_ROWS:
+        return cand.load(name), ref.load(rname)
+    raxis = None if rmap is None else residual_axis(name, info.shape, rmap.cand_dim)
+    keep = [np.arange(n, dtype=np.intp) if n <= tw.MAX_NULL_ROWS or axis == raxis
+            else np.sort(rng.choice(n, tw.MAX_NULL_ROWS, replace=False)).astype(np.intp)
+            for axis, n in enumerate(info.shape)]
+    return _block(cand, name, keep), _block(ref, rname, keep)
+
+
+def _block(w: ModelWeights, name: str, keep: list[npt.NDArray[np.intp]]) -> FloatArray:
+    rows = read_rows(w, name, keep[0]) if len(keep[0]) < w.tensors[name].shape[0] else None
+    if rows is None:
+        return columns(w, name, keep[1])
+    return np.ascontiguousarray(rows[:, keep[1]])
+
+
 def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, component: str,
                        names: list[str], vocabs: tuple[dict[str, int], dict[str, int]] | None,
-                       seed: int, permutations: int) -> _Finding:
-    """Every same-name tensor of one component, streamed two tensors at a time."""
+                       seed: int, permutations: int, blocks: dict[int, int] | None = None,
+                       rmap: ResidualMap | None = None) -> _Finding:
+    """Every same-name tensor of one component, streamed two tensors at a time.
+
+    ``blocks`` (candidate block -> reference block, from the MLP block search) sends a
+    moved block's tensors to the reference block that seeded it. ``rmap`` (when it
+    :attr:`~ResidualMap.transforms`) writes candidate tensors in the reference's
+    residual basis first -- except the embeddings, whose rows estimated the map.
+    """
     f = _Finding(ref_name, component)
+    mapped = rmap is not None and rmap.transforms and component != EMBEDDINGS
+    dense = rmap.dense() if mapped and rmap is not None else None
     for name in names:
-        if name not in ref.tensors:
+        rname = _ref_name(name, blocks or {})
+        if rname != name:
+            m = _BLOCK_NO.search(rname)
+            f.compared_block = int(m.group(1)) if m else None
+        if rname not in ref.tensors:
             f.skipped.append(f"{name} (absent)")
             continue
-        if not (tw.comparable(cand, name) and tw.comparable(ref, name)):
+        if not (tw.comparable(cand, name) and tw.comparable(ref, rname)):
             f.skipped.append(f"{name} (not a float tensor)")
             continue
-        ci, ri = cand.tensors[name], ref.tensors[name]
+        ci, ri = cand.tensors[name], ref.tensors[rname]
         rng = _rng(seed, ref_name, name)
         res: tw.CorrelationResult | None
         if component in (EMBEDDINGS, HEAD) and len(ci.shape) == 2 and len(ri.shape) == 2:
             rows = None if vocabs is None else shared_rows(
                 vocabs[0], vocabs[1], candidate_rows=ci.shape[0], reference_rows=ri.shape[0])
-            if ci.shape == ri.shape and (rows is None or rows.identical):
-                res = tw.compare_tensor(cand, ref, name, rng=rng, permutations=permutations,
-                                        rows_exchangeable=False)
-            elif rows is None or ci.shape[1] != ri.shape[1]:
+            xform = None
+            cshape: tuple[int, ...] = ci.shape
+            if rmap is not None and dense is not None:
+                xform = functools.partial(rmap.apply, name, dense=dense)
+                cshape = rmap.mapped_shape(name, ci.shape)
+                f.basis = rmap.kind
+            if cshape == ri.shape and (rows is None or rows.identical):
+                x, y = _load_pair(cand, ref, name, rname, rng, rmap if xform else None)
+                res = tw.correlation_test(name, x if xform is None else xform(x), y, rng=rng,
+                                          permutations=permutations, rows_exchangeable=False)
+            elif rows is None or cshape[1] != ri.shape[1]:
                 why = ("no tokenizer.json pair to align rows" if rows is None
                        else "hidden sizes differ")
                 f.skipped.append(f"{name} (shapes {list(ci.shape)} vs {list(ri.shape)}, {why})")
                 continue
             else:
-                res = tw.embedding_test(cand, ref, name, name, rows, rng=rng,
-                                        permutations=permutations)
-        elif ci.shape != ri.shape:
+                res = tw.embedding_test(cand, ref, name, rname, rows, rng=rng,
+                                        permutations=permutations, transform=xform)
+        elif dense is None and ci.shape != ri.shape:
             f.skipped.append(f"{name} (shapes {list(ci.shape)} vs {list(ri.shape)})")
             continue
+        elif rmap is not None and dense is not None:
+            if rmap.mapped_shape(name, ci.shape) != ri.shape:
+                f.skipped.append(f"{name} (shapes {list(ci.shape)} vs {list(ri.shape)} in the "
+                                 "reference basis)")
+                continue
+            f.basis = rmap.kind
+            x, y = _load_pair(cand, ref, name, rname, rng, rmap)
+            res = tw.correlation_test(name, rmap.apply(name, x, dense), y, rng=rng,
+                                      permutations=permutations, norm=is_norm(name))
         else:
-            res = tw.compare_tensor(cand, ref, name, rng=rng, permutations=permutations,
-                                    norm=is_norm(name))
+            x, y = _load_pair(cand, ref, name, rname, rng, None)
+            res = tw.correlation_test(name, x, y, rng=rng, permutations=permutations,
+                                      norm=is_norm(name))
         if res is None:
             f.skipped.append(f"{name} (constant or non-finite)")
         else:
@@ -130,9 +238,12 @@ def _detail(f: _Finding) -> str:
         parts.append(f"{len(rs)} tensor(s), centred r mean {np.mean(rs):.3f} "
                      f"(min {min(rs):.3f}, max {max(rs):.3f}); Fisher chi2={f.fisher.statistic:.1f}"
                      f" df={f.fisher.df} {_fmt_p(f.fisher.log_p)}"
-                     f"{' (Holm-significant)' if f.significant else ''};")
+                     f"{' (Holm-significant)' if f.significant and not f.matched else ''};")
         best = max(f.results, key=lambda r: abs(r.statistic))
         perms = f", {best.permutations} permutations" if best.permutations else ""
+        if best.subsample:
+            perms += (f", seeded {best.subsample[0]}-row x {best.subsample[1]}-unit "
+                      "sub-matrix")
         parts.append(f"strongest {best.name} r={best.r:.3f} {_fmt_p(best.log_p)} "
                      f"({best.method}{perms});")
         raws = [r.raw_cosine for r in f.results if r.raw_cosine is not None]
@@ -144,6 +255,24 @@ def _detail(f: _Finding) -> str:
             n_rows = f.results[0].n
             parts.append(f"rows of shared tokens only ({fr[0]:.0%} of the candidate's vocabulary"
                          f" shared; {n_rows} elements);")
+    if f.basis is not None:
+        parts.append(f"candidate tensors written in the reference's residual basis first "
+                     f"({f.basis} estimated from shared-token embedding rows);")
+    if f.compared_block is not None:
+        parts.append(f"compared with reference block {f.compared_block}, the block the MLP "
+                     "search found seeded it;")
+    if f.matched:
+        parts.append("hidden-unit matching: " + "; ".join(s.text() for s in f.matched) + ";")
+        if len(f.matched) > 1 and f.match_log_p is not None:
+            parts.append(f"{len(f.matched)} experts/MLPs Fisher-combined "
+                         f"{_fmt_p(f.match_log_p)};")
+        if f.log_p is not None:
+            both = " (2 x the smaller of correlation and matching)" if f.results else ""
+            parts.append(f"component {_fmt_p(f.log_p)}{both}"
+                         f"{' (Holm-significant)' if f.significant else ''};")
+    if f.kinship:
+        parts.append("experts share initialisation with each other: " + ", ".join(f.kinship)
+                     + " (upcycled from one MLP);")
     if f.skipped:
         parts.append(f"not compared: {', '.join(f.skipped[:3])}"
                      f"{f' and {len(f.skipped) - 3} more' if len(f.skipped) > 3 else ''}")
@@ -153,13 +282,23 @@ def _detail(f: _Finding) -> str:
 def _evidence(f: _Finding) -> ComponentEvidence:
     if not f.comparable:
         return ComponentEvidence(component=f.component, verdict="inconclusive", test="none",
-                                 detail=_detail(f))
+                                 detail=_detail(f), reference=f.reference)
     tests: list[str] = sorted({r.test for r in f.results})
+    if f.matched:
+        tests.append("hidden_unit_matching")
     test = "+".join((["exact_reuse"] if f.copies else []) + tests)
+    if f.results:
+        stat = float(np.mean([r.r for r in f.results]))
+    elif f.matched:  # effect size: the stronger of the two rank correlations, per site
+        stat = float(np.mean([max(s.result.rho_identity, s.result.rho_gate_up or -1.0)
+                              for s in f.matched if s.result is not None]))
+    else:
+        stat = 1.0
+    lp = f.log_p
     return ComponentEvidence(
         component=f.component, verdict="derived" if f.derived else "no_evidence", test=test,
-        statistic=float(np.mean([r.r for r in f.results])) if f.results else 1.0,
-        p_value=f.fisher.p_value if f.fisher else None, detail=_detail(f))
+        statistic=stat, p_value=None if lp is None else math.exp(lp), detail=_detail(f),
+        reference=f.reference, log10_p=None if lp is None else tw.log10(lp))
 
 
 def _input_hashes(label: str, w: ModelWeights) -> dict[str, str]:
@@ -169,7 +308,8 @@ def _input_hashes(label: str, w: ModelWeights) -> dict[str, str]:
     return {f"{label}/{p.relative_to(base).as_posix()}": sha256_file(p) for p in files}
 
 
-def _decide(findings: list[_Finding], refs: list[str]) -> tuple[str, str]:
+def _decide(findings: list[_Finding], refs: list[str], power: str | None,
+            ) -> tuple[str, str]:
     """Overall verdict and its one-sentence summary."""
     derived = [f for f in findings if f.derived]
     for ref in refs:
@@ -191,7 +331,8 @@ def _decide(findings: list[_Finding], refs: list[str]) -> tuple[str, str]:
         return "no_evidence", (f"No evidence of dependence: {n} component(s) compared with "
                                f"{len(refs)} reference(s) ({', '.join(refs)}), nothing "
                                "significant after Holm correction; this does not prove "
-                               "training from scratch.")
+                               "training from scratch. Detection power: "
+                               f"{power or 'not yet measured by the calibration suite'}.")
     return "inconclusive", ("Inconclusive: no tensor of the candidate could be compared with "
                             f"any of the {len(refs)} reference(s).")
 
@@ -201,16 +342,31 @@ def _names(components: Sequence[str]) -> str:
     return shown + (f" and {len(components) - 6} more" if len(components) > 6 else "")
 
 
+def _moved_blocks(found: list[SiteFinding], alpha: float) -> dict[int, int]:
+    """Candidate block -> reference block for dense MLPs the search placed elsewhere."""
+    out: dict[int, int] = {}
+    for s in found:
+        if s.expert is None and s.ref_site is not None and s.log_p <= math.log(alpha) \
+                and s.ref_site.block != s.block:
+            out[s.block] = s.ref_site.block
+    return out
+
+
 def check_independence(candidate: Path, references: Sequence[Path], *, alpha: float = 0.01,
                        stage_id: str, team_id: str, trust_remote_code: bool = False,
                        permutations: int = PERMUTATIONS,
                        seed: int = PERMUTATION_SEED,
                        progress: Callable[[int, int, str], None] | None = None,
+                       detection_power: str | None = None,
                        ) -> IndependenceVerdict:
     """Test whether ``candidate``'s weights derive from any of ``references`` (measured).
 
+    References are model folders or fingerprint files
+    (:func:`kaieval.provenance.fingerprint.write_fingerprint`).
     ``progress(done, total, label)`` is called after each component comparison so a
     CLI can show a rich progress bar without this module importing one.
+    ``detection_power`` (default :data:`DETECTION_POWER`) is quoted in a
+    ``no_evidence`` summary: what the calibration suite measured.
     """
     if not references:
         raise KaiError("no reference models given to test independence against",
@@ -219,41 +375,69 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
         raise KaiError(f"alpha must be in (0, 1), got {alpha}", where="check_independence")
     cand = open_model(Path(candidate), trust_remote_code=trust_remote_code)
     groups = group_by_component(cand.names())
-    cand_hashes = tw.hash_index(cand)
+    cand_quick = tw.quick_index(cand)
+    cand_full: dict[str, str] = {}  # full hashes, computed only where quick hashes collide
     cand_vocab = read_vocab(cand.tokenizer) if cand.tokenizer else None
+    cand_sites = find_sites(cand)
     hashes = _input_hashes("candidate", cand)
     findings: list[_Finding] = []
     ref_names: list[str] = []
+    maps: dict[str, str] = {}
+    block_map: list[str] = []
     for path in references:
-        ref = open_model(Path(path), trust_remote_code=trust_remote_code)
+        ref = load_reference(Path(path), trust_remote_code=trust_remote_code)
         name = ref.name if ref.name not in ref_names else f"{ref.name}#{len(ref_names)}"
         ref_names.append(name)
-        hashes.update(_input_hashes(f"reference/{name}", ref))
-        copies = tw.exact_reuse(cand_hashes, tw.hash_index(ref))
-        vocabs = (cand_vocab, read_vocab(ref.tokenizer)) \
-            if cand_vocab is not None and ref.tokenizer else None
+        hashes.update(_input_hashes(f"reference/{name}", ref.weights))
+        ref_quick = ref.quick_hashes()
+        if ref_quick is None:  # a fingerprint without quick hashes: compare every tensor
+            want, ref_full = list(cand_quick), ref.hashes()
+        else:
+            want, ref_want = tw.collisions(cand_quick, ref_quick)
+            ref_full = ref.hashes(ref_want) if ref_want else {}
+        missing = [n for n in want if n not in cand_full]
+        cand_full.update(tw.hash_index(cand, missing))
+        copies = tw.exact_reuse({n: cand_full[n] for n in want if n in cand_full}, ref_full)
+        vocabs = (cand_vocab, ref.vocab) if cand_vocab is not None and ref.vocab else None
+        rmap, found, kin = match_reference(cand, cand_sites, ref, vocabs, seed, alpha)
+        if rmap is not None:
+            maps[name] = rmap.describe()
+        moved = _moved_blocks(found, alpha)
+        block_map += [f"{name}: {line}" for line in block_mapping(found, math.log(alpha))]
         for comp, names in groups.items():
-            f = _compare_component(cand, ref, name, comp, names, vocabs, seed, permutations)
+            f = _compare_component(cand, ref.weights, name, comp, names, vocabs, seed,
+                                   permutations, moved, rmap)
             f.copies = [c for c in copies if component_of(c.candidate) == comp]
+            f.sites = [s for s in found if f"block.{s.block}.mlp" == comp]
+            f.kinship = [f"{a}/{b} log10 p={tw.log10(lp):.1f}" for a, b, lp in kin
+                         if a.startswith(f"block {comp.split('.')[1]} ")
+                         and lp <= math.log(alpha / len(kin))] \
+                if comp.endswith(".mlp") else []  # Bonferroni over all expert pairs
             findings.append(f)
             if progress is not None:
                 progress(len(findings), len(groups) * len(references), f"{comp} vs {name}")
-    tested = [f for f in findings if f.fisher is not None]
-    for f, rej in zip(tested, tw.holm([f.fisher.log_p for f in tested if f.fisher], alpha),
+    tested = [f for f in findings if f.log_p is not None]
+    for f, rej in zip(tested, tw.holm([f.log_p for f in tested if f.log_p is not None], alpha),
                       strict=True):
         f.significant = rej
-    verdict, summary = _decide(findings, ref_names)
-    tests = ["exact_reuse", "weight_correlation", "norm_correlation", "embedding_shared_vocab"]
+    power = detection_power if detection_power is not None else DETECTION_POWER
+    verdict, summary = _decide(findings, ref_names, power)
+    tests = ["exact_reuse", "weight_correlation", "norm_correlation", "embedding_shared_vocab",
+             "hidden_unit_matching"]
     settings = {"alpha": alpha, "tests": tests, "permutation_seed": seed,
                 "permutations": permutations, "matrix_null": "unit_permutation",
                 "unit_clt_min": tw.UNIT_CLT_MIN,
-                "min_hash_numel": tw.MIN_HASH_NUMEL, "multiplicity": "holm",
+                "min_hash_numel": tw.MIN_HASH_NUMEL, "quick_hash_bytes": tw.QUICK_BYTES,
+                "multiplicity": "holm",
                 "combine": "fisher", "lm_derived_fraction": LM_DERIVED_FRACTION,
-                "trust_remote_code": trust_remote_code}
+                "trust_remote_code": trust_remote_code,
+                "matching": {"unit_cap": UNIT_CAP, "sketch_dim": SKETCH_DIM, "seed": seed,
+                             "statistics": ["identity_order_spearman", "gate_up_agreement"],
+                             "residual_maps": maps}}
     return IndependenceVerdict(
         stage_id=stage_id, team_id=team_id, source="measured", input_hashes=hashes,
         settings=settings, verdict=verdict, references=tuple(ref_names), alpha=alpha,
-        evidence=_evidence_list(findings), summary=summary)
+        evidence=_evidence_list(findings), summary=summary, block_map=tuple(block_map))
 
 
 def _evidence_list(findings: list[_Finding]) -> tuple[ComponentEvidence, ...]:

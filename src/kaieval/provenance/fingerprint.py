@@ -1,0 +1,254 @@
+"""Reference fingerprints: what the independence tests need from a model, without its weights.
+
+Why: a submission must be checked against a registry of many open-weight models,
+which no one keeps on disk in full. A fingerprint is one safetensors file (read
+back through the same validating reader as weights -- no pickle, no code) holding:
+
+* in ``__metadata__`` (JSON strings): the format name and version, the source
+  model's name, the canonical hash of every informative tensor (exact reuse), the
+  sampled vocabulary (token string -> stored row), the MLP sites and the seed;
+* as tensors, under their original names: every norm vector, and the embedding /
+  lm_head rows of a bounded seeded sample of tokens (for the residual alignment and
+  the shared-vocabulary test);
+* as tensors named ``kaifp.<mlp prefix><part>``: each MLP's hidden-unit sketch --
+  every unit's gate row, up row and down column over a seeded subset of residual
+  coordinates (``kaifp.coords``), unit-normalised, in fp16.
+
+Against a fingerprint the tests lose the same-position correlations of attention
+and MLP matrices (those need the full tensors) and keep exact reuse, norms, the
+embedding rows of the sampled tokens and hidden-unit matching, which is the test
+that carries derived-model detection in the calibration suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kaieval.errors import KaiError
+from kaieval.provenance import tests_weights as tw
+from kaieval.provenance.align import IntArray, sketch_coordinates
+from kaieval.provenance.components import EMBEDDINGS, HEAD, component_of, is_norm
+from kaieval.provenance.matching import (
+    SKETCH_DIM,
+    MlpSite,
+    UnitSketch,
+    find_sites,
+    reference_sketch,
+)
+from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights, open_model, read_header
+from kaieval.provenance.vocab import read_vocab
+
+FORMAT = "kaieval-fingerprint"
+VERSION = 1
+FINGERPRINT_SEED = 20250804
+MAX_FINGERPRINT_TOKENS = 4096
+"""Embedding rows kept (seeded sample of the vocabulary): enough to align hidden sizes to ~2k."""
+
+PREFIX = "kaifp."
+
+
+@dataclass
+class Reference:
+    """A reference to test against: a model folder, or a fingerprint file."""
+
+    weights: ModelWeights
+    vocab: dict[str, int] | None
+    sites: list[MlpSite]
+    fingerprint: bool
+    seed: int | None = None  # fingerprint: the seed its coordinates were drawn with
+    stored_hashes: dict[str, str] | None = None
+    stored_quick: dict[str, str] | None = None
+    stored_coords: IntArray | None = None
+
+    @property
+    def name(self) -> str:
+        return self.weights.name
+
+    def hashes(self, names: list[str] | None = None) -> dict[str, str]:
+        """Canonical tensor hashes for exact reuse (stored, for a fingerprint)."""
+        if self.stored_hashes is not None:
+            return {k: v for k, v in self.stored_hashes.items() if names is None or k in names}
+        return tw.hash_index(self.weights, names)
+
+    def quick_hashes(self) -> dict[str, str] | None:
+        """Quick prefilter hashes (:func:`tw.quick_hash`); None when not available."""
+        if self.fingerprint:
+            return self.stored_quick
+        return tw.quick_index(self.weights)
+
+    def coords(self, ref_dim: int, seed: int) -> IntArray:
+        if self.stored_coords is not None:
+            return self.stored_coords
+        return sketch_coordinates(ref_dim, SKETCH_DIM, seed)
+
+    def sketch_loader(self, coords: IntArray) -> Callable[[MlpSite], UnitSketch]:
+        if not self.fingerprint:
+            return lambda site: reference_sketch(self.weights, site, coords)
+        return self._stored_sketch
+
+    def _stored_sketch(self, site: MlpSite) -> UnitSketch:
+        parts = {p: self.weights.load(f"{PREFIX}{site.prefix}{p}") for p in site.parts}
+        return UnitSketch(site.label, site.block, site.expert,
+                          np.arange(site.units, dtype=np.intp), site.units, parts)
+
+
+def _sample_tokens(vocab: dict[str, int], rows: int, seed: int) -> list[tuple[str, int]]:
+    items = sorted((t, i) for t, i in vocab.items() if i < rows)
+    if len(items) <= MAX_FINGERPRINT_TOKENS:
+        return items
+    pick = np.random.default_rng([seed, len(items)]).choice(len(items), MAX_FINGERPRINT_TOKENS,
+                                                            replace=False)
+    return [items[k] for k in sorted(pick)]
+
+
+def write_fingerprint(model_dir: Path, out: Path, *, trust_remote_code: bool = False,
+                      seed: int = FINGERPRINT_SEED) -> Path:
+    """Write ``model_dir``'s fingerprint to ``out`` (one safetensors file) and return ``out``."""
+    from safetensors.numpy import save_file
+
+    w = open_model(Path(model_dir), trust_remote_code=trust_remote_code)
+    tensors: dict[str, np.ndarray[Any, Any]] = {}
+    vocab = read_vocab(w.tokenizer) if w.tokenizer else None
+    sampled: dict[str, int] = {}
+    for name in w.names():
+        info = w.tensors[name]
+        if "/" in name or info.dtype not in FLOAT_DTYPES:
+            continue
+        comp = component_of(name)
+        if is_norm(name) and len(info.shape) == 1:
+            tensors[name] = w.load(name)
+        elif comp in (EMBEDDINGS, HEAD) and len(info.shape) == 2 and vocab is not None:
+            toks = _sample_tokens(vocab, info.shape[0], seed)
+            if not sampled:
+                sampled = {t: k for k, (t, _) in enumerate(toks)}
+            idx = np.array([vocab[t] for t in sampled], dtype=np.intp)
+            tensors[name] = w.rows(name, idx)
+    sites = find_sites(w)
+    coords = sketch_coordinates(sites[0].dim, SKETCH_DIM, seed) if sites else np.zeros(
+        0, dtype=np.intp)
+    for site in sites:
+        sk = reference_sketch(w, site, coords)
+        for part, vec in sk.parts.items():
+            tensors[f"{PREFIX}{site.prefix}{part}"] = vec.astype(np.float16)
+    tensors[f"{PREFIX}coords"] = coords.astype(np.int64)
+    meta = {
+        "format": FORMAT, "version": str(VERSION), "source": w.name, "seed": str(seed),
+        "hashes": json.dumps(tw.hash_index(w), sort_keys=True),
+        "quick": json.dumps(tw.quick_index(w), sort_keys=True),
+        "vocab": json.dumps(sampled, sort_keys=True, ensure_ascii=False),
+        "sites": json.dumps([{"prefix": s.prefix, "block": s.block, "expert": s.expert,
+                              "parts": s.parts, "units": s.units, "dim": s.dim}
+                             for s in sites], sort_keys=True),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, out)  # readers see the old file or the new one, never half
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file already validated by ``read_header``."""
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n).decode("utf-8"))
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _field(meta: dict[str, str], key: str, where: str) -> Any:
+    try:
+        return json.loads(meta[key])
+    except (KeyError, ValueError) as err:
+        raise KaiError(f"fingerprint field {key!r} missing or not JSON ({err})",
+                       where=where) from None
+
+
+def _sites(raw: object, w: ModelWeights, where: str) -> list[MlpSite]:
+    if not isinstance(raw, list):
+        raise KaiError("fingerprint field 'sites' must be a list", where=where)
+    out: list[MlpSite] = []
+    for k, s in enumerate(raw):
+        try:
+            site = MlpSite(str(s["prefix"]), int(s["block"]),
+                           None if s["expert"] is None else int(s["expert"]),
+                           {str(p): str(n) for p, n in s["parts"].items()},
+                           int(s["units"]), int(s["dim"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise KaiError(f"fingerprint sites[{k}] is malformed", where=where) from None
+        for part in site.parts:
+            info = w.tensors.get(f"{PREFIX}{site.prefix}{part}")
+            if info is None or len(info.shape) != 2 or info.shape[0] != site.units \
+                    or info.dtype not in FLOAT_DTYPES:
+                raise KaiError(f"fingerprint sketch for {site.prefix}{part} missing or "
+                               "malformed", where=where)
+        out.append(site)
+    return out
+
+
+def is_fingerprint(path: Path) -> bool:
+    """Whether ``path`` is a file carrying the fingerprint format marker (header only)."""
+    if not path.is_file() or path.suffix != ".safetensors":
+        return False
+    try:
+        read_header(path)
+    except KaiError:
+        return False
+    return _metadata(path).get("format") == FORMAT
+
+
+def load_reference(path: Path, *, trust_remote_code: bool = False) -> Reference:
+    """Open a reference: a model folder (or weights file) or a fingerprint file."""
+    path = Path(path)
+    w = open_model(path, trust_remote_code=trust_remote_code)  # validates any header
+    where = str(path)
+    meta = _metadata(path) if path.is_file() else {}
+    if meta.get("format") != FORMAT:
+        vocab = read_vocab(w.tokenizer) if w.tokenizer else None
+        return Reference(w, vocab, find_sites(w), fingerprint=False)
+    if meta.get("version") != str(VERSION):
+        raise KaiError(f"fingerprint format version {meta.get('version')!r} is not supported "
+                       f"(this kaieval reads version {VERSION})", where=where)
+    hashes = _field(meta, "hashes", where)
+    vocab = _field(meta, "vocab", where)
+    if not (isinstance(hashes, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                             for k, v in hashes.items())):
+        raise KaiError("fingerprint field 'hashes' must map tensor names to hashes", where=where)
+    if not (isinstance(vocab, dict) and all(isinstance(k, str) and isinstance(v, int)
+                                            and not isinstance(v, bool) and v >= 0
+                                            for k, v in vocab.items())):
+        raise KaiError("fingerprint field 'vocab' must map tokens to row numbers", where=where)
+    quick = _field(meta, "quick", where) if "quick" in meta else None
+    if quick is not None and not (isinstance(quick, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in quick.items())):
+        raise KaiError("fingerprint field 'quick' must map tensor names to hashes", where=where)
+    sites = _sites(_field(meta, "sites", where), w, where)
+    cinfo = w.tensors.get(f"{PREFIX}coords")
+    if cinfo is None or cinfo.dtype != "I64" or len(cinfo.shape) != 1:
+        raise KaiError("fingerprint has no valid kaifp.coords tensor", where=where)
+    coords = np.frombuffer(np.ascontiguousarray(w.raw(f"{PREFIX}coords")).tobytes(),
+                           dtype="<i8").astype(np.intp)
+    dims = {s.dim for s in sites}
+    if any(c < 0 for c in coords) or (dims and any(c >= min(dims) for c in coords)) or (
+            sites and any(w.tensors[f"{PREFIX}{s.prefix}{p}"].shape[1] != len(coords)
+                          for s in sites for p in s.parts)):
+        raise KaiError("fingerprint coordinates do not fit its sketches", where=where)
+    try:
+        seed = int(meta.get("seed", ""))
+    except ValueError:
+        raise KaiError("fingerprint seed is not an integer", where=where) from None
+    return Reference(w, {str(k): int(v) for k, v in vocab.items()}, sites, fingerprint=True,
+                     seed=seed, stored_hashes=dict(hashes), stored_quick=quick,
+                     stored_coords=coords)

@@ -1,0 +1,220 @@
+"""Depth, width and mixture-of-experts search: which reference MLP seeded which candidate MLP.
+
+Why: derived models change shape. Pruning drops blocks (or hidden units),
+depth up-scaling duplicates blocks, layer splicing inserts fresh ones, and
+upcycling turns a dense MLP into several experts initialised from it. Comparing
+block i only with block i misses all of these. So every candidate MLP ("site":
+a dense MLP or one expert) is tested first against the reference site at the
+same position (the "diagonal"), and -- when that is absent or not significant --
+against every reference site: a cheap screening pass (a few units, argmax
+instead of assignment) picks the best reference site, which then gets the full
+test of :func:`kaieval.provenance.matching.match`.
+
+Validity: the searched p-value is multiplied by the number of reference sites
+searched (Bonferroni for picking the best), and a site tested both ways reports
+twice the smaller p-value. Unit widths may differ (a shrunk intermediate size is
+a rectangular assignment); residual widths are handled by the residual map.
+
+Memory: candidate sketches are small (<= UNIT_CAP units x sketch) and kept; each
+reference site is sketched when visited and released, so the reference is read
+once per pass (at most three passes: diagonal, screening, confirmation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kaieval.provenance.align import MAX_TOKENS, ResidualMap, estimate_map, identity_map
+from kaieval.provenance.components import EMBEDDINGS, component_of
+from kaieval.provenance.fingerprint import Reference
+from kaieval.provenance.matching import (
+    MatchResult,
+    MlpSite,
+    UnitSketch,
+    candidate_sketch,
+    describe,
+    match,
+    read_rows,
+    unit_subsample,
+)
+from kaieval.provenance.safetensors_io import ModelWeights
+from kaieval.provenance.vocab import shared_rows
+
+SCREEN_UNITS = 128
+"""Candidate units used in the screening pass of the block search."""
+
+
+@dataclass(frozen=True)
+class SiteFinding:
+    """The evidence for one candidate MLP site against one reference."""
+
+    block: int
+    expert: int | None
+    label: str
+    result: MatchResult | None  # the pair reported (None: nothing comparable)
+    log_p: float
+    route: str  # "diagonal", "search" or "diagonal+search"
+    searched: int  # reference sites the search considered (Bonferroni factor)
+    ref_site: MlpSite | None = None
+
+    @property
+    def source(self) -> str | None:
+        return None if self.result is None else self.result.reference
+
+    def text(self) -> str:
+        if self.result is None:
+            return f"cand {self.label}: no reference MLP comparable"
+        how = {"diagonal": "same position",
+               "search": f"best of {self.searched} reference MLPs, p x {self.searched}",
+               "diagonal+search": f"best of same position and a search over {self.searched} "
+                                  "reference MLPs, p x 2"}[self.route]
+        return f"{describe(self.result)} [{how}]"
+
+
+def _same(c: UnitSketch, r: MlpSite) -> bool:
+    return c.block == r.block and c.expert == r.expert
+
+
+def _screen_view(c: UnitSketch, units: int) -> UnitSketch:
+    if len(c.units) <= units:
+        return c
+    step = len(c.units) / units
+    pick = (np.arange(units) * step).astype(np.intp)
+    return UnitSketch(c.label, c.block, c.expert, c.units[pick], c.total_units,
+                      {p: v[pick] for p, v in c.parts.items()})
+
+
+def search_sites(cand: Sequence[UnitSketch], ref_sites: Sequence[MlpSite],
+                 load_ref: Callable[[MlpSite], UnitSketch], *, alpha: float,
+                 screen_units: int = SCREEN_UNITS) -> list[SiteFinding]:
+    """Map every candidate site to its best reference site, with a valid p-value."""
+    log_alpha = math.log(alpha)
+    diag: dict[int, MatchResult] = {}
+    by_pos = {(s.block, s.expert): s for s in ref_sites}
+    for i, c in enumerate(cand):
+        rs = by_pos.get((c.block, c.expert))
+        if rs is not None and rs.units > 0:
+            diag[i] = match(c, load_ref(rs))
+    need = [i for i in range(len(cand)) if i not in diag or diag[i].log_p > log_alpha]
+    best: dict[int, MatchResult] = {}
+    picked: dict[int, MlpSite] = {}
+    if need and ref_sites:
+        screen = np.zeros((len(need), len(ref_sites)))
+        for j, rs in enumerate(ref_sites):
+            r = load_ref(rs)
+            for k, i in enumerate(need):
+                screen[k, j] = match(_screen_view(cand[i], screen_units), r, fast=True).log_p
+        pick = {i: int(np.argmin(screen[k])) for k, i in enumerate(need)}
+        picked.update({i: ref_sites[j] for i, j in pick.items()})
+        for j in sorted(set(pick.values())):
+            r = load_ref(ref_sites[j])
+            for i, jj in pick.items():
+                if jj == j:
+                    best[i] = match(cand[i], r)
+    n_ref = len(ref_sites)
+    out: list[SiteFinding] = []
+    for i, c in enumerate(cand):
+        d, s = diag.get(i), best.get(i)
+        if d is None and s is None:
+            out.append(SiteFinding(c.block, c.expert, c.label, None, 0.0, "diagonal", 0))
+            continue
+        if s is None:
+            assert d is not None
+            out.append(SiteFinding(c.block, c.expert, c.label, d, d.log_p, "diagonal", 1,
+                                   by_pos[(c.block, c.expert)]))
+            continue
+        lp_s = min(0.0, s.log_p + math.log(n_ref))
+        if d is None:
+            out.append(SiteFinding(c.block, c.expert, c.label, s, lp_s, "search", n_ref,
+                                   picked[i]))
+            continue
+        two = math.log(2.0)
+        if d.log_p <= lp_s:
+            out.append(SiteFinding(c.block, c.expert, c.label, d, min(0.0, d.log_p + two),
+                                   "diagonal+search", n_ref, by_pos[(c.block, c.expert)]))
+        else:
+            out.append(SiteFinding(c.block, c.expert, c.label, s, min(0.0, lp_s + two),
+                                   "diagonal+search", n_ref, picked[i]))
+    return out
+
+
+def block_mapping(findings: Sequence[SiteFinding], log_threshold: float) -> list[str]:
+    """Readable lines "cand block 3 <- ref block 1" for the significant sites."""
+    return [f"cand {f.label} <- ref {f.source}" for f in findings
+            if f.result is not None and f.log_p <= log_threshold]
+
+
+def expert_kinship(cand: Sequence[UnitSketch]) -> list[tuple[str, str, float]]:
+    """Experts of one block tested against each other: (expert, expert, log p).
+
+    Experts upcycled from one dense MLP share its units in the same order, so the
+    identity-order test finds them; independently initialised experts do not.
+    """
+    out: list[tuple[str, str, float]] = []
+    blocks: dict[int, list[UnitSketch]] = {}
+    for c in cand:
+        if c.expert is not None:
+            blocks.setdefault(c.block, []).append(c)
+    for group in blocks.values():
+        for a in range(len(group)):
+            for b in range(a + 1, len(group)):
+                x, y = group[a], group[b]
+                if len(x.units) == len(y.units) and np.array_equal(x.units, y.units):
+                    out.append((x.label, y.label, match(x, y).log_p))
+    return out
+
+
+Vocabs = tuple[dict[str, int], dict[str, int]]
+
+
+def residual_map(cand: ModelWeights, ref: Reference, vocabs: Vocabs | None, cand_dim: int,
+                  ref_dim: int, seed: int) -> ResidualMap:
+    """Estimate the residual map from the embedding rows of shared tokens (see align.py).
+
+    Rows pair by token string when both tokenizers are known; without tokenizers,
+    same-size vocabularies pair id for id; otherwise nothing is guessed (identity).
+    """
+    def emb(w: ModelWeights, dim: int) -> str | None:
+        return next((n for n in w.names() if component_of(n) == EMBEDDINGS
+                     and len(w.tensors[n].shape) == 2 and w.tensors[n].shape[1] == dim), None)
+
+    cn, rn = emb(cand, cand_dim), emb(ref.weights, ref_dim)
+    if cn is None or rn is None:
+        return identity_map(cand_dim, ref_dim, note="no embedding matrix to align with")
+    crows, rrows = cand.tensors[cn].shape[0], ref.weights.tensors[rn].shape[0]
+    if vocabs is not None:
+        rows = shared_rows(vocabs[0], vocabs[1], candidate_rows=crows, reference_rows=rrows)
+        ci, ri = rows.candidate, rows.reference
+    elif crows == rrows:  # no tokenizers: same-size vocabularies are taken id for id
+        ci = ri = np.arange(crows, dtype=np.intp)
+    else:
+        return identity_map(cand_dim, ref_dim, note="no tokenizer.json pair to align rows")
+    rng = np.random.default_rng([seed, len(ci)])
+    if len(ci) > MAX_TOKENS:
+        keep = np.sort(rng.choice(len(ci), MAX_TOKENS, replace=False))
+        ci, ri = ci[keep], ri[keep]
+    return estimate_map(read_rows(cand, cn, ci), read_rows(ref.weights, rn, ri), rng=rng)
+
+
+def match_reference(cand: ModelWeights, cand_sites: list[MlpSite], ref: Reference,
+                vocabs: Vocabs | None, seed: int, alpha: float,
+                ) -> tuple[ResidualMap | None, list[SiteFinding], list[tuple[str, str, float]]]:
+    """Align the residual stream, then match every candidate MLP against the reference's.
+
+    Returns the map (None when either model has no MLP), one finding per candidate MLP
+    site, and the candidate's expert-to-expert kinship tests.
+    """
+    if not cand_sites or not ref.sites:
+        return None, [], []
+    cand_dim, ref_dim = cand_sites[0].dim, ref.sites[0].dim
+    rmap = residual_map(cand, ref, vocabs, cand_dim, ref_dim, seed)
+    coords = ref.coords(ref_dim, seed)
+    sketches = [candidate_sketch(cand, s, rmap, coords, unit_subsample(s, seed))
+                for s in cand_sites if s.dim == cand_dim]
+    ref_sites = [s for s in ref.sites if s.dim == ref_dim]
+    found = search_sites(sketches, ref_sites, ref.sketch_loader(coords), alpha=alpha)
+    return rmap, found, expert_kinship(sketches)
