@@ -56,9 +56,32 @@ PERMUTATIONS = 999
 PERMUTATION_SEED = 20250804
 
 DETECTION_POWER: str | None = None
-"""What the calibration suite measured, quoted in a ``no_evidence`` summary (e.g. "every
-one of 9 derived controls detected at alpha 0.01 (TPR 9/9, 95% CI 0.66-1)"). Filled from the
-calibration results; ``check_independence(detection_power=...)`` overrides it."""
+"""What the calibration suite measured, quoted in a ``no_evidence`` summary. ``None`` means:
+read the bundled summary (``provenance/data/calibration.json``, written by
+``benchmarks/provenance_calibration.py``); ``check_independence(detection_power=...)``
+overrides both."""
+
+CALIBRATION_SUMMARY = Path(__file__).parent / "data" / "calibration.json"
+
+
+def bundled_detection_power() -> str | None:
+    """The calibration suite's measured rates as one sentence, or ``None`` if not bundled.
+
+    The summary records which engine code it measured; when the code has changed since, the
+    sentence says so rather than passing old rates off as this code's.
+    """
+    from kaieval.provenance.calibration import code_fingerprint, measured_rates
+
+    if not CALIBRATION_SUMMARY.is_file():
+        return None
+    try:
+        rates = measured_rates(CALIBRATION_SUMMARY)
+    except KaiError:
+        return None
+    text = rates.sentence()
+    if rates.code_sha256 != code_fingerprint():
+        text += f" (measured on engine code {rates.code_sha256[:19]}…, not this version)"
+    return text
 
 _BLOCK_NO = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
 
@@ -421,6 +444,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                       strict=True):
         f.significant = rej
     power = detection_power if detection_power is not None else DETECTION_POWER
+    if power is None:
+        power = bundled_detection_power()
     verdict, summary = _decide(findings, ref_names, power)
     tests = ["exact_reuse", "weight_correlation", "norm_correlation", "embedding_shared_vocab",
              "hidden_unit_matching"]
