@@ -16,6 +16,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Literal
 
 from kaieval.audit.licencecheck import ReleaseCheck, check_releases
@@ -129,38 +130,33 @@ def pledge_flags(ctx: AuditContext, checks: list[ReleaseCheck]) -> list[Flag]:
                  "the declared releases are open", ctx.where("ecosystem", "open_release_pledge"))]
 
 
-def downloads_figure(ctx: AuditContext) -> Figure:
-    """Downloads: declared, or summed from the Hub for ``hub_repos`` when ``online``."""
+def _hub_count(ctx: AuditContext, field: Literal["downloads", "derivatives"],
+               fetch: Callable[[str, str], int], endpoint: str) -> Figure:
+    """A count the dossier declares, or -- with ``online`` and ``hub_repos`` -- fetches."""
     eco = ctx.submission.ecosystem
+    measure = f"ecosystem.{field}"
     if ctx.online and eco.hub_repos:
         base = ctx.hub_endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HUB
-        counts = {r: hub_downloads(r, base) for r in eco.hub_repos}
-        return Figure("ecosystem.downloads", float(sum(counts.values())),
-                      f"{base}/api/models (fetched)",
+        counts = {r: fetch(r, base) for r in eco.hub_repos}
+        return Figure(measure, float(sum(counts.values())), f"{base}{endpoint} (fetched)",
                       ", ".join(f"{r}: {c}" for r, c in counts.items()), source="measured")
-    where = ctx.where("ecosystem", "downloads")
-    if eco.downloads is None:
-        why = "no downloads declared" + ("; give ecosystem.hub_repos to fetch them with "
-                                         "--online" if ctx.online else "")
-        return Figure("ecosystem.downloads", None, where, why)
-    return Figure("ecosystem.downloads", float(eco.downloads), where, "declared")
+    where = ctx.where("ecosystem", field)
+    declared: int | None = getattr(eco, field)
+    if declared is None:
+        why = f"no {field} declared" + ("; give ecosystem.hub_repos to fetch them with "
+                                        "--online" if ctx.online else "")
+        return Figure(measure, None, where, why)
+    return Figure(measure, float(declared), where, "declared")
+
+
+def downloads_figure(ctx: AuditContext) -> Figure:
+    """Downloads: declared, or summed from the Hub for ``hub_repos`` when ``online``."""
+    return _hub_count(ctx, "downloads", hub_downloads, "/api/models")
 
 
 def derivatives_figure(ctx: AuditContext) -> Figure:
     """Derivatives: declared, or counted on the Hub (models tagged ``base_model:<repo>``)."""
-    eco = ctx.submission.ecosystem
-    if ctx.online and eco.hub_repos:
-        base = ctx.hub_endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HUB
-        counts = {r: hub_derivatives(r, base) for r in eco.hub_repos}
-        return Figure("ecosystem.derivatives", float(sum(counts.values())),
-                      f"{base}/api/models?filter=base_model:… (fetched)",
-                      ", ".join(f"{r}: {c}" for r, c in counts.items()), source="measured")
-    where = ctx.where("ecosystem", "derivatives")
-    if eco.derivatives is None:
-        why = "no derivatives declared" + ("; give ecosystem.hub_repos to count them with "
-                                           "--online" if ctx.online else "")
-        return Figure("ecosystem.derivatives", None, where, why)
-    return Figure("ecosystem.derivatives", float(eco.derivatives), where, "declared")
+    return _hub_count(ctx, "derivatives", hub_derivatives, "/api/models?filter=base_model:…")
 
 
 def _hub_get(url: str, what: str) -> tuple[object, str | None]:
