@@ -15,6 +15,12 @@ forward pass over row copies of that cache. lm-eval reuses a forward
 pass only when every answer is one token; here a 5-shot question with four
 sentence answers costs about one prefix pass instead of four.
 
+On a full-attention model with sdpa or eager attention (the default on CPU) the
+exact mode goes further (``hf_prefix.PrefixScorer``): the context's KV is cached
+in fixed 64-token blocks shared across questions (the few-shot block is computed
+once per task, not once per question), and the context's tail plus every
+choice's tokens go through ONE tree-masked pass. Other models use the path below.
+
 Batch-size invariance, exactly: by default each distinct prefix gets its own
 pass (no padding at all) and all its multi-token choices one more pass, so no
 tensor shape a request sees depends on the batch size or on its neighbours, and
@@ -43,6 +49,8 @@ from kaieval.bench.api import (
     LoglikelihoodResponse,
 )
 from kaieval.bench.backends.common import chat_template_hash
+from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
+from kaieval.bench.backends.hf_prefix import supports as prefix_supports
 from kaieval.bench.collate import Collator
 from kaieval.errors import KaiError
 
@@ -115,7 +123,8 @@ class HFBackend:
     def __init__(self, path: str | Path, *, dtype: str = "float32", device: str = "cpu",
                  batch_size: int = 8, chat_template: bool = False,
                  trust_remote_code: bool = False, max_length: int | None = None,
-                 shared_prefix: bool = True, prefix_batching: bool = False) -> None:
+                 shared_prefix: bool = True, prefix_batching: bool = False,
+                 prefix_block: int = BLOCK_TOKENS) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -151,6 +160,14 @@ class HFBackend:
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._keep_arg = "logits_to_keep" if "logits_to_keep" in params else None
         self._fingerprint: str | None = None
+        self._context_memo: dict[str, list[int]] = {}
+        # exact mode on a full-attention model: block KV cache + one tree pass per context
+        if prefix_block < 1:
+            raise KaiError(f"prefix block must be >= 1 token, got {prefix_block}")
+        self.prefix_scorer: PrefixScorer | None = (
+            PrefixScorer(self.model, device, cache_arg=self._cache_arg, keep_arg=self._keep_arg,
+                         block=prefix_block)
+            if shared_prefix and not prefix_batching and prefix_supports(self.model) else None)
 
     # ---------------------------------------------------------------- identity
 
@@ -167,11 +184,19 @@ class HFBackend:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            parts = [TOKENISATION, directory_hash(self.path), self.dtype,
+            parts = [TOKENISATION, self._scoring(), directory_hash(self.path), self.dtype,
                      self._torch.device(self.device).type, str(self.max_length),
                      f"chat={self.chat_template}:{self.chat_template_hash}"]
             self._fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()
         return self._fingerprint
+
+    def _scoring(self) -> str:
+        """Which scoring path answers log-likelihoods: part of the request-cache identity,
+        so answers computed by one path (equal only up to float rounding) are never mixed
+        with another's."""
+        if self.prefix_scorer is not None:
+            return f"tree-blocks-{self.prefix_scorer.block}"
+        return "prefix-batched" if self.prefix_batching else "prefix-cache"
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": str(self.path), "dtype": self.dtype,
@@ -179,6 +204,7 @@ class HFBackend:
                 "max_length": self.max_length, "chat_template": self.chat_template,
                 "chat_template_hash": self.chat_template_hash,
                 "shared_prefix": self.shared_prefix, "prefix_batching": self.prefix_batching,
+                "scoring": self._scoring(),
                 "generation": "greedy, batch 1",
                 "tokenisation": TOKENISATION, "fingerprint": self.fingerprint()}
 
@@ -202,6 +228,15 @@ class HFBackend:
             kwargs["add_special_tokens"] = False
         return list(self.tokenizer.encode(text, **kwargs))
 
+    def _context_ids(self, context: str) -> list[int]:
+        """``_encode(context)``, memoised: every choice of a question has the same context."""
+        ids = self._context_memo.get(context)
+        if ids is None:
+            if len(self._context_memo) >= 1024:
+                self._context_memo.clear()
+            ids = self._context_memo[context] = self._encode(context)
+        return list(ids)
+
     def tokens(self, request: LoglikelihoodRequest) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(prefix, continuation) token ids exactly as lm-eval's model input is built."""
         context, continuation = self._wrap(request.context, False), request.continuation
@@ -216,7 +251,7 @@ class HFBackend:
             if n_spaces:
                 continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
             whole = self._encode(context + continuation)
-            ctx = self._encode(context)
+            ctx = self._context_ids(context)
             cont = whole[len(ctx):]
         if not cont:
             raise KaiError(f"continuation {request.continuation!r} encodes to no tokens")
@@ -239,6 +274,14 @@ class HFBackend:
         with self._torch.inference_mode():
             per_pass = self.batch_size if self.prefix_batching else 1
             for batch in collator.batches(per_pass):
+                if self.prefix_scorer is not None and per_pass == 1 and self.prefix_scorer.fits(
+                        batch[0].indices, pairs):
+                    for i, (logprob, greedy, n) in zip(
+                            batch[0].indices, self.prefix_scorer.score(batch[0].indices, pairs),
+                            strict=True):
+                        answers[i] = LoglikelihoodResponse(logprob=logprob, greedy=greedy,
+                                                           n_tokens=n)
+                    continue
                 prefixes = [pairs[g.indices[0]][0] for g in batch]
                 self._score_batch(prefixes, [list(g.indices) for g in batch], pairs, answers)
         return collator.restore(answers)
