@@ -70,7 +70,8 @@ def test_iid_p_is_erfc_formula_and_few_units_use_monte_carlo() -> None:
 
 
 def test_chunked_correlation_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large tensors are correlated in float64 row blocks; blocks must not change r or z."""
+    """Large tensors are correlated in row blocks (float32 products summed in float64);
+    the block size changes r and z only at float32 rounding, far below any decision."""
     import kaieval.provenance.tests_weights as tw
 
     monkeypatch.setattr(tw, "CHUNK", 1000)
@@ -82,7 +83,7 @@ def test_chunked_correlation_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> N
     whole = correlation_test("w", x, y, rng=rng)
     assert r is not None and whole is not None
     assert r.r == pytest.approx(np.corrcoef(x.ravel(), y.ravel())[0, 1], abs=1e-9)
-    assert r.statistic == pytest.approx(whole.statistic, rel=1e-9)
+    assert r.statistic == pytest.approx(whole.statistic, rel=1e-6)
     bad = x.copy()
     bad[0, 0] = np.nan
     assert correlation_test("w", bad, y, rng=rng) is None

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
 import re
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -331,6 +333,43 @@ def _input_hashes(label: str, w: ModelWeights) -> dict[str, str]:
     return {f"{label}/{p.relative_to(base).as_posix()}": sha256_file(p) for p in files}
 
 
+class _BackgroundHashes:
+    """Input-file hashes computed on one background thread while the tests run.
+
+    The record must name every input byte, so every weight file is read and hashed once.
+    File reads and SHA-256 release the GIL, so on a cold page cache this I/O overlaps the
+    (CPU-bound) tests instead of adding to them. A daemon thread: an error elsewhere does
+    not wait for the hashing to finish.
+    """
+
+    def __init__(self) -> None:
+        self._todo: queue.Queue[tuple[str, ModelWeights] | None] = queue.Queue()
+        self._done: list[dict[str, str] | BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="kai-input-hashes", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._todo.get()) is not None:
+            try:
+                self._done.append(_input_hashes(*job))
+            except BaseException as e:  # re-raised in the caller's thread by result()
+                self._done.append(e)
+
+    def add(self, label: str, w: ModelWeights) -> None:
+        self._todo.put((label, w))
+
+    def result(self) -> dict[str, str]:
+        """Every queued model's hashes, in the order they were added."""
+        self._todo.put(None)
+        self._thread.join()
+        out: dict[str, str] = {}
+        for item in self._done:
+            if isinstance(item, BaseException):
+                raise item
+            out.update(item)
+        return out
+
+
 def _decide(findings: list[_Finding], refs: list[str], power: str | None,
             ) -> tuple[str, str]:
     """Overall verdict and its one-sentence summary."""
@@ -402,7 +441,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     cand_full: dict[str, str] = {}  # full hashes, computed only where quick hashes collide
     cand_vocab = read_vocab(cand.tokenizer) if cand.tokenizer else None
     cand_sites = find_sites(cand)
-    hashes = _input_hashes("candidate", cand)
+    hashing = _BackgroundHashes()
+    hashing.add("candidate", cand)
     findings: list[_Finding] = []
     ref_names: list[str] = []
     maps: dict[str, str] = {}
@@ -411,7 +451,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
         ref = load_reference(Path(path), trust_remote_code=trust_remote_code)
         name = ref.name if ref.name not in ref_names else f"{ref.name}#{len(ref_names)}"
         ref_names.append(name)
-        hashes.update(_input_hashes(f"reference/{name}", ref.weights))
+        hashing.add(f"reference/{name}", ref.weights)
         ref_quick = ref.quick_hashes()
         if ref_quick is None:  # a fingerprint without quick hashes: compare every tensor
             want, ref_full = list(cand_quick), ref.hashes()
@@ -460,7 +500,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                              "statistics": ["identity_order_spearman", "gate_up_agreement"],
                              "residual_maps": maps}}
     return IndependenceVerdict(
-        stage_id=stage_id, team_id=team_id, source="measured", input_hashes=hashes,
+        stage_id=stage_id, team_id=team_id, source="measured", input_hashes=hashing.result(),
         settings=settings, verdict=verdict, references=tuple(ref_names), alpha=alpha,
         evidence=_evidence_list(findings), summary=summary, block_map=tuple(block_map))
 
