@@ -325,6 +325,10 @@ def open_model(path: Path, *, trust_remote_code: bool = False) -> ModelWeights:
     _refuse_untrusted(path, trust_remote_code)
     top = _read_folder(path)
     tensors: dict[str, TensorInfo] = dict(top[0]) if top else {}
+    if tensors:
+        from kaieval.provenance.fused import split_fused  # fused.py imports this module
+
+        tensors = split_fused(tensors, path)
     files: list[Path] = list(top[1]) if top else []
     subs: list[str] = []
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
