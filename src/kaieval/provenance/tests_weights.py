@@ -236,10 +236,48 @@ def _matrix(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return x.reshape(x.shape[0], -1).T  # e.g. conv kernels: permute output channels
 
 
+@dataclass(frozen=True)
+class NullPlan:
+    """Which elements of a 2-D tensor the unit-permutation null correlates.
+
+    Drawn from the shape and a seeded generator only (never from the data), so a
+    reader can fetch just ``tensor[rows][:, cols]`` and get the same result as the
+    whole tensor would, bit for bit.
+    """
+
+    rows: npt.NDArray[np.intp]  # indices along axis 0 of the tensor as stored
+    cols: npt.NDArray[np.intp]  # indices along axis 1
+    transposed: bool  # the permuted units are the stored rows (axis 0)
+    cut: bool  # a seeded sub-matrix of a larger tensor
+
+
+def plan_null(shape: tuple[int, ...], *, rows_exchangeable: bool,
+              rng: np.random.Generator) -> NullPlan:
+    """The sub-matrix and orientation :func:`_unit_null` uses for a 2-D ``shape``.
+
+    The permuted units are the columns, or the rows when they are exchangeable and
+    fewer (a down projection's residual dimensions). Above :data:`MAX_NULL_UNITS`
+    units or :data:`MAX_NULL_ROWS` rows a seeded subset of each is kept.
+    """
+    if len(shape) != 2:
+        raise ValueError(f"plan_null needs a 2-D shape, got {shape}")
+    r, c = shape
+    transposed = rows_exchangeable and r < c
+    m, d = (c, r) if transposed else (r, c)
+    cut = d > MAX_NULL_UNITS or m > MAX_NULL_ROWS
+    if cut:
+        keep_r = _seeded_subset(rng, m, MAX_NULL_ROWS)
+        keep_c = _seeded_subset(rng, d, MAX_NULL_UNITS)
+    else:
+        keep_r, keep_c = np.arange(m, dtype=np.intp), np.arange(d, dtype=np.intp)
+    rows, cols = (keep_c, keep_r) if transposed else (keep_r, keep_c)
+    return NullPlan(rows, cols, transposed, cut)
+
+
 def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
                rows_exchangeable: bool, rng: np.random.Generator,
-               permutations: int) -> tuple[float, float, float, str, tuple[int, int] | None] \
-        | None:
+               permutations: int, plan: NullPlan | None = None,
+               ) -> tuple[float, float, float, str, tuple[int, int] | None, int] | None:
     """Centred r and its null under a random permutation of one model's units.
 
     Independent initialisations are exchangeable under permutations of hidden
@@ -248,19 +286,20 @@ def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
     exact null that keeps whatever structure the rows share. Its mean and variance
     are closed-form (Hoeffding's combinatorial CLT); with fewer than 32 units a
     Monte Carlo permutation p-value is used. Large matrices are cut to a seeded
-    sub-matrix (:data:`MAX_NULL_ROWS` x :data:`MAX_NULL_UNITS`). Returns (r, z, log p,
-    method, (rows, units) of the sub-matrix or None).
+    sub-matrix (:func:`plan_null`); with ``plan`` the caller has already read just
+    that sub-matrix (``x[plan.rows][:, plan.cols]``). Returns (r, z, log p, method,
+    (rows, units) of the sub-matrix or None, elements correlated).
     """
-    mx, my = _matrix(x), _matrix(y)
-    if rows_exchangeable and mx.shape[0] < mx.shape[1]:
+    if plan is None:
+        mx, my = _matrix(x), _matrix(y)
+        plan = plan_null(mx.shape, rows_exchangeable=rows_exchangeable, rng=rng)
+        if plan.cut:
+            mx, my = mx[np.ix_(plan.rows, plan.cols)], my[np.ix_(plan.rows, plan.cols)]
+    else:
+        mx, my = x, y
+    if plan.transposed:
         mx, my = mx.T, my.T
-    sub: tuple[int, int] | None = None
-    if mx.shape[1] > MAX_NULL_UNITS or mx.shape[0] > MAX_NULL_ROWS:
-        keep_r = _seeded_subset(rng, mx.shape[0], MAX_NULL_ROWS)
-        keep_c = _seeded_subset(rng, mx.shape[1], MAX_NULL_UNITS)
-        mx = np.ascontiguousarray(mx[np.ix_(keep_r, keep_c)])
-        my = np.ascontiguousarray(my[np.ix_(keep_r, keep_c)])
-        sub = mx.shape
+    sub: tuple[int, int] | None = (mx.shape[0], mx.shape[1]) if plan.cut else None
     m, d = mx.shape
     if d < 2:
         return None
@@ -288,11 +327,12 @@ def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
         return None
     z = (obs - mean) / math.sqrt(var)
     if d >= UNIT_CLT_MIN:
-        return r, z, min(0.0, math.log(2.0) + float(log_ndtr(-abs(z)))), "unit_clt", sub
+        return (r, z, min(0.0, math.log(2.0) + float(log_ndtr(-abs(z)))), "unit_clt", sub,
+                m * d)
     idx = rng.permuted(np.broadcast_to(np.arange(d), (permutations, d)), axis=1)
     sims = c[np.arange(d)[None, :], idx].sum(axis=1)
     hits = int((np.abs(sims - mean) >= abs(obs - mean) * (1 - 1e-12)).sum())
-    return r, z, math.log((1 + hits) / (permutations + 1)), "unit_permutation", sub
+    return r, z, math.log((1 + hits) / (permutations + 1)), "unit_permutation", sub, m * d
 
 
 def _seeded_subset(rng: np.random.Generator, n: int, k: int) -> npt.NDArray[np.intp]:
@@ -305,13 +345,15 @@ def _seeded_subset(rng: np.random.Generator, n: int, k: int) -> npt.NDArray[np.i
 def correlation_test(name: str, x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
                      rng: np.random.Generator, permutations: int = 999,
                      norm: bool = False, rows_exchangeable: bool = True,
-                     ) -> CorrelationResult | None:
+                     plan: NullPlan | None = None) -> CorrelationResult | None:
     """Centred Pearson r of two same-shape tensors with its p-value; None if constant/non-finite.
 
     Vectors (norms, biases) use an element permutation null; ``norm=True`` adds the
     raw cosine for context. Matrices use the unit-permutation null of
     :func:`_unit_null`; ``rows_exchangeable=False`` (embedding rows are tokens, not
-    units) keeps the permuted axis on the columns.
+    units) keeps the permuted axis on the columns. ``plan`` says ``x`` and ``y`` are
+    already the planned sub-matrix (read by :meth:`ModelWeights.block`, see
+    :func:`plan_null`).
     """
     n = x.size
     if norm or x.ndim < 2:
@@ -328,13 +370,14 @@ def correlation_test(name: str, x: npt.NDArray[np.float32], y: npt.NDArray[np.fl
                                  r * math.sqrt(n), _perm_log_p(a, b, r, rng, permutations),
                                  "permutation", permutations, raw, iid_log_p=iid_log_p(r, n))
     got = _unit_null(x, y, rows_exchangeable=rows_exchangeable, rng=rng,
-                     permutations=permutations)
+                     permutations=permutations, plan=plan)
     if got is None:
         return None
-    r, z, log_p, method, sub = got
-    return CorrelationResult(name, "correlation", n, r, z, log_p, method,  # type: ignore[arg-type]
+    r, z, log_p, method, sub, used = got
+    return CorrelationResult(name, "correlation", used, r, z, log_p,
+                             method,  # type: ignore[arg-type]
                              permutations if method == "unit_permutation" else 0,
-                             iid_log_p=iid_log_p(r, n), subsample=sub)
+                             iid_log_p=iid_log_p(r, used), subsample=sub)
 
 
 def compare_tensor(candidate: ModelWeights, reference: ModelWeights, name: str, *,

@@ -30,9 +30,10 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numpy as np
-import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
@@ -48,7 +49,7 @@ from kaieval.provenance.components import (
 )
 from kaieval.provenance.fingerprint import load_reference
 from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
-from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, columns, find_sites, read_rows
+from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
 from kaieval.provenance.vocab import read_vocab, shared_rows
 from kaieval.records import ComponentEvidence, IndependenceVerdict
@@ -147,30 +148,33 @@ def _ref_name(name: str, blocks: dict[int, int]) -> str:
 
 
 def _load_pair(cand: ModelWeights, ref: ModelWeights, name: str, rname: str,
-               rng: np.random.Generator, rmap: ResidualMap | None,
-               ) -> tuple[FloatArray, FloatArray]:
-    """Both tensors as fp32, a large matrix cut to a seeded sub-matrix before conversion.
+               rng: np.random.Generator, rmap: ResidualMap | None, *,
+               rows_exchangeable: bool = True,
+               ) -> tuple[FloatArray, FloatArray, tw.NullPlan | None]:
+    """Both tensors as fp32 -- for a matrix, only the part its test will correlate.
 
-    Each axis longer than ``tw.MAX_NULL_ROWS`` keeps a seeded subset of that many
-    indices (the unit-permutation null then subsamples again, see ``tw._unit_null``), so
-    memory and conversion cost stay at ~two 2048x2048 blocks whatever the model size. An
-    axis a residual map must act on is kept whole.
+    A 2-D tensor with no residual map is read as the seeded sub-matrix of
+    :func:`tw.plan_null` (at most ``MAX_NULL_ROWS`` x ``MAX_NULL_UNITS``), which is
+    returned with it: the test's result is the one the whole tensor would give, at the
+    cost of reading and converting ~1 M elements per side whatever the model size.
+    With a residual map the residual axis must stay whole for the map to act on, so
+    each other axis longer than ``MAX_NULL_ROWS`` keeps a seeded subset and the test
+    cuts again after mapping.
     """
     info = cand.tensors[name]
-    if len(info.shape) != 2 or max(info.shape) <= tw.MAX_NULL_ROWS:
-        return cand.load(name), ref.load(rname)
-    raxis = None if rmap is None else residual_axis(name, info.shape, rmap.cand_dim)
-    keep = [np.arange(n, dtype=np.intp) if n <= tw.MAX_NULL_ROWS or axis == raxis
+    if len(info.shape) != 2:
+        return cand.load(name), ref.load(rname), None
+    if rmap is None:
+        plan = tw.plan_null(info.shape, rows_exchangeable=rows_exchangeable, rng=rng)
+        return (cand.block(name, plan.rows, plan.cols), ref.block(rname, plan.rows, plan.cols),
+                plan)
+    if max(info.shape) <= tw.MAX_NULL_ROWS:
+        return cand.load(name), ref.load(rname), None
+    raxis = residual_axis(name, info.shape, rmap.cand_dim)
+    keep = [None if n <= tw.MAX_NULL_ROWS or axis == raxis
             else np.sort(rng.choice(n, tw.MAX_NULL_ROWS, replace=False)).astype(np.intp)
             for axis, n in enumerate(info.shape)]
-    return _block(cand, name, keep), _block(ref, rname, keep)
-
-
-def _block(w: ModelWeights, name: str, keep: list[npt.NDArray[np.intp]]) -> FloatArray:
-    rows = read_rows(w, name, keep[0]) if len(keep[0]) < w.tensors[name].shape[0] else None
-    if rows is None:
-        return columns(w, name, keep[1])
-    return np.ascontiguousarray(rows[:, keep[1]])
+    return cand.block(name, *keep), ref.block(rname, *keep), None
 
 
 def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, component: str,
@@ -211,9 +215,11 @@ def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, com
                 cshape = rmap.mapped_shape(name, ci.shape)
                 f.basis = rmap.kind
             if cshape == ri.shape and (rows is None or rows.identical):
-                x, y = _load_pair(cand, ref, name, rname, rng, rmap if xform else None)
+                x, y, plan = _load_pair(cand, ref, name, rname, rng, rmap if xform else None,
+                                        rows_exchangeable=False)
                 res = tw.correlation_test(name, x if xform is None else xform(x), y, rng=rng,
-                                          permutations=permutations, rows_exchangeable=False)
+                                          permutations=permutations, rows_exchangeable=False,
+                                          plan=plan)
             elif rows is None or cshape[1] != ri.shape[1]:
                 why = ("no tokenizer.json pair to align rows" if rows is None
                        else "hidden sizes differ")
@@ -231,13 +237,15 @@ def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, com
                                  "reference basis)")
                 continue
             f.basis = rmap.kind
-            x, y = _load_pair(cand, ref, name, rname, rng, rmap)
+            x, y, _ = _load_pair(cand, ref, name, rname, rng, rmap)
             res = tw.correlation_test(name, rmap.apply(name, x, dense), y, rng=rng,
                                       permutations=permutations, norm=is_norm(name))
         else:
-            x, y = _load_pair(cand, ref, name, rname, rng, None)
+            norm = is_norm(name)
+            x, y, plan = (_load_pair(cand, ref, name, rname, rng, None) if not norm
+                          else (cand.load(name), ref.load(rname), None))
             res = tw.correlation_test(name, x, y, rng=rng, permutations=permutations,
-                                      norm=is_norm(name))
+                                      norm=norm, plan=plan)
         if res is None:
             f.skipped.append(f"{name} (constant or non-finite)")
         else:
@@ -414,6 +422,24 @@ def _moved_blocks(found: list[SiteFinding], alpha: float) -> dict[int, int]:
     return out
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _one_blas_thread(fn: _F) -> _F:
+    """Run ``fn`` with BLAS limited to one thread.
+
+    Why: the products here are small (at most 2048 x 512 per tensor), so a second BLAS
+    thread mostly spins -- measured on the 2 GB benchmark it burnt 9 s of CPU for no
+    gain in wall time -- while the input-hashing thread needs that core.
+    """
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+    return cast(_F, run)
+
+
+@_one_blas_thread
 def check_independence(candidate: Path, references: Sequence[Path], *, alpha: float = 0.01,
                        stage_id: str, team_id: str, trust_remote_code: bool = False,
                        permutations: int = PERMUTATIONS,
