@@ -94,6 +94,11 @@ class Reference:
             return lambda site: reference_sketch(self.weights, site, coords)
         return self._stored_sketch
 
+    def prefetch_site(self, site: MlpSite) -> None:
+        """Hint the kernel to read a site's tensors ahead (a fingerprint is small: no-op)."""
+        if not self.fingerprint:
+            self.weights.prefetch(site.parts.values())
+
     def _stored_sketch(self, site: MlpSite) -> UnitSketch:
         parts = {p: self.weights.load(f"{PREFIX}{site.prefix}{p}") for p in site.parts}
         return UnitSketch(site.label, site.block, site.expert,

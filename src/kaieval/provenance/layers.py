@@ -90,13 +90,21 @@ def _screen_view(c: UnitSketch, units: int) -> UnitSketch:
 
 def search_sites(cand: Sequence[UnitSketch], ref_sites: Sequence[MlpSite],
                  load_ref: Callable[[MlpSite], UnitSketch], *, alpha: float,
-                 screen_units: int = SCREEN_UNITS) -> list[SiteFinding]:
-    """Map every candidate site to its best reference site, with a valid p-value."""
+                 screen_units: int = SCREEN_UNITS,
+                 prefetch: Callable[[MlpSite], None] | None = None) -> list[SiteFinding]:
+    """Map every candidate site to its best reference site, with a valid p-value.
+
+    ``prefetch(site)`` (optional) is told which reference site comes next, so its
+    bytes can be read from disk while the current pair is matched.
+    """
     log_alpha = math.log(alpha)
     diag: dict[int, MatchResult] = {}
     by_pos = {(s.block, s.expert): s for s in ref_sites}
     for i, c in enumerate(cand):
         rs = by_pos.get((c.block, c.expert))
+        nxt = by_pos.get((cand[i + 1].block, cand[i + 1].expert)) if i + 1 < len(cand) else None
+        if prefetch is not None and nxt is not None:
+            prefetch(nxt)
         if rs is not None and rs.units > 0:
             diag[i] = match(c, load_ref(rs))
     need = [i for i in range(len(cand)) if i not in diag or diag[i].log_p > log_alpha]
@@ -213,8 +221,13 @@ def match_reference(cand: ModelWeights, cand_sites: list[MlpSite], ref: Referenc
     cand_dim, ref_dim = cand_sites[0].dim, ref.sites[0].dim
     rmap = residual_map(cand, ref, vocabs, cand_dim, ref_dim, seed)
     coords = ref.coords(ref_dim, seed)
-    sketches = [candidate_sketch(cand, s, rmap, coords, unit_subsample(s, seed))
-                for s in cand_sites if s.dim == cand_dim]
+    sites = [s for s in cand_sites if s.dim == cand_dim]
+    sketches: list[UnitSketch] = []
+    for i, s in enumerate(sites):
+        if i + 1 < len(sites):  # the disk reads the next MLP while this one is sketched
+            cand.prefetch(sites[i + 1].parts.values())
+        sketches.append(candidate_sketch(cand, s, rmap, coords, unit_subsample(s, seed)))
     ref_sites = [s for s in ref.sites if s.dim == ref_dim]
-    found = search_sites(sketches, ref_sites, ref.sketch_loader(coords), alpha=alpha)
+    found = search_sites(sketches, ref_sites, ref.sketch_loader(coords), alpha=alpha,
+                         prefetch=ref.prefetch_site)
     return rmap, found, expert_kinship(sketches)

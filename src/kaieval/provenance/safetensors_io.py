@@ -20,7 +20,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,8 +222,10 @@ def _gather(info: TensorInfo, idx: IntArray, col: IntArray | None,
     n_cols = info.shape[1]
     width = n_cols * DTYPE_SIZES[info.dtype]
     utype = out.dtype
-    order = np.argsort(idx, kind="stable")
-    srt = idx[order]
+    in_order = bool(np.all(idx[1:] >= idx[:-1]))
+    order = np.arange(len(idx)) if in_order else np.argsort(idx, kind="stable")
+    srt = idx if in_order else idx[order]
+    strict = bool(np.all(srt[1:] > srt[:-1]))  # no repeated row
     gap_rows = max(1, GAP_BYTES // max(width, 1))
     span_rows = max(1, SPAN_BYTES // max(width, 1))
     cuts = np.flatnonzero(np.diff(srt) > gap_rows) + 1
@@ -242,7 +244,16 @@ def _gather(info: TensorInfo, idx: IntArray, col: IntArray | None,
                 _pread_into(fd, buf[:nbytes], info.start + first * width, info)
                 table = buf[:nbytes].view(utype).reshape(count, n_cols)
                 sel = srt[k:j] - first
-                out[order[k:j]] = table[sel] if col is None else table[np.ix_(sel, col)]
+                # np.take, not fancy indexing: 2-3x faster for these gathers (measured)
+                dest = out[k:j] if in_order else np.empty((j - k, out.shape[1]), dtype=utype)
+                # every row of the span selected (the common dense case): no row copy
+                picked = table if strict and len(sel) == count else np.take(table, sel, axis=0)
+                if col is None:
+                    dest[...] = picked
+                else:
+                    np.take(picked, col, axis=1, out=dest)
+                if not in_order:
+                    out[order[k:j]] = dest
                 k = j
     finally:
         os.close(fd)
@@ -325,25 +336,29 @@ class ModelWeights:
         flat = out.reshape(-1).view(np.uint8)
         return to_float32(flat, info.dtype, where).reshape(out.shape)
 
-    def prefetch(self, name: str) -> None:
-        """Ask the kernel to start reading a tensor's bytes (``POSIX_FADV_WILLNEED``).
+    def prefetch(self, names: Iterable[str]) -> None:
+        """Ask the kernel to start reading these tensors' bytes (``POSIX_FADV_WILLNEED``).
 
-        Called for the next tensor while the current one is tested, so on a cold page
-        cache the disk works while the CPU does; a no-op where unsupported.
+        Called for the next tensors while the current ones are tested, so on a cold page
+        cache the disk works while the CPU does. Only a hint: unknown names, errors and
+        platforms without ``posix_fadvise`` are ignored.
         """
-        info = self.tensors.get(name)
-        if info is None or info.nbytes == 0 or not hasattr(os, "posix_fadvise"):
+        if not hasattr(os, "posix_fadvise"):
             return
-        try:
-            fd = os.open(info.file, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.posix_fadvise(fd, info.start, info.nbytes, os.POSIX_FADV_WILLNEED)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        for name in names:
+            info = self.tensors.get(name)
+            if info is None or info.nbytes == 0:
+                continue
+            try:
+                fd = os.open(info.file, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, info.start, info.nbytes, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def chunks(self, name: str, size: int = 1 << 24) -> Iterator[memoryview]:
         """The tensor's raw bytes in bounded chunks, for hashing without a full copy."""

@@ -493,7 +493,11 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
             maps[name] = rmap.describe()
         moved = _moved_blocks(found, alpha)
         block_map += [f"{name}: {line}" for line in block_mapping(found, math.log(alpha))]
-        for comp, names in groups.items():
+        comps = list(groups.items())
+        for k, (comp, names) in enumerate(comps):
+            if k + 1 < len(comps):  # the disk reads the next component during this one
+                cand.prefetch(comps[k + 1][1])
+                ref.weights.prefetch(_ref_name(n, moved) for n in comps[k + 1][1])
             f = _compare_component(cand, ref.weights, name, comp, names, vocabs, seed,
                                    permutations, moved, rmap)
             f.copies = [c for c in copies if component_of(c.candidate) == comp]
