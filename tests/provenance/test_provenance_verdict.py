@@ -190,3 +190,17 @@ def test_quick_hashes_prefilter_exact_reuse(models: dict[str, Path]) -> None:
     assert quick == full and len(full) == 3
     fine = open_model(models["finetune"])
     assert collisions(quick_index(fine), quick_index(parent))[0] == []
+
+
+def test_checks_run_with_one_blas_thread() -> None:
+    """The products are small; a second BLAS thread only spins against the hashing thread."""
+    from threadpoolctl import threadpool_info
+
+    from kaieval.provenance.verdict import _one_blas_thread
+
+    @_one_blas_thread
+    def inside(k: int) -> tuple[int, list[int]]:
+        return k, [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    k, threads = inside(3)
+    assert k == 3 and threads and set(threads) == {1}
