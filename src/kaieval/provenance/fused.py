@@ -72,7 +72,8 @@ def split_fused(tensors: dict[str, TensorInfo], root: Path) -> dict[str, TensorI
     experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts")
     for name in fused:
         info = tensors[name]
-        if info.dtype not in DTYPE_SIZES or not info.shape or info.shape[0] == 0:
+        if (info.dtype not in DTYPE_SIZES or not info.shape or info.shape[0] == 0
+                or info.scale is not None):  # a scaled FP8 weight's blocks span the parts
             continue
         parts: list[TensorInfo] = []
         if name.endswith(".qkv_proj.weight") and qkv and len(info.shape) == 2 \

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kaieval.errors import KaiError
+from kaieval.provenance import fp8
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 """Largest header accepted; real headers of 100B-parameter shards are a few hundred KB."""
@@ -41,7 +42,7 @@ DTYPE_SIZES: dict[str, int] = {
 }
 """Every dtype of the safetensors format, with its item size in bytes."""
 
-FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"})
 """Dtypes converted to fp32 for statistics; the rest are compared by hash only."""
 
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt"})
@@ -72,6 +73,8 @@ class TensorInfo:
     file: Path
     start: int  # absolute byte offset of the data in ``file``
     nbytes: int
+    scale: TensorInfo | None = None  # an FP8 weight's scale tensor (see fp8.py)
+    scale_block: tuple[int, int] = (1, 1)  # weight rows x columns one scale covers
 
     @property
     def numel(self) -> int:
@@ -190,6 +193,8 @@ def to_float32(raw: npt.NDArray[np.uint8], dtype: str, where: str) -> FloatArray
     if dtype in ("F16", "F32", "F64"):
         src = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]
         return raw.view(src).astype(np.float32)
+    if dtype in fp8.FP8_DTYPES:
+        return fp8.decode(raw, dtype)
     raise KaiError(f"dtype {dtype} cannot be converted to fp32 for statistics", where=where)
 
 
@@ -296,6 +301,23 @@ class ModelWeights:
     def load(self, name: str) -> FloatArray:
         """One tensor as fp32 in its own shape (read with ``pread``, not faulted in)."""
         info = self.tensors[name]
+        out = self.load_info(info)
+        if info.scale is None:
+            return out
+        if len(info.shape) == 2:
+            out *= fp8.scale_factors(self._scale(info), info.scale_block,
+                                     np.arange(info.shape[0]), np.arange(info.shape[1]))
+        else:
+            out *= self._scale(info).reshape(-1)[0]
+        return out
+
+    def _scale(self, info: TensorInfo) -> FloatArray:
+        """An FP8 weight's scale tensor as fp32 (small: one value per block)."""
+        assert info.scale is not None
+        return self.load_info(info.scale)
+
+    def load_info(self, info: TensorInfo) -> FloatArray:
+        """A tensor given by its :class:`TensorInfo` (e.g. a scale) as fp32."""
         buf = np.empty(info.nbytes, dtype=np.uint8)
         if info.nbytes:
             fd = os.open(info.file, os.O_RDONLY)
@@ -334,7 +356,11 @@ class ModelWeights:
         if out.size:
             _gather(info, idx, col, out)
         flat = out.reshape(-1).view(np.uint8)
-        return to_float32(flat, info.dtype, where).reshape(out.shape)
+        values = to_float32(flat, info.dtype, where).reshape(out.shape)
+        if info.scale is not None:
+            values *= fp8.scale_factors(self._scale(info), info.scale_block, idx,
+                                        np.arange(n_cols) if col is None else col)
+        return values
 
     def prefetch(self, names: Iterable[str]) -> None:
         """Ask the kernel to start reading these tensors' bytes (``POSIX_FADV_WILLNEED``).
@@ -451,7 +477,7 @@ def open_model(path: Path, *, trust_remote_code: bool = False) -> ModelWeights:
             _refuse_pickle(path)
         if path.suffix != ".safetensors":
             raise KaiError("not a .safetensors file or a model folder", where=str(path))
-        return ModelWeights(path, read_header(path), (path,))
+        return ModelWeights(path, fp8.attach_scales(read_header(path), None), (path,))
     if not path.is_dir():
         raise KaiError("no such model file or folder", where=str(path))
     _refuse_untrusted(path, trust_remote_code)
@@ -460,7 +486,7 @@ def open_model(path: Path, *, trust_remote_code: bool = False) -> ModelWeights:
     if tensors:
         from kaieval.provenance.fused import split_fused  # fused.py imports this module
 
-        tensors = split_fused(tensors, path)
+        tensors = split_fused(fp8.attach_scales(tensors, path), path)
     files: list[Path] = list(top[1]) if top else []
     subs: list[str] = []
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -468,7 +494,8 @@ def open_model(path: Path, *, trust_remote_code: bool = False) -> ModelWeights:
         if found is None:
             continue
         subs.append(sub.name)
-        tensors.update({f"{sub.name}/{k}": v for k, v in found[0].items()})
+        tensors.update({f"{sub.name}/{k}": v
+                        for k, v in fp8.attach_scales(found[0], sub).items()})
         files.extend(found[1])
     if not tensors:
         raise KaiError("no safetensors weights found", where=str(path))

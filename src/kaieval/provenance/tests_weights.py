@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import gammaln, log_ndtr, logsumexp
 
-from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights
+from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights, TensorInfo
 from kaieval.provenance.vocab import SharedRows
 
 UNIT_CLT_MIN = 32
@@ -128,7 +128,18 @@ def tensor_hash(weights: ModelWeights, name: str) -> str | None:
             ref = np.frombuffer(first, dtype=np.uint8)
             # a short prefix settles it for any real weight matrix; full check only if needed
             constant = bool((arr[:256] == ref).all()) and bool((arr == ref).all())
-    return None if constant else "sha256:" + h.hexdigest()
+    if constant:
+        return None
+    _hash_scale(h, weights, info)
+    return "sha256:" + h.hexdigest()
+
+
+def _hash_scale(h: hashlib._Hash, weights: ModelWeights, info: TensorInfo) -> None:
+    """An FP8 weight's scale is part of its value: equal codes with other scales differ."""
+    if info.scale is not None:
+        h.update(f"|scale {info.scale.dtype} {list(info.scale.shape)} {info.scale_block}|"
+                 .encode())
+        h.update(weights.load_info(info.scale).tobytes())
 
 
 def hash_index(weights: ModelWeights, names: Iterable[str] | None = None) -> dict[str, str]:
@@ -159,6 +170,7 @@ def quick_hash(weights: ModelWeights, name: str) -> str | None:
     h = hashlib.sha256(f"{info.dtype}|{list(info.shape)}|{info.nbytes}|".encode())
     h.update(np.ascontiguousarray(raw[:QUICK_BYTES]).data)
     h.update(np.ascontiguousarray(raw[-QUICK_BYTES:]).data)
+    _hash_scale(h, weights, info)
     return "quick:" + h.hexdigest()
 
 
