@@ -19,6 +19,10 @@ from kaieval.provenance.components import is_language_model
     ("model.norm.weight", "norms"),
     ("lm_head.weight", "head"),
     ("transformer.wte.weight", "embeddings"),
+    ("gpt_neox.embed_in.weight", "embeddings"),  # GPT-NeoX (Polyglot-Ko, Pythia)
+    ("embed_out.weight", "head"),
+    ("gpt_neox.layers.4.attention.query_key_value.weight", "block.4.attention"),
+    ("gpt_neox.layers.4.mlp.dense_h_to_4h.weight", "block.4.mlp"),
     ("transformer.h.5.attn.c_attn.weight", "block.5.attention"),
     ("transformer.h.5.mlp.c_fc.weight", "block.5.mlp"),
     ("transformer.ln_f.weight", "norms"),

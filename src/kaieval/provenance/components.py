@@ -47,7 +47,7 @@ def component_of(name: str) -> str:
     for prefixes, comp in _TOWERS:
         if name.startswith(prefixes):
             return comp
-    if "embed_tokens" in name or re.search(r"(?:^|\.)(wte|word_embeddings)\.", name):
+    if "embed_tokens" in name or re.search(r"(?:^|\.)(wte|word_embeddings|embed_in)\.", name):
         return EMBEDDINGS
     if name.startswith(("lm_head.", "embed_out.")) or ".lm_head." in name:
         return HEAD
