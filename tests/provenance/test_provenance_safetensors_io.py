@@ -91,6 +91,7 @@ BAD = {
     "pickle_file": "pickle checkpoint refused; convert to safetensors",
     "remote_code": "repository code present (modeling_x.py)",
     "auto_map": "auto_map names repository code",
+    "fp8_scale_mismatch": "does not tile 'a.weight' of shape [256, 256]",
 }
 
 

@@ -125,6 +125,15 @@ def make_bad_checkpoints(out: Path) -> dict[str, Path]:
     (auto / "config.json").write_text(json.dumps(
         {"model_type": "x", "auto_map": {"AutoModel": "modeling_x.XModel"}}))
     cases["auto_map"] = auto
+
+    fp8 = out / "fp8_scale_mismatch"  # FP8 codes whose block scales cannot tile them
+    fp8.mkdir(exist_ok=True)
+    (fp8 / "model.safetensors").write_bytes(_pack(
+        {"a.weight": {"dtype": "F8_E4M3", "shape": [256, 256], "data_offsets": [0, 65536]},
+         "a.weight_scale_inv": {"dtype": "F32", "shape": [3, 5],
+                                "data_offsets": [65536, 65596]}},
+        b"\x38" * 65536 + b"\x00\x00\x80\x3f" * 15))
+    cases["fp8_scale_mismatch"] = fp8
     return cases
 
 
