@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -57,7 +58,7 @@ def test_pairs_cover_derived_and_all_independent_pairs() -> None:
     pairs = suite_pairs(SuiteConfig())
     derived = [p for p in pairs if p.role == "derived"]
     independent = [p for p in pairs if p.role == "independent"]
-    assert len(derived) == 8 and all(p.reference == "parent" for p in derived)
+    assert len(derived) == 9 and all(p.reference == "parent" for p in derived)
     assert len(independent) == math.comb(1 + 5 + 2, 2)  # parent, 5 seeds, 2 tokenizers
     assert len({(p.candidate, p.reference) for p in pairs}) == len(pairs)
 
@@ -111,7 +112,7 @@ def test_builds_are_deterministic(built: dict[str, Path], tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("kind", ["pruned-depth", "pruned-width", "depth-upscaled",
-                                  "vocab-extended", "partial-copy"])
+                                  "vocab-extended", "partial-copy", "residual-permuted"])
 def test_surgery_changes_what_it_says(built: dict[str, Path], tmp_path: Path,
                                       kind: str) -> None:
     """Each transform, before healing: the shapes and copied tensors it promises."""
@@ -135,6 +136,13 @@ def test_surgery_changes_what_it_says(built: dict[str, Path], tmp_path: Path,
         assert rows > TINY.vocab_size
         assert (out.load("model.embed_tokens.weight")[:TINY.vocab_size]
                 == parent.load("model.embed_tokens.weight")).all()
+    elif kind == "residual-permuted":  # (the surgery itself checks the logits are unchanged)
+        emb = out.load("model.embed_tokens.weight")
+        before = parent.load("model.embed_tokens.weight")
+        assert not np.array_equal(emb, before)
+        # every column is a parent column, possibly negated: a signed permutation
+        assert sorted(map(tuple, np.abs(emb).T)) == sorted(map(tuple, np.abs(before).T))
+        assert not (out.load(up) == parent.load(up)).all()
     else:  # partial-copy: block 0 copied, block 1 and the embeddings fresh
         assert (out.load(up) == parent.load(up)).all()
         last = "model.layers.1.mlp.up_proj.weight"

@@ -42,10 +42,11 @@ SUITE_VERSION = 2  # bump when a control is built differently: cached models reb
 STAMP = ".kaieval-calibration.json"
 DETECTED = ("derived", "partial")
 DERIVED_KINDS = ("finetune", "continued-pretraining", "permuted-finetune", "pruned-depth",
-                 "pruned-width", "depth-upscaled", "vocab-extended", "partial-copy")
+                 "pruned-width", "depth-upscaled", "vocab-extended", "partial-copy",
+                 "residual-permuted")
 _EXPECTED: dict[str, tuple[str, ...]] = {"partial-copy": ("partial", "derived")}
 _SURGERY = ("permuted-finetune", "pruned-depth", "pruned-width", "depth-upscaled",
-            "vocab-extended", "partial-copy")
+            "vocab-extended", "partial-copy", "residual-permuted")
 Progress = Callable[[str], None]
 
 
@@ -296,6 +297,10 @@ def _surgery(kind: str, parent: Path, out: Path, seed: int) -> None:
         _permute(model, gen)
         model.save_pretrained(out)
         return
+    if kind == "residual-permuted":
+        _permute_residual(model, gen)
+        model.save_pretrained(out)
+        return
     if kind == "vocab-extended":
         model.resize_token_embeddings(_extend_tokenizer(out / "tokenizer.json"))
         model.save_pretrained(out)
@@ -355,6 +360,38 @@ def _permute(model: Any, gen: Any) -> None:
         diff = float((model(input_ids=ids).logits - before).abs().max())
     if diff > 1e-4:  # the transform must be function-preserving, or the control is wrong
         raise KaiError(f"permuted-finetune: permutation changed the logits by {diff:.2e}")
+
+
+def _permute_residual(model: Any, gen: Any) -> None:
+    """Signed permutation of the residual stream; the function is unchanged.
+
+    Why this control: every tensor that reads or writes the residual stream changes
+    (embedding and head columns, q/k/v/gate/up columns, o/down rows, norm weights),
+    so no same-position comparison sees the parent; only the residual alignment
+    through shared-token embeddings can. RMSNorm is equivariant under a permutation
+    (its weights permuted with it) and, its input and output flipping together, under
+    sign flips: y' = S P y, and a reader W P^T S gives W y again.
+    """
+    import torch
+
+    dim = model.config.hidden_size
+    perm = torch.randperm(dim, generator=gen)
+    sign = torch.where(torch.rand(dim, generator=gen) < 0.5, -1.0, 1.0)
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=gen)
+    readers = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        for name, param in model.named_parameters():
+            leaf = name.rsplit(".", 2)[-2] if name.count(".") >= 1 else name
+            if name in ("model.embed_tokens.weight", "lm_head.weight") or leaf in readers:
+                param.copy_(param[:, perm] * sign[None, :])
+            elif leaf in ("o_proj", "down_proj"):
+                param.copy_(param[perm] * sign[:, None])
+            elif "norm" in name and tuple(param.shape) == (dim,):
+                param.copy_(param[perm])
+        diff = float((model(input_ids=ids).logits - before).abs().max())
+    if diff > 1e-4:
+        raise KaiError(f"residual-permuted: the transform changed the logits by {diff:.2e}")
 
 
 def _extend_tokenizer(path: Path) -> int:
