@@ -12,12 +12,20 @@ back through the same validating reader as weights -- no pickle, no code) holdin
   the shared-vocabulary test);
 * as tensors named ``kaifp.<mlp prefix><part>``: each MLP's hidden-unit sketch --
   every unit's gate row, up row and down column over a seeded subset of residual
-  coordinates (``kaifp.coords``), unit-normalised, in fp16.
+  coordinates (``kaifp.coords``), unit-normalised, in fp16;
+* (version 2) for every other same-position matrix (attention projections and the
+  like), a seeded sub-matrix of at most :data:`SUB_ROWS` x :data:`SUB_UNITS`
+  (``kaifp.sub.<name>``, fp32) with its row and column indices (``kaifp.rows.<name>``,
+  ``kaifp.cols.<name>``). The candidate reads the same elements and the
+  unit-permutation test runs on them: the indices were drawn from the shape and a
+  seed, never from data, so the null stays exact.
 
-Against a fingerprint the tests lose the same-position correlations of attention
-and MLP matrices (those need the full tensors) and keep exact reuse, norms, the
-embedding rows of the sampled tokens and hidden-unit matching, which is the test
-that carries derived-model detection in the calibration suite.
+Against a fingerprint the tests lose the same-position correlation of MLP matrices
+(hidden-unit matching covers them) and the embedding rows outside the sample; they
+keep exact reuse, norms, the sampled embedding rows, attention correlations on the
+stored sub-matrices, and hidden-unit matching, which is the test that carries
+derived-model detection in the calibration suite. Version 1 files (no sub-matrices)
+are still read.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +56,32 @@ from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights, open_m
 from kaieval.provenance.vocab import read_vocab
 
 FORMAT = "kaieval-fingerprint"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = ("1", "2")
+SUB_ROWS = 512
+SUB_UNITS = 128
+"""Sub-matrix kept per attention-like matrix: 64k elements (256 KB in fp32), ~1/64 of a
+2048-wide projection. A derived matrix's r over 64k elements is still decisive."""
 FINGERPRINT_SEED = 20250804
 MAX_FINGERPRINT_TOKENS = 4096
 """Embedding rows kept (seeded sample of the vocabulary): enough to align hidden sizes to ~2k."""
 
 PREFIX = "kaifp."
+SUB, ROWS, COLS = f"{PREFIX}sub.", f"{PREFIX}rows.", f"{PREFIX}cols."
+
+
+@dataclass(frozen=True)
+class StoredSub:
+    """A reference matrix's stored sub-matrix: the full shape and which elements."""
+
+    shape: tuple[int, int]
+    plan: tw.NullPlan
+
+
+def _sub_plan(name: str, shape: tuple[int, ...], seed: int) -> tw.NullPlan:
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return tw.plan_null(shape, rows_exchangeable=True, rng=rng, max_rows=SUB_ROWS,
+                        max_units=SUB_UNITS)
 
 
 @dataclass
@@ -67,6 +96,7 @@ class Reference:
     stored_hashes: dict[str, str] | None = None
     stored_quick: dict[str, str] | None = None
     stored_coords: IntArray | None = None
+    subs: dict[str, StoredSub] | None = None  # fingerprint v2: name -> sub-matrix
 
     @property
     def name(self) -> str:
@@ -137,6 +167,20 @@ def write_fingerprint(model_dir: Path, out: Path, *, trust_remote_code: bool = F
             idx = np.array([vocab[t] for t in sampled], dtype=np.intp)
             tensors[name] = w.rows(name, idx)
     sites = find_sites(w)
+    site_parts = {n for site in sites for n in site.parts.values()}
+    subs: dict[str, dict[str, Any]] = {}
+    for name in w.names():
+        info = w.tensors[name]
+        if ("/" in name or info.dtype not in FLOAT_DTYPES or len(info.shape) != 2
+                or is_norm(name) or name in site_parts
+                or component_of(name) in (EMBEDDINGS, HEAD)):
+            continue
+        plan = _sub_plan(name, info.shape, seed)
+        tensors[f"{SUB}{name}"] = w.block(name, plan.rows, plan.cols)
+        tensors[f"{ROWS}{name}"] = plan.rows.astype(np.int64)
+        tensors[f"{COLS}{name}"] = plan.cols.astype(np.int64)
+        subs[name] = {"shape": list(info.shape), "transposed": plan.transposed,
+                      "cut": plan.cut}
     coords = sketch_coordinates(sites[0].dim, SKETCH_DIM, seed) if sites else np.zeros(
         0, dtype=np.intp)
     for site in sites:
@@ -152,6 +196,7 @@ def write_fingerprint(model_dir: Path, out: Path, *, trust_remote_code: bool = F
         "sites": json.dumps([{"prefix": s.prefix, "block": s.block, "expert": s.expert,
                               "parts": s.parts, "units": s.units, "dim": s.dim}
                              for s in sites], sort_keys=True),
+        "subs": json.dumps(subs, sort_keys=True),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,9 +268,10 @@ def load_reference(path: Path, *, trust_remote_code: bool = False) -> Reference:
     if meta.get("format") != FORMAT:
         vocab = read_vocab(w.tokenizer) if w.tokenizer else None
         return Reference(w, vocab, find_sites(w), fingerprint=False)
-    if meta.get("version") != str(VERSION):
+    if meta.get("version") not in READABLE_VERSIONS:
         raise KaiError(f"fingerprint format version {meta.get('version')!r} is not supported "
-                       f"(this kaieval reads version {VERSION})", where=where)
+                       f"(this kaieval reads versions {', '.join(READABLE_VERSIONS)})",
+                       where=where)
     hashes = _field(meta, "hashes", where)
     vocab = _field(meta, "vocab", where)
     if not (isinstance(hashes, dict) and all(isinstance(k, str) and isinstance(v, str)
@@ -254,6 +300,41 @@ def load_reference(path: Path, *, trust_remote_code: bool = False) -> Reference:
         seed = int(meta.get("seed", ""))
     except ValueError:
         raise KaiError("fingerprint seed is not an integer", where=where) from None
+    subs = _subs(_field(meta, "subs", where), w, where) if "subs" in meta else None
     return Reference(w, {str(k): int(v) for k, v in vocab.items()}, sites, fingerprint=True,
                      seed=seed, stored_hashes=dict(hashes), stored_quick=quick,
-                     stored_coords=coords)
+                     stored_coords=coords, subs=subs)
+
+
+def _index(w: ModelWeights, name: str, bound: int, where: str) -> IntArray:
+    info = w.tensors.get(name)
+    if info is None or info.dtype != "I64" or len(info.shape) != 1:
+        raise KaiError(f"fingerprint index {name!r} missing or malformed", where=where)
+    idx = np.frombuffer(np.ascontiguousarray(w.raw(name)).tobytes(), dtype="<i8")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= bound):
+        raise KaiError(f"fingerprint index {name!r} out of range 0..{bound - 1}", where=where)
+    return idx.astype(np.intp)
+
+
+def _subs(raw: object, w: ModelWeights, where: str) -> dict[str, StoredSub]:
+    """Validate the stored sub-matrices: shapes, index ranges, data shape agree."""
+    if not isinstance(raw, dict):
+        raise KaiError("fingerprint field 'subs' must map tensor names to shapes", where=where)
+    out: dict[str, StoredSub] = {}
+    for name, spec in raw.items():
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if not (isinstance(name, str) and isinstance(shape, list) and len(shape) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                        for v in shape) and isinstance(spec.get("transposed"), bool)
+                and isinstance(spec.get("cut"), bool)):
+            raise KaiError(f"fingerprint subs entry {name!r} is malformed", where=where)
+        rows = _index(w, f"{ROWS}{name}", shape[0], where)
+        cols = _index(w, f"{COLS}{name}", shape[1], where)
+        info = w.tensors.get(f"{SUB}{name}")
+        if info is None or info.dtype not in FLOAT_DTYPES or info.shape != (len(rows),
+                                                                              len(cols)):
+            raise KaiError(f"fingerprint sub-matrix for {name!r} missing or mis-shaped",
+                           where=where)
+        out[name] = StoredSub((shape[0], shape[1]),
+                              tw.NullPlan(rows, cols, spec["transposed"], spec["cut"]))
+    return out

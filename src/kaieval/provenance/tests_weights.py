@@ -264,22 +264,24 @@ class NullPlan:
 
 
 def plan_null(shape: tuple[int, ...], *, rows_exchangeable: bool,
-              rng: np.random.Generator) -> NullPlan:
+              rng: np.random.Generator, max_rows: int = MAX_NULL_ROWS,
+              max_units: int = MAX_NULL_UNITS) -> NullPlan:
     """The sub-matrix and orientation :func:`_unit_null` uses for a 2-D ``shape``.
 
     The permuted units are the columns, or the rows when they are exchangeable and
     fewer (a down projection's residual dimensions). Above :data:`MAX_NULL_UNITS`
-    units or :data:`MAX_NULL_ROWS` rows a seeded subset of each is kept.
+    units or :data:`MAX_NULL_ROWS` rows (or the given caps: a fingerprint keeps less) a
+    seeded subset of each is kept.
     """
     if len(shape) != 2:
         raise ValueError(f"plan_null needs a 2-D shape, got {shape}")
     r, c = shape
     transposed = rows_exchangeable and r < c
     m, d = (c, r) if transposed else (r, c)
-    cut = d > MAX_NULL_UNITS or m > MAX_NULL_ROWS
+    cut = d > max_units or m > max_rows
     if cut:
-        keep_r = _seeded_subset(rng, m, MAX_NULL_ROWS)
-        keep_c = _seeded_subset(rng, d, MAX_NULL_UNITS)
+        keep_r = _seeded_subset(rng, m, max_rows)
+        keep_c = _seeded_subset(rng, d, max_units)
     else:
         keep_r, keep_c = np.arange(m, dtype=np.intp), np.arange(d, dtype=np.intp)
     rows, cols = (keep_c, keep_r) if transposed else (keep_r, keep_c)

@@ -47,7 +47,7 @@ from kaieval.provenance.components import (
     is_language_model,
     is_norm,
 )
-from kaieval.provenance.fingerprint import load_reference
+from kaieval.provenance.fingerprint import SUB, StoredSub, load_reference
 from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
 from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
@@ -177,16 +177,42 @@ def _load_pair(cand: ModelWeights, ref: ModelWeights, name: str, rname: str,
     return cand.block(name, *keep), ref.block(rname, *keep), None
 
 
+def _stored_sub_test(cand: ModelWeights, ref: ModelWeights, name: str, rname: str,
+                     sub: StoredSub, mapped: bool, rng: np.random.Generator,
+                     permutations: int, skipped: list[str]) -> tw.CorrelationResult | None:
+    """Correlate the candidate's elements at a fingerprint's stored sub-matrix positions."""
+    shape = cand.tensors[name].shape
+    if mapped:
+        skipped.append(f"{name} (the fingerprint keeps a sub-matrix; the residual map needs "
+                       "the whole residual axis)")
+        return None
+    if shape != sub.shape:
+        skipped.append(f"{name} (shapes {list(shape)} vs {list(sub.shape)})")
+        return None
+    if not tw.comparable(cand, name):
+        skipped.append(f"{name} (not a float tensor)")
+        return None
+    x = cand.block(name, sub.plan.rows, sub.plan.cols)
+    res = tw.correlation_test(name, x, ref.load(f"{SUB}{rname}"), rng=rng,
+                              permutations=permutations, plan=sub.plan)
+    if res is None:
+        skipped.append(f"{name} (constant or non-finite)")
+    return res
+
+
 def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, component: str,
                        names: list[str], vocabs: tuple[dict[str, int], dict[str, int]] | None,
                        seed: int, permutations: int, blocks: dict[int, int] | None = None,
-                       rmap: ResidualMap | None = None) -> _Finding:
+                       rmap: ResidualMap | None = None,
+                       subs: dict[str, StoredSub] | None = None) -> _Finding:
     """Every same-name tensor of one component, streamed two tensors at a time.
 
     ``blocks`` (candidate block -> reference block, from the MLP block search) sends a
     moved block's tensors to the reference block that seeded it. ``rmap`` (when it
     :attr:`~ResidualMap.transforms`) writes candidate tensors in the reference's
     residual basis first -- except the embeddings, whose rows estimated the map.
+    ``subs`` (a fingerprint's stored sub-matrices) stand in for reference tensors that
+    are not stored whole: the candidate's same elements are read and tested.
     """
     f = _Finding(ref_name, component)
     mapped = rmap is not None and rmap.transforms and component != EMBEDDINGS
@@ -196,6 +222,12 @@ def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, com
         if rname != name:
             m = _BLOCK_NO.search(rname)
             f.compared_block = int(m.group(1)) if m else None
+        if subs and rname in subs and rname not in ref.tensors:
+            got = _stored_sub_test(cand, ref, name, rname, subs[rname], dense is not None,
+                                   _rng(seed, ref_name, name), permutations, f.skipped)
+            if got is not None:
+                f.results.append(got)
+            continue
         if rname not in ref.tensors:
             f.skipped.append(f"{name} (absent)")
             continue
@@ -499,7 +531,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                 cand.prefetch(comps[k + 1][1])
                 ref.weights.prefetch(_ref_name(n, moved) for n in comps[k + 1][1])
             f = _compare_component(cand, ref.weights, name, comp, names, vocabs, seed,
-                                   permutations, moved, rmap)
+                                   permutations, moved, rmap, ref.subs)
             f.copies = [c for c in copies if component_of(c.candidate) == comp]
             f.sites = [s for s in found if f"block.{s.block}.mlp" == comp]
             f.kinship = [f"{a}/{b} log10 p={tw.log10(lp):.1f}" for a, b, lp in kin
