@@ -58,7 +58,7 @@ def test_pairs_cover_derived_and_all_independent_pairs() -> None:
     pairs = suite_pairs(SuiteConfig())
     derived = [p for p in pairs if p.role == "derived"]
     independent = [p for p in pairs if p.role == "independent"]
-    assert len(derived) == 9 and all(p.reference == "parent" for p in derived)
+    assert len(derived) == 10 and all(p.reference == "parent" for p in derived)
     assert len(independent) == math.comb(1 + 5 + 2, 2)  # parent, 5 seeds, 2 tokenizers
     assert len({(p.candidate, p.reference) for p in pairs}) == len(pairs)
 
@@ -112,7 +112,8 @@ def test_builds_are_deterministic(built: dict[str, Path], tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("kind", ["pruned-depth", "pruned-width", "depth-upscaled",
-                                  "vocab-extended", "partial-copy", "residual-permuted"])
+                                  "vocab-extended", "partial-copy", "residual-permuted",
+                                  "moe-upcycled"])
 def test_surgery_changes_what_it_says(built: dict[str, Path], tmp_path: Path,
                                       kind: str) -> None:
     """Each transform, before healing: the shapes and copied tensors it promises."""
@@ -136,6 +137,11 @@ def test_surgery_changes_what_it_says(built: dict[str, Path], tmp_path: Path,
         assert rows > TINY.vocab_size
         assert (out.load("model.embed_tokens.weight")[:TINY.vocab_size]
                 == parent.load("model.embed_tokens.weight")).all()
+    elif kind == "moe-upcycled":  # every expert is the dense MLP (logits checked unchanged)
+        assert up not in out.tensors
+        for e in range(4):
+            w3 = f"model.layers.0.block_sparse_moe.experts.{e}.w3.weight"
+            assert (out.load(w3) == parent.load(up)).all()
     elif kind == "residual-permuted":  # (the surgery itself checks the logits are unchanged)
         emb = out.load("model.embed_tokens.weight")
         before = parent.load("model.embed_tokens.weight")

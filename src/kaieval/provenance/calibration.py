@@ -43,10 +43,10 @@ STAMP = ".kaieval-calibration.json"
 DETECTED = ("derived", "partial")
 DERIVED_KINDS = ("finetune", "continued-pretraining", "permuted-finetune", "pruned-depth",
                  "pruned-width", "depth-upscaled", "vocab-extended", "partial-copy",
-                 "residual-permuted")
+                 "residual-permuted", "moe-upcycled")
 _EXPECTED: dict[str, tuple[str, ...]] = {"partial-copy": ("partial", "derived")}
 _SURGERY = ("permuted-finetune", "pruned-depth", "pruned-width", "depth-upscaled",
-            "vocab-extended", "partial-copy", "residual-permuted")
+            "vocab-extended", "partial-copy", "residual-permuted", "moe-upcycled")
 Progress = Callable[[str], None]
 
 
@@ -301,6 +301,9 @@ def _surgery(kind: str, parent: Path, out: Path, seed: int) -> None:
         _permute_residual(model, gen)
         model.save_pretrained(out)
         return
+    if kind == "moe-upcycled":
+        _upcycle(model).save_pretrained(out)
+        return
     if kind == "vocab-extended":
         model.resize_token_embeddings(_extend_tokenizer(out / "tokenizer.json"))
         model.save_pretrained(out)
@@ -360,6 +363,47 @@ def _permute(model: Any, gen: Any) -> None:
         diff = float((model(input_ids=ids).logits - before).abs().max())
     if diff > 1e-4:  # the transform must be function-preserving, or the control is wrong
         raise KaiError(f"permuted-finetune: permutation changed the logits by {diff:.2e}")
+
+
+UPCYCLE_EXPERTS = 4
+
+
+def _upcycle(model: Any) -> Any:
+    """Sparse upcycling (Komatsuzaki et al.): a Mixtral whose experts are all the dense MLP.
+
+    Attention, norms, embeddings and head are copied; every block's MLP becomes
+    :data:`UPCYCLE_EXPERTS` identical experts (top-2 routing) behind a fresh router. The
+    routing weights of the top two sum to one, so before healing the model computes
+    exactly what the dense one did (checked); healing then lets the experts drift apart.
+    """
+    import torch
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    c = model.config
+    moe = MixtralForCausalLM(MixtralConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size, num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads, num_key_value_heads=c.num_key_value_heads,
+        max_position_embeddings=c.max_position_embeddings, rms_norm_eps=c.rms_norm_eps,
+        rope_parameters=getattr(c, "rope_parameters", None), sliding_window=None,
+        tie_word_embeddings=c.tie_word_embeddings, num_local_experts=UPCYCLE_EXPERTS,
+        num_experts_per_tok=2, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
+        pad_token_id=getattr(c, "pad_token_id", None)))
+    src = model.state_dict()
+    state = {k: (src[k].clone() if k in src else v) for k, v in moe.state_dict().items()}
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}.mlp."
+        gate_up = torch.cat([src[p + "gate_proj.weight"], src[p + "up_proj.weight"]], 0)
+        state[p + "experts.gate_up_proj"] = gate_up.unsqueeze(0).repeat(UPCYCLE_EXPERTS, 1, 1)
+        state[p + "experts.down_proj"] = src[p + "down_proj.weight"].unsqueeze(0).repeat(
+            UPCYCLE_EXPERTS, 1, 1)
+    moe.load_state_dict(state, strict=True)
+    ids = torch.randint(0, c.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = float((moe(input_ids=ids).logits - model(input_ids=ids).logits).abs().max())
+    if diff > 1e-4:
+        raise KaiError(f"moe-upcycled: upcycling changed the logits by {diff:.2e}")
+    return moe
 
 
 def _permute_residual(model: Any, gen: Any) -> None:
