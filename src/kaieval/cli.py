@@ -285,6 +285,7 @@ def audit_show(db: DbOpt = None,
 
 # Commands that live in their own modules register themselves on ``app`` when imported.
 from kaieval import cli_audit as _cli_audit  # noqa: E402,F401
+from kaieval import cli_measure as _cli_measure  # noqa: E402,F401
 from kaieval import cli_provenance as _cli_provenance  # noqa: E402,F401
 
 

@@ -163,9 +163,33 @@ class RepechageVote(Record):
         return f"repechage_vote/{self.stage_id}/{self.evaluator_id}"
 
 
+class EngineRun(Record):
+    """What one engine did for one team (or one shared target) in ``kai stage measure``.
+
+    Written in the same transaction as the records it produced, so the store always
+    knows which inputs a stored result was measured from: a rerun whose ``job_key``
+    (inputs' content hashes, settings and engine version) is unchanged measures
+    nothing, and a failure is kept as ``not_measured`` with its reason, for the
+    report and the summary, instead of silently missing.
+    """
+
+    kind: Literal["engine_run"] = "engine_run"
+    engine: Literal["bench", "provenance", "audit", "tokenizer"]
+    subject: str = "candidate"  # "candidate", or "target <name>" for a shared target
+    status: Literal["measured", "not_measured"]
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    job_key: str
+    produced: tuple[str, ...] = ()  # natural keys of the records written with it
+    teams: tuple[str, ...] = ()  # for a shared target: the teams that declared it
+
+    def natural_key(self) -> str:
+        return f"engine_run/{self.stage_id}/{self.team_id}/{self.engine}/{self.subject}"
+
+
 AnyRecord = Annotated[
     BenchmarkResult | CommitteeSheet | ArenaVotes | IndependenceVerdict | AuditItem
-    | Measurement | RepechageVote,
+    | Measurement | RepechageVote | EngineRun,
     Field(discriminator="kind"),
 ]
 

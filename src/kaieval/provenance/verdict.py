@@ -478,6 +478,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                        seed: int = PERMUTATION_SEED,
                        progress: Callable[[int, int, str], None] | None = None,
                        detection_power: str | None = None,
+                       reference_names: Sequence[str] | None = None,
                        ) -> IndependenceVerdict:
     """Test whether ``candidate``'s weights derive from any of ``references`` (measured).
 
@@ -487,6 +488,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     CLI can show a rich progress bar without this module importing one.
     ``detection_power`` (default :data:`DETECTION_POWER`) is quoted in a
     ``no_evidence`` summary: what the calibration suite measured.
+    ``reference_names`` (one per reference) replace the names read from the files, so a
+    verdict names registry references as the registry does.
     """
     if not references:
         raise KaiError("no reference models given to test independence against",
@@ -505,9 +508,12 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     ref_names: list[str] = []
     maps: dict[str, str] = {}
     block_map: list[str] = []
-    for path in references:
+    if reference_names is not None and len(reference_names) != len(references):
+        raise KaiError("one name per reference", where="check_independence")
+    for k, path in enumerate(references):
         ref = load_reference(Path(path), trust_remote_code=trust_remote_code)
-        name = ref.name if ref.name not in ref_names else f"{ref.name}#{len(ref_names)}"
+        given = reference_names[k] if reference_names is not None else ref.name
+        name = given if given not in ref_names else f"{given}#{len(ref_names)}"
         ref_names.append(name)
         hashing.add(f"reference/{name}", ref.weights)
         ref_quick = ref.quick_hashes()

@@ -108,19 +108,22 @@ def _path_problem(root: Path, rel: str, field: str | int) -> str | None:
     return None
 
 
-def load_dossiers(paths: list[Path], program: Program | None = None) -> list[LoadedDossier]:
+def load_dossiers(paths: Sequence[Path], program: Program | None = None, *,
+                  check_files: bool = True) -> list[LoadedDossier]:
     """Load several dossiers, collecting every error before raising.
 
     Team ids must be unique across the dossiers; with a programme, every
     submission must name one of its stages (and a repechage submission a stage
-    that has a repechage).
+    that has a repechage). ``check_files=False`` leaves the named files to the
+    engines that read them (``kai stage measure``: one team's missing model
+    folder must not stop the others).
     """
     errs: list[KaiError] = []
     out: list[LoadedDossier] = []
     seen: dict[str, Path] = {}
     for p in paths:
         try:
-            ld = load_dossier(p)
+            ld = load_dossier(p, check_files=check_files)
         except KaiErrors as e:
             errs.extend(e.errors)
             continue

@@ -267,6 +267,18 @@ class Gate(Strict):
     component: Id = Field(default="total", description="a component id, or 'total'")
     min: float = Field(default=0.0, strict=True)
     on_not_measured: Literal["pass", "fail", "flag"] = "flag"
+    registry: str | None = Field(
+        default=None, min_length=1,
+        description="independence gates: the reference registry folder the candidates are "
+                    "checked against, relative to the programme file")
+    alpha: float = Field(default=0.01, gt=0, lt=0.5, strict=True,
+                         description="independence gates: the tests' significance level")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Gate:
+        if self.kind is not GateKind.INDEPENDENCE and self.registry is not None:
+            raise spec_error("only an independence gate names a registry", "registry")
+        return self
 
 
 class Repechage(Strict):

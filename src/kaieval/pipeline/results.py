@@ -1,4 +1,4 @@
-"""Glue shared by the CLI and the demo: steps that touch both scoring and the store."""
+"""Storing a stage result: the step after scoring that touches the store."""
 
 from __future__ import annotations
 

@@ -1,0 +1,24 @@
+"""Measuring a stage and storing its results: the one pipeline the CLI and the demo call.
+
+Programme + stage + dossiers + registry + store + cache in, typed records out:
+:func:`plan_stage` says which engine runs for which team (and which target is
+shared), :func:`measure_stage` runs the plan with failure isolation and resume,
+:func:`save_stage_result` stores what ``run_stage`` decided.
+"""
+
+from kaieval.pipeline.measure import JobOutcome, StageMeasurement, measure_stage
+from kaieval.pipeline.plan import (
+    ENGINES,
+    Job,
+    Plan,
+    StageInputs,
+    engines_asked,
+    parse_only,
+    plan_stage,
+    stage_teams,
+)
+from kaieval.pipeline.results import save_stage_result
+
+__all__ = ["ENGINES", "Job", "JobOutcome", "Plan", "StageInputs", "StageMeasurement",
+           "engines_asked", "measure_stage", "parse_only", "plan_stage", "save_stage_result",
+           "stage_teams"]

@@ -1,0 +1,74 @@
+"""Turning a programme file, a stage id and dossier files into :class:`StageInputs`.
+
+Dossiers are loaded with every check except that their files exist: a team whose
+model folder is missing must not stop the other teams' measurement; its jobs fail
+with that reason instead (:mod:`kaieval.pipeline.engines` checks each path again,
+inside the dossier's folder, when it needs it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from kaieval.errors import KaiError
+from kaieval.pipeline.plan import StageInputs, stage_teams
+from kaieval.registry import Registry, default_registry_dir, load_registry
+from kaieval.spec.load import LoadedDossier
+from kaieval.spec.program import GateKind, Program, Stage
+
+
+def pick_stage(program: Program, stage_id: str) -> Stage:
+    try:
+        return program.stage(stage_id)
+    except KeyError:
+        known = ", ".join(s.id for s in program.stages)
+        raise KaiError(f"no stage '{stage_id}' in programme '{program.id}' (stages: {known})",
+                       where="--stage") from None
+
+
+def resolve_registry(stage: Stage, program_path: Path | None, override: Path | None) -> Registry:
+    """``--registry``, else the independence gate's ``registry`` (relative to the programme
+    file), else the default folder."""
+    if override is not None:
+        return load_registry(override)
+    for g in stage.gates:
+        if g.kind is GateKind.INDEPENDENCE and g.registry is not None:
+            base = program_path.parent if program_path is not None else Path.cwd()
+            return load_registry(base / g.registry)
+    return load_registry(default_registry_dir())
+
+
+def default_request_cache() -> Path:
+    """``$KAI_CACHE_DIR/requests``, else ``$XDG_CACHE_HOME/kaieval/requests`` or
+    ``~/.cache/kaieval/requests``: benchmark answers kept across runs and stages."""
+    import os
+
+    env = os.environ.get("KAI_CACHE_DIR")
+    if env:
+        return Path(env) / "requests"
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "kaieval" / "requests"
+
+
+def gate_alpha(stage: Stage) -> float:
+    return next((g.alpha for g in stage.gates if g.kind is GateKind.INDEPENDENCE), 0.01)
+
+
+def stage_inputs(program: Program, program_hash: str, stage_id: str,
+                 dossiers: Sequence[LoadedDossier], *, cache_dir: Path,
+                 program_path: Path | None = None, registry: Path | None = None,
+                 teams: Iterable[str] | None = None, reference_tokenizer: Path | None = None,
+                 audit_dir: Path | None = None, batch_size: int = 16) -> StageInputs:
+    stage = pick_stage(program, stage_id)
+    chosen = stage_teams(dossiers, stage_id, teams)
+    if not chosen:
+        raise KaiError(f"none of the dossiers has a submission for stage '{stage_id}'")
+    if reference_tokenizer is not None and not reference_tokenizer.exists():
+        raise KaiError("reference tokenizer not found", where=str(reference_tokenizer))
+    return StageInputs(program=program, program_hash=program_hash, stage=stage,
+                       dossiers=tuple(chosen),
+                       registry=resolve_registry(stage, program_path, registry),
+                       cache_dir=cache_dir, alpha=gate_alpha(stage),
+                       reference_tokenizer=reference_tokenizer, batch_size=batch_size,
+                       audit_dir=audit_dir)
