@@ -141,3 +141,48 @@ def test_a_changed_reference_is_refused_by_name(programme: Path, tmp_path: Path)
     code, out = _measure(p, db, "--only", "provenance", "--team", "a")
     assert code == 1
     assert "reference 'foreign-base'" in out and "content changed" in out
+
+
+def test_kill_9_loses_only_the_job_in_flight(programme: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = programme
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    args = [sys.executable, "-m", "kaieval.cli", "stage", "measure", "--program",
+            str(p / "program.yaml"), "--stage", "s1", str(p / "a.yaml"), str(p / "b.yaml"),
+            str(p / "c.yaml"), "--db", db, "--cache-dir", str(tmp_path / "requests"),
+            "--only", "bench"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done: list[EngineRun] = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if (tmp_path / "store.sqlite").exists():
+                try:
+                    done = [r for r in Store(db).records(kind="engine_run")
+                            if isinstance(r, EngineRun)]
+                except Exception:  # the schema may not exist yet
+                    continue
+                if done:
+                    break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert done, "no job finished before the deadline"
+    store = Store(db)
+    assert store.audit_verify() == []
+    first = {r.natural_key() for r in store.records(kind="engine_run")}
+    code, out = _kai("stage", "measure", "--program", str(p / "program.yaml"), "--stage", "s1",
+                     str(p / "a.yaml"), str(p / "b.yaml"), str(p / "c.yaml"), "--db", db,
+                     "--cache-dir", str(tmp_path / "requests"), "--only", "bench")
+    assert code == 0, out
+    assert "✓ stored" in out  # what finished before the kill is not measured again
+    runs = [r for r in store.records(kind="engine_run") if isinstance(r, EngineRun)]
+    assert first <= {r.natural_key() for r in runs} and len(runs) == 4  # 3 teams + target
+    assert all(r.status == "measured" for r in runs)
+    bench = [r for r in store.records(stage_id="s1") if isinstance(r, BenchmarkResult)]
+    assert len(bench) == 12

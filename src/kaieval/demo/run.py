@@ -12,7 +12,6 @@ the stage engine.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import time
@@ -38,18 +37,23 @@ from kaieval.records import IndependenceVerdict, Measurement, Record
 from kaieval.scoring.results import StageResult
 from kaieval.scoring.stage import Entrant, run_stage
 from kaieval.spec.load import LoadedDossier, load_dossier, load_dossiers, load_program
-from kaieval.spec.program import ComponentKind, Program, Stage
+from kaieval.spec.program import Program, Stage
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
+    from kaieval.pipeline import StageMeasurement
     from kaieval.store import Store
 
 BANNER = ("DEMO — synthetic stand-in models and simulated committee sheets, user votes and "
           "repechage votes. Not a measurement of the real companies' models.")
 FOREIGN_BASE = "foreign-base"
 DEMO_SEED = 20250804
-STAGES = ("selection", "stage1")
+STAGES = ("selection", "stage1", "stage2")
+# Stages whose real outcome is not public: the demo projects them on its stand-ins.
+PLANNED = {"stage2": ("PLANNED STAGE — stage 2 (models due end of July 2026, evaluated in August "
+                      "2026) as publicly planned; its real outcome is not public. Projected here "
+                      "on the stand-ins with simulated people.")}
 EXPERTS = 10  # stage 1 had ten outside experts
 USERS = 49  # and 49 expert users
 HELDOUT_CHARS = 6000
@@ -117,15 +121,13 @@ def _write_reports_md(dossiers: Sequence[LoadedDossier], scenario: Path) -> None
                     p.write_text(text, "utf-8")
 
 
-def _measure(stage: Stage, teams: Sequence[LoadedDossier], models: dict[str, Path],
-             heldout: str, cache: RecordCache, say: Callable[[str], None]) -> list[Record]:
-    """Held-out loss and independence of each team's stand-in; cached by input content."""
+def _heldout(stage: Stage, teams: Sequence[LoadedDossier], models: dict[str, Path],
+             heldout: str, cache: RecordCache) -> list[Record]:
+    """Held-out loss of each team's stand-in: the demo's quality signal for its simulated
+    people (not a programme measure), cached by input content."""
     from kaieval.bench.heldout import heldout_measurement
-    from kaieval.provenance.verdict import check_independence
 
     out: list[Record] = []
-    ref = models[FOREIGN_BASE]
-    ref_hash = model_hash(ref)
     text_hash = sha256_json(heldout)
     for ld in teams:
         tid = ld.dossier.team.id
@@ -133,118 +135,48 @@ def _measure(stage: Stage, teams: Sequence[LoadedDossier], models: dict[str, Pat
         if sub.model is None or sub.model.path is None:
             continue
         mdir = ld.resolve(sub.model.path)
-        mhash = model_hash(mdir)
 
         def rebind(r: _R, tid: str = tid) -> _R:
             return r.model_copy(update={"stage_id": stage.id, "team_id": tid})
 
-        m = cache.get_or_measure(
-            {"kind": "heldout", "model": mhash, "text": text_hash},
+        out.append(cache.get_or_measure(
+            {"kind": "heldout", "model": model_hash(mdir), "text": text_hash},
             functools.partial(heldout_measurement, mdir, heldout, stage_id=stage.id,
-                              team_id=tid), rebind)
-        v = cache.get_or_measure(
-            {"kind": "independence", "model": mhash, "refs": [ref_hash], "alpha": 0.01},
-            functools.partial(check_independence, mdir, [ref], alpha=0.01, stage_id=stage.id,
-                              team_id=tid), rebind)
-        out += [m, v]
-        say(f"  {stage.id}: {tid}: held-out {m.value:.3f} bits/char; independence "
-            f"{v.verdict.replace('_', ' ')}")
+                              team_id=tid), rebind))
     return out
 
 
-def _benchmarks(stage: Stage, teams: Sequence[LoadedDossier], cache_dir: Path,
-                say: Callable[[str], None]) -> list[Record]:
-    """Run the stage's benchmarks on each stand-in and on its declared target's stand-in.
+def _registry(scenario: Path, models: dict[str, Path]) -> Path:
+    """The demo's reference registry: the foreign base, linked as a folder (full power),
+    added the way a user adds one (``kai registry add --link``)."""
+    from kaieval.registry import add_reference, load_registry
 
-    Uses the bundled samples of the catalogue (no downloads); the request cache makes a
-    rerun cost nothing. Result ids follow the programme's benchmark ids.
-    """
-    refs = [b for c in stage.leaves() if c.kind is ComponentKind.BENCHMARKS
-            for b in c.benchmarks]
-    if not refs:
-        return []
-    from kaieval.bench.run import evaluate, to_benchmark_results
-
-    out: list[Record] = []
-    for ld in teams:
-        tid = ld.dossier.team.id
-        sub = ld.dossier.submissions[stage.id]
-        runs: list[tuple[str, Path]] = []
-        if sub.model is not None and sub.model.path is not None:
-            runs.append(("candidate", ld.resolve(sub.model.path)))
-        if sub.target is not None and sub.target.path is not None:
-            runs.append(("target", ld.resolve(sub.target.path)))
-        for role, mdir in runs:
-            usable = [r for r in refs if _has_chat_template(mdir) or not _needs_chat(r.task)]
-            for r in refs:
-                if r not in usable:
-                    say(f"  {stage.id}: {tid}: {role} {r.id}: not measured (the task is a chat "
-                        "task and the model has no chat template)")
-            tasks = sorted({r.task for r in usable})
-            run = evaluate(str(mdir), tasks, backend="hf", batch_size=16, cache_dir=cache_dir,
-                           progress=False)
-            by_task = {r.task: r for r in to_benchmark_results(
-                run, stage_id=stage.id, team_id=tid, role=role)}  # type: ignore[arg-type]
-            scores = []
-            for ref in usable:
-                res = by_task[ref.task]
-                out.append(res.model_copy(update={"benchmark_id": ref.id}))
-                scores.append(res.score)
-            mean = sum(scores) / max(len(scores), 1)
-            say(f"  {stage.id}: {tid}: {role} {mdir.name}: {len(scores)} of {len(refs)} "
-                f"benchmarks measured, mean score {mean:.3f}")
-    return out
+    folder = scenario / "registry"
+    entry = load_registry(folder).find(FOREIGN_BASE)
+    if entry is None or entry.sha256 != model_hash(models[FOREIGN_BASE]):
+        add_reference(folder, models[FOREIGN_BASE], name=FOREIGN_BASE, origin="unknown",
+                      licence="demo stand-in", family="llama", link=True, replace=True)
+    return folder
 
 
-def _audit(program: Program, stage: Stage, teams: Sequence[LoadedDossier],
-           measured: Sequence[Record], reference: Path, out_dir: Path,
-           say: Callable[[str], None]) -> list[Record]:
-    """Audit each team's dossier and files (``kai audit``); keep the audit items as records
-    and each full audit (figures, evidence, flags) as JSON beside the reports."""
-    from kaieval.audit.engine import audit_dossier
-    from kaieval.report.write import atomic_write_text
+def _measure(program: Program, program_hash: str, stage: Stage, dossiers: list[LoadedDossier],
+             teams: Sequence[str], scenario: Path, models: dict[str, Path], out_dir: Path,
+             store: Store, console: Console) -> StageMeasurement:
+    """The stage measured exactly as ``kai stage measure`` measures it."""
+    from kaieval.pipeline import measure_stage, plan_stage
+    from kaieval.pipeline.inputs import stage_inputs
+    from kaieval.report.progress import live_grid, print_measurement_summary
 
-    verdicts = {r.team_id: r for r in measured if isinstance(r, IndependenceVerdict)}
-    out: list[Record] = []
-    folder = out_dir / "audit"
-    folder.mkdir(parents=True, exist_ok=True)
-    for ld in teams:
-        tid = ld.dossier.team.id
-        rep = audit_dossier(ld, program, stage.id, verdict=verdicts.get(tid),
-                            reference_tokenizer=reference)
-        atomic_write_text(folder / f"{stage.id}-{tid}.json", rep.model_dump_json(indent=2) + "\n")
-        out += rep.items
-        got: dict[str, list[float]] = {}
-        for it in rep.items:
-            got.setdefault(it.component_id, [0.0, 0.0])
-            got[it.component_id][0] += it.points
-            got[it.component_id][1] += it.max_points
-        parts = [f"{c} {p:g}/{m:g}" for c, (p, m) in got.items()]
-        say(f"  {stage.id}: {tid}: audit: " + ("; ".join(parts) or "measures only")
-            + f"; {len(rep.flags)} flag(s)"
-            + (f", {len(rep.not_scored)} item(s) not measured" if rep.not_scored else ""))
-    return out
-
-
-def _has_chat_template(model_dir: Path) -> bool:
-    cfg = model_dir / "tokenizer_config.json"
-    try:
-        has = "chat_template" in json.loads(cfg.read_text("utf-8"))
-    except (OSError, ValueError):
-        has = False
-    return has or (model_dir / "chat_template.jinja").is_file()
-
-
-@functools.cache
-def _needs_chat(task: str) -> bool:
-    """Whether a catalogue task sends its prompts as chat messages (IFEval-style tasks do)."""
-    from kaieval.bench.api import GenerationRequest
-    from kaieval.bench.tasks import load_task
-
-    t = load_task(task)
-    docs = t.docs(limit=1)
-    return any(isinstance(r, GenerationRequest) and r.chat
-               for d in docs for b in t.build(d) for r in b.requests)
+    inputs = stage_inputs(program, program_hash, stage.id, dossiers, teams=teams,
+                          cache_dir=scenario / "requests",
+                          registry=_registry(scenario, models),
+                          reference_tokenizer=models[FOREIGN_BASE],
+                          audit_dir=out_dir / "audit")
+    plan = plan_stage(inputs)
+    with live_grid(plan, f"{stage.id}: measuring", console) as grid:
+        m = measure_stage(inputs, plan, store, actor="kai demo", listen=grid.update)
+    print_measurement_summary(m, console)
+    return m
 
 
 def _facts(stage: Stage, teams: Sequence[LoadedDossier], records: Sequence[Record],
@@ -298,24 +230,29 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
                       and d.dossier.submissions[sid].applies_to == "repechage"]
         say(f"[bold]{stage.name}[/] ({stage.date}): {len(in_stage)} teams"
             + (f", {len(applicants)} repechage applicant(s)" if applicants else ""))
-        measured = _measure(stage, [*in_stage, *applicants], models, heldout, measured_cache, say)
-        measured += _benchmarks(stage, in_stage, scenario / "requests", say)
-        measured += _audit(program, stage, [*in_stage, *applicants], measured,
-                           models[FOREIGN_BASE], out_dir, say)
+        teams = [d.dossier.team.id for d in [*in_stage, *applicants]]
+        _measure(program, program_hash, stage, dossiers, teams, scenario, models, out_dir,
+                 store, console)
+        store.put(_heldout(stage, [*in_stage, *applicants], models, heldout, measured_cache),
+                  actor="kai demo")
+        measured = store.records(stage_id=sid)
         facts = _facts(stage, in_stage, measured)
         simulated: list[Record] = list(simulate_sheets(stage, facts, evaluators=EXPERTS,
                                                        seed=seed))
         if any(c.kind and c.kind.value == "users" for c in stage.leaves()):
             simulated.append(simulate_votes(stage, facts, users=USERS, battles=20, seed=seed))
-        store.put([*measured, *simulated], actor="kai demo")
+        store.put(simulated, actor="kai demo")
+        banner = f"{BANNER} {PLANNED[sid]}" if sid in PLANNED else BANNER
+        if sid in PLANNED:
+            say(f"[bold yellow]{PLANNED[sid]}")
         result = _score(program, program_hash, stage, in_stage, applicants, store, seed,
-                        replicates, say)
+                        replicates, say, banner)
         save_stage_result(store, result, "demo", actor="kai demo")
         results.append(result)
         print_summary(result, console)
         advancing = result.advancing()
-    reports = write_reports(results, out_dir, title="kaieval demo: K-AI programme selection "
-                            "and stage 1", banner=BANNER)
+    reports = write_reports(results, out_dir, title="kaieval demo: K-AI programme selection, "
+                            "stage 1 and the planned stage 2", banner=BANNER)
     for p in reports:
         say(f"wrote {p}")
     return DemoOutcome(results=results, reports=reports, db_url=url,
@@ -324,7 +261,7 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
 
 def _score(program: Program, program_hash: str, stage: Stage, in_stage: Sequence[LoadedDossier],
            applicants: Sequence[LoadedDossier], store: Store, seed: int,
-           replicates: int | None, say: Callable[[str], None]) -> StageResult:
+           replicates: int | None, say: Callable[[str], None], banner: str) -> StageResult:
     """Score from the store; if the stage has a repechage, simulate its vote on the cut."""
     records = store.records(stage_id=stage.id)
     ent = [Entrant(d.dossier.team.id, d.dossier.team.name, d.dossier.submissions[stage.id],
@@ -333,7 +270,7 @@ def _score(program: Program, program_hash: str, stage: Stage, in_stage: Sequence
                    d.sha256) for d in applicants]
     hashes = {"program": program_hash}
     result = run_stage(program, stage, ent, records, seed=seed, applicants=app,
-                       replicates=replicates, banner=BANNER, extra_hashes=hashes)
+                       replicates=replicates, banner=banner, extra_hashes=hashes)
     if stage.repechage is None:
         return result
     cut = {t.team_id for t in result.teams if t.decision == "cut"}
@@ -345,7 +282,7 @@ def _score(program: Program, program_hash: str, stage: Stage, in_stage: Sequence
     records = store.records(stage_id=stage.id)
     say(f"  repechage: {len(votes)} simulated evaluator votes among {len(pool)} candidates")
     return run_stage(program, stage, ent, records, seed=seed, applicants=app,
-                     replicates=replicates, banner=BANNER, extra_hashes=hashes)
+                     replicates=replicates, banner=banner, extra_hashes=hashes)
 
 
 def _disallowed(stage: Stage) -> tuple[str, ...]:

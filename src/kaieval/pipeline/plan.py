@@ -53,10 +53,11 @@ class Job:
     subject: str = "candidate"
     teams: tuple[str, ...] = ()
     target: Path | None = None
+    title: str = ""  # how a shared target is shown: the names the teams gave it
 
     @property
     def label(self) -> str:
-        return self.subject if self.team_id == SHARED else f"{self.team_id}"
+        return (self.title or self.subject) if self.team_id == SHARED else self.team_id
 
 
 @dataclass
@@ -137,17 +138,18 @@ def plan_stage(inputs: StageInputs, only: set[Engine] | None = None) -> Plan:
             path = ld.resolve(sub.target.path)
             targets.setdefault(path, []).append(tid)
             names.setdefault(path, sub.target.name)
-    groups: dict[str, tuple[Path, list[str]]] = {}
+    groups: dict[str, tuple[Path, list[str], set[str]]] = {}
     for path, teams in targets.items():
-        try:  # one job per distinct content, whichever folder each team points at
+        try:  # one job per distinct content, whatever each team calls it or wherever it lies
             ident = folder_hash(path)[7:19]
         except (KaiError, OSError):
             ident = "missing-" + sha256_json(str(path))[7:15]  # the job reports the failure
-        grp = groups.setdefault(f"target {names[path]} {ident}", (path, []))
+        grp = groups.setdefault(f"target {ident}", (path, [], set()))
         grp[1].extend(teams)
-    for subject, (path, teams) in groups.items():
+        grp[2].add(names[path])
+    for subject, (path, teams, called) in groups.items():
         plan.jobs.append(Job("bench", SHARED, subject=subject, teams=tuple(sorted(teams)),
-                             target=path))
+                             target=path, title=f"target {' / '.join(sorted(called))}"))
     return plan
 
 

@@ -26,7 +26,7 @@ _STYLE = {"queued": ("·", "dim"), "running": ("running…", "yellow"),
 
 
 def _row_name(o: JobOutcome) -> str:
-    return o.job.subject if o.job.team_id == SHARED else o.job.team_id
+    return o.job.label
 
 
 class ProgressGrid:
@@ -39,9 +39,8 @@ class ProgressGrid:
         self.rows: list[str] = []
         self.skipped = {(t, e): why for t, e, why in plan.skipped}
         for j in plan.jobs:
-            name = j.subject if j.team_id == SHARED else j.team_id
-            if name not in self.rows:
-                self.rows.append(name)
+            if j.label not in self.rows:
+                self.rows.append(j.label)
         for t, _, _ in plan.skipped:
             if t not in self.rows:
                 self.rows.append(t)
