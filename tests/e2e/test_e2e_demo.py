@@ -53,6 +53,30 @@ def test_demo_reproduces_the_public_record_from_its_measurements(demo_out: Path)
     assert bench["points"] is not None and "measured" in bench["sources"]
 
 
+def test_demo_projects_the_planned_stage_2_and_says_so(demo_out: Path) -> None:
+    s1 = json.loads((demo_out / "stage1.json").read_text())
+    s2 = _decisions(demo_out, "stage2")
+    expected = {t["team_id"] for t in s1["teams"] if t["decision"] == "advance"}
+    expected |= set(s1["repechage"]["winners"])
+    assert set(s2) == expected and len(s2) == 4
+    assert sum(d == "cut" for d in s2.values()) == 1  # 4 -> 3
+    data = json.loads((demo_out / "stage2.json").read_text())
+    assert "PLANNED STAGE" in data["banner"] and "not public" in data["banner"]
+
+
+def test_demo_measured_through_the_stage_pipeline(demo_out: Path) -> None:
+    """The stand-ins' results carry the same engine runs kai stage measure stores."""
+    from kaieval.records import EngineRun
+    from kaieval.store import Store
+
+    store = Store(f"sqlite:///{demo_out / 'kaieval.sqlite'}")
+    runs = [r for r in store.records(kind="engine_run") if isinstance(r, EngineRun)]
+    assert {r.stage_id for r in runs} == {"selection", "stage1", "stage2"}
+    target = [r for r in runs if r.stage_id == "stage1" and r.team_id == "*"]
+    assert len(target) == 1 and len(target[0].teams) == 5  # one shared target, measured once
+    assert all(r.status == "measured" for r in runs)
+
+
 def test_demo_report_in_a_browser_shows_decisions_evidence_and_robustness(
         demo_out: Path, browser: Any) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -230,6 +230,8 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
                       and d.dossier.submissions[sid].applies_to == "repechage"]
         say(f"[bold]{stage.name}[/] ({stage.date}): {len(in_stage)} teams"
             + (f", {len(applicants)} repechage applicant(s)" if applicants else ""))
+        if sid in PLANNED:
+            say(f"[bold yellow]{PLANNED[sid]}")
         teams = [d.dossier.team.id for d in [*in_stage, *applicants]]
         _measure(program, program_hash, stage, dossiers, teams, scenario, models, out_dir,
                  store, console)
@@ -243,8 +245,6 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
             simulated.append(simulate_votes(stage, facts, users=USERS, battles=20, seed=seed))
         store.put(simulated, actor="kai demo")
         banner = f"{BANNER} {PLANNED[sid]}" if sid in PLANNED else BANNER
-        if sid in PLANNED:
-            say(f"[bold yellow]{PLANNED[sid]}")
         result = _score(program, program_hash, stage, in_stage, applicants, store, seed,
                         replicates, say, banner)
         save_stage_result(store, result, "demo", actor="kai demo")

@@ -85,6 +85,8 @@ def live_grid(plan: Plan, title: str, console: Console) -> Iterator[ProgressGrid
     grid = ProgressGrid(plan, title)
     with Live(grid, console=console, refresh_per_second=4, transient=False):
         yield grid
+    if not console.is_terminal:
+        console.line()  # the final frame ends without a newline in a log
 
 
 def print_measurement_summary(m: StageMeasurement, console: Console) -> None:
