@@ -2,7 +2,14 @@
 
 Both steps take the ranked rows (``stage.rank_teams``) and return new rows with
 ``decision`` and ``reason`` set; the rules are in docs/formulas.md (*Ranking and
-the cut*, *Repechage*).
+the cut*, *Repechage*, *Decisions in words*).
+
+Every reason states a team's standing with the same two ranks, so that a reason
+can never contradict the places: the rank **on points** among all teams of the
+stage (``TeamResult.rank``, gated teams included), and, when a gate removed any
+team, the rank **among the teams that passed the gates**, which is the rank the
+places are given by. For example "4th of 5 on points; 3rd among the 4 teams that
+passed the gates; 3 places advance".
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from kaieval.records import Record, RepechageVote
-from kaieval.scoring.results import RepechageOutcome
+from kaieval.scoring.results import Decision, RepechageOutcome
 from kaieval.scoring.rows import Entrant, TeamRow
 from kaieval.spec.program import Stage
 
@@ -49,16 +56,41 @@ def decide_cut(stage: Stage, rows: Sequence[TeamRow]) -> tuple[list[TeamRow], Cu
     out = []
     for row in rows:
         if row.eligible_rank is None:
-            reason = "; ".join(f"gate '{g.gate_id}' failed: {g.reason}"
+            failed = "; ".join(f"gate '{g.gate_id}' failed: {g.reason}"
                                for g in row.failed_gates())
-            out.append(replace(row, decision="gated", reason=reason))
-        elif row.eligible_rank <= places:
-            out.append(replace(row, decision="advance",
-                               reason=f"rank {row.rank}; within the {places} places that advance"))
+            out.append(replace(row, decision="gated", reason=f"{standing(row, cut)}; {failed}"))
         else:
-            out.append(replace(row, decision="cut",
-                               reason=f"rank {row.rank}; below the {places} places that advance"))
+            decision: Decision = "advance" if row.eligible_rank <= places else "cut"
+            out.append(replace(row, decision=decision, reason=standing(row, cut)))
     return out, cut
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def standing(row: TeamRow, cut: Cut) -> str:
+    """A team's standing in words, the same way for every decision.
+
+    "4th of 5 on points; 3rd among the 4 teams that passed the gates; 3 places
+    advance". The second part is left out when no team was removed by a gate
+    (the two ranks are then equal); a gated team gets only the first, since the
+    places are not given to it.
+    """
+    parts = [f"{ordinal(row.rank)} of {cut.ranked} on points"]
+    if row.eligible_rank is None:
+        return parts[0]
+    if cut.eligible == 1 < cut.ranked:
+        parts.append("the only team that passed the gates")
+    elif cut.eligible < cut.ranked:
+        parts.append(f"{ordinal(row.eligible_rank)} among the {cut.eligible} teams "
+                     "that passed the gates")
+    parts.append("no place advances" if cut.places == 0
+                 else "1 place advances" if cut.places == 1
+                 else f"{cut.places} places advance")
+    return "; ".join(parts)
 
 
 def decide_repechage(stage: Stage, rows: Sequence[TeamRow], records: Sequence[Record],
@@ -69,7 +101,8 @@ def decide_repechage(stage: Stage, rows: Sequence[TeamRow], records: Sequence[Re
     Candidates are the teams cut on points, in entrant order, then the applicants
     who are not entrants; the ``slots`` candidates with the most votes win if each
     has more than ``majority`` of the voting evaluators. A winning entrant's
-    decision becomes ``repechage``; a winning applicant is listed in the outcome.
+    decision becomes ``repechage`` and its reason keeps its standing from
+    ``decide_cut``; a winning applicant is listed in the outcome.
     """
     rp = stage.repechage
     if rp is None:
@@ -86,7 +119,7 @@ def decide_repechage(stage: Stage, rows: Sequence[TeamRow], records: Sequence[Re
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     winners = tuple(c for c, n in ranked[:rp.slots] if n_eval and n / n_eval > rp.majority)
     out = [replace(r, decision="repechage",
-                   reason=f"cut on score (rank {r.rank}), then won the repechage with "
+                   reason=f"{r.reason}; cut on score, then won the repechage with "
                           f"{counts[r.team_id]} of {n_eval} votes")
            if r.team_id in winners else r for r in rows]
     if not votes:
