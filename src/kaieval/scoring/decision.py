@@ -41,7 +41,8 @@ class Cut:
 def decide_cut(stage: Stage, rows: Sequence[TeamRow]) -> tuple[list[TeamRow], Cut]:
     """Gated teams are out; of the others, in rank order, the first ``places`` advance.
 
-    ``rows`` must be in rank order with ``eligible_rank`` set (``rank_teams``).
+    ``rows`` come from ``rank_teams`` (``rank`` and ``eligible_rank`` set); their
+    order is kept.
     """
     eligible = sum(1 for r in rows if not r.gated)
     if stage.advance is not None:
