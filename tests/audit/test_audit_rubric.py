@@ -10,7 +10,7 @@ from kaieval.audit.measures import MEASURES, Figure
 from kaieval.audit.rubric import score_component, score_stage
 from kaieval.errors import KaiError
 from kaieval.records import AuditItem
-from kaieval.scoring.components import audit_scores
+from kaieval.scoring.leaf_points import audit_scores
 from kaieval.spec.load import load_program
 from kaieval.spec.program import AuditRule, Component, ComponentKind, Source
 

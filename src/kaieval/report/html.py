@@ -51,6 +51,7 @@ def _environment() -> Environment:
         radar_svg=charts.radar_svg,
         totals_svg=charts.totals_svg,
         NOT_MEASURED=wording.NOT_MEASURED,
+        RANK_MEANING=wording.RANK_MEANING,
     )
     return env
 

@@ -14,6 +14,7 @@ from rich.text import Text
 from kaieval.report.wording import (
     GATE_LABELS,
     NOT_MEASURED,
+    RANK_MEANING,
     axis_ids,
     component_columns,
     find_component,
@@ -43,7 +44,8 @@ def _table(result: StageResult, wide: bool = True) -> Table:
     columns = component_columns(result)
     axes = axis_ids(result) if wide else []
     table = Table(title=f"{result.stage_name} ({result.stage_id}, {result.date.isoformat()})",
-                  caption=f"Rule: {result.rule}", show_lines=True, expand=False)
+                  caption=f"Rule: {result.rule}\nRank: {RANK_MEANING}", show_lines=True,
+                  expand=False)
     table.add_column("Rank", justify="right")
     table.add_column("Team", overflow="fold")
     table.add_column(f"Total /{fmt_max(result.total_points)}", justify="right")

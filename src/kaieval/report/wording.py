@@ -23,6 +23,11 @@ DECISION_LABELS: dict[str, str] = {
     "gated": "removed by a gate",
 }
 
+# What the "Rank" column means; the engine's decision reasons use the same two ranks
+# ("4th of 5 on points; 3rd among the 4 teams that passed the gates; 3 places advance").
+RANK_MEANING = ("rank on points among all teams, gated ones included; places go to the teams "
+                "that pass every gate, in this order")
+
 GATE_LABELS: dict[str, str] = {
     "pass": "pass",
     "fail": "fail",

@@ -3,46 +3,221 @@
 Pure function of (programme stage, teams, stored records, seed): no I/O, no
 torch. Rerunning with the same inputs and seed gives the same ``StageResult``
 (apart from ``created_at``), which is what makes a stage rerun idempotent.
+
+``run_stage`` is a sequence of named steps over one typed row per team
+(``TeamRow``): ``score_components`` → ``apply_gates`` → ``rank_teams`` →
+``decide_cut`` → ``assess_robustness`` → ``decide_repechage`` → ``build_result``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from kaieval.hashing import sha256_json
-from kaieval.records import IndependenceVerdict, Record, RepechageVote
-from kaieval.scoring.components import BootstrapPlan, LeafScores, leaf_scores
+from kaieval.records import CommitteeSheet, IndependenceVerdict, Record
+from kaieval.scoring.decision import Cut, decide_cut, decide_repechage
+from kaieval.scoring.gates import gate_outcome
+from kaieval.scoring.leaf_points import BootstrapPlan, LeafScores, leaf_scores
 from kaieval.scoring.results import (
     ComponentScore,
-    Decision,
-    GateOutcome,
     RepechageOutcome,
     Robustness,
     StageResult,
     TeamResult,
 )
 from kaieval.scoring.robustness import evaluator_weights, interval, survival_probability
-from kaieval.spec.dossier import Submission
-from kaieval.spec.program import Component, Gate, GateKind, Program, Stage
+from kaieval.scoring.rows import Entrant, TeamRow
+from kaieval.spec.program import Component, Program, Stage
 from kaieval.version import code_version
 
+__all__ = [
+    "Entrant",
+    "TeamRow",
+    "apply_gates",
+    "assess_robustness",
+    "bootstrap_plan",
+    "build_result",
+    "rank_teams",
+    "run_stage",
+    "score_components",
+]
 
-@dataclass(frozen=True)
-class Entrant:
-    """A team taking part in a stage (or applying for its repechage)."""
-
-    team_id: str
-    name: str
-    submission: Submission | None
-    dossier_hash: str = ""
+Leaves = Mapping[str, LeafScores]
 
 
-def _component_tree(comp: Component, leaves: dict[str, LeafScores], i: int) -> ComponentScore:
+def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
+              records: Sequence[Record], *, seed: int = 0,
+              applicants: Sequence[Entrant] = (), replicates: int | None = None,
+              banner: str | None = None, extra_hashes: dict[str, str] | None = None,
+              ) -> StageResult:
+    """Score one stage from its stored records and decide who advances."""
+    teams = [e.team_id for e in entrants]
+    if len(set(teams)) != len(teams):
+        raise ValueError("duplicate team ids among entrants")
+    records = [r for r in records if r.stage_id == stage.id]
+    reps = stage.robustness_replicates if replicates is None else replicates
+    plan = bootstrap_plan(records, reps, seed)
+    leaves = {c.id: leaf_scores(c, stage.id, teams, [e.submission for e in entrants], records,
+                                plan) for c in stage.leaves()}
+    rows = score_components(stage, entrants, leaves)
+    rows = apply_gates(stage, rows, records)
+    rows = rank_teams(stage, rows)
+    rows, cut = decide_cut(stage, rows)
+    rows, robustness = assess_robustness(stage, rows, leaves, plan, seed)
+    rows, repechage = decide_repechage(stage, rows, records, applicants)
+    return build_result(program, stage, rows, cut=cut, robustness=robustness,
+                        repechage=repechage, records=records, applicants=applicants,
+                        banner=banner, extra_hashes=extra_hashes)
+
+
+def bootstrap_plan(records: Sequence[Record], replicates: int, seed: int) -> BootstrapPlan | None:
+    """The seeded random draws shared by every component; None when no replicates are asked."""
+    if not replicates:
+        return None
+    rng = np.random.default_rng(seed)
+    evaluators = tuple(sorted({r.evaluator_id for r in records if isinstance(r, CommitteeSheet)}))
+    weights = (evaluator_weights(len(evaluators), replicates, rng).astype(np.float64)
+               if evaluators else None)
+    return BootstrapPlan(replicates=replicates, rng=rng, evaluators=evaluators,
+                         evaluator_weights=weights)
+
+
+def score_components(stage: Stage, entrants: Sequence[Entrant], leaves: Leaves) -> list[TeamRow]:
+    """Component trees, total, measured maximum and axis subtotals of each team."""
+    rows = []
+    for i, e in enumerate(entrants):
+        comps = tuple(_component_tree(c, leaves, i) for c in stage.composition)
+        points = {cs.component_id: cs.points for c in comps for cs in _flatten(c)}
+        rows.append(TeamRow(
+            index=i, entrant=e, components=comps, points=points,
+            total=sum(c.points for c in comps if c.points is not None),
+            max_measured=sum(c.max_points for c in comps if c.points is not None),
+            not_measured=tuple(k for k, v in points.items() if v is None
+                               and stage.component(k).children == ()),
+            axes=_axes(stage, leaves, i)))
+    return rows
+
+
+def apply_gates(stage: Stage, rows: Sequence[TeamRow],
+                records: Sequence[Record]) -> list[TeamRow]:
+    """Each gate of the stage checked for each team."""
+    verdicts = {r.team_id: r for r in records if isinstance(r, IndependenceVerdict)}
+    return [replace(row, gates=tuple(gate_outcome(g, verdicts.get(row.team_id), row.points,
+                                                  row.total) for g in stage.gates))
+            for row in rows]
+
+
+def rank_teams(stage: Stage, rows: Sequence[TeamRow]) -> list[TeamRow]:
+    """Rows in rank order, with their rank among all teams and among those passing the gates.
+
+    Order: total descending, then each tie-breaker component descending (not
+    measured counts as 0), then team id; ranks are therefore never shared.
+    """
+    def key(row: TeamRow) -> tuple[object, ...]:
+        tie = tuple(-(row.points.get(c) or 0.0) for c in stage.tie_breakers)
+        return (-round(row.total, 9), *tie, row.team_id)
+
+    out = []
+    eligible_rank = 0
+    for rank, row in enumerate(sorted(rows, key=key), start=1):
+        if not row.gated:
+            eligible_rank += 1
+        out.append(replace(row, rank=rank,
+                           eligible_rank=None if row.gated else eligible_rank))
+    return out
+
+
+def assess_robustness(stage: Stage, rows: Sequence[TeamRow], leaves: Leaves,
+                      plan: BootstrapPlan | None, seed: int,
+                      ) -> tuple[list[TeamRow], Robustness | None]:
+    """Totals per bootstrap replicate, each team's survival probability and interval.
+
+    Needs the decisions on points (``decide_cut``): the cut is fragile when a team
+    cut on points survives in more than ``robustness_flag`` of the replicates.
+    None (and rows unchanged) when there are no replicates or nothing was resampled.
+    """
+    resampled = sorted({s for ls in leaves.values() for s in ls.resampled})
+    if plan is None or not resampled:
+        return list(rows), None
+    reps, t = plan.replicates, len(rows)
+    by_entry = sorted(rows, key=lambda r: r.index)  # columns of the leaf arrays
+    rep_tot = np.zeros((reps, t))
+    for c in stage.leaves():
+        ls = leaves[c.id]
+        if ls.replicates is not None:
+            # A replicate that drew none of a team's valid sheets for an item has no
+            # committee mean; it keeps the official points rather than counting as 0.
+            filled = np.where(np.isnan(ls.replicates), ls.points[None, :], ls.replicates)
+            rep_tot += np.nan_to_num(filled, nan=0.0)
+        else:
+            rep_tot += np.nan_to_num(ls.points, nan=0.0)[None, :]
+    gated = np.array([r.gated for r in by_entry])
+    survival = survival_probability(rep_tot, cut=stage.cut if stage.advance is None else None,
+                                    advance=stage.advance, eligible=~gated)
+    iv = interval(rep_tot)
+    losers = [r for r in by_entry if r.decision == "cut"]
+    fragile = [r for r in losers if survival[r.index] > stage.robustness_flag]
+    at_risk = [r for r in by_entry
+               if r.decision == "advance" and survival[r.index] < 1 - stage.robustness_flag]
+    if fragile:
+        note = ("the cut is fragile: " + "; ".join(
+            f"{r.name} had a {survival[r.index]:.0%} chance of surviving" for r in fragile))
+    elif losers:
+        note = ("the cut is robust: no team on the losing side survived in more than "
+                f"{stage.robustness_flag:.0%} of replicates")
+    else:
+        note = "no team was cut on score"
+    if at_risk:
+        note += "; at risk on the winning side: " + "; ".join(
+            f"{r.name} {survival[r.index]:.0%}" for r in at_risk)
+    out = [replace(r, survival=None if np.isnan(survival[r.index])
+                   else round(float(survival[r.index]), 4),
+                   interval=(round(float(iv[r.index, 0]), 4), round(float(iv[r.index, 1]), 4)))
+           for r in rows]
+    return out, Robustness(replicates=reps, seed=seed, resampled=tuple(resampled),
+                           flag_threshold=stage.robustness_flag, flagged=bool(fragile),
+                           note=note)
+
+
+def build_result(program: Program, stage: Stage, rows: Sequence[TeamRow], *, cut: Cut,
+                 robustness: Robustness | None, repechage: RepechageOutcome | None,
+                 records: Sequence[Record], applicants: Sequence[Entrant] = (),
+                 banner: str | None = None, extra_hashes: dict[str, str] | None = None,
+                 ) -> StageResult:
+    """The immutable, versioned record of the stage run; teams in rank order."""
+    team_results = []
+    for row in sorted(rows, key=lambda r: r.rank):
+        if row.decision is None:
+            raise ValueError(f"no decision for team {row.team_id}: run decide_cut first")
+        team_results.append(TeamResult(
+            team_id=row.team_id, team_name=row.name, total=round(row.total, 6),
+            max_measured=row.max_measured, components=row.components, axes=row.axes,
+            gates=row.gates, rank=row.rank, decision=row.decision, decision_reason=row.reason,
+            survival_probability=row.survival, total_interval=row.interval,
+            not_measured=row.not_measured))
+    all_nm = sorted({k for tr in team_results for k in tr.not_measured})
+    sim = sorted({cs.component_id for tr in team_results for cs in tr.components
+                  if "simulated" in _walk_sources(cs)}
+                 | ({"repechage"} if repechage and "simulated" in repechage.source else set()))
+    entrants = [r.entrant for r in sorted(rows, key=lambda r: r.index)]
+    hashes = {f"dossier:{e.team_id}": e.dossier_hash for e in (*entrants, *applicants)
+              if e.dossier_hash}
+    hashes["records"] = sha256_json(sorted(r.content_hash() for r in records))
+    hashes.update(extra_hashes or {})
+    return StageResult(
+        program_id=program.id, stage_id=stage.id, stage_name=stage.name, date=stage.date,
+        total_points=stage.total, axis_max=_axes(stage, None, 0), rule=cut.rule,
+        teams=tuple(team_results), robustness=robustness,
+        repechage=repechage, not_measured=tuple(all_nm), simulated_sources=tuple(sim),
+        banner=banner, input_hashes=dict(sorted(hashes.items())), code_version=code_version(),
+        created_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+def _component_tree(comp: Component, leaves: Leaves, i: int) -> ComponentScore:
     if not comp.children:
         ls = leaves[comp.id]
         p = float(ls.points[i])
@@ -64,7 +239,7 @@ def _component_tree(comp: Component, leaves: dict[str, LeafScores], i: int) -> C
         children=kids)
 
 
-def _axes(stage: Stage, leaves: dict[str, LeafScores] | None, i: int) -> dict[str, float]:
+def _axes(stage: Stage, leaves: Leaves | None, i: int) -> dict[str, float]:
     """Axis subtotals: a leaf's points go to its axis; committee/audit leaves whose rubric
     items carry their own axes split the points in proportion to the item maxima.
     With ``leaves`` None, every leaf counts at its full points: the axis maxima."""
@@ -91,196 +266,6 @@ def _axes(stage: Stage, leaves: dict[str, LeafScores] | None, i: int) -> dict[st
     for comp in stage.composition:
         visit(comp, None)
     return {k: round(v, 6) for k, v in sorted(out.items())}
-
-
-def _gate(g: Gate, team: str, verdicts: dict[str, IndependenceVerdict],
-          comp_points: dict[str, float | None], total: float) -> GateOutcome:
-    if g.kind is GateKind.INDEPENDENCE:
-        v = verdicts.get(team)
-        if v is None:
-            status = {"pass": "pass", "fail": "fail", "flag": "not_measured"}[g.on_not_measured]
-            return GateOutcome(gate_id=g.id, rule=g.rule, status=status,  # type: ignore[arg-type]
-                               reason="independence not measured")
-        ev = tuple(f"{e.component}: {e.verdict} by {e.test}"
-                   + (f" (p = {e.p_value:.3g})" if e.p_value is not None else "")
-                   + (f" — {e.detail}" if e.detail else "") for e in v.evidence)
-        label = v.verdict.replace("_", " ")
-        if v.verdict in g.disallow:
-            return GateOutcome(gate_id=g.id, rule=g.rule, status="fail",
-                               reason=f"verdict '{label}' against {', '.join(v.references)} "
-                                      f"is not allowed (α = {v.alpha:g}); {v.summary}",
-                               evidence=ev)
-        return GateOutcome(gate_id=g.id, rule=g.rule, status="pass",
-                           reason=f"verdict '{label}' against {', '.join(v.references)} "
-                                  f"(α = {v.alpha:g}); {v.summary}", evidence=ev)
-    value = total if g.component == "total" else comp_points.get(g.component)
-    if value is None:
-        status = {"pass": "pass", "fail": "fail", "flag": "not_measured"}[g.on_not_measured]
-        return GateOutcome(gate_id=g.id, rule=g.rule, status=status,  # type: ignore[arg-type]
-                           reason=f"{g.component} not measured")
-    ok = value >= g.min
-    return GateOutcome(gate_id=g.id, rule=g.rule, status="pass" if ok else "fail",
-                       reason=f"{g.component} = {value:.2f} {'>=' if ok else '<'} {g.min:g}")
-
-
-def _sort_key(stage: Stage, total: float, comp_points: dict[str, float | None],
-              team_id: str) -> tuple[object, ...]:
-    """Descending total, then each tie-breaker component descending, then team id."""
-    tb = tuple(-(comp_points.get(c) or 0.0) for c in stage.tie_breakers)
-    return (-round(total, 9), *tb, team_id)
-
-
-def run_stage(program: Program, stage: Stage, entrants: Sequence[Entrant],
-              records: Sequence[Record], *, seed: int = 0,
-              applicants: Sequence[Entrant] = (), replicates: int | None = None,
-              banner: str | None = None, extra_hashes: dict[str, str] | None = None,
-              ) -> StageResult:
-    """Score one stage from its stored records and decide who advances."""
-    teams = [e.team_id for e in entrants]
-    if len(set(teams)) != len(teams):
-        raise ValueError("duplicate team ids among entrants")
-    t = len(teams)
-    records = [r for r in records if r.stage_id == stage.id]
-    reps = stage.robustness_replicates if replicates is None else replicates
-    rng = np.random.default_rng(seed)
-    evaluators = tuple(sorted({getattr(r, "evaluator_id", "") for r in records
-                               if r.__class__.__name__ == "CommitteeSheet"}))
-    plan = BootstrapPlan(
-        replicates=reps, rng=rng, evaluators=evaluators,
-        evaluator_weights=evaluator_weights(len(evaluators), reps, rng).astype(np.float64)
-        if reps and evaluators else None) if reps else None
-    leaves = {c.id: leaf_scores(c, stage.id, teams, [e.submission for e in entrants], records,
-                                plan) for c in stage.leaves()}
-    verdicts = {r.team_id: r for r in records if isinstance(r, IndependenceVerdict)}
-
-    rows = []
-    for i, e in enumerate(entrants):
-        comps = tuple(_component_tree(c, leaves, i) for c in stage.composition)
-        flat = {cs.component_id: cs.points for c in comps for cs in _flatten(c)}
-        total = sum(c.points for c in comps if c.points is not None)
-        max_measured = sum(c.max_points for c in comps if c.points is not None)
-        not_measured = tuple(k for k, v in flat.items() if v is None
-                             and stage.component(k).children == ())
-        gates = tuple(_gate(g, e.team_id, verdicts, flat, total) for g in stage.gates)
-        rows.append((e, comps, flat, total, max_measured, not_measured, gates))
-
-    order = sorted(range(t), key=lambda i: _sort_key(stage, rows[i][3], rows[i][2], teams[i]))
-    rank = {i: r + 1 for r, i in enumerate(order)}
-    gated = np.array([any(g.status == "fail" for g in rows[i][6]) for i in range(t)])
-    eligible_order = [i for i in order if not gated[i]]
-    if stage.advance is not None:
-        n_keep = min(stage.advance, len(eligible_order))
-        rule = (f"the top {stage.advance} teams that pass every gate advance"
-                + (f" (of {stage.entrants} applicants on record)" if stage.entrants else ""))
-    else:
-        n_keep = max(len(eligible_order) - (stage.cut or 0), 0)
-        rule = (f"the lowest-scoring {stage.cut} team(s) among those passing every gate are cut; "
-                "a team failing a gate is out whatever its score")
-    keep = set(eligible_order[:n_keep])
-
-    # Robustness: totals per replicate, survival of the cut.
-    survival = np.full(t, np.nan)
-    intervals: list[tuple[float, float] | None] = [None] * t
-    robustness: Robustness | None = None
-    resampled = sorted({s for ls in leaves.values() for s in ls.resampled})
-    if plan and resampled:
-        rep_tot = np.zeros((reps, t))
-        for c in stage.leaves():
-            ls = leaves[c.id]
-            if ls.replicates is not None:
-                # A replicate that drew none of a team's valid sheets for an item has no
-                # committee mean; it keeps the official points rather than counting as 0.
-                filled = np.where(np.isnan(ls.replicates), ls.points[None, :], ls.replicates)
-                rep_tot += np.nan_to_num(filled, nan=0.0)
-            else:
-                rep_tot += np.nan_to_num(ls.points, nan=0.0)[None, :]
-        survival = survival_probability(rep_tot, cut=stage.cut if stage.advance is None else None,
-                                        advance=stage.advance, eligible=~gated)
-        iv = interval(rep_tot)
-        intervals = [(round(float(iv[i, 0]), 4), round(float(iv[i, 1]), 4)) for i in range(t)]
-        losers = [i for i in range(t) if not gated[i] and i not in keep]
-        fragile = [i for i in losers if survival[i] > stage.robustness_flag]
-        winners_at_risk = [i for i in keep if survival[i] < 1 - stage.robustness_flag]
-        if fragile:
-            note = ("the cut is fragile: " + "; ".join(
-                f"{entrants[i].name} had a {survival[i]:.0%} chance of surviving" for i in fragile))
-        elif losers:
-            note = ("the cut is robust: no team on the losing side survived in more than "
-                    f"{stage.robustness_flag:.0%} of replicates")
-        else:
-            note = "no team was cut on score"
-        if winners_at_risk:
-            note += "; at risk on the winning side: " + "; ".join(
-                f"{entrants[i].name} {survival[i]:.0%}" for i in winners_at_risk)
-        robustness = Robustness(replicates=reps, seed=seed, resampled=tuple(resampled),
-                                flag_threshold=stage.robustness_flag, flagged=bool(fragile),
-                                note=note)
-
-    # Repechage
-    decisions: dict[int, tuple[Decision, str]] = {}
-    for i in range(t):
-        if gated[i]:
-            failed = [g for g in rows[i][6] if g.status == "fail"]
-            decisions[i] = ("gated", "; ".join(f"gate '{g.gate_id}' failed: {g.reason}"
-                                               for g in failed))
-        elif i in keep:
-            decisions[i] = ("advance", f"rank {rank[i]}; within the {n_keep} places that advance")
-        else:
-            decisions[i] = ("cut", f"rank {rank[i]}; below the {n_keep} places that advance")
-    repechage = None
-    if stage.repechage is not None:
-        rp = stage.repechage
-        cands = [teams[i] for i in range(t) if decisions[i][0] == "cut"]
-        if rp.candidates == "cut_and_applicants":
-            cands += [a.team_id for a in applicants if a.team_id not in teams]
-        names = {e.team_id: e.name for e in (*entrants, *applicants)}
-        rvotes = [r for r in records if isinstance(r, RepechageVote)]
-        counts = Counter(v.team_id for v in rvotes if v.team_id in cands)
-        n_eval = len({v.evaluator_id for v in rvotes})
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        winners = tuple(c for c, n in ranked[:rp.slots] if n_eval and n / n_eval > rp.majority)
-        for i in range(t):
-            if teams[i] in winners:
-                decisions[i] = ("repechage", f"cut on score (rank {rank[i]}), then won the "
-                                f"repechage with {counts[teams[i]]} of {n_eval} votes")
-        if not rvotes:
-            reason = "no repechage votes stored"
-        elif winners:
-            reason = ", ".join(f"{names.get(w, w)} won {counts[w]} of {n_eval} votes "
-                               f"(> {rp.majority:.0%})" for w in winners)
-        else:
-            reason = f"no candidate won more than {rp.majority:.0%} of {n_eval} votes"
-        repechage = RepechageOutcome(
-            candidates=tuple(cands), candidate_names={c: names.get(c, c) for c in cands},
-            votes=dict(sorted(counts.items())), evaluators=n_eval,
-            majority=rp.majority, winners=winners, reason=reason,
-            source=",".join(sorted({v.source.value for v in rvotes})) or "none")
-
-    team_results = []
-    for i in order:
-        e, comps, _flat, total, max_measured, not_measured, gates = rows[i]
-        team_results.append(TeamResult(
-            team_id=e.team_id, team_name=e.name, total=round(total, 6),
-            max_measured=max_measured, components=comps, axes=_axes(stage, leaves, i),
-            gates=gates, rank=rank[i], decision=decisions[i][0], decision_reason=decisions[i][1],
-            survival_probability=None if np.isnan(survival[i]) else round(float(survival[i]), 4),
-            total_interval=intervals[i], not_measured=not_measured))
-
-    all_nm = sorted({k for tr in team_results for k in tr.not_measured})
-    sim = sorted({cs.component_id for tr in team_results for cs in tr.components
-                  if "simulated" in _walk_sources(cs)}
-                 | ({"repechage"} if repechage and "simulated" in repechage.source else set()))
-    hashes = {f"dossier:{e.team_id}": e.dossier_hash for e in (*entrants, *applicants)
-              if e.dossier_hash}
-    hashes["records"] = sha256_json(sorted(r.content_hash() for r in records))
-    hashes.update(extra_hashes or {})
-    return StageResult(
-        program_id=program.id, stage_id=stage.id, stage_name=stage.name, date=stage.date,
-        total_points=stage.total, axis_max=_axes(stage, None, 0), rule=rule,
-        teams=tuple(team_results), robustness=robustness,
-        repechage=repechage, not_measured=tuple(all_nm), simulated_sources=tuple(sim),
-        banner=banner, input_hashes=dict(sorted(hashes.items())), code_version=code_version(),
-        created_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 def _flatten(cs: ComponentScore) -> list[ComponentScore]:
