@@ -13,7 +13,7 @@ fingerprint ...``.
 The verdict is a measurement, so the exit code is 0 whatever it says; only bad
 input (missing folder, pickle checkpoint, corrupt header, ...) exits 2 with one
 line. Engines are imported inside the commands: ``kai --help`` loads no numpy. What is
-printed (the evidence table, the verdict's scope) is :mod:`kaieval.provenance.show`.
+printed (the evidence table, the verdict's scope) is :mod:`kaieval.report.independence`.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _run_blackbox(candidate: str, refs: list[str], controls: list[str], *, alpha
     if not controls:
         raise KaiError("an endpoint candidate needs at least one --control model (an unrelated "
                        "model whose agreement with the candidate is the baseline)")
-    from kaieval.provenance.show import print_blackbox
+    from kaieval.report.independence import print_blackbox
 
     cand = bb.parse_model_spec(candidate, served_model=model_name)
     result: BlackBoxResult = bb.blackbox_test(
@@ -149,7 +149,7 @@ def check(
                                model_name=model_name, seed=seed, prompts=prompts,
                                console=console)
         if json_out is not None:
-            from kaieval.provenance.show import blackbox_json
+            from kaieval.report.independence import blackbox_json
 
             write_json_file(json_out, blackbox_json(result))
         return
@@ -161,7 +161,7 @@ def check(
                          team=team or (path.stem if path.is_file() else path.resolve().name),
                          trust_remote_code=trust_remote_code, seed=seed,
                          permutations=permutations)
-    from kaieval.provenance.show import print_verdict
+    from kaieval.report.independence import print_verdict
 
     print_verdict(verdict, console, details=details)
     if json_out is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from kaieval.provenance.show import evidence_table, fmt_p, print_verdict
 from kaieval.records import ComponentEvidence, IndependenceVerdict
+from kaieval.report.independence import evidence_table, fmt_p, print_verdict
 
 # prose that says something else than the fields: a reader that parsed it would show it
 MISLEADING = ("vs elsewhere: 99 tensor(s) byte-identical (a = b); Fisher chi2=1.0 df=2 "

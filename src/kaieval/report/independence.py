@@ -2,7 +2,9 @@
 
 Reads only the fields of :class:`~kaieval.records.ComponentEvidence` (never its prose
 ``detail``) and of a black-box result. Used by ``kai provenance``; anything that shows a
-verdict to a person (web, reports) can reuse it.
+verdict to a person (web, reports) can reuse it. It lives with the renderers, not in the
+engine, so changing how a verdict looks does not change the provenance code the
+calibration summary was measured on.
 """
 
 from __future__ import annotations
