@@ -99,6 +99,14 @@ class ArenaVotes(Record):
 
 
 class ComponentEvidence(BaseModel):
+    """One (component, reference) line of an independence verdict.
+
+    ``detail`` is prose for people; every figure a program needs is a field of its own
+    (readers never parse ``detail``). The counts and Fisher fields are ``None`` in
+    records written before they existed, and where a test does not produce them
+    (tokenizer lineage, black box).
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     component: str
@@ -109,6 +117,13 @@ class ComponentEvidence(BaseModel):
     detail: str = ""
     reference: str | None = None  # which reference this line compares with (None: none)
     log10_p: float | None = None  # the p-value as log10, finite when p underflows to 0
+    tensors_copied: int | None = None  # tensors byte-identical to the reference's
+    tensors_correlated: int | None = None  # tensors correlation-tested (Fisher-combined)
+    tensors_skipped: int | None = None  # tensors that could not be compared
+    sites_matched: int | None = None  # MLPs / experts compared by hidden-unit matching
+    fisher_chi2: float | None = None  # Fisher's chi-square over the correlation tests
+    fisher_df: int | None = None  # its degrees of freedom (2 x tensors correlated)
+    fisher_log10_p: float | None = None  # its p-value as log10 (finite when p underflows)
 
 
 class IndependenceVerdict(Record):

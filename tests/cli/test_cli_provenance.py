@@ -131,6 +131,34 @@ def test_two_references_and_same_seed_reproduces(models: dict[str, Path],
     assert any("parent" in r for r in rows) and any("independent" in r for r in rows)
 
 
+def test_table_comes_from_evidence_fields(models: dict[str, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command prints the record's fields; the prose ``detail`` is shown only on request."""
+    import kaieval.provenance
+    from kaieval.records import ComponentEvidence
+
+    misleading = "vs elsewhere: 99 tensor(s) byte-identical; Fisher chi2=1.0 df=2 log10 p=-5.0"
+    ev = ComponentEvidence(component="block.0.mlp", verdict="derived",
+                           test="exact_reuse+correlation", statistic=1.0, p_value=0.0,
+                           log10_p=-812.4, detail=misleading, reference="other",
+                           tensors_copied=3, tensors_correlated=2, fisher_chi2=55.55,
+                           fisher_df=4, fisher_log10_p=-812.4)
+    verdict = IndependenceVerdict(stage_id="s1", team_id="t", source="measured",
+                                  verdict="derived", references=("parent", "other"),
+                                  alpha=0.01, evidence=(ev,), summary="summary")
+    monkeypatch.setattr(kaieval.provenance, "check_independence", lambda *a, **k: verdict)
+    for details in (False, True):
+        res = runner.invoke(app, ["provenance", str(models["finetune"]), "--ref",
+                                  str(models["parent"]), *(["--details"] * details)],
+                            env={"COLUMNS": "160"})
+        assert res.exit_code == 0, res.output
+        row = next(ln for ln in res.output.splitlines() if "block.0.mlp" in ln and "│" in ln)
+        cells = [c.strip() for c in row.split("│")[1:-1]]
+        assert cells == ["block.0.mlp", "other", "exact_reuse + correlation",
+                         "3 identical; chi2=55.5 df=4", "+1.000", "1e-812", "derived"]
+        assert ("vs elsewhere" in res.output) is details
+
+
 def _bad(tmp_path: Path, models: dict[str, Path]) -> dict[str, list[str]]:
     pickled = tmp_path / "pickled"
     pickled.mkdir()

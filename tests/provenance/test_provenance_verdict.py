@@ -88,6 +88,37 @@ def test_copied_vision_encoder_is_partial(models: dict[str, Path]) -> None:
     assert "vision_encoder/blocks.0.attn.qkv.weight" in ve.detail
 
 
+def test_evidence_carries_its_figures_as_fields(models: dict[str, Path]) -> None:
+    """Reference, copies, tensor counts and Fisher's test are fields: nobody parses detail."""
+    v = _check(models, "naver")
+    ve = next(e for e in v.evidence if e.component == "vision_encoder")
+    assert ve.reference == "parent" and ve.detail.startswith("vs parent:")
+    assert ve.tensors_copied is not None and ve.tensors_copied > 0
+    assert f"{ve.tensors_copied} tensor(s) byte-identical" in ve.detail
+    v = _check(models, "finetune")
+    fished = [e for e in v.evidence if e.fisher_chi2 is not None]
+    assert fished
+    for e in fished:
+        assert e.reference == "parent" and e.tensors_copied == 0
+        assert e.tensors_correlated and e.fisher_df == 2 * e.tensors_correlated
+        assert e.fisher_log10_p is not None and e.fisher_log10_p < 0
+        assert f"{e.tensors_correlated} tensor(s), centred r mean" in e.detail
+        assert f"Fisher chi2={e.fisher_chi2:.1f} df={e.fisher_df}" in e.detail
+        if not e.sites_matched:  # the component's p is Fisher's alone
+            assert e.log10_p == pytest.approx(e.fisher_log10_p)
+    assert any(e.sites_matched for e in v.evidence if e.component.endswith(".mlp"))
+    assert all(e.tensors_skipped is not None for e in v.evidence)
+
+
+def test_evidence_stored_before_the_fields_still_loads() -> None:
+    from kaieval.records import ComponentEvidence
+
+    old = ComponentEvidence.model_validate({"component": "embeddings", "verdict": "derived",
+                                            "test": "correlation", "p_value": 0.0,
+                                            "detail": "vs parent: ..."})
+    assert old.tensors_copied is None and old.fisher_chi2 is None and old.reference is None
+
+
 def test_different_vocabulary_compares_shared_tokens(models: dict[str, Path]) -> None:
     cand_vocab = read_vocab(models["vocab_derived"] / "tokenizer.json")
     ref_vocab = read_vocab(models["parent"] / "tokenizer.json")

@@ -24,6 +24,7 @@ Public API::
     write_mot(record: MotRecord, path: Path) -> None   # atomic
     mot_to_releases(record: MotRecord) -> list[ReleasedComponent]
     releases_to_mot(releases, *, name: str, producer: str = "", ...) -> MotRecord
+    submission_mot(dossier: Dossier, stage_id: str) -> MotRecord   # `kai audit --mot`
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kaieval.audit.licences import UNKNOWN, lookup
 from kaieval.audit.openness import BY_NAME, ReleasedComponent, _as_released, mof_component
-from kaieval.spec.dossier import Release
+from kaieval.spec.dossier import Dossier, Release
 from kaieval.spec.yamlload import load_yaml, parse_model
 
 FRAMEWORK_NAME: Literal["Model Openness Framework"] = "Model Openness Framework"
@@ -251,3 +252,12 @@ def releases_to_mot(releases: Sequence[Release | ReleasedComponent], *, name: st
     return MotRecord(release=MotRelease(
         name=name, version=version, date=date, type=model_type, architecture=architecture,
         origin=origin, producer=producer, contact=contact, components=tuple(comps)))
+
+
+def submission_mot(dossier: Dossier, stage_id: str) -> MotRecord:
+    """The MOT record of a team's submission to a stage: its releases, named after the
+    submitted model (or the team), produced by the team's lead, origin Korea."""
+    sub = dossier.submissions[stage_id]
+    model = sub.model.model_name if sub.model and sub.model.model_name else None
+    return releases_to_mot(sub.releases, name=model or dossier.team.name,
+                           producer=dossier.team.lead, origin="KR")

@@ -91,6 +91,12 @@ class EvalRun(_Frozen):
     tasks: tuple[TaskRun, ...]
     wall_s: float
 
+    def summary_lines(self) -> list[str]:
+        """One line per (task, metric): value, standard error, 95% interval, n."""
+        return [f"{tr.name:24} {metric:14} {m.value:.4f} ± {m.stderr:.4f} "
+                f"(95% CI {m.ci_low:.4f}–{m.ci_high:.4f}, n={m.n})"
+                for tr in self.tasks for metric, m in tr.metrics.items()]
+
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that can change a number (absent ones are omitted)."""

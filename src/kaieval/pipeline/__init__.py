@@ -6,6 +6,7 @@ shared), :func:`measure_stage` runs the plan with failure isolation and resume,
 :func:`save_stage_result` stores what ``run_stage`` decided.
 """
 
+from kaieval.pipeline.inputs import program_stage, stage_inputs
 from kaieval.pipeline.measure import JobOutcome, StageMeasurement, measure_stage
 from kaieval.pipeline.plan import (
     ENGINES,
@@ -17,8 +18,9 @@ from kaieval.pipeline.plan import (
     plan_stage,
     stage_teams,
 )
-from kaieval.pipeline.results import save_stage_result
+from kaieval.pipeline.results import load_stage_results, save_stage_result, stage_entrants
 
 __all__ = ["ENGINES", "Job", "JobOutcome", "Plan", "StageInputs", "StageMeasurement",
-           "engines_asked", "measure_stage", "parse_only", "plan_stage", "save_stage_result",
+           "engines_asked", "load_stage_results", "measure_stage", "parse_only", "plan_stage",
+           "program_stage", "save_stage_result", "stage_entrants", "stage_inputs",
            "stage_teams"]

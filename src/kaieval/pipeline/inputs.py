@@ -18,7 +18,8 @@ from kaieval.spec.load import LoadedDossier
 from kaieval.spec.program import GateKind, Program, Stage
 
 
-def pick_stage(program: Program, stage_id: str) -> Stage:
+def program_stage(program: Program, stage_id: str) -> Stage:
+    """The programme's stage ``stage_id``; a missing one is a one-line input error."""
     try:
         return program.stage(stage_id)
     except KeyError:
@@ -60,7 +61,7 @@ def stage_inputs(program: Program, program_hash: str, stage_id: str,
                  program_path: Path | None = None, registry: Path | None = None,
                  teams: Iterable[str] | None = None, reference_tokenizer: Path | None = None,
                  audit_dir: Path | None = None, batch_size: int = 16) -> StageInputs:
-    stage = pick_stage(program, stage_id)
+    stage = program_stage(program, stage_id)
     chosen = stage_teams(dossiers, stage_id, teams)
     if not chosen:
         raise KaiError(f"none of the dossiers has a submission for stage '{stage_id}'")

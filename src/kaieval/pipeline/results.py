@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from kaieval.errors import KaiError
 from kaieval.scoring.results import StageResult
 
 if TYPE_CHECKING:
+    from kaieval.scoring.stage import Entrant
+    from kaieval.spec.load import LoadedDossier
     from kaieval.store import Store
 
 _VOLATILE = {"created_at", "code_version"}
@@ -25,3 +29,37 @@ def save_stage_result(store: Store, result: StageResult, run_label: str, actor: 
             return False
     return store.put_stage_result(result.stage_id, run_label, payload,
                                   result.input_hashes.get("records", ""), actor=actor)
+
+
+def stage_entrants(dossiers: Sequence[LoadedDossier], stage_id: str
+                   ) -> tuple[list[Entrant], list[Entrant]]:
+    """The teams that submitted to ``stage_id``: entrants, then repechage applicants.
+
+    Dossiers without a submission for the stage are left out; none at all is an input
+    error (there would be nothing to score).
+    """
+    from kaieval.scoring.stage import Entrant
+
+    entrants: list[Entrant] = []
+    applicants: list[Entrant] = []
+    for d in dossiers:
+        sub = d.dossier.submissions.get(stage_id)
+        if sub is None:
+            continue
+        e = Entrant(d.dossier.team.id, d.dossier.team.name, sub, d.sha256)
+        (applicants if sub.applies_to == "repechage" else entrants).append(e)
+    if not entrants:
+        raise KaiError(f"none of the dossiers has a submission for stage '{stage_id}'")
+    return entrants, applicants
+
+
+def load_stage_results(store: Store, stage_ids: Sequence[str], run_label: str
+                       ) -> list[StageResult]:
+    """Stored stage results, in the order asked; a missing one is an input error."""
+    results = []
+    for sid in stage_ids:
+        payload = store.stage_result(sid, run_label)
+        if payload is None:
+            raise KaiError(f"no stored result for stage '{sid}' (run '{run_label}')")
+        results.append(StageResult.model_validate(payload))
+    return results

@@ -347,7 +347,7 @@ def _detail(f: _Finding) -> str:
 def _evidence(f: _Finding) -> ComponentEvidence:
     if not f.comparable:
         return ComponentEvidence(component=f.component, verdict="inconclusive", test="none",
-                                 detail=_detail(f), reference=f.reference)
+                                 detail=_detail(f), reference=f.reference, **_counts(f))
     tests: list[str] = sorted({r.test for r in f.results})
     if f.matched:
         tests.append("hidden_unit_matching")
@@ -363,7 +363,17 @@ def _evidence(f: _Finding) -> ComponentEvidence:
     return ComponentEvidence(
         component=f.component, verdict="derived" if f.derived else "no_evidence", test=test,
         statistic=stat, p_value=None if lp is None else math.exp(lp), detail=_detail(f),
-        reference=f.reference, log10_p=None if lp is None else tw.log10(lp))
+        reference=f.reference, log10_p=None if lp is None else tw.log10(lp), **_counts(f))
+
+
+def _counts(f: _Finding) -> dict[str, Any]:
+    """The figures ``_detail`` words, as evidence fields: readers need not parse the prose."""
+    fisher = f.fisher
+    return {"tensors_copied": len(f.copies), "tensors_correlated": len(f.results),
+            "tensors_skipped": len(f.skipped), "sites_matched": len(f.matched),
+            "fisher_chi2": None if fisher is None else fisher.statistic,
+            "fisher_df": None if fisher is None else fisher.df,
+            "fisher_log10_p": None if fisher is None else tw.log10(fisher.log_p)}
 
 
 def _input_hashes(label: str, w: ModelWeights) -> dict[str, str]:

@@ -9,6 +9,8 @@ Public API::
 
 The report reads only ``kaieval.scoring.results.StageResult``; it never
 recomputes a score, so what it shows is exactly what the stage engine decided.
+``report.independence`` shows an ``IndependenceVerdict`` (``kai provenance``) the same way:
+from the record's fields only.
 """
 
 from __future__ import annotations

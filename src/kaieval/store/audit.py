@@ -13,7 +13,9 @@ them, which keeps the rules testable and readable in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -45,6 +47,10 @@ class AuditEntry:
         """The hash this entry should carry given its fields and ``prev_hash``."""
         return entry_hash(self.prev_hash, self.seq, self.at, self.actor, self.action,
                           self.entity, self.entity_key, self.content_hash)
+
+    def to_json(self) -> str:
+        """One line of JSON, every field, as ``kai audit-log show`` prints it."""
+        return json.dumps(dataclasses.asdict(self), default=str, ensure_ascii=False)
 
 
 def entry_hash(prev_hash: str, seq: int, at: str, actor: str, action: str, entity: str,

@@ -1,4 +1,4 @@
-"""``kai audit`` and ``kai tokenizer-efficiency`` (registered on ``kai``)."""
+"""``kai audit``: sovereignty, ecosystem, licences and openness of a dossier."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from kaieval.cli import app, user_errors
+from kaieval.cli._common import user_errors
 
-# --- kai audit ------------------------------------------------------------------------------
+app = typer.Typer()
 
 
 @app.command("audit")
@@ -58,44 +58,8 @@ def audit(
         atomic_write_text(records_out, "".join(it.model_dump_json() + "\n"
                                                for it in report.items))
     if mot_out is not None:
-        from kaieval.audit.mot import releases_to_mot, write_mot
+        from kaieval.audit.mot import submission_mot, write_mot
 
-        sub = loaded.dossier.submissions[report.stage_id]
-        model = sub.model.model_name if sub.model and sub.model.model_name else None
-        write_mot(releases_to_mot(sub.releases, name=model or loaded.dossier.team.name,
-                                  producer=loaded.dossier.team.lead, origin="KR"), mot_out)
+        write_mot(submission_mot(loaded.dossier, report.stage_id), mot_out)
     if strict and report.flags:
         raise typer.Exit(1)
-
-
-# --- kai tokenizer-efficiency ---------------------------------------------------------------
-
-
-@app.command("tokenizer-efficiency")
-@user_errors
-def tokenizer_efficiency(
-    tokenizers: Annotated[list[Path], typer.Argument(
-        metavar="TOKENIZER",
-        help="tokenizer.json, SentencePiece .model, or a model folder holding one.")],
-    corpus: Annotated[Path | None, typer.Option(help="Folder of *.txt files, one genre each "
-                                                "(default: the bundled Korean corpus).")] = None,
-    reference: Annotated[Path | None, typer.Option(help="Tokenizer to normalise every figure "
-                                                   "against (ratio = this / reference).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write all figures as JSON "
-                                                  "(atomically).")] = None,
-    per_genre: Annotated[bool, typer.Option("--per-genre", help="One table per tokenizer "
-                                            "with a row per genre.")] = False,
-) -> None:
-    """Korean tokenizer efficiency: characters, bytes and eojeols per token, round-trip, unk."""
-    from rich.console import Console
-
-    from kaieval.audit.tokenizer_efficiency import measure_many, print_report
-    from kaieval.errors import KaiError
-    from kaieval.report.write import atomic_write_text
-
-    if json_out is not None and not json_out.resolve().parent.is_dir():
-        raise KaiError("folder for the JSON file does not exist", where=str(json_out))
-    report = measure_many(tokenizers, corpus=corpus, reference=reference)
-    print_report(report, Console(highlight=False), per_genre=per_genre)
-    if json_out is not None:
-        atomic_write_text(json_out, report.model_dump_json(indent=2) + "\n")

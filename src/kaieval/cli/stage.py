@@ -1,25 +1,19 @@
-"""``kai stage measure`` and ``kai registry``: measuring a stage into the store."""
+"""``kai stage``: measure a stage's submissions into the store, then score it from there."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from kaieval.cli import DbOpt, app, stage_app, user_errors
+from kaieval.cli._common import DbOpt, user_errors
 
-registry_app = typer.Typer(no_args_is_help=True,
-                           help="Reference models the independence gate checks against.")
-app.add_typer(registry_app, name="registry")
-
-RegistryOpt = Annotated[Path | None, typer.Option(
-    "--registry", help="Registry folder (default: $KAI_REGISTRY or ./registry).")]
+app = typer.Typer(no_args_is_help=True, help="Measure a stage into the store; score it from "
+                  "the store.")
 
 
-@stage_app.command("measure")
+@app.command("measure")
 @user_errors
 def stage_measure(
     program: Annotated[str, typer.Option(help="Programme YAML or template name.")],
@@ -50,6 +44,8 @@ def stage_measure(
     and declared base models, the dossier audit and tokenizer efficiency. A rerun
     measures only what changed. Exit 1 if anything could not be measured.
     """
+    from rich.console import Console
+
     from kaieval.pipeline import measure_stage, parse_only, plan_stage
     from kaieval.pipeline.inputs import default_request_cache, stage_inputs
     from kaieval.report.progress import live_grid, print_measurement_summary
@@ -77,55 +73,35 @@ def stage_measure(
         raise typer.Exit(1)
 
 
-@registry_app.command("add")
+@app.command("run")
 @user_errors
-def registry_add(
-    source: Annotated[Path, typer.Argument(help="A model folder or a fingerprint file.")],
-    name: Annotated[str, typer.Option(help="Name of the reference (unique).")],
-    origin: Annotated[str, typer.Option(help="Country of origin, ISO code (e.g. US, CN, KR), "
-                                        "or 'unknown'.")],
-    licence: Annotated[str, typer.Option(help="Licence of the weights.")] = "unknown",
-    family: Annotated[str, typer.Option(help="Model family (e.g. llama, qwen).")] = "",
-    released: Annotated[str, typer.Option(help="Release date (YYYY-MM[-DD]).")] = "",
-    link: Annotated[bool, typer.Option(help="Keep a link to the model folder instead of "
-                                       "writing a fingerprint (full power, slower).")] = False,
-    replace: Annotated[bool, typer.Option(help="Supersede a reference of the same "
-                                          "name.")] = False,
-    registry: RegistryOpt = None,
+def stage_run(
+    program: Annotated[str, typer.Option(help="Programme YAML or template name.")],
+    stage: Annotated[str, typer.Option(help="Stage id.")],
+    teams: Annotated[list[Path], typer.Argument(help="Team dossier YAML files.")],
+    db: DbOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Write HTML/JSON reports here.")] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded).")] = 0,
+    replicates: Annotated[int | None, typer.Option(help="Bootstrap replicates.")] = None,
 ) -> None:
-    """Add a reference model (as a fingerprint, or a folder link) to the registry."""
-    from kaieval.registry import add_reference, default_registry_dir
+    """Score one stage from the records in the store and decide the cut."""
+    from rich.console import Console
 
-    folder = registry or default_registry_dir()
-    e = add_reference(folder, source, name=name, origin=origin, licence=licence, family=family,
-                      released=released, link=link, replace=replace)
-    typer.echo(f"added {e.name} ({e.kind}, {e.sha256[:19]}…) to {folder}")
+    from kaieval.pipeline import program_stage, save_stage_result, stage_entrants
+    from kaieval.report import print_summary, write_reports
+    from kaieval.scoring.stage import run_stage
+    from kaieval.spec.load import load_dossiers, load_program
+    from kaieval.store import Store
 
-
-@registry_app.command("list")
-@user_errors
-def registry_list(
-    registry: RegistryOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON, one object per "
-                                          "reference.")] = False,
-) -> None:
-    """List the registry's references and their metadata."""
-    from rich.table import Table
-
-    from kaieval.registry import default_registry_dir, load_registry
-
-    reg = load_registry(registry or default_registry_dir())
-    if as_json:
-        typer.echo(json.dumps([e.model_dump(mode="json") for e in reg.entries],
-                              ensure_ascii=False, indent=2))
-        return
-    if not reg.entries:
-        typer.echo(f"no references in {reg.folder}")
-        return
-    table = Table(title=f"registry {reg.folder}", title_justify="left")
-    for col in ("name", "family", "origin", "licence", "released", "kind", "sha256"):
-        table.add_column(col)
-    for e in reg.entries:
-        table.add_row(e.name, e.family, e.origin, e.licence, e.released, e.kind,
-                      e.sha256[:19] + "…")
-    Console().print(table)
+    prog, phash = load_program(program)
+    st = program_stage(prog, stage)
+    entrants, applicants = stage_entrants(load_dossiers(teams, prog), stage)
+    store = Store(db)
+    result = run_stage(prog, st, entrants, store.records(stage_id=stage), seed=seed,
+                       applicants=applicants, replicates=replicates,
+                       extra_hashes={"program": phash})
+    save_stage_result(store, result, "main", actor="kai stage run")
+    print_summary(result, Console())
+    if out is not None:
+        for p in write_reports([result], out, title=f"{prog.name}: {st.name}", banner=None):
+            typer.echo(f"wrote {p}")

@@ -1,0 +1,5 @@
+"""``python -m kaieval.cli``: the same ``kai`` command."""
+
+from kaieval.cli import main
+
+main()

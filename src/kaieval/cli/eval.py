@@ -1,0 +1,60 @@
+"""``kai eval``: benchmarks on a local model or an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kaieval.cli._common import user_errors
+from kaieval.errors import KaiError
+
+app = typer.Typer()
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    model: Annotated[str, typer.Option("--model", help="Local model folder or endpoint URL.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated catalogue names or task YAML "
+                                       "paths (ours or lm-eval's).")],
+    backend: Annotated[str, typer.Option(help="hf, openai or vllm.")] = "hf",
+    model_name: Annotated[str | None, typer.Option(help="Served model name (openai).")] = None,
+    num_fewshot: Annotated[int | None, typer.Option(help="Override the tasks' few-shot "
+                                                    "count.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size (results do not depend on "
+                                            "it).")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Only the first N documents per "
+                                              "task.")] = None,
+    log_samples: Annotated[Path | None, typer.Option(help="Write per-sample JSONL here.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the run record (JSON) here.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Request cache folder (default "
+                                                   "~/.cache/kaieval/requests).")] = None,
+    chat_template: Annotated[bool, typer.Option(help="Apply the model's chat template.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model repository's own "
+                                                    "code to run (off by default).")] = False,
+) -> None:
+    """Run benchmarks on a local model or an OpenAI-compatible endpoint."""
+    from kaieval.bench.run import evaluate
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise KaiError("--tasks is empty")
+    kwargs: dict[str, Any] = {}
+    if backend == "openai":
+        if not model_name:
+            raise KaiError("--backend openai needs --model-name")
+        kwargs["model_name"] = model_name
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    run = evaluate(model, names, backend=backend, num_fewshot=num_fewshot,
+                   batch_size=batch_size, limit=limit, cache_dir=cache_dir,
+                   log_samples=log_samples, chat_template=chat_template, **kwargs)
+    if output is not None:
+        from kaieval.report.write import atomic_write_text
+
+        atomic_write_text(output, run.model_dump_json(indent=2) + "\n")
+        typer.echo(f"wrote {output}")
+    for line in run.summary_lines():
+        typer.echo(line)

@@ -1,0 +1,131 @@
+"""Independence results on the terminal: the evidence table, the verdict and its scope.
+
+Reads only the fields of :class:`~kaieval.records.ComponentEvidence` (never its prose
+``detail``) and of a black-box result. Used by ``kai provenance``; anything that shows a
+verdict to a person (web, reports) can reuse it. It lives with the renderers, not in the
+engine, so changing how a verdict looks does not change the provenance code the
+calibration summary was measured on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from kaieval.provenance.blackbox import BlackBoxResult
+    from kaieval.records import ComponentEvidence, IndependenceVerdict
+
+VERDICT_STYLE = {"derived": "bold red", "partial": "bold yellow", "no_evidence": "green",
+                 "inconclusive": "dim"}
+
+
+def fmt_p(p: float | None, log10_p: float | None = None) -> str:
+    """A p-value in two significant digits; below float range it underflows to 0, and the
+    recorded log10 (when there is one) gives its order of magnitude instead."""
+    if p is None:
+        return "-"
+    if p == 0.0:
+        return f"1e{log10_p:.0f}" if log10_p is not None else "<1e-300"
+    return f"{p:.2g}"
+
+
+def reference_of(ev: ComponentEvidence, refs: tuple[str, ...]) -> str:
+    """The reference an evidence line compares with (a lone reference when not recorded)."""
+    if ev.reference is not None:
+        return ev.reference
+    return refs[0] if len(refs) == 1 else "?"
+
+
+def statistic(ev: ComponentEvidence) -> str:
+    """The count of byte-identical tensors and Fisher's chi-square (and df) of the component."""
+    parts: list[str] = []
+    if ev.tensors_copied:
+        parts.append(f"{ev.tensors_copied} identical")
+    if ev.fisher_chi2 is not None:
+        parts.append(f"chi2={ev.fisher_chi2:.1f} df={ev.fisher_df}")
+    return "; ".join(parts) if parts else "-"
+
+
+def effect(ev: ComponentEvidence) -> str:
+    """Mean centred correlation (the engine's statistic); exact copies alone have none."""
+    if ev.statistic is None or ev.test in ("none", "exact_reuse"):
+        return "-"
+    return f"{ev.statistic:+.3f}"
+
+
+def _p_value(ev: ComponentEvidence) -> str:
+    return fmt_p(ev.p_value, ev.log10_p if ev.log10_p is not None else ev.fisher_log10_p)
+
+
+def evidence_table(verdict: IndependenceVerdict) -> Table:
+    """One row per (component, reference): test, statistic, effect size, p-value, verdict."""
+    table = Table(title=f"Independence evidence: {verdict.team_id} (stage {verdict.stage_id})",
+                  show_lines=False, header_style="bold")
+    table.add_column("component", no_wrap=True)
+    table.add_column("reference", overflow="fold")
+    table.add_column("test", overflow="fold")
+    table.add_column("statistic", justify="right")
+    table.add_column("effect r", justify="right", no_wrap=True)
+    table.add_column("p-value", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for ev in verdict.evidence:
+        table.add_row(ev.component, reference_of(ev, verdict.references),
+                      ev.test.replace("+", " + "), statistic(ev), effect(ev), _p_value(ev),
+                      f"[{VERDICT_STYLE[ev.verdict]}]{ev.verdict}[/]")
+    return table
+
+
+def print_verdict(verdict: IndependenceVerdict, console: Console, *, details: bool) -> None:
+    """The evidence table, the overall verdict, alpha and the Holm note, and its scope."""
+    console.print(evidence_table(verdict))
+    if details:
+        for ev in verdict.evidence:
+            console.print(f"  {ev.component}: {ev.detail}", markup=False, highlight=False)
+    tested = sum(1 for ev in verdict.evidence if ev.p_value is not None)
+    style = VERDICT_STYLE[verdict.verdict]
+    console.print(f"Verdict: [{style}]{verdict.verdict}[/]")
+    console.print(verdict.summary, markup=False, highlight=False)
+    console.print(f"alpha = {verdict.alpha:g}, Holm-corrected across the {tested} tested "
+                  "(component, reference) pairs; byte-identical tensors are decisive on their "
+                  "own. Raw cosine of norm weights is never used as evidence (norms start at "
+                  "1.0, so any two models look alike).", markup=False, highlight=False)
+    console.print("This verdict is against the listed references only ("
+                  + ", ".join(verdict.references) + "): 'no_evidence' means no dependence on "
+                  "them was detected, not that the model was trained from scratch.",
+                  markup=False, highlight=False)
+
+
+def print_blackbox(result: BlackBoxResult, console: Console) -> None:
+    """Per reference: agreement with it vs with the controls, effect, p-values, decision."""
+    table = Table(title=f"Black-box evidence: {result.candidate.get('name', 'candidate')} "
+                        f"({len(result.prompt_ids)} prompts, {len(result.controls)} control(s))",
+                  header_style="bold")
+    for col in ("reference", "agreement", "controls", "effect", "wins", "p-value", "p (Holm)",
+                "verdict"):
+        table.add_column(col, justify="left" if col in ("reference", "verdict") else "right")
+    for r in result.references:
+        verdict = "[bold red]dependent[/]" if r.significant else "[green]no_evidence[/]"
+        table.add_row(r.reference, f"{r.mean_reference:.3f}", f"{r.mean_controls:.3f}",
+                      f"{r.effect:+.3f}", f"{r.wins:.0%}", fmt_p(r.p_value), fmt_p(r.p_holm),
+                      verdict)
+    console.print(table)
+    hit = result.significant
+    console.print("Verdict: " + (f"[bold red]behavioural evidence of dependence on "
+                                 f"{', '.join(hit)}[/]" if hit else "[green]no_evidence[/]"))
+    console.print(f"alpha = {result.alpha:g}, Holm-corrected across {len(result.references)} "
+                  f"reference(s); {result.n_permutations} label permutations, seed "
+                  f"{result.seed}. Method: {result.method}. Agreement cannot tell weight reuse "
+                  "from distillation on the reference's outputs; the verdict is against the "
+                  "listed references only.", markup=False, highlight=False)
+
+
+def blackbox_json(result: BlackBoxResult) -> str:
+    """A black-box result as indented JSON, with its significant references listed."""
+    data = dataclasses.asdict(result)
+    data["significant"] = list(result.significant)
+    return json.dumps(data, ensure_ascii=False, indent=2)
