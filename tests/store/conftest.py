@@ -22,6 +22,7 @@ from kaieval.records import (
     BenchmarkResult,
     CommitteeSheet,
     ComponentEvidence,
+    EngineRun,
     IndependenceVerdict,
     Measurement,
     Record,
@@ -79,6 +80,9 @@ def samples() -> list[Record]:
         Measurement(team_id="beta", source="simulated", name="heldout_loss", value=2.31,
                     unit="nats", **common),
         RepechageVote(team_id="gamma", source="committee", evaluator_id="e2", **common),
+        EngineRun(team_id="alpha", source="measured", engine="bench", status="measured",
+                  job_key="sha256:cd", produced=("benchmark/stage1/alpha/candidate/kmmlu",),
+                  notes=("ifeval: not measured",), **common),
     ]
 
 
