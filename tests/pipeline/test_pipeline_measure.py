@@ -127,6 +127,14 @@ def test_one_team_failing_leaves_the_others_measured(programme: Path, tmp_path: 
     assert runs[("a", "bench")].status == "not_measured"
     assert runs[("b", "bench")].status == "measured"
     assert any(isinstance(r, IndependenceVerdict) and r.team_id == "b" for r in recs)
+    # the report says why team a has no benchmark points
+    code, out = _kai("stage", "run", "--program", str(p / "program.yaml"), "--stage", "s1",
+                     str(p / "a.yaml"), str(p / "b.yaml"), str(p / "c.yaml"), "--db", db,
+                     "--out", str(p / "out"))
+    assert code == 0, out
+    team_a = next(t for t in json.loads((p / "out" / "s1.json").read_text("utf-8"))["teams"]
+                  if t["team_id"] == "a")
+    assert "bench: " in json.dumps(team_a) and "models/gone" in json.dumps(team_a)
 
 
 def test_a_changed_reference_is_refused_by_name(programme: Path, tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def stage_run(
 
     prog, phash = load_program(program)
     st = program_stage(prog, stage)
-    entrants, applicants = stage_entrants(load_dossiers(teams, prog), stage)
+    # scores come from the store: the files a dossier names are the measuring step's concern
+    entrants, applicants = stage_entrants(load_dossiers(teams, prog, check_files=False), stage)
     store = Store(db)
     result = run_stage(prog, st, entrants, store.records(stage_id=stage), seed=seed,
                        applicants=applicants, replicates=replicates,

@@ -18,7 +18,14 @@ from numpy.typing import NDArray
 from kaieval.arena.bradley_terry import fit_strengths, user_points, win_matrix
 from kaieval.committee.trimmed import committee_points, trimmed_item_means
 from kaieval.errors import KaiError
-from kaieval.records import ArenaVotes, AuditItem, BenchmarkResult, CommitteeSheet, Record
+from kaieval.records import (
+    ArenaVotes,
+    AuditItem,
+    BenchmarkResult,
+    CommitteeSheet,
+    EngineRun,
+    Record,
+)
 from kaieval.scoring.robustness import bootstrap_committee_points, bootstrap_mean
 from kaieval.spec.dossier import Submission
 from kaieval.spec.program import Component, ComponentKind, RelativeMapping
@@ -85,7 +92,8 @@ def benchmark_scores(comp: Component, teams: Sequence[str], subs: Sequence[Submi
         for b in measured:
             cand = res.get((tid, "candidate", b.id))
             if cand is None:
-                out.evidence[i].append(f"{b.id}: no result submitted (0 points)")
+                out.evidence[i].append(f"{b.id}: no result submitted (0 points)"
+                                       + _why_not(records, tid, "bench"))
                 continue
             tgt_rec = res.get((tid, "target", b.id))
             if tgt_rec is not None:
@@ -232,6 +240,15 @@ def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
     return out
 
 
+def _why_not(records: Sequence[Record], team_id: str, engine: str) -> str:
+    """The reason ``kai stage measure`` stored when it could not measure (or "")."""
+    for r in records:
+        if (isinstance(r, EngineRun) and r.team_id == team_id and r.engine == engine
+                and r.status == "not_measured"):
+            return f"; {engine}: {r.reason}"
+    return ""
+
+
 def audit_scores(comp: Component, stage_id: str, teams: Sequence[str],
                  records: Sequence[Record]) -> LeafScores:
     """Sum of audited rubric items (produced by the audit engine), capped at the item's max."""
@@ -252,7 +269,8 @@ def audit_scores(comp: Component, stage_id: str, teams: Sequence[str],
         if len(items) < len(maxes):
             missing = ", ".join(k for k in maxes if k not in items)
             out.detail[i] = (f"not measured: {len(maxes) - len(items)} of {len(maxes)} audit "
-                             f"items have no result ({missing})")
+                             f"items have no result ({missing})"
+                             + _why_not(records, tid, "audit"))
             continue
         got = sum(min(a.points, maxes[k]) for k, a in items.items())
         out.points[i] = comp.points * got / total_max
