@@ -194,3 +194,30 @@ def test_kill_9_loses_only_the_job_in_flight(programme: Path, tmp_path: Path) ->
     assert all(r.status == "measured" for r in runs)
     bench = [r for r in store.records(stage_id="s1") if isinstance(r, BenchmarkResult)]
     assert len(bench) == 12
+
+
+def test_an_endpoint_candidate_is_measured_through_the_openai_backend(
+        programme: Path, tmp_path: Path) -> None:
+    """Team c serves its model on a real local OpenAI-compatible server (127.0.0.1)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from openai_server import LocalOpenAIServer  # type: ignore[import-not-found]
+
+    p = programme
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    srv = LocalOpenAIServer(p / "models" / "skt", name="skt-served")
+    try:
+        (p / "c.yaml").write_text((p / "c.yaml").read_text("utf-8").replace(
+            "model: {path: models/skt}",
+            f"model: {{endpoint: '{srv.base_url}', model_name: skt-served}}"))
+        code, out = _measure(p, db, "--only", "bench", "--team", "c")
+    finally:
+        srv.close()
+    assert code == 0, out
+    recs = Store(db).records(stage_id="s1")
+    cand = [r for r in recs if isinstance(r, BenchmarkResult) and r.role == "candidate"]
+    assert {r.team_id for r in cand} == {"c"} and len(cand) == 2
+    assert all(r.source == "measured" and r.settings["backend"] == "openai" for r in cand)
+    run = next(r for r in recs if isinstance(r, EngineRun) and r.team_id == "c")
+    assert run.status == "measured"
