@@ -30,7 +30,7 @@ def backend(model_dir: Path) -> HFBackend:
 
 
 def _requests() -> list[LoglikelihoodRequest]:
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     text = corpus_text("train", 4000)
     reqs = []

@@ -264,10 +264,10 @@ def _facts(stage: Stage, teams: Sequence[LoadedDossier], records: Sequence[Recor
 def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None = None,
              seed: int = DEMO_SEED, replicates: int | None = None,
              console: Console | None = None) -> DemoOutcome:
-    from kaieval.demo.corpus import corpus_text
     from kaieval.demo.standins import build_standins
     from kaieval.report import print_summary, write_reports
     from kaieval.store import Store
+    from kaieval.synth.corpus import corpus_text
 
     t0 = time.perf_counter()
     console = console or Console()
