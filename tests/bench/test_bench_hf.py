@@ -3,6 +3,7 @@ lm-eval tokenisation rules, truncation, generation, refusals."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,24 @@ def test_refusals(model_dir: Path, tmp_path: Path) -> None:
         HFBackend(tmp_path / "missing")
     with pytest.raises(KaiError, match="dtype"):
         HFBackend(model_dir, dtype="int3")
+    no_chat = tmp_path / "no_chat"
+    shutil.copytree(model_dir, no_chat)
+    config = json.loads((no_chat / "tokenizer_config.json").read_text("utf-8"))
+    del config["chat_template"]
+    (no_chat / "tokenizer_config.json").write_text(json.dumps(config), "utf-8")
     with pytest.raises(KaiError, match="chat template"):
-        HFBackend(model_dir, chat_template=True)
+        HFBackend(no_chat, chat_template=True)
+
+
+def test_stand_in_chat_template_wraps_chat_requests(model_dir: Path, backend: HFBackend) -> None:
+    """Stand-ins carry a chat template, so chat tasks (IFEval) can be measured on them."""
+    assert backend._wrap("질문", chat=True) == "<|user|>\n질문\n<|assistant|>\n"
+    assert backend._wrap("질문", chat=False) == "질문"
+    chat, = backend.generate([GenerationRequest("질문", max_tokens=4, chat=True)])
+    plain, = backend.generate([GenerationRequest("<|user|>\n질문\n<|assistant|>\n",
+                                                 max_tokens=4)])
+    assert chat.text == plain.text
+    assert HFBackend(model_dir, chat_template=True).chat_template_hash is not None
 
 
 def test_registry(model_dir: Path) -> None:

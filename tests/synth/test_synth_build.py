@@ -167,3 +167,20 @@ def test_interrupted_build_leaves_nothing_that_looks_cached(
 def test_unknown_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises(KaiError, match=r"unknown stand-in\(s\): nobody"):
         build_models(tmp_path, tiny(), names=["nobody"])
+
+
+def test_tokenizers_carry_a_chat_template_that_hugging_face_applies(
+        built: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    from kaieval.synth.tokenizers import CHAT_TEMPLATE
+
+    for name in ("base", "tuned"):  # trained, and shared (copied)
+        config = json.loads((built[name] / "tokenizer_config.json").read_text("utf-8"))
+        assert config["chat_template"] == CHAT_TEMPLATE
+    tok = AutoTokenizer.from_pretrained(built["tuned"])
+    text = tok.apply_chat_template([{"role": "user", "content": "안녕하세요"}],
+                                   tokenize=False, add_generation_prompt=True)
+    assert text == "<|user|>\n안녕하세요\n<|assistant|>\n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids) == text

@@ -21,7 +21,7 @@ from kaieval.hashing import sha256_json
 from kaieval.spec.yamlload import LoadedYaml, load_yaml, parse_model
 from kaieval.synth.corpus import CORPUS_VERSION
 
-BUILDER_VERSION = 1  # bump on any change that alters built files (every model rebuilds)
+BUILDER_VERSION = 2  # bump on any change that alters built files (2: chat template)
 COMPONENTS = ("vision_encoder", "audio_encoder")
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 
