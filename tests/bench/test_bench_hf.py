@@ -172,3 +172,16 @@ def test_registry(model_dir: Path) -> None:
     except ImportError:
         with pytest.raises(KaiError, match="vllm"):
             get_backend("vllm", path=model_dir)
+
+
+def test_loading_a_stand_in_writes_nothing_to_the_terminal(
+        model_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """No "Loading weights" bars or transformers advice leak into kai's own output."""
+    from kaieval.bench.heldout import heldout_bits_per_char
+
+    capfd.readouterr()
+    HFBackend(model_dir).loglikelihood([LoglikelihoodRequest("질문", " 답")])
+    heldout_bits_per_char(model_dir, "정부는 인공지능 정책을 발표했다.")
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+

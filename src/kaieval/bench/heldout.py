@@ -22,6 +22,7 @@ from typing import Any
 
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes, sha256_file
+from kaieval.quiet import quiet_transformers
 from kaieval.records import Measurement
 from kaieval.spec.program import Source
 
@@ -50,20 +51,15 @@ def check_model_dir(model_dir: Path) -> list[Path]:
 def _load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise KaiError(f"cannot load model: {first}", where=str(model_dir)) from None
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     model.eval()
     return model, tokenizer
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kaieval.errors import KaiError
+from kaieval.quiet import quiet_transformers
 from kaieval.synth.corpus import train_text
 from kaieval.synth.recipes import (
     CopyComponent,
@@ -31,22 +32,21 @@ BUILD_THREADS = 1  # fixed for identical bytes; 2 threads thrash on a busy 2-cor
 
 @contextlib.contextmanager
 def deterministic_torch() -> Iterator[None]:
-    """Seeded, deterministic kernels, fixed threads: the same recipe gives the same bytes."""
+    """Seeded, deterministic kernels, fixed threads: the same recipe gives the same bytes.
+
+    transformers' progress bars and logs are off meanwhile (:func:`quiet_transformers`).
+    """
     import torch
-    from transformers.utils import logging as hf_logging
 
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    bars = hf_logging.is_progress_bar_enabled()
     torch.set_num_threads(BUILD_THREADS)
     torch.use_deterministic_algorithms(True)
-    hf_logging.disable_progress_bar()
     try:
-        yield
+        with quiet_transformers():
+            yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def train_language_model(r: Recipe, out: Path, cache_dir: Path, say: Progress) -> None:

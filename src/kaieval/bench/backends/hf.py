@@ -53,6 +53,7 @@ from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
 from kaieval.bench.backends.hf_prefix import supports as prefix_supports
 from kaieval.bench.collate import Collator
 from kaieval.errors import KaiError
+from kaieval.quiet import quiet_transformers
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
@@ -141,11 +142,12 @@ class HFBackend:
         self._torch = torch
         return_freed_memory()
         try:
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(
-                str(self.path), trust_remote_code=trust_remote_code)
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
-                trust_remote_code=trust_remote_code)
+            with quiet_transformers():
+                self.tokenizer: Any = AutoTokenizer.from_pretrained(
+                    str(self.path), trust_remote_code=trust_remote_code)
+                model: Any = AutoModelForCausalLM.from_pretrained(
+                    str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
+                    trust_remote_code=trust_remote_code)
             self.model: Any = model.to(device)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
