@@ -137,7 +137,7 @@ def eval_(
                    log_samples=log_samples, chat_template=chat_template, **kwargs)
     text = run.model_dump_json(indent=2)
     if output is not None:
-        from kaieval.report.write import atomic_write_text
+        from kaieval.io import atomic_write_text
 
         atomic_write_text(output, text + "\n")
         typer.echo(f"wrote {output}")

@@ -43,7 +43,7 @@ def audit(
     from rich.console import Console
 
     from kaieval.audit.engine import audit_dossier, load_verdict, print_audit
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
     from kaieval.spec.load import load_dossier, load_program
 
     prog, _ = load_program(program)
@@ -91,7 +91,7 @@ def tokenizer_efficiency(
 
     from kaieval.audit.tokenizer_efficiency import measure_many, print_report
     from kaieval.errors import KaiError
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
 
     if json_out is not None and not json_out.resolve().parent.is_dir():
         raise KaiError("folder for the JSON file does not exist", where=str(json_out))

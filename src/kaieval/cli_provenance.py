@@ -305,7 +305,7 @@ def check(
 
 
 def _write_json(path: Path, record: IndependenceVerdict | str) -> None:
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
 
     text = record if isinstance(record, str) else record.model_dump_json(indent=2)
     try:

@@ -202,7 +202,7 @@ def _audit(program: Program, stage: Stage, teams: Sequence[LoadedDossier],
     """Audit each team's dossier and files (``kai audit``); keep the audit items as records
     and each full audit (figures, evidence, flags) as JSON beside the reports."""
     from kaieval.audit.engine import audit_dossier
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
 
     verdicts = {r.team_id: r for r in measured if isinstance(r, IndependenceVerdict)}
     out: list[Record] = []

@@ -31,7 +31,6 @@ are still read.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from kaieval.errors import KaiError
+from kaieval.io import atomic_path
 from kaieval.provenance import tests_weights as tw
 from kaieval.provenance.align import IntArray, sketch_coordinates
 from kaieval.provenance.components import EMBEDDINGS, HEAD, component_of, is_norm
@@ -200,12 +200,8 @@ def write_fingerprint(model_dir: Path, out: Path, *, trust_remote_code: bool = F
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:  # readers see the old file or the new one, never half
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, out)  # readers see the old file or the new one, never half
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

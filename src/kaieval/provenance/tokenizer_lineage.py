@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kaieval.errors import KaiError
+from kaieval.io import atomic_write_text
 from kaieval.provenance.vocab import normalise
 from kaieval.records import ComponentEvidence
 
@@ -446,7 +447,7 @@ def write_baseline(workdir: Path, out: Path) -> None:
         "recipe": BASELINE_RECIPE, "tokenizers_version": tokenizers.__version__,
         "statistics": stats,
     }
-    out.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
 
 
 if __name__ == "__main__":  # python -m kaieval.provenance.tokenizer_lineage OUT_DIR
