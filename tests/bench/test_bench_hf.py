@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from kaieval.artifacts import model_hash
 from kaieval.bench.api import GenerationRequest, LoglikelihoodRequest
 from kaieval.bench.backends import get_backend
-from kaieval.bench.backends.hf import HFBackend, directory_hash
+from kaieval.bench.backends.hf import HFBackend
 from kaieval.errors import KaiError
 
 pytestmark = pytest.mark.slow  # builds the demo stand-in model (torch)
@@ -115,10 +116,10 @@ def test_fingerprint_tracks_files_and_settings(model_dir: Path, backend: HFBacke
     assert backend.fingerprint() != HFBackend(model_dir, max_length=64).fingerprint()
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
-    before = directory_hash(copy)
+    before = model_hash(copy)
     cfg = copy / "generation_config.json"
     cfg.write_text(cfg.read_text(encoding="utf-8") + "\n", encoding="utf-8")
-    assert directory_hash(copy) != before
+    assert model_hash(copy) != before
     described: dict[str, Any] = backend.describe()
     assert described["dtype"] == "float32" and described["fingerprint"] == backend.fingerprint()
 

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
 
-from kaieval.cache import RecordCache, model_hash
+from kaieval.artifacts import model_hash
+from kaieval.cache import RecordCache
 from kaieval.demo.simulate import (
     TeamFacts,
     quality_from_loss,
