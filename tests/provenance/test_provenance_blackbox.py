@@ -42,7 +42,7 @@ from kaieval.provenance.blackbox import (
     load_prompts,
     parse_model_spec,
 )
-from kaieval.provenance.tests_weights import holm
+from kaieval.provenance.weight_tests import holm
 
 pytest.importorskip("torch")
 MAX_NEW = 10

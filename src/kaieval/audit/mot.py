@@ -37,7 +37,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kaieval.audit.licences import UNKNOWN, lookup
+from kaieval.audit.licence_registry import UNKNOWN, lookup
 from kaieval.audit.openness import BY_NAME, ReleasedComponent, _as_released, mof_component
 from kaieval.io import atomic_write_text
 from kaieval.spec.dossier import Release

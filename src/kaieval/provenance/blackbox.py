@@ -156,7 +156,7 @@ def load_prompts(path: Path | None = None) -> tuple[tuple[Prompt, ...], str]:
 
 def holm_adjusted(p_values: Sequence[float]) -> list[float]:
     """Holm step-down adjusted p-values: reject where adjusted p <= alpha (same decisions
-    as :func:`kaieval.provenance.tests_weights.holm`, but a number to report)."""
+    as :func:`kaieval.provenance.weight_tests.holm`, but a number to report)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
     out = [1.0] * m

@@ -34,8 +34,8 @@ from scipy.special import betaincinv
 
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file, sha256_json
-from kaieval.provenance.components import is_norm
 from kaieval.provenance.safetensors_io import open_model
+from kaieval.provenance.tensor_groups import is_norm
 from kaieval.provenance.verdict import check_independence
 
 SUITE_VERSION = 2  # bump when a control is built differently: cached models rebuild

@@ -42,9 +42,8 @@ import numpy as np
 
 from kaieval.errors import KaiError
 from kaieval.io import atomic_path
-from kaieval.provenance import tests_weights as tw
+from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.align import IntArray, sketch_coordinates
-from kaieval.provenance.components import EMBEDDINGS, HEAD, component_of, is_norm
 from kaieval.provenance.matching import (
     SKETCH_DIM,
     MlpSite,
@@ -53,6 +52,7 @@ from kaieval.provenance.matching import (
     reference_sketch,
 )
 from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights, open_model, read_header
+from kaieval.provenance.tensor_groups import EMBEDDINGS, HEAD, component_of, is_norm
 from kaieval.provenance.vocab import read_vocab
 
 FORMAT = "kaieval-fingerprint"
