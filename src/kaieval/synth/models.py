@@ -50,6 +50,8 @@ def deterministic_torch() -> Iterator[None]:
 
 
 def train_language_model(r: Recipe, out: Path, cache_dir: Path, say: Progress) -> None:
+    """Initialise (scratch, or the ``cache_dir/<source>`` model) and train ``r``'s language
+    model on the train corpus; save it to ``out``, where its tokenizer already is."""
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -123,6 +125,8 @@ def _encoder(slot: str, arch: EncoderArchitecture) -> Any:
 
 def build_component(name: str, slot: str, comp: ScratchComponent | CopyComponent, out: Path,
                cache_dir: Path, say: Progress) -> None:
+    """Build one encoder component (``slot``) into ``out``: from scratch, or copied from
+    ``cache_dir/<source>/<slot>`` and optionally fine-tuned."""
     import torch
 
     if isinstance(comp, CopyComponent):
