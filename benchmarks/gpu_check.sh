@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from kaieval.bench.api import GenerationRequest, LoglikelihoodRequest
 from kaieval.bench.backends.hf import HFBackend
-from kaieval.demo.corpus import corpus_text
+from kaieval.synth.corpus import corpus_text
 from kaieval.demo.standins import build_standins
 
 assert torch.cuda.is_available(), "no CUDA device"

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kaieval.io import atomic_write_text
 from kaieval.provenance.calibration import SuiteConfig, run_suite
-from kaieval.report.write import atomic_write_text
 
 QUICK = SuiteConfig(hidden_size=32, layers=4, heads=2, intermediate_size=64, vocab_size=320,
                     other_vocab_sizes=(400,), parent_steps=30, finetune_steps=10, cpt_steps=40,

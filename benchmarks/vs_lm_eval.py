@@ -40,7 +40,7 @@ GEN_STOPS = ("\n\n", "질문:", ".")
 
 
 def _sentences(n_chars: int, seed: int) -> list[str]:
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     text = corpus_text("train", n_chars, seed=seed)
     out = [s.strip() for s in text.replace("\n", " ").split(". ")]
@@ -103,7 +103,7 @@ def build_model(out: Path, *, hidden: int, layers: int, vocab: int, seed: int = 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     if (out / "model.safetensors").exists():
         return out

@@ -10,24 +10,16 @@ model requests).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from kaieval.hashing import sha256_file, sha256_json
+from kaieval.hashing import sha256_json
+from kaieval.io import atomic_write_text
 from kaieval.records import Record, record_from_json
 from kaieval.version import code_version
 
 R = TypeVar("R", bound=Record)
-
-
-def model_hash(model_dir: Path) -> str:
-    """Hash of every weights and tokenizer file of a model folder (sub-folders included)."""
-    files = sorted(p for p in model_dir.rglob("*")
-                   if p.is_file() and p.suffix in (".safetensors", ".json", ".model"))
-    return sha256_json({str(p.relative_to(model_dir)): sha256_file(p) for p in files})
 
 
 class RecordCache:
@@ -60,7 +52,4 @@ class RecordCache:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".cache-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self._data, f, ensure_ascii=False, sort_keys=True)
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(self._data, ensure_ascii=False, sort_keys=True))

@@ -9,7 +9,6 @@ and the time, so any number in a report can be traced to its evidence.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -223,27 +222,14 @@ def load_records_jsonl(path: Path) -> list[Record]:
     from pydantic import ValidationError
 
     from kaieval.errors import KaiError
+    from kaieval.io import read_jsonl
 
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except FileNotFoundError:
-        raise KaiError("file not found", where=str(path)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise KaiError(f"cannot read: {e}", where=str(path)) from None
     out: list[Record] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise KaiError(f"not JSON: {e.msg}", where=f"{path}:{n}") from None
-        if not isinstance(data, dict):
-            raise KaiError("expected a JSON object", where=f"{path}:{n}")
+    for where, data in read_jsonl(path):
         try:
             out.append(record_from_json(data))
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
             loc = ".".join(str(p) for p in first["loc"][1:] if not str(p).startswith("function"))
-            raise KaiError(f"{loc or 'record'}: {first['msg']}", where=f"{path}:{n}") from None
+            raise KaiError(f"{loc or 'record'}: {first['msg']}", where=where) from None
     return out

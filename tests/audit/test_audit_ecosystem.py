@@ -20,7 +20,7 @@ from kaieval.audit.ecosystem import (
     hub_downloads,
     pledge_flags,
 )
-from kaieval.audit.licencecheck import check_releases
+from kaieval.audit.licence_releases import check_releases
 from kaieval.audit.measures import AuditContext, Figure
 from kaieval.errors import KaiError
 from kaieval.spec.load import load_dossier

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kaieval.audit.licences import UNKNOWN
+from kaieval.audit.licence_registry import UNKNOWN
 from kaieval.audit.mot import (
     MotComponent,
     MotRecord,

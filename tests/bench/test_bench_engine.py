@@ -42,7 +42,7 @@ pytestmark = pytest.mark.slow  # builds the demo stand-in model (torch)
 
 
 def _sentences(n: int) -> list[str]:
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     parts = [s.strip() for s in corpus_text("train", 60_000).replace("\n", " ").split(". ")]
     return [s for s in parts if 16 <= len(s) <= 60][:n]

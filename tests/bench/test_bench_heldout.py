@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from kaieval.bench.heldout import heldout_bits_per_char, heldout_measurement
-from kaieval.demo.corpus import corpus_text
-from kaieval.demo.standins import Recipe, build_standins
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes
 from kaieval.spec.program import Source
+from kaieval.synth.build import build_models
+from kaieval.synth.corpus import corpus_text
+from kaieval.synth.recipes import Recipe
 
 
 def recipe(name: str, steps: int) -> Recipe:
@@ -29,8 +30,8 @@ def recipe(name: str, steps: int) -> Recipe:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    paths: dict[str, Path] = build_standins(
-        tmp_path_factory.mktemp("cache"), recipes=[recipe("untrained", 0), recipe("trained", 40)])
+    paths: dict[str, Path] = build_models(
+        tmp_path_factory.mktemp("cache"), [recipe("untrained", 0), recipe("trained", 40)])
     return paths
 
 
@@ -76,7 +77,7 @@ def test_pickle_checkpoints_are_refused_unread(models: dict[str, Path], tmp_path
     bad = tmp_path / "bad"
     shutil.copytree(models["trained"], bad)
     (bad / "pytorch_model.bin").write_bytes(b"not even a pickle")
-    with pytest.raises(KaiError, match=r"pickle checkpoints \(pytorch_model.bin\)"):
+    with pytest.raises(KaiError, match=r"pickle checkpoint pytorch_model\.bin refused"):
         heldout_bits_per_char(bad, TEXT)
     (bad / "pytorch_model.bin").unlink()
     (bad / "vision").mkdir()

@@ -3,15 +3,17 @@ lm-eval tokenisation rules, truncation, generation, refusals."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kaieval.artifacts import model_hash
 from kaieval.bench.api import GenerationRequest, LoglikelihoodRequest
 from kaieval.bench.backends import get_backend
-from kaieval.bench.backends.hf import HFBackend, directory_hash
+from kaieval.bench.backends.hf import HFBackend
 from kaieval.errors import KaiError
 
 pytestmark = pytest.mark.slow  # builds the demo stand-in model (torch)
@@ -30,7 +32,7 @@ def backend(model_dir: Path) -> HFBackend:
 
 
 def _requests() -> list[LoglikelihoodRequest]:
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     text = corpus_text("train", 4000)
     reqs = []
@@ -114,10 +116,10 @@ def test_fingerprint_tracks_files_and_settings(model_dir: Path, backend: HFBacke
     assert backend.fingerprint() != HFBackend(model_dir, max_length=64).fingerprint()
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
-    before = directory_hash(copy)
+    before = model_hash(copy)
     cfg = copy / "generation_config.json"
     cfg.write_text(cfg.read_text(encoding="utf-8") + "\n", encoding="utf-8")
-    assert directory_hash(copy) != before
+    assert model_hash(copy) != before
     described: dict[str, Any] = backend.describe()
     assert described["dtype"] == "float32" and described["fingerprint"] == backend.fingerprint()
 
@@ -142,8 +144,24 @@ def test_refusals(model_dir: Path, tmp_path: Path) -> None:
         HFBackend(tmp_path / "missing")
     with pytest.raises(KaiError, match="dtype"):
         HFBackend(model_dir, dtype="int3")
+    no_chat = tmp_path / "no_chat"
+    shutil.copytree(model_dir, no_chat)
+    config = json.loads((no_chat / "tokenizer_config.json").read_text("utf-8"))
+    del config["chat_template"]
+    (no_chat / "tokenizer_config.json").write_text(json.dumps(config), "utf-8")
     with pytest.raises(KaiError, match="chat template"):
-        HFBackend(model_dir, chat_template=True)
+        HFBackend(no_chat, chat_template=True)
+
+
+def test_stand_in_chat_template_wraps_chat_requests(model_dir: Path, backend: HFBackend) -> None:
+    """Stand-ins carry a chat template, so chat tasks (IFEval) can be measured on them."""
+    assert backend._wrap("질문", chat=True) == "<|user|>\n질문\n<|assistant|>\n"
+    assert backend._wrap("질문", chat=False) == "질문"
+    chat, = backend.generate([GenerationRequest("질문", max_tokens=4, chat=True)])
+    plain, = backend.generate([GenerationRequest("<|user|>\n질문\n<|assistant|>\n",
+                                                 max_tokens=4)])
+    assert chat.text == plain.text
+    assert HFBackend(model_dir, chat_template=True).chat_template_hash is not None
 
 
 def test_registry(model_dir: Path) -> None:
@@ -155,3 +173,16 @@ def test_registry(model_dir: Path) -> None:
     except ImportError:
         with pytest.raises(KaiError, match="vllm"):
             get_backend("vllm", path=model_dir)
+
+
+def test_loading_a_stand_in_writes_nothing_to_the_terminal(
+        model_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """No "Loading weights" bars or transformers advice leak into kai's own output."""
+    from kaieval.bench.heldout import heldout_bits_per_char
+
+    capfd.readouterr()
+    HFBackend(model_dir).loglikelihood([LoglikelihoodRequest("질문", " 답")])
+    heldout_bits_per_char(model_dir, "정부는 인공지능 정책을 발표했다.")
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+

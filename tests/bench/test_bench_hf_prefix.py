@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _fewshot_requests() -> list[LoglikelihoodRequest]:
     """Four questions behind one shared few-shot block; answers of 1..many tokens."""
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     text = corpus_text("train", 3000)
     shots = "".join(f"문제: {text[i * 40:i * 40 + 30]}\n답: {text[900 + i * 9:906 + i * 9]}\n\n"

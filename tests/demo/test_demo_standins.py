@@ -1,235 +1,47 @@
-"""Stand-in builder: recipes validate, builds are cached, atomic, deterministic, and the
-copy / fine-tune relations the provenance engine must detect are really in the weights."""
+"""The demo's stand-in recipes: they validate, cover the scenario, and the bundled set
+builds with held-out quality following the training budget."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-from safetensors.numpy import load_file
 
-from kaieval.demo import standins
-from kaieval.demo.standins import Recipe, build_standins, check_recipes, load_recipes
-from kaieval.errors import KaiError
-
-ENC = {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64}
-ARCH = {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64,
-        "max_position_embeddings": 128}
-TRAIN = {"lr": 3e-3, "batch_size": 4, "seq_len": 32, "corpus_chars": 20_000}
-
-
-def tiny(base_seed: int = 1) -> list[Recipe]:
-    """A foreign base, a Naver-like copier, a Kakao-like fine-tune and an independent model."""
-    raw: list[dict[str, Any]] = [
-        {"name": "base", "role": "foreign base",
-         "tokenizer": {"vocab_size": 400, "seed": 1, "train_chars": 20_000},
-         "architecture": ARCH, "init": {"mode": "scratch", "seed": base_seed},
-         "train": {"steps": 12, "seed": 1, **TRAIN},
-         "vision_encoder": {"mode": "scratch", "seed": 2, "architecture": ENC, "steps": 3},
-         "audio_encoder": {"mode": "scratch", "seed": 3, "architecture": ENC, "steps": 3}},
-        {"name": "copier", "role": "own LM, copied encoders",
-         "tokenizer": {"vocab_size": 450, "seed": 2, "train_chars": 20_000},
-         "architecture": ARCH, "init": {"mode": "scratch", "seed": 7},
-         "train": {"steps": 4, "seed": 2, **TRAIN},
-         "vision_encoder": {"mode": "copy", "source": "base", "finetune_steps": 3, "lr": 1e-4},
-         "audio_encoder": {"mode": "copy", "source": "base", "finetune_steps": 0}},
-        {"name": "tuned", "role": "fine-tune of base", "tokenizer": {"shared": "base"},
-         "init": {"mode": "finetune", "source": "base"},
-         "train": {"steps": 4, "seed": 3, **TRAIN}},
-        {"name": "solo", "role": "independent, same shape as base",
-         "tokenizer": {"vocab_size": 400, "seed": 9, "train_chars": 20_000},
-         "architecture": ARCH, "init": {"mode": "scratch", "seed": 99},
-         "train": {"steps": 4, "seed": 4, **TRAIN}},
-    ]
-    return [Recipe.model_validate(r) for r in raw]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    paths: dict[str, Path] = build_standins(tmp_path_factory.mktemp("cache"), recipes=tiny())
-    return paths
-
-
-def tensors(path: Path) -> dict[str, np.ndarray]:
-    return load_file(str(path / "model.safetensors"))
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+from kaieval.demo.standins import build_standins, demo_recipes
+from kaieval.synth.recipes import CopyComponent, build_order
 
 
 def test_bundled_recipes_validate_and_cover_the_scenario() -> None:
-    recipes = load_recipes()
+    recipes = demo_recipes()
     names = [r.name for r in recipes]
     assert set(names) == {"foreign-base", "lg", "naver", "upstage", "skt", "nc", "kt",
                           "kakao", "motif"}
     by = {r.name: r for r in recipes}
-    order = [r.name for r in standins.build_order(recipes)]
+    order = [r.name for r in build_order(recipes)]
     assert order.index("foreign-base") < min(order.index("naver"), order.index("kakao"))
     assert by["upstage"].architecture == by["foreign-base"].architecture
     assert by["upstage"].tokenizer.vocab_size != by["foreign-base"].tokenizer.vocab_size
     assert by["kakao"].tokenizer.shared == "foreign-base"
     audio, vision = by["naver"].audio_encoder, by["naver"].vision_encoder
-    assert isinstance(audio, standins.CopyComponent) and audio.finetune_steps == 0
-    assert isinstance(vision, standins.CopyComponent) and vision.finetune_steps > 0
+    assert isinstance(audio, CopyComponent) and audio.finetune_steps == 0
+    assert isinstance(vision, CopyComponent) and vision.finetune_steps > 0
     budget = {r.name: r.train.steps * r.train.batch_size * r.train.seq_len for r in recipes}
     teams = [n for n in budget if n not in ("foreign-base", "kakao")]
     assert max(teams, key=budget.__getitem__) == "lg"
     assert min(teams, key=budget.__getitem__) == "nc"
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    ("    init: {mode: finetune, source: foreign-base}", "fine-tune must share the tokenizer"),
-    ("    tokenizer: {shared: nobody}", "unknown stand-in 'nobody'"),
-    ("    tokenizer: {shared: a, vocab_size: 500, seed: 1}", "not both"),
-    ("    init: {mode: sideways, seed: 1}", "init"),
-    ("    train: {steps: -1, lr: 0.1, batch_size: 1, seq_len: 16}", "steps"),
-])
-def test_bad_recipes_give_one_line_errors_with_file_and_line(
-        tmp_path: Path, edit: str, message: str) -> None:
-    good = ("standins:\n"
-            "  - name: a\n    role: r\n    tokenizer: {vocab_size: 500, seed: 1}\n"
-            "    architecture: {hidden_size: 32, layers: 1, heads: 2, intermediate_size: 64}\n"
-            "    init: {mode: scratch, seed: 1}\n"
-            "    train: {steps: 1, lr: 0.1, batch_size: 1, seq_len: 16}\n"
-            "  - name: b\n    role: r\n    tokenizer: {vocab_size: 600, seed: 2}\n"
-            "    architecture: {hidden_size: 32, layers: 1, heads: 2, intermediate_size: 64}\n"
-            "    init: {mode: scratch, seed: 2}\n"
-            "    train: {steps: 1, lr: 0.1, batch_size: 1, seq_len: 16}\n")
-    path = tmp_path / "r.yaml"
-    path.write_text(good)
-    assert [r.name for r in load_recipes(path)] == ["a", "b"]
-    key = edit.split(":")[0]
-    lines = good.splitlines()
-    last_b = max(i for i, line in enumerate(lines) if line.startswith(key + ":"))
-    lines[last_b] = edit.replace("foreign-base", "a")
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(KaiError) as err:
-        load_recipes(path)
-    text = str(err.value)
-    assert message in text and f"{path}:" in text and "\n" not in text
-
-
-def test_dependency_cycles_are_refused() -> None:
-    recipes = tiny()
-    base = recipes[0].model_copy(update={
-        "tokenizer": standins.TokenizerRecipe(shared="tuned")})
-    with pytest.raises(KaiError, match=r"cycle: base -> tuned -> base"):
-        check_recipes([base, *recipes[1:]])
-
-
-def test_built_folders_are_loadable_hugging_face_models(built: dict[str, Path]) -> None:
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
-
-    assert set(built) == {"base", "copier", "tuned", "solo"}
-    base = built["base"]
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-              "generation_config.json", standins.STAMP):
-        assert (base / f).is_file(), f
-    assert not list(base.rglob("*.bin"))
-    tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True)
-    ids = tok("정부는 인공지능 정책을 발표했다.", add_special_tokens=False)["input_ids"]
-    assert tok.unk_token_id not in ids and tok.decode(ids) == "정부는 인공지능 정책을 발표했다."
-    assert model.config.vocab_size == len(tok) and tok.bos_token == "<s>"
-    kinds = {"vision_encoder": "vit", "audio_encoder": "audio-spectrogram-transformer"}
-    for slot, kind in kinds.items():
-        enc = AutoModel.from_pretrained(base / slot, use_safetensors=True)
-        assert enc.config.model_type == kind
-    assert sorted(p.name for p in built.values() if (p / "vision_encoder").is_dir()) == \
-        ["base", "copier"]
-
-
-def test_second_build_is_cached_and_touches_nothing(built: dict[str, Path]) -> None:
-    cache = built["base"].parent
-    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
-    said: list[str] = []
-    start = time.perf_counter()
-    again = build_standins(cache, recipes=tiny(), progress=said.append)
-    assert time.perf_counter() - start < 0.5
-    assert again == built and said == []
-    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == before
-    assert not list(cache.glob(".tmp-*"))
-
-
-def test_copied_audio_is_identical_and_copied_vision_is_close(built: dict[str, Path]) -> None:
-    base, copier = built["base"], built["copier"]
-    assert ((base / "audio_encoder" / "model.safetensors").read_bytes()
-            == (copier / "audio_encoder" / "model.safetensors").read_bytes())
-    a, b = tensors(base / "vision_encoder"), tensors(copier / "vision_encoder")
-    assert a.keys() == b.keys()
-    changed = [k for k in a if not np.array_equal(a[k], b[k])]
-    assert changed, "fine-tuning must move the copied vision encoder"
-    big = [k for k in a if a[k].ndim == 2]
-    assert min(cosine(a[k], b[k]) for k in big) > 0.99
-
-
-def test_fine_tune_is_correlated_with_its_base_and_scratch_is_not(
-        built: dict[str, Path]) -> None:
-    base, tuned, solo = (tensors(built[n]) for n in ("base", "tuned", "solo"))
-    matrices = [k for k in base if base[k].ndim == 2 and "embed" not in k and "lm_head" not in k]
-    assert matrices and all(base[k].shape == solo[k].shape for k in matrices)
-    assert min(cosine(base[k], tuned[k]) for k in matrices) > 0.9
-    assert max(abs(cosine(base[k], solo[k])) for k in matrices) < 0.2
-    assert not all(np.array_equal(base[k], tuned[k]) for k in matrices)
-    assert ((built["base"] / "tokenizer.json").read_bytes()
-            == (built["tuned"] / "tokenizer.json").read_bytes())
-
-
-def test_same_recipe_gives_bit_identical_files(built: dict[str, Path], tmp_path: Path) -> None:
-    again = build_standins(tmp_path, recipes=tiny(), names=["solo"])
-    assert set(again) == {"solo"}
-    for f in ("model.safetensors", "tokenizer.json", "config.json"):
-        assert (again["solo"] / f).read_bytes() == (built["solo"] / f).read_bytes(), f
-
-
-def test_changed_recipe_rebuilds_it_and_its_dependants_only(tmp_path: Path) -> None:
-    build_standins(tmp_path, recipes=tiny())
-    stamps = {n: (tmp_path / n / standins.STAMP).read_text() for n in ("base", "tuned", "solo")}
-    said: list[str] = []
-    build_standins(tmp_path, recipes=tiny(base_seed=2), progress=said.append)
-    after = {n: (tmp_path / n / standins.STAMP).read_text() for n in stamps}
-    assert after["solo"] == stamps["solo"]
-    assert after["base"] != stamps["base"] and after["tuned"] != stamps["tuned"]
-    assert any(m.startswith("copier:") and "cached" not in m for m in said)
-    assert json.loads(after["base"])["recipe"]["init"]["seed"] == 2
-    reworded = [r.model_copy(update={"role": "new words"}) for r in tiny(base_seed=2)]
-    said.clear()
-    build_standins(tmp_path, recipes=reworded, progress=said.append)
-    assert said == []  # prose is not part of the build hash
-
-
-def test_interrupted_build_leaves_nothing_that_looks_cached(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(*_args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(standins, "_language_model", boom)
-    with pytest.raises(KeyboardInterrupt):
-        build_standins(tmp_path, recipes=tiny(), names=["solo"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".kaieval-build.lock"]
-
-
-def test_unknown_names_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(KaiError, match=r"unknown stand-in\(s\): nobody"):
-        build_standins(tmp_path, recipes=tiny(), names=["nobody"])
-
-
 @pytest.mark.slow
 def test_bundled_set_builds_and_held_out_quality_follows_training_budget(
         tmp_path: Path) -> None:
     from kaieval.bench.heldout import heldout_bits_per_char
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     start = time.perf_counter()
     paths = build_standins(tmp_path)
     build_seconds = time.perf_counter() - start
-    assert set(paths) == {r.name for r in load_recipes()}
+    assert set(paths) == {r.name for r in demo_recipes()}
     text = corpus_text("heldout", 20_000)
     bpc = {name: heldout_bits_per_char(path, text) for name, path in paths.items()}
     stage1 = ("lg", "naver", "upstage", "skt", "nc")

@@ -42,7 +42,7 @@ from kaieval.provenance.blackbox import (
     load_prompts,
     parse_model_spec,
 )
-from kaieval.provenance.tests_weights import holm
+from kaieval.provenance.weight_tests import holm
 
 pytest.importorskip("torch")
 MAX_NEW = 10
@@ -55,7 +55,7 @@ def _train(model_dir: Path, steps: int, data_seed: int, lr: float) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     ids = torch.tensor(tok(corpus_text("train", 40000, seed=data_seed)).input_ids)

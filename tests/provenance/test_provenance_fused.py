@@ -15,7 +15,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from kaieval.provenance import check_independence, open_model
-from kaieval.provenance.tests_weights import hash_index
+from kaieval.provenance.weight_tests import hash_index
 
 
 def _fuse(parent: Path, out: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from kaieval.demo.corpus import corpus_text
 from kaieval.errors import KaiError
 from kaieval.provenance.tokenizer_lineage import (
     BASELINE_FILE,
@@ -23,6 +22,7 @@ from kaieval.provenance.tokenizer_lineage import (
     read_tokenizer,
     train_bpe,
 )
+from kaieval.synth.corpus import corpus_text
 
 
 @pytest.fixture(scope="module")

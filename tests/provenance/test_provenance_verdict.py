@@ -13,8 +13,8 @@ from scipy import stats
 
 from kaieval.errors import KaiError
 from kaieval.provenance import check_independence, exact_reuse, open_model, read_vocab
-from kaieval.provenance.components import is_language_model, is_norm
-from kaieval.provenance.tests_weights import compare_tensor
+from kaieval.provenance.tensor_groups import is_language_model, is_norm
+from kaieval.provenance.weight_tests import compare_tensor
 from kaieval.records import IndependenceVerdict, record_from_json
 
 
@@ -211,7 +211,7 @@ def test_no_evidence_quotes_detection_power_and_records_matching(
 
 def test_quick_hashes_prefilter_exact_reuse(models: dict[str, Path]) -> None:
     """Only tensors whose quick hashes collide are fully hashed; copies are still found."""
-    from kaieval.provenance.tests_weights import collisions, hash_index, quick_index
+    from kaieval.provenance.weight_tests import collisions, hash_index, quick_index
 
     naver, parent = open_model(models["naver"]), open_model(models["parent"])
     want, ref_want = collisions(quick_index(naver), quick_index(parent))

@@ -10,7 +10,7 @@ import pytest
 from report_factories import BANNER, make_selection, make_stage1
 
 from kaieval.errors import KaiError
-from kaieval.report import atomic_write_text, stage_result_json_schema, write_reports
+from kaieval.report import stage_result_json_schema, write_reports
 from kaieval.scoring.results import STAGE_RESULT_SCHEMA, StageResult
 
 
@@ -51,21 +51,6 @@ def test_no_temp_files_left_and_rewrite_replaces(tmp_path: Path) -> None:
     write_reports([make_stage1()], tmp_path, title="second", banner=None)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
     assert "<title>second</title>" in (tmp_path / "report.html").read_text(encoding="utf-8")
-
-
-def test_failed_replace_keeps_old_file_and_removes_temp(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "report.html"
-    target.write_text("old complete report", encoding="utf-8")
-
-    def boom(src: str, dst: str) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        atomic_write_text(target, "new report")
-    assert target.read_text(encoding="utf-8") == "old complete report"
-    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
 def test_write_failure_is_a_one_line_kai_error(tmp_path: Path,

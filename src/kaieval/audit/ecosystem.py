@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Literal
 
-from kaieval.audit.licencecheck import ReleaseCheck, check_releases
+from kaieval.audit.licence_releases import ReleaseCheck, check_releases
 from kaieval.audit.measures import AuditContext, Figure, Flag
 from kaieval.errors import KaiError
 from kaieval.spec.dossier import OrgType

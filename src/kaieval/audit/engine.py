@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from kaieval.audit.ecosystem import ecosystem_figures, pledge_flags
-from kaieval.audit.licencecheck import check_releases, inherited_figure
+from kaieval.audit.licence_releases import check_releases, inherited_figure
 from kaieval.audit.measures import MEASURES, AuditContext, Figure, Flag
 from kaieval.audit.rubric import NotScored, score_stage
 from kaieval.audit.sovereignty import contradiction_flags, sovereignty_figures

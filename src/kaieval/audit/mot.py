@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -40,8 +38,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kaieval.audit.licences import UNKNOWN, lookup
+from kaieval.audit.licence_registry import UNKNOWN, lookup
 from kaieval.audit.openness import BY_NAME, ReleasedComponent, _as_released, mof_component
+from kaieval.io import atomic_write_text
 from kaieval.spec.dossier import Dossier, Release
 from kaieval.spec.yamlload import load_yaml, parse_model
 
@@ -184,17 +183,10 @@ def dump_mot(record: MotRecord) -> str:
 
 
 def write_mot(record: MotRecord, path: Path) -> None:
-    """Write the record atomically (a temp file in the same folder, then rename)."""
+    """Write the record atomically (:func:`kaieval.io.atomic_write_text`)."""
     text = dump_mot(record)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def _resolve(record: MotRecord, comp: MotComponent) -> str:

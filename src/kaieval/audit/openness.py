@@ -38,7 +38,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kaieval.audit.licences import (
+from kaieval.audit.licence_registry import (
     UNKNOWN,
     LicenceInfo,
     LicenceMatch,

@@ -15,7 +15,6 @@ were batched, the final scores equal an uninterrupted run's.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +50,7 @@ from kaieval.bench.api import (
 from kaieval.bench.cache import RequestCache, request_key, response_matches
 from kaieval.bench.collate import Collator
 from kaieval.errors import KaiError
+from kaieval.io import atomic_write_text
 
 Advance = Callable[[int], None]
 
@@ -200,12 +200,8 @@ def write_sample_log(path: Path, outcomes: Sequence[TaskOutcome]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for outcome in outcomes:
-                for score in outcome.scores:
-                    fh.write(json.dumps(sample_record(outcome.task.name, score),
-                                        ensure_ascii=False) + "\n")
-        tmp.replace(path)
+        atomic_write_text(path, "".join(
+            json.dumps(sample_record(outcome.task.name, score), ensure_ascii=False) + "\n"
+            for outcome in outcomes for score in outcome.scores))
     except OSError as exc:
         raise KaiError(f"cannot write the sample log: {exc.strerror}", where=str(path)) from exc

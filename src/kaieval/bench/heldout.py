@@ -20,50 +20,28 @@ import math
 from pathlib import Path
 from typing import Any
 
+from kaieval.artifacts import check_model_dir
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes, sha256_file
+from kaieval.quiet import quiet_transformers
 from kaieval.records import Measurement
 from kaieval.spec.program import Source
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 METRIC = "heldout_bits_per_char"
-
-
-def check_model_dir(model_dir: Path) -> list[Path]:
-    """The folder's top-level safetensors files; refuse pickles and non-model folders."""
-    if not model_dir.is_dir():
-        raise KaiError("model folder not found", where=str(model_dir))
-    pickles = sorted(p for p in model_dir.rglob("*")
-                     if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        raise KaiError(f"refusing to load a folder with pickle checkpoints "
-                       f"({pickles[0].relative_to(model_dir)}); convert them to safetensors",
-                       where=str(model_dir))
-    if not (model_dir / "config.json").is_file():
-        raise KaiError("no config.json: not a Hugging Face model folder", where=str(model_dir))
-    weights = sorted(model_dir.glob("*.safetensors"))
-    if not weights:
-        raise KaiError("no *.safetensors weights found", where=str(model_dir))
-    return weights
 
 
 def _load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise KaiError(f"cannot load model: {first}", where=str(model_dir)) from None
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     model.eval()
     return model, tokenizer
 

@@ -64,7 +64,7 @@ def optional_module(module: str, what: str) -> Any:
 
 def write_json_file(path: Path, text: str) -> None:
     """Write ``text`` atomically (a failure is a one-line error) and say so on stderr."""
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
 
     try:
         atomic_write_text(path, text + "\n")

@@ -43,7 +43,7 @@ def audit(
     from rich.console import Console
 
     from kaieval.audit.engine import audit_dossier, load_verdict, print_audit
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
     from kaieval.spec.load import load_dossier, load_program
 
     prog, _ = load_program(program)

@@ -52,7 +52,7 @@ def eval_(
                    batch_size=batch_size, limit=limit, cache_dir=cache_dir,
                    log_samples=log_samples, chat_template=chat_template, **kwargs)
     if output is not None:
-        from kaieval.report.write import atomic_write_text
+        from kaieval.io import atomic_write_text
 
         atomic_write_text(output, run.model_dump_json(indent=2) + "\n")
         typer.echo(f"wrote {output}")

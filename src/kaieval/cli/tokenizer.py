@@ -32,7 +32,7 @@ def tokenizer_efficiency(
     from rich.console import Console
 
     from kaieval.audit.tokenizer_efficiency import measure_many, print_report
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
 
     if json_out is not None and not json_out.resolve().parent.is_dir():
         raise KaiError("folder for the JSON file does not exist", where=str(json_out))

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
 
-from kaieval.cache import RecordCache, model_hash
+from kaieval.artifacts import model_hash
+from kaieval.cache import RecordCache
 from kaieval.demo.simulate import (
     TeamFacts,
     quality_from_loss,
@@ -196,10 +197,10 @@ def _facts(stage: Stage, teams: Sequence[LoadedDossier], records: Sequence[Recor
 def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None = None,
              seed: int = DEMO_SEED, replicates: int | None = None,
              console: Console | None = None) -> DemoOutcome:
-    from kaieval.demo.corpus import corpus_text
     from kaieval.demo.standins import build_standins
     from kaieval.report import print_summary, write_reports
     from kaieval.store import Store
+    from kaieval.synth.corpus import corpus_text
 
     t0 = time.perf_counter()
     console = console or Console()

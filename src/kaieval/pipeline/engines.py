@@ -307,7 +307,7 @@ def run_audit(inputs: StageInputs, job: Job, verdict: IndependenceVerdict | None
     rep = audit_dossier(ld, inputs.program, inputs.stage.id, verdict=verdict,
                         reference_tokenizer=inputs.reference_tokenizer)
     if inputs.audit_dir is not None:
-        from kaieval.report.write import atomic_write_text
+        from kaieval.io import atomic_write_text
 
         inputs.audit_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(inputs.audit_dir / f"{inputs.stage.id}-{job.team_id}.json",

@@ -162,7 +162,7 @@ def folder_hash(path: Path) -> str:
     Keyed by every file's name, size and modification time, so an edited file is hashed
     afresh while planning, keying and the engines share one read of the weights.
     """
-    from kaieval.cache import model_hash
+    from kaieval.artifacts import model_hash
 
     if not path.is_dir():
         raise KaiError("model folder not found", where=str(path))

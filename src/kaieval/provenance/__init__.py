@@ -11,7 +11,6 @@ Importing this package loads numpy and scipy only: no torch, no transformers.
 """
 
 from kaieval.provenance.align import ResidualMap, estimate_map
-from kaieval.provenance.components import component_of, group_by_component, is_norm
 from kaieval.provenance.fingerprint import (
     Reference,
     is_fingerprint,
@@ -21,7 +20,10 @@ from kaieval.provenance.fingerprint import (
 from kaieval.provenance.layers import SiteFinding, search_sites
 from kaieval.provenance.matching import MatchResult, MlpSite, find_sites, match
 from kaieval.provenance.safetensors_io import ModelWeights, TensorInfo, open_model, read_header
-from kaieval.provenance.tests_weights import (
+from kaieval.provenance.tensor_groups import component_of, group_by_component, is_norm
+from kaieval.provenance.verdict import check_independence
+from kaieval.provenance.vocab import read_vocab, shared_rows
+from kaieval.provenance.weight_tests import (
     CorrelationResult,
     ExactMatch,
     FisherResult,
@@ -31,8 +33,6 @@ from kaieval.provenance.tests_weights import (
     hash_index,
     holm,
 )
-from kaieval.provenance.verdict import check_independence
-from kaieval.provenance.vocab import read_vocab, shared_rows
 
 __all__ = [
     "CorrelationResult", "ExactMatch", "FisherResult", "MatchResult", "MlpSite", "ModelWeights",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 
 from kaieval.bench.api import Backend, GenerationRequest
 from kaieval.errors import KaiError
+from kaieval.io import parse_jsonl
 from kaieval.records import ComponentEvidence
 
 PROMPTS_FILE = "blackbox_prompts.jsonl"
@@ -144,16 +144,11 @@ def load_prompts(path: Path | None = None) -> tuple[tuple[Prompt, ...], str]:
         raise KaiError(f"prompts are not UTF-8 ({err.reason} at byte {err.start})",
                        where=where) from None
     prompts: list[Prompt] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise KaiError(f"not JSON: {err}", where=f"{where}:{n}") from None
-        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and row["prompt"]):
-            raise KaiError("prompt: missing or not a non-empty string", where=f"{where}:{n}")
-        prompts.append(Prompt(str(row.get("id", n)), str(row.get("lang", "")), row["prompt"]))
+    for at, row in parse_jsonl(text, where):
+        if not (isinstance(row.get("prompt"), str) and row["prompt"]):
+            raise KaiError("prompt: missing or not a non-empty string", where=at)
+        line = at.rsplit(":", 1)[1]  # an unnamed prompt is named by its line number
+        prompts.append(Prompt(str(row.get("id", line)), str(row.get("lang", "")), row["prompt"]))
     if len(prompts) < 5:
         raise KaiError(f"need at least 5 prompts, found {len(prompts)}", where=where)
     return tuple(prompts), hashlib.sha256(raw).hexdigest()
@@ -161,7 +156,7 @@ def load_prompts(path: Path | None = None) -> tuple[tuple[Prompt, ...], str]:
 
 def holm_adjusted(p_values: Sequence[float]) -> list[float]:
     """Holm step-down adjusted p-values: reject where adjusted p <= alpha (same decisions
-    as :func:`kaieval.provenance.tests_weights.holm`, but a number to report)."""
+    as :func:`kaieval.provenance.weight_tests.holm`, but a number to report)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
     out = [1.0] * m

@@ -12,7 +12,7 @@ lineage is certain, so the suite *builds* them, deterministically, on CPU:
 :func:`check_independence` is a black box run on every (derived, parent) and
 (independent, independent) pair. Rates get exact Clopper-Pearson intervals; the
 negatives' component p-values are tested against U(0, 1) (spread, not piled at 0).
-Models are built by the demo's stand-in builder (:mod:`kaieval.demo.standins`)
+Models are built by the synthetic model builder (:mod:`kaieval.synth`)
 where a recipe can express them, else by the tensor surgery below, and cached
 under stamps hashing their settings and parent. torch is imported only to build.
 """
@@ -34,8 +34,8 @@ from scipy.special import betaincinv
 
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file, sha256_json
-from kaieval.provenance.components import is_norm
 from kaieval.provenance.safetensors_io import open_model
+from kaieval.provenance.tensor_groups import is_norm
 from kaieval.provenance.verdict import check_independence
 
 SUITE_VERSION = 2  # bump when a control is built differently: cached models rebuild
@@ -170,7 +170,7 @@ def suite_pairs(config: SuiteConfig) -> list[Pair]:
 
 def _recipes(config: SuiteConfig) -> list[Any]:
     """Stand-in recipes for every control a plain recipe can express."""
-    from kaieval.demo.standins import Recipe
+    from kaieval.synth.recipes import Recipe
 
     c, s = config, config.seed * 1000
     arch = {"hidden_size": c.hidden_size, "layers": c.layers, "heads": c.heads,
@@ -206,12 +206,12 @@ def _recipes(config: SuiteConfig) -> list[Any]:
 def build_suite(cache_dir: Path, config: SuiteConfig | None = None, *,
                 progress: Progress | None = None) -> dict[str, Path]:
     """Build (or reuse from ``cache_dir``) every model of the suite; ``{name: folder}``."""
-    from kaieval.demo.standins import build_standins
+    from kaieval.synth.build import build_models
 
     config = config or SuiteConfig()
     say = progress or (lambda _m: None)
     cache_dir = Path(cache_dir)
-    models = build_standins(cache_dir, recipes=_recipes(config), progress=say)
+    models = build_models(cache_dir, _recipes(config), progress=say)
     for junk in cache_dir.glob(".calib-tmp-*"):
         shutil.rmtree(junk, ignore_errors=True)
     for kind in config.kinds:
@@ -223,7 +223,8 @@ def build_suite(cache_dir: Path, config: SuiteConfig | None = None, *,
 def _build_surgery(kind: str, parent: Path, cache_dir: Path, config: SuiteConfig,
                    say: Progress) -> Path:
     """Transform the parent's tensors, then train (heal) the result; cached under a stamp."""
-    from kaieval.demo.standins import Recipe, _deterministic_torch, _language_model
+    from kaieval.synth.models import deterministic_torch, train_language_model
+    from kaieval.synth.recipes import Recipe
 
     final = cache_dir / kind
     key = sha256_json({"kind": kind, "config": asdict(config), "version": SUITE_VERSION,
@@ -240,7 +241,7 @@ def _build_surgery(kind: str, parent: Path, cache_dir: Path, config: SuiteConfig
         start = time.perf_counter()
         seed = config.seed * 1000 + 100 + DERIVED_KINDS.index(kind)
         scratch = kind == "partial-copy"
-        with _deterministic_torch():
+        with deterministic_torch():
             say(f"{kind}: transforming the parent's weights")
             _surgery(kind, parent, tmp / "raw", seed)
             for f in (tmp / "raw").glob("*token*.json"):
@@ -253,7 +254,7 @@ def _build_surgery(kind: str, parent: Path, cache_dir: Path, config: SuiteConfig
                 "train": {"steps": steps, "lr": float(lr), "batch_size": config.batch_size,
                           "seq_len": config.seq_len, "seed": seed,
                           "corpus_chars": config.corpus_chars, "corpus_seed": 2}})
-            _language_model(recipe, tmp / "model", tmp, say)
+            train_language_model(recipe, tmp / "model", tmp, say)
         stamp = {"key": key, "kind": kind, "config": asdict(config),
                  "build_seconds": round(time.perf_counter() - start, 3)}
         (tmp / "model" / STAMP).write_text(json.dumps(stamp, indent=2), encoding="utf-8")
@@ -444,7 +445,7 @@ def _extend_tokenizer(path: Path) -> int:
 
     from tokenizers import AddedToken, Tokenizer
 
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     tok = Tokenizer.from_file(str(path))
     words = Counter(re.findall(r"[^\W\d_]{2,}", corpus_text("train", 100_000, seed=2)))

@@ -31,7 +31,6 @@ are still read.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -42,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from kaieval.errors import KaiError
-from kaieval.provenance import tests_weights as tw
+from kaieval.io import atomic_path
+from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.align import IntArray, sketch_coordinates
-from kaieval.provenance.components import EMBEDDINGS, HEAD, component_of, is_norm
 from kaieval.provenance.matching import (
     SKETCH_DIM,
     MlpSite,
@@ -53,6 +52,7 @@ from kaieval.provenance.matching import (
     reference_sketch,
 )
 from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights, open_model, read_header
+from kaieval.provenance.tensor_groups import EMBEDDINGS, HEAD, component_of, is_norm
 from kaieval.provenance.vocab import read_vocab
 
 FORMAT = "kaieval-fingerprint"
@@ -200,12 +200,8 @@ def write_fingerprint(model_dir: Path, out: Path, *, trust_remote_code: bool = F
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:  # readers see the old file or the new one, never half
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, out)  # readers see the old file or the new one, never half
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

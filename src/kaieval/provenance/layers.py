@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from kaieval.provenance.align import MAX_TOKENS, ResidualMap, estimate_map, identity_map
-from kaieval.provenance.components import EMBEDDINGS, component_of
 from kaieval.provenance.fingerprint import Reference
 from kaieval.provenance.matching import (
     MatchResult,
@@ -42,6 +41,7 @@ from kaieval.provenance.matching import (
     unit_subsample,
 )
 from kaieval.provenance.safetensors_io import ModelWeights
+from kaieval.provenance.tensor_groups import EMBEDDINGS, component_of
 from kaieval.provenance.vocab import shared_rows
 
 SCREEN_UNITS = 128

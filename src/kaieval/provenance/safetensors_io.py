@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kaieval.artifacts import is_pickle, refuse_pickle
 from kaieval.errors import KaiError
 from kaieval.provenance import fp8
 
@@ -45,7 +46,6 @@ DTYPE_SIZES: dict[str, int] = {
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"})
 """Dtypes converted to fp32 for statistics; the rest are compared by hash only."""
 
-PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt"})
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 FloatArray = npt.NDArray[np.float32]
@@ -413,11 +413,6 @@ def _refuse_untrusted(root: Path, trust_remote_code: bool) -> None:
                            "is set (it is never executed)", where=str(config))
 
 
-def _refuse_pickle(path: Path) -> None:
-    raise KaiError("pickle checkpoint refused; convert to safetensors (it is never unpickled)",
-                   where=str(path))
-
-
 def _read_index(root: Path, index: Path) -> tuple[dict[str, TensorInfo], tuple[Path, ...]]:
     """Validate a sharded model's index: shards exist, every named tensor is in its shard."""
     where = str(index)
@@ -460,9 +455,9 @@ def _read_folder(root: Path) -> tuple[dict[str, TensorInfo], tuple[Path, ...]] |
     if files:
         raise KaiError(f"{len(files)} .safetensors files but no {INDEX_NAME} to say which "
                        "tensors they hold", where=str(root))
-    pickles = sorted(p for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    pickles = sorted(p for p in root.iterdir() if p.is_file() and is_pickle(p))
     if pickles:
-        _refuse_pickle(pickles[0])
+        refuse_pickle(pickles[0], root)
     return None
 
 
@@ -473,8 +468,8 @@ def open_model(path: Path, *, trust_remote_code: bool = False) -> ModelWeights:
     """
     path = Path(path)
     if path.is_file():
-        if path.suffix in PICKLE_SUFFIXES:
-            _refuse_pickle(path)
+        if is_pickle(path):
+            refuse_pickle(path)
         if path.suffix != ".safetensors":
             raise KaiError("not a .safetensors file or a model folder", where=str(path))
         return ModelWeights(path, fp8.attach_scales(read_header(path), None), (path,))

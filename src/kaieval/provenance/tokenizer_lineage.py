@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kaieval.errors import KaiError
+from kaieval.io import atomic_write_text
 from kaieval.provenance.vocab import normalise
 from kaieval.records import ComponentEvidence
 
@@ -417,7 +418,7 @@ def build_baseline(workdir: Path, *, n_tokenizers: int, vocab_sizes: Sequence[in
     Tokenizer i is trained on ``corpus_text("train", corpus_chars[i % ..], seed=seed_offset+i)``
     with vocabulary ``vocab_sizes[i % ..]``: disjoint seeded samples of the same generator.
     """
-    from kaieval.demo.corpus import corpus_text
+    from kaieval.synth.corpus import corpus_text
 
     facts = []
     for i in range(n_tokenizers):
@@ -441,12 +442,12 @@ def write_baseline(workdir: Path, out: Path) -> None:
         "what": "lineage statistics of pairs of independently trained byte-level BPE "
                 "tokenizers (the null for compare_tokenizers)",
         "how": "kaieval.provenance.tokenizer_lineage.build_baseline(**recipe): tokenizer i "
-               "trained on kaieval.demo.corpus.corpus_text('train', corpus_chars[i % 3], "
+               "trained on kaieval.synth.corpus.corpus_text('train', corpus_chars[i % 3], "
                "seed=seed_offset + i), vocab_sizes[i % 4], all pairs i < j",
         "recipe": BASELINE_RECIPE, "tokenizers_version": tokenizers.__version__,
         "statistics": stats,
     }
-    out.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
 
 
 if __name__ == "__main__":  # python -m kaieval.provenance.tokenizer_lineage OUT_DIR

@@ -37,9 +37,13 @@ from threadpoolctl import threadpool_limits
 
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
-from kaieval.provenance import tests_weights as tw
+from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.align import FloatArray, ResidualMap, residual_axis
-from kaieval.provenance.components import (
+from kaieval.provenance.fingerprint import SUB, StoredSub, load_reference
+from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
+from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
+from kaieval.provenance.safetensors_io import ModelWeights, open_model
+from kaieval.provenance.tensor_groups import (
     EMBEDDINGS,
     HEAD,
     component_of,
@@ -47,10 +51,6 @@ from kaieval.provenance.components import (
     is_language_model,
     is_norm,
 )
-from kaieval.provenance.fingerprint import SUB, StoredSub, load_reference
-from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
-from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
-from kaieval.provenance.safetensors_io import ModelWeights, open_model
 from kaieval.provenance.vocab import read_vocab, shared_rows
 from kaieval.records import ComponentEvidence, IndependenceVerdict
 

@@ -89,7 +89,7 @@ class Registry:
             if not path.is_file():
                 raise KaiError(f"fingerprint file {path} is missing", where=where)
             return sha256_file(path)
-        from kaieval.cache import model_hash
+        from kaieval.artifacts import model_hash
 
         if not path.is_dir():
             raise KaiError(f"model folder {path} is missing", where=where)
@@ -147,7 +147,7 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _write(registry: Registry) -> None:
-    from kaieval.report.write import atomic_write_text
+    from kaieval.io import atomic_write_text
 
     data = {"schema": SCHEMA,
             "references": [e.model_dump(mode="json") for e in registry.entries]}
@@ -202,7 +202,7 @@ def add_reference(folder: Path, source: Path, *, name: str, origin: str, licence
             raise KaiError(f"a reference named '{old.name}' is already registered (use "
                            "--replace to supersede it)", where=str(folder / REGISTRY_FILE))
         if link:
-            from kaieval.cache import model_hash
+            from kaieval.artifacts import model_hash
 
             entry = RegistryEntry(**base, kind="folder", file=str(source.resolve()),
                                   sha256=model_hash(source))

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from kaieval.report.html import render_html
 from kaieval.report.terminal import print_summary
-from kaieval.report.write import atomic_write_text, stage_result_json_schema, write_reports
+from kaieval.report.write import stage_result_json_schema, write_reports
 
 __all__ = [
-    "atomic_write_text",
     "print_summary",
     "render_html",
     "stage_result_json_schema",

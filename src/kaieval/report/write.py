@@ -1,22 +1,21 @@
 """Writing a report directory: the HTML page, one JSON file per stage, and the JSON schema.
 
-Every file is written atomically (a temp file in the same directory, then
-``os.replace``), and everything is rendered in memory before the first file is
-touched, so a crash or a bad input never leaves a half-written report: each file
-on disk is either the previous complete version or the new complete version.
+Every file is written atomically (:func:`kaieval.io.atomic_write_text`), and
+everything is rendered in memory before the first file is touched, so a crash or
+a bad input never leaves a half-written report: each file on disk is either the
+previous complete version or the new complete version.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kaieval.errors import KaiError
+from kaieval.io import atomic_write_text
 from kaieval.report.html import check_results, render_html
 from kaieval.scoring.results import StageResult
 
@@ -34,24 +33,6 @@ def stage_json(result: StageResult) -> str:
     """One stage as JSON: the record and nothing else; its ``schema`` field names the version."""
     data = result.model_dump(mode="json", by_alias=True)
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` as UTF-8 to ``path`` so readers see the old file or the new one, never half.
-
-    The temp file lives in the target's directory so ``os.replace`` is a rename
-    on one filesystem (atomic on POSIX and Windows); it is removed if anything fails.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _prepare_dir(out_dir: Path) -> None:

@@ -13,8 +13,8 @@ See docs/store.md.
 
 from __future__ import annotations
 
-from kaieval.store.audit import AuditEntry
 from kaieval.store.database import DEFAULT_URL, ENV_VAR, head_revision, masked, parse_url
+from kaieval.store.log import AuditEntry
 from kaieval.store.store import PutSummary, Store
 
 __all__ = [

@@ -28,8 +28,7 @@ from sqlalchemy.orm import Session
 
 from kaieval.errors import KaiError
 from kaieval.records import Record
-from kaieval.store import audit
-from kaieval.store.audit import AuditEntry
+from kaieval.store import log
 from kaieval.store.database import (
     SQLITE_BEGIN_OPTION,
     create_store_engine,
@@ -39,6 +38,7 @@ from kaieval.store.database import (
     parse_url,
     resolve_url,
 )
+from kaieval.store.log import AuditEntry
 from kaieval.store.models import AuditHead, AuditRow, ResultRow, StageResultRow
 from kaieval.store.rows import (
     EncodedRecord,
@@ -98,7 +98,7 @@ class _Chain:
 
     def append(self, action: str, entity: str, key: str, content_hash: str) -> None:
         """Queue the next entry; ``write`` stores the queue in one executemany."""
-        entry = audit.new_entry(self._head.seq, self._head.hash, self._at, self._actor, action,
+        entry = log.new_entry(self._head.seq, self._head.hash, self._at, self._actor, action,
                                 entity, key, content_hash)
         self._pending.append(dict(vars(entry)))  # flat dataclass: no deep copy needed
         self._head.seq, self._head.hash = entry.seq, entry.hash
@@ -212,10 +212,10 @@ class Store:
                 enc = encode_record(record, index)
                 if old is None:
                     new_rows.append({"natural_key": key, **_columns(enc)})
-                    chain.append(audit.ACTION_INSERT, audit.ENTITY_RESULT, key, enc.payload_hash)
+                    chain.append(log.ACTION_INSERT, log.ENTITY_RESULT, key, enc.payload_hash)
                 else:
                     changed_rows.append({"id": old[0], **_columns(enc)})
-                    chain.append(audit.ACTION_REPLACE, audit.ENTITY_RESULT, key, enc.payload_hash)
+                    chain.append(log.ACTION_REPLACE, log.ENTITY_RESULT, key, enc.payload_hash)
             # Bulk statements (one executemany each) inside the same transaction: a
             # failure in any of them rolls back the whole batch.
             chain.write()
@@ -249,7 +249,7 @@ class Store:
             if row is None:
                 return False
             payload_hash, _ = check_result_row(row)
-            chain.append(audit.ACTION_DELETE, audit.ENTITY_RESULT, natural_key, payload_hash or "")
+            chain.append(log.ACTION_DELETE, log.ENTITY_RESULT, natural_key, payload_hash or "")
             chain.write()
             session.delete(row)
         return True
@@ -276,14 +276,14 @@ class Store:
             if row is not None:
                 if _stage_change_hash(row) == change_hash:
                     return False
-                action = audit.ACTION_REPLACE
+                action = log.ACTION_REPLACE
             else:
                 row = StageResultRow(stage_id=stage_id, run_label=run_label)
                 session.add(row)
-                action = audit.ACTION_INSERT
+                action = log.ACTION_INSERT
             row.payload, row.input_hash, row.code_version = text, input_hash, version
             row.created_at = _utcnow()
-            chain.append(action, audit.ENTITY_STAGE_RESULT, stage_key(stage_id, run_label),
+            chain.append(action, log.ENTITY_STAGE_RESULT, stage_key(stage_id, run_label),
                          audit_hash)
             chain.write()
         return True
@@ -337,19 +337,19 @@ def _verify(session: Session) -> list[str]:
     head = (head_row.seq, head_row.hash) if head_row is not None else None
     entries = (_entry(r) for r in session.scalars(
         select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=1000)))
-    problems = audit.verify_chain(entries, head, latest)
+    problems = log.verify_chain(entries, head, latest)
     actual: dict[tuple[str, str], str] = {}
     for row in session.scalars(select(ResultRow).order_by(ResultRow.natural_key)
                                .execution_options(yield_per=1000)):
         payload_hash, row_problems = check_result_row(row)
         problems.extend(row_problems)
-        actual[(audit.ENTITY_RESULT, row.natural_key)] = payload_hash or "unreadable"
+        actual[(log.ENTITY_RESULT, row.natural_key)] = payload_hash or "unreadable"
     for srow in session.scalars(select(StageResultRow)):
         stage_hash, row_problems = check_stage_row(srow)
         problems.extend(row_problems)
-        actual[(audit.ENTITY_STAGE_RESULT, stage_key(srow.stage_id, srow.run_label))] = \
+        actual[(log.ENTITY_STAGE_RESULT, stage_key(srow.stage_id, srow.run_label))] = \
             stage_hash or "unreadable"
-    problems.extend(audit.verify_entities(latest, actual))
+    problems.extend(log.verify_entities(latest, actual))
     return problems
 
 

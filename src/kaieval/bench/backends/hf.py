@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kaieval.artifacts import check_model_dir, model_hash
 from kaieval.bench.api import (
     GenerationRequest,
     GenerationResponse,
@@ -53,41 +54,12 @@ from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
 from kaieval.bench.backends.hf_prefix import supports as prefix_supports
 from kaieval.bench.collate import Collator
 from kaieval.errors import KaiError
+from kaieval.quiet import quiet_transformers
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
 TOKENIZER_INFINITY = 1000000000000000019884624838656
 TOKENISATION = "lm-eval-hflm-v1"  # bump if the request -> tokens mapping ever changes
-
-
-def check_model_dir(path: Path) -> None:
-    """Refuse what must not be loaded: no directory, pickle-only weights, no tokenizer."""
-    if not path.is_dir():
-        raise KaiError("model directory not found", where=str(path))
-    names = [p.name for p in path.iterdir() if p.is_file()]
-    if not any(n.endswith(".safetensors") for n in names):
-        pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
-        if pickles:
-            raise KaiError(f"pickle checkpoint {pickles[0]} refused (never unpickled); "
-                           "convert the weights to safetensors", where=str(path))
-        raise KaiError("no *.safetensors weights in the model directory", where=str(path))
-    if not any(n in names for n in TOKENIZER_FILES):
-        raise KaiError("model directory has no tokenizer (tokenizer.json, tokenizer.model or "
-                       "vocab.json)", where=str(path))
-
-
-def directory_hash(path: Path) -> str:
-    """sha256 over every top-level file's name and content (weights, tokenizer, config)."""
-    outer = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-        inner = hashlib.sha256()
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                inner.update(block)
-        outer.update(f"{file.name}\0{inner.hexdigest()}\n".encode())
-    return outer.hexdigest()
 
 
 @functools.cache
@@ -129,7 +101,7 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = Path(path).expanduser().resolve()
-        check_model_dir(self.path)
+        check_model_dir(self.path, pickles_beside_safetensors=True)  # use_safetensors below
         if dtype not in DTYPES:
             raise KaiError(f"dtype {dtype!r} not supported; use one of {', '.join(DTYPES)}",
                            where="--dtype")
@@ -141,11 +113,12 @@ class HFBackend:
         self._torch = torch
         return_freed_memory()
         try:
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(
-                str(self.path), trust_remote_code=trust_remote_code)
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
-                trust_remote_code=trust_remote_code)
+            with quiet_transformers():
+                self.tokenizer: Any = AutoTokenizer.from_pretrained(
+                    str(self.path), trust_remote_code=trust_remote_code)
+                model: Any = AutoModelForCausalLM.from_pretrained(
+                    str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
+                    trust_remote_code=trust_remote_code)
             self.model: Any = model.to(device)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -184,7 +157,7 @@ class HFBackend:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            parts = [TOKENISATION, self._scoring(), directory_hash(self.path), self.dtype,
+            parts = [TOKENISATION, self._scoring(), model_hash(self.path), self.dtype,
                      self._torch.device(self.device).type, str(self.max_length),
                      f"chat={self.chat_template}:{self.chat_template_hash}"]
             self._fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kaieval.artifacts import check_model_dir, model_hash
 from kaieval.bench.api import (
     GenerationRequest,
     GenerationResponse,
@@ -23,7 +24,7 @@ from kaieval.bench.api import (
     LoglikelihoodResponse,
 )
 from kaieval.bench.backends.common import chat_template_hash
-from kaieval.bench.backends.hf import TOKENISATION, check_model_dir, directory_hash
+from kaieval.bench.backends.hf import TOKENISATION
 from kaieval.errors import KaiError
 
 
@@ -41,7 +42,7 @@ class VLLMBackend:
             raise KaiError("the vllm backend needs the 'vllm' extra (pip install "
                            "'kaieval[vllm]') and a GPU", where="--backend") from exc
         self.path = Path(path).expanduser().resolve()
-        check_model_dir(self.path)
+        check_model_dir(self.path, pickles_beside_safetensors=True)
         self.dtype, self.batch_size, self.chat_template = dtype, batch_size, chat_template
         self._vllm = vllm
         self.llm: Any = vllm.LLM(model=str(self.path), dtype=dtype,
@@ -55,7 +56,7 @@ class VLLMBackend:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            parts = [TOKENISATION, "vllm", directory_hash(self.path), self.dtype,
+            parts = [TOKENISATION, "vllm", model_hash(self.path), self.dtype,
                      str(self.max_length), f"chat={self.chat_template}:{self.chat_template_hash}"]
             self._fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()
         return self._fingerprint

@@ -17,24 +17,13 @@ from typing import Any
 from kaieval.bench.tasks.config import HFSplit, LocalSplit, Split
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
+from kaieval.io import read_jsonl
 
 Record = dict[str, Any]
 
 
 def _read_jsonl(path: Path) -> list[Record]:
-    rows: list[Record] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise KaiError(f"invalid JSON: {exc.msg}", where=f"{path}:{lineno}") from None
-            if not isinstance(obj, dict):
-                raise KaiError("each line must be a JSON object", where=f"{path}:{lineno}")
-            rows.append(obj)
-    return rows
+    return [row for _where, row in read_jsonl(path)]
 
 
 def _read_json(path: Path) -> list[Record]:

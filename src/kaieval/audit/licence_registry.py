@@ -34,7 +34,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kaieval.audit import licence_match as lm
+from kaieval.audit import licence_text as lm
 from kaieval.errors import KaiError
 from kaieval.spec.yamlload import load_yaml, load_yaml_text, parse_model
 
@@ -302,7 +302,7 @@ def _short(clause: str, limit: int = 120) -> str:
 
 
 def match_text(text: str, *, file: str | None = None) -> LicenceMatch:
-    """Identify the licence in ``text`` (see licence_match for how scoring works)."""
+    """Identify the licence in ``text`` (see licence_text for how scoring works)."""
     reg = registry()
     ranked = lm.rank(text, reg.clause_sets())
     text_cands = [Candidate(id=s.licence_id, score=s.score, method="text",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kaieval.provenance import component_of, group_by_component, is_norm, open_model
-from kaieval.provenance.components import is_language_model
+from kaieval.provenance.tensor_groups import is_language_model
 
 
 @pytest.mark.parametrize(("name", "component"), [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kaieval.audit import licence_match as lm
-from kaieval.audit.licences import (
+from kaieval.audit import licence_text as lm
+from kaieval.audit.licence_registry import (
     UNKNOWN,
     check_declared,
     detect_licence,

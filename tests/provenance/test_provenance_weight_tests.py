@@ -19,7 +19,7 @@ from kaieval.provenance import (
     holm,
     open_model,
 )
-from kaieval.provenance.tests_weights import compare_tensor
+from kaieval.provenance.weight_tests import compare_tensor
 
 
 def test_unit_null_is_uniform_for_independent_matrices() -> None:
@@ -72,7 +72,7 @@ def test_iid_p_is_erfc_formula_and_few_units_use_monte_carlo() -> None:
 def test_chunked_correlation_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large tensors are correlated in row blocks (float32 products summed in float64);
     the block size changes r and z only at float32 rounding, far below any decision."""
-    import kaieval.provenance.tests_weights as tw
+    import kaieval.provenance.weight_tests as tw
 
     monkeypatch.setattr(tw, "CHUNK", 1000)
     rng = np.random.default_rng(4)
@@ -168,7 +168,7 @@ def test_compare_tensor_streams_two_models(models: dict[str, Path]) -> None:
 def test_streamed_sub_matrix_gives_the_whole_tensors_result(
         tmp_path: Path, shape: tuple[int, int], exchangeable: bool) -> None:
     """Reading only the planned sub-matrix changes nothing: bit-identical r, z and p."""
-    from kaieval.provenance.tests_weights import correlation_test, plan_null
+    from kaieval.provenance.weight_tests import correlation_test, plan_null
 
     g = torch.Generator().manual_seed(3)
     x = torch.randn(*shape, generator=g)

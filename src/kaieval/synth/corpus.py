@@ -1,9 +1,10 @@
-"""A deterministic generator of natural-looking Korean text for the demo.
+"""A deterministic generator of natural-looking Korean text for synthetic models.
 
-The demo's stand-in models are trained, and their held-out quality measured, on
-text that must exist without any download. We therefore generate it: word lists
-and sentence templates in four registers (news, conversation, legal and
-administrative, technical), filled by a seeded ``random.Random``. Particles are
+The demo's stand-in models and the provenance calibration controls are trained,
+and their held-out quality measured, on text that must exist without any download.
+We therefore generate it: word lists and sentence templates in four registers
+(news, conversation, legal and administrative, technical), filled by a seeded
+``random.Random``. Particles are
 chosen by the final consonant (받침) of the word they attach to (은/는, 이/가,
 을/를, 과/와, 으로/로), and verbs carry register-appropriate endings, so the text
 has the morphological variety a Korean tokenizer must cope with and is not a
@@ -17,6 +18,7 @@ is always an extension of a shorter one with the same arguments.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable
@@ -359,6 +361,12 @@ def corpus_text(split: Split, n_chars: int, seed: int = 0) -> str:
         parts.append(para)
         total += len(para)
     return "".join(parts)[:n_chars]
+
+
+@functools.lru_cache(maxsize=4)
+def train_text(n_chars: int, seed: int) -> str:
+    """``corpus_text("train", n_chars, seed)``, memoised: builds reuse the same samples."""
+    return corpus_text("train", n_chars, seed=seed)
 
 
 def vocabulary() -> frozenset[str]:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from kaieval.records import Record
 from kaieval.store import Store
-from kaieval.store.audit import AuditEntry, verify_chain
+from kaieval.store.log import AuditEntry, verify_chain
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def test_deleted_stage_result_detected(filled: Store, raw: Engine) -> None:
 
 def test_verify_chain_on_plain_entries() -> None:
     """The pure chain check, without a database: reorder and gap messages."""
-    from kaieval.store.audit import new_entry
+    from kaieval.store.log import new_entry
 
     a = new_entry(0, "0" * 64, "t", "x", "insert", "result", "k1", "h1")
     b = new_entry(a.seq, a.hash, "t", "x", "insert", "result", "k2", "h2")

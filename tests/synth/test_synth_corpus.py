@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kaieval.demo.corpus import attach, corpus_text, hangul_ratio, vocabulary
+from kaieval.synth.corpus import attach, corpus_text, hangul_ratio, vocabulary
 
 
 def test_same_arguments_give_the_same_text() -> None:

@@ -1,7 +1,7 @@
 """Releases against the licence registry: what is open, what the files say, what is inherited.
 
 The dossier declares each release's licence; the registry
-(``kaieval.audit.licences``) says whether that licence is open in the Model
+(``kaieval.audit.licence_registry``) says whether that licence is open in the Model
 Openness Framework's sense and what duties it carries; the files the release
 points at say which licence was actually shipped. A release counts as open
 only when it is declared open, its licence is open, and -- when the dossier
@@ -31,7 +31,7 @@ class ReleaseCheck:
 
 def check_releases(ctx: AuditContext) -> tuple[list[ReleaseCheck], list[Flag]]:
     """Check every release of the submission; return the checks and the flags they raise."""
-    from kaieval.audit.licences import check_declared, detect_licence, lookup
+    from kaieval.audit.licence_registry import check_declared, detect_licence, lookup
 
     checks: list[ReleaseCheck] = []
     flags: list[Flag] = []
@@ -88,7 +88,7 @@ def inherited_figure(ctx: AuditContext, checks: list[ReleaseCheck]) -> Figure:
     A base model whose licence cannot be resolved counts as one duty ("licence
     unknown"): an unresolved upstream is a risk, not an absence of one.
     """
-    from kaieval.audit.licences import inherited_obligations
+    from kaieval.audit.licence_registry import inherited_obligations
 
     del checks  # the releases' own licences are the team's choice, not inherited
     bases = ctx.submission.dependencies.base_models

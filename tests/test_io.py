@@ -1,0 +1,68 @@
+"""kaieval.io: the atomic write keeps the old file on failure; the JSON Lines reader
+names file and line in one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kaieval.errors import KaiError
+from kaieval.io import atomic_path, atomic_write_text, parse_jsonl, read_jsonl
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "새 내용\n")
+    assert target.read_bytes() == "새 내용\n".encode()
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_failed_replace_keeps_old_file_and_removes_temp(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.html"
+    target.write_text("old complete report", encoding="utf-8")
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new report")
+    assert target.read_text(encoding="utf-8") == "old complete report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "w.safetensors"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer died")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_jsonl_rows_carry_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n\n{"b": "x\u2028y"}\n', encoding="utf-8")
+    assert read_jsonl(path) == [(f"{path}:1", {"a": 1}), (f"{path}:3", {"b": "x\u2028y"})]
+    assert parse_jsonl('{"a": 1}\n', "mem") == [("mem:1", {"a": 1})]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"a": 1}\nnot json\n', r"r\.jsonl:2: not JSON"),
+    (b'{"a": 1}\n[1, 2]\n', r"r\.jsonl:2: expected a JSON object"),
+    (b'{"a": "\xff"}\n', r"r\.jsonl: not UTF-8"),
+])
+def test_bad_jsonl_is_a_one_line_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(KaiError, match=message) as err:
+        read_jsonl(path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(KaiError, match="file not found"):
+        read_jsonl(tmp_path / "missing.jsonl")
