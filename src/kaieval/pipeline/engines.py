@@ -273,15 +273,10 @@ def _stage_files(ld: LoadedDossier, stage_id: str) -> dict[str, str | None]:
         if not p.is_relative_to(root):
             out[rel] = None
         elif p.is_dir():
-            out[rel] = folder_hash(p) if any(p.glob("*.safetensors")) else _tree_hash(p)
+            out[rel] = folder_hash(p)
         else:
             out[rel] = sha256_file(p) if p.is_file() else None
     return out
-
-
-def _tree_hash(folder: Path) -> str:
-    return sha256_json({str(p.relative_to(folder)): sha256_file(p)
-                        for p in sorted(folder.rglob("*")) if p.is_file()})
 
 
 def _ref_tokenizer_hash(inputs: StageInputs) -> str | None:

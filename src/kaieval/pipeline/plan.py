@@ -165,7 +165,7 @@ def folder_hash(path: Path) -> str:
     from kaieval.artifacts import model_hash
 
     if not path.is_dir():
-        raise KaiError("model folder not found", where=str(path))
+        raise KaiError("folder not found", where=str(path))
     sig = tuple(sorted((str(p.relative_to(path)), st.st_size, st.st_mtime_ns)
                        for p in path.rglob("*") if p.is_file()
                        for st in (p.stat(),)))
