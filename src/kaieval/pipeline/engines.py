@@ -289,7 +289,7 @@ def _ref_tokenizer_hash(inputs: StageInputs) -> str | None:
 def audit_key(inputs: StageInputs, job: Job, verdict: IndependenceVerdict | None
               ) -> dict[str, Any]:
     ld, _ = _sub(inputs, job)
-    return {"dossier": ld.sha256, "program": inputs.program_hash,
+    return {"stage": inputs.stage.id, "dossier": ld.sha256, "program": inputs.program_hash,
             "files": _stage_files(ld, inputs.stage.id),
             "verdict": verdict.content_hash() if verdict is not None else None,
             "reference_tokenizer": _ref_tokenizer_hash(inputs)}

@@ -72,6 +72,9 @@ class _Runner:
         self.keys = {r.natural_key() for r in stored}
         self.runs = {r.natural_key(): r for r in stored if isinstance(r, EngineRun)}
         self.by_key: dict[str, Record] = {r.natural_key(): r for r in stored}
+        self.elsewhere = [r for r in store.records(kind="engine_run")
+                          if isinstance(r, EngineRun) and r.stage_id != sid
+                          and r.status == "measured"]
 
     def _stored_run(self, job: Job) -> EngineRun:
         return EngineRun(stage_id=self.inputs.stage.id, team_id=job.team_id,
@@ -101,7 +104,8 @@ class _Runner:
                 out.seconds = time.perf_counter() - t0
                 self.listen(out)
                 return
-            result = RUNS[job.engine](self.inputs, job, *extra)
+            result = self._from_other_stage(job, key) or RUNS[job.engine](self.inputs, job,
+                                                                           *extra)
         except KaiError as e:
             out.reason = str(e)
         except (OSError, ValueError, RuntimeError, MemoryError) as e:
@@ -123,6 +127,27 @@ class _Runner:
             out.written = self._put([*result.records, run])
         out.seconds = time.perf_counter() - t0
         self.listen(out)
+
+    def _from_other_stage(self, job: Job, key: str) -> Output | None:
+        """The same job (same key: inputs, settings, engine) stored for another stage, its
+        records rebound to this stage and team: the demo's models are checked against the
+        same references at every stage, and that need not be computed again. Audits are
+        stage-specific (their key names the stage) and shared targets are not reused."""
+        if job.team_id == SHARED:
+            return None
+        for prev in self.elsewhere:
+            if prev.job_key != key or prev.engine != job.engine:
+                continue
+            with self.lock:
+                old = {r.natural_key(): r for r in self.store.records(
+                    stage_id=prev.stage_id, team_id=prev.team_id)}
+            if not all(k in old for k in prev.produced):
+                continue
+            update = {"stage_id": self.inputs.stage.id, "team_id": job.team_id}
+            return Output(records=[old[k].model_copy(update=update) for k in prev.produced],
+                          notes=[*prev.notes, f"reused from stage {prev.stage_id} (same inputs "
+                                              "and engine version)"])
+        return None
 
     def _cached(self, job: Job, key: str) -> bool:
         prev = self.runs.get(self._stored_run(job).natural_key())
