@@ -221,3 +221,20 @@ def test_an_endpoint_candidate_is_measured_through_the_openai_backend(
     assert all(r.source == "measured" and r.settings["backend"] == "openai" for r in cand)
     run = next(r for r in recs if isinstance(r, EngineRun) and r.team_id == "c")
     assert run.status == "measured"
+
+
+def test_a_target_known_only_by_published_figures_is_stored_as_declared(
+        programme: Path, tmp_path: Path) -> None:
+    p = programme
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    (p / "a.yaml").write_text((p / "a.yaml").read_text("utf-8").replace(
+        "target: {name: Foreign Base, path: models/foreign-base}",
+        "target: {name: Frontier-1, published: {copa: 0.91, arc: 0.88}}"))
+    code, out = _measure(p, db, "--only", "bench", "--team", "a")
+    assert code == 0, out
+    recs = Store(db).records(stage_id="s1")
+    targets = {r.benchmark_id: r for r in recs
+               if isinstance(r, BenchmarkResult) and r.role == "target"}
+    assert {k: (r.score, r.source) for k, r in targets.items()} == {
+        "copa": (0.91, "declared"), "arc": (0.88, "declared")}
+    assert not any(isinstance(r, EngineRun) and r.team_id == "*" for r in recs)

@@ -153,8 +153,10 @@ def _registry(scenario: Path, models: dict[str, Path]) -> Path:
     from kaieval.registry import add_reference, load_registry
 
     folder = scenario / "registry"
-    entry = load_registry(folder).find(FOREIGN_BASE)
-    if entry is None or entry.sha256 != model_hash(models[FOREIGN_BASE]):
+    reg = load_registry(folder)
+    entry = reg.find(FOREIGN_BASE)
+    if (entry is None or Path(entry.file) != models[FOREIGN_BASE].resolve()
+            or reg.current_hash(entry) != entry.sha256):
         add_reference(folder, models[FOREIGN_BASE], name=FOREIGN_BASE, origin="unknown",
                       licence="demo stand-in", family="llama", link=True, replace=True)
     return folder

@@ -171,5 +171,5 @@ def folder_hash(path: Path) -> str:
                        for st in (p.stat(),)))
     key = (str(path.resolve()), sig)
     if key not in _HASHES:
-        _HASHES[key] = model_hash(path)
+        _HASHES[key] = "sha256:" + model_hash(path)
     return _HASHES[key]

@@ -93,7 +93,7 @@ class Registry:
 
         if not path.is_dir():
             raise KaiError(f"model folder {path} is missing", where=where)
-        return model_hash(path)
+        return "sha256:" + model_hash(path)
 
     def verified_path(self, entry: RegistryEntry, current: str | None = None) -> Path:
         """The entry's file or folder, refused if its content changed since it was added."""
@@ -205,7 +205,7 @@ def add_reference(folder: Path, source: Path, *, name: str, origin: str, licence
             from kaieval.artifacts import model_hash
 
             entry = RegistryEntry(**base, kind="folder", file=str(source.resolve()),
-                                  sha256=model_hash(source))
+                                  sha256="sha256:" + model_hash(source))
         else:
             target = folder / f"{_slug(name)}.fp.safetensors"
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
