@@ -22,8 +22,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env.pop("KAI_DATABASE_URL", None)
     proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "demo", "--out", str(out),
                            "--replicates", "300"], env=env, capture_output=True, text=True,
-                          timeout=2400)  # cold: stand-ins built, IFEval generated (512 tokens
-    # x 37 prompts per model); ~12 min without IFEval on a loaded 2-core box, >15 with it
+                          timeout=1500)  # cold: stand-ins built (~2 min quiet, far more loaded)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert "Loading weights" not in proc.stderr + proc.stdout  # transformers kept quiet
@@ -96,9 +95,9 @@ def test_demo_report_in_a_browser_shows_decisions_evidence_and_robustness(
     gated = page.locator('#stage-stage1 [data-team="naver"][data-decision="gated"]')
     assert gated.count() >= 1
     text = page.locator("#stage-stage1").inner_text()
-    # benchmarks are measured on the bundled samples, the chat-only IFEval task too
-    # (stand-ins carry a chat template)
-    assert "7 of 7 benchmarks measured" in text
+    # benchmarks are measured on the bundled samples; IFEval is not: it generates 512
+    # tokens, all of a stand-in's 512-token context (kai stage measure says so)
+    assert "6 of 7 benchmarks measured" in text
     assert "partial" in text.lower()
     assert "surviv" in text.lower()
     page.screenshot(path=str(demo_out / "report.png"), full_page=False)

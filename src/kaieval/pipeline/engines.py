@@ -151,6 +151,8 @@ def run_bench(inputs: StageInputs, job: Job) -> Output:
         elif not endpoint and needs_chat(t) and not has_chat_template(Path(model)):
             out.notes.append(f"{r.id}: not measured (a chat task and the model has no chat "
                              "template)")
+        elif not endpoint and (why := _no_room(t, Path(model))):
+            out.notes.append(f"{r.id}: not measured ({why})")
         else:
             usable.append(r)
     if not usable:
@@ -182,6 +184,31 @@ def has_chat_template(model_dir: Path) -> bool:
     except (OSError, ValueError):
         has = False
     return has or (model_dir / "chat_template.jinja").is_file()
+
+
+def _no_room(task: Any, model_dir: Path) -> str:
+    """Why a generation task cannot be measured on this model, or "".
+
+    A task that asks for as many new tokens as the model's context window holds leaves
+    no room for its prompt: the backend would keep the prompt's last token only, and the
+    score would say nothing about the model (the demo's 512-token stand-ins on IFEval's
+    512 new tokens). Better "not measured" with the reason than a number that means
+    nothing.
+    """
+    from kaieval.bench.api import GenerationRequest
+
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return ""
+    window = next((cfg[k] for k in ("max_position_embeddings", "n_positions", "n_ctx")
+                   if isinstance(cfg.get(k), int)), None)
+    wanted = max((r.max_tokens for d in task.docs(limit=1) for b in task.build(d)
+                  for r in b.requests if isinstance(r, GenerationRequest)), default=0)
+    if window is None or wanted < window:
+        return ""
+    return (f"the task generates up to {wanted} tokens and the model's context window is "
+            f"{window}: no room for the prompt")
 
 
 def needs_chat(task: Any) -> bool:

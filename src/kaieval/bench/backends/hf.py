@@ -356,6 +356,7 @@ class HFBackend:
         budget = max(1, self.max_length - request.max_tokens)
         ids = self._encode(text)[-budget:]
         eos = self.tokenizer.eos_token_id
+        stops = [s for s in request.stop if s]  # no stop strings: nothing to decode per step
         generated: list[int] = []
         cache: Any = None
         step = torch.tensor([ids], device=self.device)
@@ -372,8 +373,8 @@ class HFBackend:
                 if eos is not None and token == eos:
                     break
                 generated.append(token)
-                decoded = self.tokenizer.decode(generated, skip_special_tokens=True)
-                if any(s and s in decoded for s in request.stop):
+                if stops and any(s in self.tokenizer.decode(generated, skip_special_tokens=True)
+                                 for s in stops):
                     break
                 step = torch.tensor([[token]], device=self.device)
         result = str(self.tokenizer.decode(generated, skip_special_tokens=True))
