@@ -63,15 +63,27 @@ def model_hash(path: Path) -> str:
 
     Weights, tokenizer, configs and chat templates all count; hidden files
     (build stamps, temp files) do not, so rebuilding identical files keeps the hash.
+    Computed once per process for files whose names, sizes and modification times are
+    unchanged: planning a stage, keying its jobs and checking its references all ask
+    for the same folders' hashes.
     """
     path = Path(path)
-    outer = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    sig = (str(path.resolve()), tuple((f.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns)
+                                      for f in files for st in (f.stat(),)))
+    known = _HASHES.get(sig)
+    if known is not None:
+        return known
+    outer = hashlib.sha256()
     for file in files:
         inner = hashlib.sha256()
         with file.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 inner.update(block)
         outer.update(f"{file.relative_to(path).as_posix()}\0{inner.hexdigest()}\n".encode())
-    return outer.hexdigest()
+    _HASHES[sig] = outer.hexdigest()
+    return _HASHES[sig]
+
+
+_HASHES: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}

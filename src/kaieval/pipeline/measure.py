@@ -108,7 +108,7 @@ class _Runner:
                                                                            *extra)
         except KaiError as e:
             out.reason = str(e)
-        except (OSError, ValueError, RuntimeError, MemoryError) as e:
+        except Exception as e:  # isolation: one team's input never stops the others
             # not a KaiError: an engine met input it did not anticipate; the team's result
             # is not measured, named, and the others go on
             out.reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

@@ -153,23 +153,10 @@ def plan_stage(inputs: StageInputs, only: set[Engine] | None = None) -> Plan:
     return plan
 
 
-_HASHES: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
-
-
 def folder_hash(path: Path) -> str:
-    """Content hash of a model folder, computed once per process for unchanged files.
-
-    Keyed by every file's name, size and modification time, so an edited file is hashed
-    afresh while planning, keying and the engines share one read of the weights.
-    """
+    """``sha256:`` content hash of a model folder (memoised in :func:`model_hash`)."""
     from kaieval.artifacts import model_hash
 
     if not path.is_dir():
         raise KaiError("folder not found", where=str(path))
-    sig = tuple(sorted((str(p.relative_to(path)), st.st_size, st.st_mtime_ns)
-                       for p in path.rglob("*") if p.is_file()
-                       for st in (p.stat(),)))
-    key = (str(path.resolve()), sig)
-    if key not in _HASHES:
-        _HASHES[key] = "sha256:" + model_hash(path)
-    return _HASHES[key]
+    return "sha256:" + model_hash(path)

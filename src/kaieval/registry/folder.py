@@ -88,7 +88,11 @@ class Registry:
         if entry.kind == "fingerprint":
             if not path.is_file():
                 raise KaiError(f"fingerprint file {path} is missing", where=where)
-            return sha256_file(path)
+            st = path.stat()  # every team's job checks every reference: hash each file once
+            sig = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+            if sig not in _FILE_HASHES:
+                _FILE_HASHES[sig] = sha256_file(path)
+            return _FILE_HASHES[sig]
         from kaieval.artifacts import model_hash
 
         if not path.is_dir():
@@ -103,6 +107,9 @@ class Registry:
                            f"then, {now[:19]}… now); re-add it with --replace if intended",
                            where=f"{self.folder / REGISTRY_FILE}: reference '{entry.name}'")
         return self.path_of(entry)
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def _fold(name: str) -> str:
