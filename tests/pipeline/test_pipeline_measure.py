@@ -113,7 +113,7 @@ def test_one_team_failing_leaves_the_others_measured(programme: Path, tmp_path: 
     (p / "c.yaml").write_text((p / "c.yaml").read_text("utf-8").replace(
         "model: {path: models/skt}",
         "model: {endpoint: 'http://127.0.0.1:9/v1', model_name: skt}"))
-    code, out = _measure(p, db, "--only", "bench,provenance")
+    code, out = _measure(p, db, "--only", "bench,provenance", "--jobs", "2")
     assert code == 1, out
     lines = [ln for ln in out.splitlines() if ln.startswith("not measured:")]
     assert any(ln.startswith("not measured: a bench:") and "models/gone" in ln for ln in lines)
