@@ -69,7 +69,6 @@ class _Runner:
         self.lock = threading.Lock()
         sid = inputs.stage.id
         stored = store.records(stage_id=sid)
-        self.keys = {r.natural_key() for r in stored}
         self.runs = {r.natural_key(): r for r in stored if isinstance(r, EngineRun)}
         self.by_key: dict[str, Record] = {r.natural_key(): r for r in stored}
         self.elsewhere = [r for r in store.records(kind="engine_run")
@@ -152,7 +151,7 @@ class _Runner:
     def _cached(self, job: Job, key: str) -> bool:
         prev = self.runs.get(self._stored_run(job).natural_key())
         return (prev is not None and prev.status == "measured" and prev.job_key == key
-                and all(k in self.keys for k in prev.produced))
+                and all(k in self.by_key for k in prev.produced))
 
     def _share_target(self, job: Job) -> int:
         """A cached shared target: copy its stored results to teams that declare it now
@@ -174,7 +173,6 @@ class _Runner:
     def _put(self, records: Sequence[Record]) -> int:
         with self.lock:
             summary = self.store.put(records, actor=self.actor)
-            self.keys.update(r.natural_key() for r in records)
             self.by_key.update((r.natural_key(), r) for r in records)
             for r in records:
                 if isinstance(r, EngineRun):
