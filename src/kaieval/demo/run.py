@@ -213,8 +213,12 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
     scenario = cache / "scenario"
     program, program_hash = load_program("k-ai-2025")
     paths = lay_out_scenario(scenario)
-    say(f"building stand-in models in {scenario / 'models'} (cached after the first run)")
-    models = build_standins(scenario / "models", progress=lambda m: say(f"  {m}"))
+    t_build = time.perf_counter()
+    with console.status("stand-in models: checking the cache") as status:
+        models = build_standins(scenario / "models",
+                                progress=lambda m: status.update(f"stand-in models: {m}"))
+    say(f"stand-in models ready in {scenario / 'models'} "
+        f"({time.perf_counter() - t_build:.1f} s; built once, then cached)")
     _write_reports_md([load_dossier(p, check_files=False) for p in paths], scenario)
     dossiers = load_dossiers(paths, program)
     out_dir.mkdir(parents=True, exist_ok=True)
