@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, HttpUrl, model_validator
 
 from kaieval.spec.messages import COUNTRY_PATTERN, ORIGIN_PATTERN, spec_error
-from kaieval.spec.program import Id, Strict
+from kaieval.spec.program import Id, Name, Strict
 
 Number = Annotated[float, Field(strict=True)]
 Share = Annotated[float, Field(ge=0, le=1, strict=True)]
@@ -28,7 +28,7 @@ class OrgType(StrEnum):
 
 
 class Member(Strict):
-    name: str = Field(min_length=1)
+    name: Name
     type: OrgType
     role: str = ""
     country: str = Field(default="KR", pattern=COUNTRY_PATTERN)
@@ -36,8 +36,8 @@ class Member(Strict):
 
 class Team(Strict):
     id: Id
-    name: str = Field(min_length=1)
-    lead: str = Field(min_length=1, description="lead organisation")
+    name: Name
+    lead: Annotated[Name, Field(description="lead organisation")]
     consortium: tuple[Member, ...] = ()
     consortium_size: int | None = Field(default=None, ge=1, strict=True,
                                         description="organisations in all, when not all are listed")

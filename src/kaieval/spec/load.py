@@ -121,6 +121,7 @@ def load_dossiers(paths: Sequence[Path], program: Program | None = None, *,
     errs: list[KaiError] = []
     out: list[LoadedDossier] = []
     seen: dict[str, Path] = {}
+    names: dict[str, str] = {}
     for p in paths:
         try:
             ld = load_dossier(p, check_files=check_files)
@@ -136,6 +137,12 @@ def load_dossiers(paths: Sequence[Path], program: Program | None = None, *,
                                  where=ld.doc.where(("team", "id"))))
             continue
         seen[tid] = p
+        name = ld.dossier.team.name.casefold()  # already NFC (spec.messages.display_name)
+        if name in names:
+            errs.append(KaiError(f"team.name: '{ld.dossier.team.name}' reads the same as the "
+                                 f"name of team '{names[name]}'; two teams need names a "
+                                 "reader can tell apart", where=ld.doc.where(("team", "name"))))
+        names.setdefault(name, tid)
         if program is not None:
             errs.extend(_check_against(ld, program))
         out.append(ld)

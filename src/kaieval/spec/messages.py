@@ -262,3 +262,34 @@ def _as_model(tp: Any) -> type[BaseModel] | None:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
     return None
+
+
+# Characters that change how text around them is shown without being seen: the
+# bidirectional embeddings, overrides and isolates (Trojan Source, CVE-2021-42574), and
+# zero-width or invisible characters. In a team's name they can make two different teams
+# read alike, or a report read differently from what is stored.
+_HIDDEN = {
+    **{c: "bidirectional control" for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                             *range(0x2066, 0x206A))},
+    **{c: "invisible character" for c in (0x00AD, 0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5,
+                                          0x180E, *range(0x200B, 0x200E), 0x2060, 0x2061,
+                                          0x2062, 0x2063, 0x2064, 0x3164, 0xFEFF, 0xFFA0)},
+}
+
+
+def display_name(value: str) -> str:
+    """A name shown to people: NFC-normalised, with no hidden or direction-changing characters.
+
+    Korean text typed on different systems arrives composed (NFC) or decomposed (NFD);
+    both look the same, so names are stored composed, and compared that way.
+    """
+    import unicodedata
+
+    for ch in value:
+        kind = _HIDDEN.get(ord(ch))
+        if kind is None and unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\t":
+            kind = "control or format character"
+        if kind is not None:
+            raise spec_error(f"contains a {kind} (U+{ord(ch):04X}); names must show what "
+                             "they say")
+    return unicodedata.normalize("NFC", value)

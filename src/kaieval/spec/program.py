@@ -11,11 +11,13 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from kaieval.spec.messages import ID_PATTERN, spec_error
+from kaieval.spec.messages import ID_PATTERN, display_name, spec_error
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Name = Annotated[str, Field(min_length=1), AfterValidator(display_name)]
+"""A name people read (team, organisation, programme, stage): see ``display_name``."""
 Loc = tuple[str | int, ...]
 POINT_TOLERANCE = 1e-6
 
@@ -55,7 +57,7 @@ class ComponentKind(StrEnum):
 
 class Axis(Strict):
     id: Id
-    name: str
+    name: Name
     description: str = ""
 
 
@@ -292,7 +294,7 @@ class Repechage(Strict):
 
 class Stage(Strict):
     id: Id
-    name: str
+    name: Name
     date: dt.date
     entrants: int | None = Field(default=None, ge=1, strict=True,
                                  description="applicants on record, when more than the dossiers")
@@ -361,7 +363,7 @@ class Stage(Strict):
 class Program(Strict):
     schema_: Literal["kaieval/program/v1"] = Field(alias="schema")
     id: Id
-    name: str
+    name: Name
     description: str = ""
     kpi: str = ""
     axes: tuple[Axis, ...]
