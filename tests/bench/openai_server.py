@@ -95,6 +95,7 @@ class Faults:
     usage: bool = True  # report usage.prompt_tokens
     vllm_style: bool = False  # prepend BOS; text_offset = cumulative decoded-token lengths
     delay_s: float = 0.0  # sleep per POST (outside the model lock) to make overlap visible
+    logprob_value: float | None = None  # a lying server: every echoed log-prob becomes this
     posts: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -188,6 +189,8 @@ class LocalOpenAIServer:
             top.append({tokens[-1]: token_lps[-1]})  # type: ignore[dict-item]
             offs.append(offs[-1] + len(tokens[len(ids) - 1]) if self.faults.vllm_style
                         else len(text))
+        if self.faults.logprob_value is not None:
+            token_lps = [None if v is None else self.faults.logprob_value for v in token_lps]
         usage = {"prompt_tokens": len(ids), "completion_tokens": len(tokens) - len(ids),
                  "total_tokens": len(tokens)} if self.faults.usage else None
         return {"object": "text_completion", "model": self.name, "usage": usage,

@@ -294,3 +294,26 @@ def test_engine_scores_equal_hf_backend(srv: LocalOpenAIServer, model_dir: Path,
                for x, y in zip(xs, ys, strict=True)) < 1e-4
     assert oa.tasks[0].metrics["acc"].value == hf.tasks[0].metrics["acc"].value
     assert oa.backend["backend"] == "openai" and "api_key" not in oa.backend
+
+
+@pytest.mark.parametrize("lie", [float("nan"), float("inf"), float("-inf"), 0.5])
+def test_non_finite_or_positive_log_probs_are_an_error_not_a_score(
+        srv: LocalOpenAIServer, tmp_path: Path, lie: float) -> None:
+    """A lying endpoint (issue 11): NaN, infinite or positive log-probs are refused in one
+    line, and nothing reaches the request cache."""
+    from kaieval.bench.cache import RequestCache
+    from kaieval.bench.run import CACHE_FILE, evaluate
+
+    srv.faults.logprob_value = lie
+    be = backend(srv)
+    with pytest.raises(KaiError, match="log-probability is finite and at most 0") as err:
+        be.loglikelihood([LoglikelihoodRequest(context=c, continuation=x) for c, x in ALIGNED])
+    assert "\n" not in str(err.value)
+    with pytest.raises(KaiError, match="log-probability is finite and at most 0"):
+        evaluate(srv.base_url, ["kobest_copa"], backend="openai", model_name="tiny-ko", limit=2,
+                 cache_dir=tmp_path, progress=False, backoff_base=0.01)
+    cache = RequestCache(tmp_path / CACHE_FILE)
+    try:
+        assert len(cache) == 0  # nothing non-finite is kept for a rerun to score
+    finally:
+        cache.close()

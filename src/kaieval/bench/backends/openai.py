@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import random
 import threading
@@ -275,6 +276,10 @@ class OpenAIBackend:
             if not isinstance(value, int | float):
                 raise KaiError(f"choices[0].logprobs.token_logprobs[{i}] is {value!r}, not a "
                                f"number (is the continuation the whole prompt?)", where=url)
+            if not math.isfinite(value) or value > _GREEDY_EPS:
+                raise KaiError(f"choices[0].logprobs.token_logprobs[{i}] is {value!r}: a "
+                               "log-probability is finite and at most 0 (a wrong answer from "
+                               "the endpoint; nothing was cached or scored)", where=url)
             total += float(value)
             alts = top[i] if i < len(top) else None
             if isinstance(alts, dict) and alts:
