@@ -1,5 +1,5 @@
 """kaieval.io: the atomic write keeps the old file on failure; the JSON Lines reader
-names file and line in one-line errors."""
+names file and line in one-line errors; untrusted files are opened only when regular."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kaieval.errors import KaiError
-from kaieval.io import atomic_path, atomic_write_text, parse_jsonl, read_jsonl
+from kaieval.io import atomic_path, atomic_write_text, open_regular, parse_jsonl, read_jsonl
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -66,3 +66,35 @@ def test_bad_jsonl_is_a_one_line_error(tmp_path: Path, content: bytes, message: 
     assert "\n" not in str(err.value)
     with pytest.raises(KaiError, match="file not found"):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_open_regular_reads_a_file_and_refuses_fifos_and_folders(tmp_path: Path) -> None:
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"data")
+    with open_regular(f) as fh:
+        assert fh.read() == b"data"
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)  # no writer: a plain open() would block forever
+    with pytest.raises(KaiError, match="is a FIFO, not a regular file: refused") as err:
+        open_regular(fifo)
+    assert str(fifo) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(KaiError, match="is a folder"):
+        open_regular(tmp_path)
+    with pytest.raises(KaiError, match="cannot read"):
+        open_regular(tmp_path / "absent")
+
+
+def test_kai_provenance_on_a_fifo_checkpoint_exits_2_at_once(tmp_path: Path) -> None:
+    """Issue 11: `kai provenance` hung forever when model.safetensors was a FIFO."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", "utf-8")
+    os.mkfifo(model / "model.safetensors")
+    proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "provenance", str(model),
+                           "--ref", str(model)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "is a FIFO, not a regular file: refused" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""Files in and out: the one atomic write and the one JSON Lines reader.
+"""Files in and out: the one atomic write, the one JSON Lines reader, and opening an
+untrusted file only when it is a regular file.
 
 Atomic: a temp file in the target's folder, flushed to disk, then ``os.replace``d
 over the target, so readers see the old file or the new one, never half (the
@@ -9,6 +10,11 @@ JSON Lines: one JSON object per line, blank lines skipped; a bad line is a
 one-line :class:`KaiError` naming ``file:line``. Each row comes back with that
 location, so a caller that validates it further can point at the same line.
 Lines are split on line breaks only (a raw U+2028 inside a JSON string stays).
+
+Untrusted files: a FIFO named ``model.safetensors`` would block a reader forever, and a
+device file would never end. :func:`open_regular` opens without blocking, checks the
+opened file (not the name, which could be swapped in between) and refuses anything but
+a regular file, in one line.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import contextlib
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,6 +32,28 @@ from typing import Any
 from kaieval.errors import KaiError
 
 JsonRow = tuple[str, dict[str, Any]]  # ("file:line", the line's object)
+
+
+def open_regular(path: Path) -> io.BufferedReader:
+    """``path`` opened for binary reading, if it is a regular file (symlinks followed).
+
+    Opened with ``O_NONBLOCK`` so that a FIFO cannot hang the open, then checked with
+    ``fstat`` on the opened descriptor; the flag is cleared again for normal reads.
+    """
+    where = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as err:
+        raise KaiError(f"cannot read: {err.strerror or err}", where=where) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a folder" if stat.S_ISDIR(mode) else "not a regular file")
+        raise KaiError(f"is {kind}, not a regular file: refused", where=where)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 @contextlib.contextmanager

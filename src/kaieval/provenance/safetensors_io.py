@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from kaieval.artifacts import is_pickle, refuse_pickle
 from kaieval.errors import KaiError
+from kaieval.io import open_regular
 from kaieval.provenance import fp8
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -98,8 +99,8 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
     """Validate a ``.safetensors`` header and return its tensors; reads no tensor data."""
     where = str(path)
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+        with open_regular(path) as f:  # a FIFO or device named *.safetensors: refused
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise KaiError(f"file truncated: {size} bytes, less than the 8-byte header "
