@@ -98,3 +98,19 @@ def test_kai_provenance_on_a_fifo_checkpoint_exits_2_at_once(tmp_path: Path) -> 
     assert proc.returncode == 2, proc.stderr
     assert "is a FIFO, not a regular file: refused" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_kai_provenance_on_a_deeply_nested_config_is_one_line(tmp_path: Path) -> None:
+    """Issue 11: a config.json nested 200,000 deep gave a RecursionError traceback."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("[" * 200_000 + "]" * 200_000, "utf-8")
+    (model / "model.safetensors").write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "provenance", str(model),
+                           "--ref", str(model)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "config.json: not valid JSON: maximum recursion depth" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

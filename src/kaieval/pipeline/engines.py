@@ -181,7 +181,7 @@ def has_chat_template(model_dir: Path) -> bool:
     try:
         cfg = json.loads((model_dir / "tokenizer_config.json").read_text("utf-8"))
         has = isinstance(cfg, dict) and bool(cfg.get("chat_template"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         has = False
     return has or (model_dir / "chat_template.jinja").is_file()
 
@@ -199,7 +199,7 @@ def _no_room(task: Any, model_dir: Path) -> str:
 
     try:
         cfg = json.loads((model_dir / "config.json").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return ""
     window = next((cfg[k] for k in ("max_position_embeddings", "n_positions", "n_ctx")
                    if isinstance(cfg.get(k), int)), None)

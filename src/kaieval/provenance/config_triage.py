@@ -86,7 +86,7 @@ def read_config(path: Path) -> tuple[dict[str, Any], bool]:
     file = _config_file(path)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise KaiError(f"config is not valid JSON: {err}", where=str(file)) from None
     if not isinstance(data, dict):
         raise KaiError("config is not a JSON object", where=str(file))

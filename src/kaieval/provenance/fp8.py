@@ -81,7 +81,7 @@ def _config_block(root: Path | None) -> tuple[int, int] | None:
         return None
     try:
         cfg = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return None
     q = cfg.get("quantization_config") if isinstance(cfg, dict) else None
     size = q.get("weight_block_size") if isinstance(q, dict) else None

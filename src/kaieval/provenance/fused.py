@@ -26,7 +26,7 @@ def _config(root: Path) -> dict[str, Any]:
     """The model's config.json (the text model's part when nested), or {} when unusable."""
     try:
         data = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     if not isinstance(data, dict):
         return {}

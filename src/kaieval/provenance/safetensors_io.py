@@ -407,7 +407,7 @@ def _refuse_untrusted(root: Path, trust_remote_code: bool) -> None:
     if config.is_file():
         try:
             data = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
             raise KaiError(f"not valid JSON: {err}", where=str(config)) from None
         if isinstance(data, dict) and "auto_map" in data:
             raise KaiError("auto_map names repository code; refused unless trust_remote_code "
@@ -419,7 +419,7 @@ def _read_index(root: Path, index: Path) -> tuple[dict[str, TensorInfo], tuple[P
     where = str(index)
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise KaiError(f"not valid JSON: {err}", where=where) from None
     wmap = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(wmap, dict) or not wmap or not all(

@@ -34,7 +34,7 @@ def read_vocab(path: Path) -> dict[str, int]:
     where = str(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise KaiError(f"tokenizer is not valid JSON: {err}", where=where) from None
     model = data.get("model") if isinstance(data, dict) else None
     raw = model.get("vocab") if isinstance(model, dict) else None
