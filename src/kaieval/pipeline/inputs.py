@@ -1,9 +1,9 @@
-"""Turning a programme file, a stage id and dossier files into :class:`StageInputs`.
+"""Turning a programme, a stage id and loaded dossiers into :class:`StageInputs`.
 
-Dossiers are loaded with every check except that their files exist: a team whose
+Callers load the dossiers with ``load_dossiers(..., check_files=False)``: a team whose
 model folder is missing must not stop the other teams' measurement; its jobs fail
-with that reason instead (:mod:`kaieval.pipeline.engines` checks each path again,
-inside the dossier's folder, when it needs it).
+with that reason instead (:mod:`kaieval.pipeline.engines` checks each path, inside the
+dossier's folder, when it needs it).
 """
 
 from __future__ import annotations
