@@ -19,6 +19,20 @@ from kaieval.spec.program import Source
 from kaieval.version import code_version
 
 RECORD_SCHEMA = 1
+MAX_ID = 128
+"""Longest id (stage, team, evaluator, voter, item): the store's id columns are 128 wide."""
+MAX_TEXT = 20_000
+"""Longest free text (a comment, evidence, a reason): a sheet's comment is read, not archived."""
+
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A number that is a number: not NaN or infinite, and not a string or a boolean.
+
+Lax parsing would read ``"9"`` and ``true`` as scores and let NaN or infinity through,
+which then earn points or block a stage; every scored figure of a record is ``Finite``.
+"""
+RecordId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=r"^[^\s/]+$")]
+"""An id inside a natural key: non-empty, no whitespace and no ``/`` (the key separator)."""
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
 def _now() -> dt.datetime:
@@ -31,8 +45,8 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = RECORD_SCHEMA
-    stage_id: str
-    team_id: str
+    stage_id: RecordId
+    team_id: RecordId
     source: Source
     input_hashes: dict[str, str] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -52,49 +66,101 @@ class BenchmarkResult(Record):
     """A model's score on one benchmark; ``item_scores`` allow bootstrap over items."""
 
     kind: Literal["benchmark"] = "benchmark"
-    benchmark_id: str
-    task: str
+    benchmark_id: RecordId
+    task: str = Field(max_length=1000)
     role: Literal["candidate", "target"] = "candidate"
-    model_ref: str = ""
-    score: float
-    item_scores: tuple[float, ...] = ()
-    stderr: float | None = None
+    model_ref: str = Field(default="", max_length=1000)
+    score: Finite
+    item_scores: tuple[Finite, ...] = ()
+    stderr: Finite | None = None
 
     def natural_key(self) -> str:
         return f"benchmark/{self.stage_id}/{self.team_id}/{self.role}/{self.benchmark_id}"
 
 
 class CommitteeSheet(Record):
-    """One evaluator's scores for one team on one committee component's rubric."""
+    """One evaluator's scores for one team on one committee component's rubric.
+
+    ``affiliation`` is the evaluator's organisation: conflicts of interest are
+    computed from it against the team's consortium when the sheet is checked
+    (``kaieval.intake``), so ``conflict_of_interest`` can only be raised by a
+    record, never cleared.
+    """
 
     kind: Literal["sheet"] = "sheet"
-    component_id: str
-    evaluator_id: str
-    scores: dict[str, float]
-    conflict_of_interest: bool = False
-    comment: str = ""
+    component_id: RecordId
+    evaluator_id: RecordId
+    affiliation: str = Field(default="", max_length=300)
+    scores: dict[RecordId, Finite]
+    conflict_of_interest: bool = Field(default=False, strict=True)
+    comment: Text = ""
 
     def natural_key(self) -> str:
         return f"sheet/{self.stage_id}/{self.component_id}/{self.team_id}/{self.evaluator_id}"
 
 
 class Vote(BaseModel):
+    """One user's verdict on one pairwise comparison (a battle) of two teams' models."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    voter_id: str
-    a: str
-    b: str
+    voter_id: RecordId
+    a: RecordId
+    b: RecordId
     winner: Literal["a", "b", "tie"]
+    battle_id: str = Field(default="", max_length=MAX_ID, pattern=r"^[^\s/]*$")
+
+    def pair(self) -> str:
+        """The battle id, else the unordered pair: what makes two votes the same vote."""
+        return self.battle_id or "~".join(sorted((self.a, self.b)))
+
+
+class UserVote(Record):
+    """One stored user vote (``team_id`` is ``*``: a vote names two teams).
+
+    Stored one per (voter, battle or pair), each with its own natural key, so an
+    import adds votes and can never replace a whole stage's votes by accident.
+    """
+
+    kind: Literal["vote"] = "vote"
+    vote: Vote
+
+    def natural_key(self) -> str:
+        return f"vote/{self.stage_id}/{self.vote.voter_id}/{self.vote.pair()}"
 
 
 class ArenaVotes(Record):
-    """All pairwise user votes of a stage (``team_id`` is ``*``: votes span teams)."""
+    """A file format only: many votes of a stage in one line, as arena exports write them.
+
+    The store never keeps a bundle; ``split`` turns it into one ``UserVote`` each.
+    """
 
     kind: Literal["votes"] = "votes"
     votes: tuple[Vote, ...]
 
     def natural_key(self) -> str:
         return f"votes/{self.stage_id}"
+
+    def split(self) -> list[UserVote]:
+        """One ``UserVote`` per vote, with this bundle's provenance."""
+        common = self.model_dump(exclude={"kind", "votes"})
+        return [UserVote(**common, vote=v) for v in self.votes]
+
+
+class Retraction(Record):
+    """Takes one stored record out of scoring, with the reason; deleting it restores the record.
+
+    A record of its own (not a flag on the row) so that it goes through the one
+    audited write path: who retracted what, when and why is in the log, and the
+    retracted record itself stays stored and readable.
+    """
+
+    kind: Literal["retraction"] = "retraction"
+    target: str = Field(min_length=1, max_length=512)
+    reason: Text = Field(min_length=1)
+
+    def natural_key(self) -> str:
+        return f"retraction/{self.target}"
 
 
 class ComponentEvidence(BaseModel):
@@ -131,7 +197,7 @@ class IndependenceVerdict(Record):
     kind: Literal["verdict"] = "verdict"
     verdict: Literal["derived", "partial", "no_evidence", "inconclusive"]
     references: tuple[str, ...]
-    alpha: float
+    alpha: Finite
     evidence: tuple[ComponentEvidence, ...] = ()
     summary: str = ""
     block_map: tuple[str, ...] = ()  # "parent: cand block 3 <- ref block 1", significant sites
@@ -144,11 +210,11 @@ class AuditItem(Record):
     """Points an audit rubric item awarded, with the evidence behind them."""
 
     kind: Literal["audit"] = "audit"
-    component_id: str
-    item_id: str
-    points: float
-    max_points: float
-    evidence: str
+    component_id: RecordId
+    item_id: RecordId
+    points: Finite
+    max_points: Finite
+    evidence: Text
 
     def natural_key(self) -> str:
         return f"audit/{self.stage_id}/{self.component_id}/{self.team_id}/{self.item_id}"
@@ -158,10 +224,10 @@ class Measurement(Record):
     """A single measured figure that is not itself scored (e.g. held-out loss)."""
 
     kind: Literal["measurement"] = "measurement"
-    name: str
-    value: float
-    unit: str = ""
-    detail: str = ""
+    name: RecordId
+    value: Finite
+    unit: str = Field(default="", max_length=100)
+    detail: Text = ""
 
     def natural_key(self) -> str:
         return f"measurement/{self.stage_id}/{self.team_id}/{self.name}"
@@ -171,7 +237,7 @@ class RepechageVote(Record):
     """An evaluator's vote for the repechage slot (``team_id`` is the candidate voted for)."""
 
     kind: Literal["repechage_vote"] = "repechage_vote"
-    evaluator_id: str
+    evaluator_id: RecordId
 
     def natural_key(self) -> str:
         return f"repechage_vote/{self.stage_id}/{self.evaluator_id}"
@@ -202,8 +268,8 @@ class EngineRun(Record):
 
 
 AnyRecord = Annotated[
-    BenchmarkResult | CommitteeSheet | ArenaVotes | IndependenceVerdict | AuditItem
-    | Measurement | RepechageVote | EngineRun,
+    BenchmarkResult | CommitteeSheet | UserVote | ArenaVotes | IndependenceVerdict | AuditItem
+    | Measurement | RepechageVote | EngineRun | Retraction,
     Field(discriminator="kind"),
 ]
 

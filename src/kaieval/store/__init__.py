@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from kaieval.store.database import DEFAULT_URL, ENV_VAR, head_revision, masked, parse_url
 from kaieval.store.log import AuditEntry
-from kaieval.store.store import PutSummary, Store
+from kaieval.store.store import PutSummary, Store, Superseding
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
     "AuditEntry",
     "PutSummary",
+    "Superseding",
     "Store",
     "head_revision",
     "masked",

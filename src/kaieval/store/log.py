@@ -42,11 +42,12 @@ class AuditEntry:
     content_hash: str
     prev_hash: str
     hash: str
+    note: str = ""  # the reason given for a replace, delete or retraction
 
     def expected_hash(self) -> str:
         """The hash this entry should carry given its fields and ``prev_hash``."""
         return entry_hash(self.prev_hash, self.seq, self.at, self.actor, self.action,
-                          self.entity, self.entity_key, self.content_hash)
+                          self.entity, self.entity_key, self.content_hash, self.note)
 
     def to_json(self) -> str:
         """One line of JSON, every field, as ``kai audit-log show`` prints it."""
@@ -54,24 +55,28 @@ class AuditEntry:
 
 
 def entry_hash(prev_hash: str, seq: int, at: str, actor: str, action: str, entity: str,
-               entity_key: str, content_hash: str) -> str:
+               entity_key: str, content_hash: str, note: str = "") -> str:
     """``sha256(prev_hash || canonical_json([seq, at, actor, action, entity, key, content]))``.
 
     A JSON list (not string concatenation) so no two different field tuples can
     produce the same bytes, e.g. actor "ab"+action "c" vs actor "a"+action "bc".
+    A non-empty ``note`` is appended to the list; entries without one hash as
+    they did before notes existed.
     """
-    body = canonical_json([seq, at, actor, action, entity, entity_key, content_hash])
-    return hashlib.sha256(prev_hash.encode("utf-8") + body).hexdigest()
+    fields: list[object] = [seq, at, actor, action, entity, entity_key, content_hash]
+    if note:
+        fields.append(note)
+    return hashlib.sha256(prev_hash.encode("utf-8") + canonical_json(fields)).hexdigest()
 
 
 def new_entry(prev_seq: int, prev_hash: str, at: str, actor: str, action: str, entity: str,
-              entity_key: str, content_hash: str) -> AuditEntry:
+              entity_key: str, content_hash: str, note: str = "") -> AuditEntry:
     """The entry that follows ``(prev_seq, prev_hash)`` in the chain."""
     seq = prev_seq + 1
     return AuditEntry(seq=seq, at=at, actor=actor, action=action, entity=entity,
                       entity_key=entity_key, content_hash=content_hash, prev_hash=prev_hash,
                       hash=entry_hash(prev_hash, seq, at, actor, action, entity, entity_key,
-                                      content_hash))
+                                      content_hash, note), note=note)
 
 
 def _describe(entity: str, key: str) -> str:
@@ -146,4 +151,58 @@ def verify_entities(latest: Mapping[tuple[str, str], AuditEntry],
     for entity, key in sorted(set(actual) - set(latest)):
         problems.append(f"{_describe(entity, key)}: row has no audit entry "
                         "(written outside the API)")
+    return problems
+
+
+class Superseded:
+    """Collects, while the chain streams past, what each replace or delete took away.
+
+    ``tap`` passes entries through unchanged; afterwards ``taken[seq]`` is
+    ``(key, content hash the key had before entry seq)`` for every result entry
+    that replaced or deleted a row: what the history table must hold for it.
+    Every replace or delete carries a note since the history table exists; entries
+    without one predate it (schema 0001) and have no history to check.
+    """
+
+    def __init__(self) -> None:
+        self.taken: dict[int, tuple[str, str]] = {}
+        self._current: dict[str, str] = {}
+
+    def tap(self, entries: Iterable[AuditEntry]) -> Iterable[AuditEntry]:
+        for entry in entries:
+            if entry.entity == ENTITY_RESULT:
+                before = self._current.get(entry.entity_key)
+                if (entry.action in (ACTION_REPLACE, ACTION_DELETE) and entry.note
+                        and before is not None):
+                    self.taken[entry.seq] = (entry.entity_key, before)
+                if entry.action == ACTION_DELETE:
+                    self._current.pop(entry.entity_key, None)
+                else:
+                    self._current[entry.entity_key] = entry.content_hash
+            yield entry
+
+
+def verify_history(taken: Mapping[int, tuple[str, str]],
+                   history: Iterable[tuple[int, str, str]]) -> list[str]:
+    """Compare history rows ``(superseded_seq, key, payload hash)`` with the log.
+
+    Every version the log says was replaced or deleted must be in the history
+    with the content it had; a history row the log does not account for, or
+    whose payload differs, was written or edited outside the API.
+    """
+    problems: list[str] = []
+    seen: set[int] = set()
+    for seq, key, payload_hash in history:
+        want = taken.get(seq)
+        where = f"result_history {key!r} (superseded by entry {seq})"
+        if want is None or want[0] != key or seq in seen:
+            problems.append(f"{where}: no audit entry superseded this version "
+                            "(written outside the API)")
+        elif want[1] != payload_hash:
+            problems.append(f"{where}: content does not match what the log recorded "
+                            "(altered outside the API)")
+        seen.add(seq)
+    for seq in sorted(set(taken) - seen):
+        problems.append(f"result_history {taken[seq][0]!r}: the version superseded by entry "
+                        f"{seq} is missing (deleted outside the API)")
     return problems

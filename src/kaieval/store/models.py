@@ -77,6 +77,26 @@ class AuditRow(Base):
     content_hash: Mapped[str] = mapped_column(String(80))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class ResultHistoryRow(Base):
+    """A version of a result that a replace or delete took out of ``results``.
+
+    Who, when and why are in the audit entry ``superseded_seq``; the payload's
+    hash must equal what the entry before it recorded for the key, which
+    ``audit_verify`` checks, so history cannot be rewritten quietly either.
+    """
+
+    __tablename__ = "result_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    natural_key: Mapped[str] = mapped_column(String(512), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    stage_id: Mapped[str] = mapped_column(String(128), index=True)
+    team_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    superseded_seq: Mapped[int] = mapped_column(Integer)
 
 
 class AuditHead(Base):

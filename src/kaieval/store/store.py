@@ -27,7 +27,9 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from kaieval.errors import KaiError
-from kaieval.records import Record
+from kaieval.hashing import sha256_json
+from kaieval.records import ArenaVotes, Record, Retraction
+from kaieval.spec.program import Source
 from kaieval.store import log
 from kaieval.store.database import (
     SQLITE_BEGIN_OPTION,
@@ -39,7 +41,13 @@ from kaieval.store.database import (
     resolve_url,
 )
 from kaieval.store.log import AuditEntry
-from kaieval.store.models import AuditHead, AuditRow, ResultRow, StageResultRow
+from kaieval.store.models import (
+    AuditHead,
+    AuditRow,
+    ResultHistoryRow,
+    ResultRow,
+    StageResultRow,
+)
 from kaieval.store.rows import (
     EncodedRecord,
     as_utc,
@@ -74,6 +82,21 @@ class PutSummary:
         return self.inserted + self.replaced
 
 
+class Superseding(KaiError):
+    """``put(replace=False)`` found stored records that the batch would change.
+
+    ``records`` lists ``(batch index, natural key)`` so a caller can name the
+    file line of each; nothing was written.
+    """
+
+    def __init__(self, records: list[tuple[int, str]]) -> None:
+        self.records = records
+        first = records[0][1]
+        more = f" and {len(records) - 1} more" if len(records) > 1 else ""
+        super().__init__(f"{first}{more}: already stored with different content; "
+                         "supersede with --replace --reason")
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -96,12 +119,14 @@ class _Chain:
         self._at = _utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
         self._pending: list[dict[str, Any]] = []
 
-    def append(self, action: str, entity: str, key: str, content_hash: str) -> None:
-        """Queue the next entry; ``write`` stores the queue in one executemany."""
+    def append(self, action: str, entity: str, key: str, content_hash: str,
+               note: str = "") -> int:
+        """Queue the next entry and return its seq; ``write`` stores the queue at once."""
         entry = log.new_entry(self._head.seq, self._head.hash, self._at, self._actor, action,
-                                entity, key, content_hash)
+                              entity, key, content_hash, note)
         self._pending.append(dict(vars(entry)))  # flat dataclass: no deep copy needed
         self._head.seq, self._head.hash = entry.seq, entry.hash
+        return entry.seq
 
     def write(self) -> None:
         if self._pending:
@@ -181,21 +206,32 @@ class Store:
 
     # -- records -----------------------------------------------------------------------
 
-    def put(self, records: Iterable[Record], actor: str) -> PutSummary:
+    def put(self, records: Iterable[Record], actor: str, *, replace: bool = True,
+            reason: str = "") -> PutSummary:
         """Insert or replace ``records`` in one transaction, logging each change.
 
         Same natural key and same ``content_hash()`` as stored: unchanged (no
-        write, no audit entry). Any error leaves the store exactly as before.
+        write, no audit entry). A changed record supersedes the stored one, which
+        moves to the history with ``reason`` in its audit entry; with
+        ``replace=False`` any change refuses the whole batch (``Superseding``),
+        which is what an import wants: adding never overwrites by accident.
+        Any error leaves the store exactly as before.
         """
         _check_actor(actor)
         batch = list(records)
+        for index, record in enumerate(batch):
+            if isinstance(record, ArenaVotes):
+                raise KaiError(f"record {index}: a votes bundle is stored one vote per record "
+                               "(ArenaVotes.split())")
+        note = reason.strip() or f"replaced by {actor}"
         inserted = replaced = unchanged = 0
         with self._session("storing results", write=True) as session:
             chain = _Chain(session, actor)  # lock first: no writer can slip in between
             stored = _stored_hashes(session, [_key_or_none(r) for r in batch])
             seen: dict[str, str] = {}
             new_rows: list[dict[str, Any]] = []
-            changed_rows: list[dict[str, Any]] = []
+            changed: list[tuple[int, EncodedRecord]] = []
+            refused: list[tuple[int, str]] = []
             for index, record in enumerate(batch):
                 key, content_hash = identify(record, index)
                 if key in seen:
@@ -209,26 +245,45 @@ class Store:
                 if old is not None and old[1] == content_hash:
                     unchanged += 1
                     continue
+                if old is not None and not replace:
+                    refused.append((index, key))
+                    continue
                 enc = encode_record(record, index)
                 if old is None:
                     new_rows.append({"natural_key": key, **_columns(enc)})
                     chain.append(log.ACTION_INSERT, log.ENTITY_RESULT, key, enc.payload_hash)
                 else:
-                    changed_rows.append({"id": old[0], **_columns(enc)})
-                    chain.append(log.ACTION_REPLACE, log.ENTITY_RESULT, key, enc.payload_hash)
+                    changed.append((old[0], enc))
+            if refused:
+                raise Superseding(refused)
+            history: list[dict[str, Any]] = []
+            old_rows = _rows_by_id(session, [row_id for row_id, _ in changed])
+            for row_id, enc in changed:
+                seq = chain.append(log.ACTION_REPLACE, log.ENTITY_RESULT, enc.natural_key,
+                                   enc.payload_hash, note)
+                history.append(_history(old_rows[row_id], seq))
             # Bulk statements (one executemany each) inside the same transaction: a
             # failure in any of them rolls back the whole batch.
             chain.write()
             if new_rows:
                 session.execute(insert(ResultRow), new_rows)
-            if changed_rows:
-                session.execute(update(ResultRow), changed_rows)
-            inserted, replaced = len(new_rows), len(changed_rows)
+            if changed:
+                session.execute(update(ResultRow), [{"id": row_id, **_columns(enc)}
+                                                    for row_id, enc in changed])
+                session.execute(insert(ResultHistoryRow), history)
+            inserted, replaced = len(new_rows), len(changed)
         return PutSummary(inserted=inserted, replaced=replaced, unchanged=unchanged)
 
     def records(self, stage_id: str | None = None, kind: str | None = None,
-                team_id: str | None = None) -> list[Record]:
-        """Stored records matching every given filter, typed, ordered by natural key."""
+                team_id: str | None = None, *, include_retracted: bool = False,
+                ) -> list[Record]:
+        """Stored records matching every given filter, typed, ordered by natural key.
+
+        Retracted records are left out (that is what retracting means) unless
+        ``include_retracted``; a retracted row is not even decoded, so a record
+        that no longer reads (e.g. a NaN from before scores were checked) stops
+        blocking a stage once it is retracted.
+        """
         query = select(ResultRow).order_by(ResultRow.natural_key)
         if stage_id is not None:
             query = query.where(ResultRow.stage_id == stage_id)
@@ -236,11 +291,17 @@ class Store:
             query = query.where(ResultRow.kind == kind)
         if team_id is not None:
             query = query.where(ResultRow.team_id == team_id)
-        rows = self._read("reading results", lambda s: list(s.scalars(query)))
-        return [decode_record(row) for row in rows]
 
-    def delete(self, natural_key: str, actor: str) -> bool:
-        """Delete one record (audited); False if no record has that key."""
+        def read(session: Session) -> tuple[list[ResultRow], set[str]]:
+            rows = list(session.scalars(query))
+            gone = set() if include_retracted else _retracted(session)
+            return rows, gone
+
+        rows, gone = self._read("reading results", read)
+        return [decode_record(row) for row in rows if row.natural_key not in gone]
+
+    def delete(self, natural_key: str, actor: str, reason: str = "") -> bool:
+        """Delete one record (audited, kept in the history); False if no record has that key."""
         _check_actor(actor)
         with self._session("deleting a result", write=True) as session:
             chain = _Chain(session, actor)  # lock before reading, as in put()
@@ -249,10 +310,83 @@ class Store:
             if row is None:
                 return False
             payload_hash, _ = check_result_row(row)
-            chain.append(log.ACTION_DELETE, log.ENTITY_RESULT, natural_key, payload_hash or "")
+            seq = chain.append(log.ACTION_DELETE, log.ENTITY_RESULT, natural_key,
+                               payload_hash or "", reason.strip() or f"deleted by {actor}")
             chain.write()
+            session.execute(insert(ResultHistoryRow), [_history(row, seq)])
             session.delete(row)
         return True
+
+    def retract(self, natural_key: str, actor: str, reason: str) -> Retraction:
+        """Take one stored record out of scoring (audited; ``restore`` undoes it)."""
+        _check_actor(actor)
+        if not reason.strip():
+            raise KaiError("a retraction needs a reason (--reason)")
+        row = self._row(natural_key)
+        if row.kind == "retraction":
+            raise KaiError("a retraction is undone with `kai records restore`, not retracted",
+                           where=f"record {natural_key!r}")
+        retraction = Retraction(stage_id=row.stage_id, team_id=row.team_id,
+                                source=Source(row.source), target=natural_key,
+                                reason=reason.strip())
+        if self._has(retraction.natural_key()):
+            raise KaiError("already retracted", where=f"record {natural_key!r}")
+        self.put([retraction], actor, replace=False)
+        return retraction
+
+    def restore(self, natural_key: str, actor: str, reason: str) -> None:
+        """Undo a retraction: the record counts again (audited, with the reason)."""
+        if not reason.strip():
+            raise KaiError("restoring needs a reason (--reason)")
+        self._row(natural_key)
+        if not self.delete(f"retraction/{natural_key}", actor, reason):
+            raise KaiError("is not retracted", where=f"record {natural_key!r}")
+
+    def history(self, natural_key: str) -> list[tuple[AuditEntry, str | None]]:
+        """Every audit entry of a record with the payload of that version, oldest first.
+
+        The payload is the stored one for the newest version and the history
+        row's for the versions a replace or delete superseded (None when the
+        version predates the history table).
+        """
+        def read(session: Session) -> list[tuple[AuditEntry, str | None]]:
+            entries = [_entry(r) for r in session.scalars(
+                select(AuditRow).where(AuditRow.entity == log.ENTITY_RESULT,
+                                       AuditRow.entity_key == natural_key)
+                .order_by(AuditRow.seq))]
+            old = {h.superseded_seq: h.payload for h in session.scalars(
+                select(ResultHistoryRow).where(ResultHistoryRow.natural_key == natural_key))}
+            current = session.scalars(select(ResultRow.payload).where(
+                ResultRow.natural_key == natural_key)).one_or_none()
+            out: list[tuple[AuditEntry, str | None]] = []
+            for i, entry in enumerate(entries):
+                nxt = entries[i + 1].seq if i + 1 < len(entries) else None
+                if entry.action == log.ACTION_DELETE:
+                    out.append((entry, None))
+                elif nxt is None:
+                    out.append((entry, current))
+                else:
+                    out.append((entry, old.get(nxt)))
+            return out
+
+        found = self._read("reading a record's history", read)
+        if not found:
+            raise KaiError("no such record (see `kai records list`)",
+                           where=f"record {natural_key!r}")
+        return found
+
+    def _row(self, natural_key: str) -> ResultRow:
+        query = select(ResultRow).where(ResultRow.natural_key == natural_key)
+        row = self._read("reading a result", lambda s: s.scalars(query).one_or_none())
+        if row is None:
+            raise KaiError("no such record (see `kai records list`)",
+                           where=f"record {natural_key!r}")
+        return row
+
+    def _has(self, natural_key: str) -> bool:
+        query = select(ResultRow.id).where(ResultRow.natural_key == natural_key)
+        return self._read("reading a result",
+                          lambda s: s.scalars(query).one_or_none()) is not None
 
     # -- stage results -------------------------------------------------------------------
 
@@ -337,7 +471,8 @@ def _verify(session: Session) -> list[str]:
     head = (head_row.seq, head_row.hash) if head_row is not None else None
     entries = (_entry(r) for r in session.scalars(
         select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=1000)))
-    problems = log.verify_chain(entries, head, latest)
+    superseded = log.Superseded()
+    problems = log.verify_chain(superseded.tap(entries), head, latest)
     actual: dict[tuple[str, str], str] = {}
     for row in session.scalars(select(ResultRow).order_by(ResultRow.natural_key)
                                .execution_options(yield_per=1000)):
@@ -350,7 +485,40 @@ def _verify(session: Session) -> list[str]:
         actual[(log.ENTITY_STAGE_RESULT, stage_key(srow.stage_id, srow.run_label))] = \
             stage_hash or "unreadable"
     problems.extend(log.verify_entities(latest, actual))
+    history = ((h.superseded_seq, h.natural_key, _payload_hash(h.payload))
+               for h in session.scalars(select(ResultHistoryRow).order_by(ResultHistoryRow.id)
+                                        .execution_options(yield_per=1000)))
+    problems.extend(log.verify_history(superseded.taken, history))
     return problems
+
+
+def _payload_hash(text: str) -> str:
+    try:
+        return sha256_json(json.loads(text))
+    except ValueError:
+        return "unreadable"
+
+
+def _history(row: ResultRow, seq: int) -> dict[str, Any]:
+    """The history row keeping ``row``'s current version, superseded by entry ``seq``."""
+    return {"natural_key": row.natural_key, "kind": row.kind, "stage_id": row.stage_id,
+            "team_id": row.team_id, "payload": row.payload, "superseded_seq": seq}
+
+
+def _rows_by_id(session: Session, ids: list[int]) -> dict[int, ResultRow]:
+    found: dict[int, ResultRow] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        for row in session.scalars(select(ResultRow).where(
+                ResultRow.id.in_(ids[start:start + _IN_CHUNK]))):
+            found[row.id] = row
+    return found
+
+
+def _retracted(session: Session) -> set[str]:
+    """Natural keys of the records a stored retraction takes out of scoring."""
+    prefix = "retraction/"
+    return {key[len(prefix):] for key in session.scalars(
+        select(ResultRow.natural_key).where(ResultRow.kind == "retraction"))}
 
 
 def _stage_change_hash(row: StageResultRow) -> str | None:
@@ -364,7 +532,8 @@ def _stage_change_hash(row: StageResultRow) -> str | None:
 def _entry(row: AuditRow) -> AuditEntry:
     return AuditEntry(seq=row.seq, at=row.at, actor=row.actor, action=row.action,
                       entity=row.entity, entity_key=row.entity_key,
-                      content_hash=row.content_hash, prev_hash=row.prev_hash, hash=row.hash)
+                      content_hash=row.content_hash, prev_hash=row.prev_hash, hash=row.hash,
+                      note=row.note or "")
 
 
 def _columns(enc: EncodedRecord) -> dict[str, Any]:
