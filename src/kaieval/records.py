@@ -283,19 +283,36 @@ def record_from_json(data: dict[str, Any]) -> Record:
     return _RecordAdapter.model_validate({"record": data}).record
 
 
-def load_records_jsonl(path: Path) -> list[Record]:
-    """Read typed records from JSON Lines; a bad line is a ``KaiError`` naming file and line."""
+def load_records_jsonl(path: Path) -> list[tuple[str, Record]]:
+    """Typed records of a JSON Lines file with the ``file:line`` of each.
+
+    Every bad line is reported (one ``KaiError`` each, naming file, line and field,
+    inside a ``KaiErrors``), so a user fixes a file in one pass; nothing is
+    returned from a file with any bad line.
+    """
     from pydantic import ValidationError
 
-    from kaieval.errors import KaiError
+    from kaieval.errors import KaiError, KaiErrors
     from kaieval.io import read_jsonl
 
-    out: list[Record] = []
+    out: list[tuple[str, Record]] = []
+    errors: list[KaiError] = []
     for where, data in read_jsonl(path):
         try:
-            out.append(record_from_json(data))
+            out.append((where, record_from_json(data)))
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
             loc = ".".join(str(p) for p in first["loc"][1:] if not str(p).startswith("function"))
-            raise KaiError(f"{loc or 'record'}: {first['msg']}", where=where) from None
+            value = "" if first["type"] == "missing" else f" (got {_shown(first.get('input'))})"
+            errors.append(KaiError(f"{loc or 'record'}: {first['msg']}{value}", where=where))
+    if errors:
+        raise KaiErrors(errors)
     return out
+
+
+def _shown(value: Any) -> str:
+    """A bad input value as an error line shows it: its repr, cut short."""
+    if isinstance(value, dict | list):
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."

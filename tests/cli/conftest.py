@@ -51,6 +51,13 @@ def workdir(tmp_path: Path) -> Path:
             lines.append(json.dumps({
                 "kind": "sheet", "stage_id": "s1", "team_id": tid, "source": "committee",
                 "component_id": "experts", "evaluator_id": f"e{e}",
-                "scores": {"q": level + (e - 2) * 0.25}}))
+                "affiliation": f"University {e}", "scores": {"q": level + (e - 2) * 0.25}}))
     (tmp_path / "sheets.jsonl").write_text("\n".join(lines) + "\n")
     return tmp_path
+
+
+def import_cmd(workdir: Path, file: Path | str) -> list[str]:
+    """``kai records import FILE TEAMS... --program P``: the arguments for the CLI runner."""
+    return ["records", "import", str(file), *(str(workdir / f"{t}.yaml")
+                                           for t in ("alpha", "beta", "gamma")),
+            "--program", str(workdir / "program.yaml")]

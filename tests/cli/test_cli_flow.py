@@ -10,6 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from kaieval.cli import app
+from tests.cli.conftest import import_cmd
 
 runner = CliRunner()
 
@@ -26,10 +27,10 @@ def test_full_flow(workdir: Path) -> None:
     teams = [str(workdir / f"{t}.yaml") for t in ("alpha", "beta", "gamma")]
     res = runner.invoke(app, ["validate", str(workdir / "program.yaml"), *teams])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["records", "import", str(workdir / "sheets.jsonl"), "--db", db])
+    res = runner.invoke(app, [*import_cmd(workdir, workdir / "sheets.jsonl"), "--db", db])
     assert res.exit_code == 0, res.output
     assert "15 inserted" in res.output
-    res = runner.invoke(app, ["records", "import", str(workdir / "sheets.jsonl"), "--db", db])
+    res = runner.invoke(app, [*import_cmd(workdir, workdir / "sheets.jsonl"), "--db", db])
     assert "15 unchanged" in res.output
     out = workdir / "reports"
     res = runner.invoke(app, ["stage", "run", "--program", str(workdir / "program.yaml"),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from kaieval.cli import app
+from tests.cli.conftest import import_cmd
 
 runner = CliRunner()
 
@@ -16,7 +17,7 @@ def test_bad_record_line_writes_nothing(workdir: Path) -> None:
     good = (workdir / "sheets.jsonl").read_text().splitlines()
     bad = workdir / "bad.jsonl"
     bad.write_text("\n".join([*good[:3], '{"kind": "sheet", "stage_id": 5}', *good[3:]]))
-    res = runner.invoke(app, ["records", "import", str(bad), "--db", db])
+    res = runner.invoke(app, [*import_cmd(workdir, bad), "--db", db])
     assert res.exit_code == 2
     assert f"{bad}:4" in res.output
     assert "Traceback" not in res.output

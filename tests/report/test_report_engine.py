@@ -83,7 +83,8 @@ def _records() -> list[Record]:
     names = list(TEAMS)
     votes = tuple(Vote(voter_id=f"u{k}", a=names[k % 5], b=names[(k + 1) % 5],
                        winner="a" if rng.random() < 0.6 else "b") for k in range(200))
-    recs.append(ArenaVotes(stage_id="s1", team_id="*", source=Source.SIMULATED, votes=votes))
+    recs.extend(ArenaVotes(stage_id="s1", team_id="*", source=Source.SIMULATED,
+                           votes=votes).split())
     for e in range(6):
         recs.append(RepechageVote(stage_id="s1", team_id="delta" if e < 4 else "gamma",
                                   source=Source.SIMULATED, evaluator_id=f"e{e}"))

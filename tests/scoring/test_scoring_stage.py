@@ -15,6 +15,7 @@ from kaieval.records import (
     IndependenceVerdict,
     Record,
     RepechageVote,
+    UserVote,
     Vote,
 )
 from kaieval.scoring.stage import Entrant, run_stage
@@ -97,7 +98,8 @@ def _records(seed: int = 0, delta_level: float | None = None) -> list[Record]:
         pa = STRENGTH[a] / (STRENGTH[a] + STRENGTH[b])
         votes.append(Vote(voter_id=f"u{k % 20}", a=a, b=b,
                           winner="a" if rng.random() < pa else "b"))
-    recs.append(ArenaVotes(stage_id="s1", team_id="*", source=Source.USERS, votes=tuple(votes)))
+    recs.extend(ArenaVotes(stage_id="s1", team_id="*", source=Source.USERS,
+                           votes=tuple(votes)).split())
     for t in TEAMS:
         verdict = "partial" if t == "eps" else "no_evidence"
         recs.append(IndependenceVerdict(
@@ -203,7 +205,7 @@ def test_robustness_flags_a_near_tie_at_the_cut(program: Program) -> None:
     # delta's sheets are as good as gamma's: the cut between them becomes a coin toss
     recs = _records(delta_level=7.0)
     strength = dict(STRENGTH)
-    recs = [r for r in recs if not isinstance(r, ArenaVotes)]
+    recs = [r for r in recs if not isinstance(r, UserVote)]
     rng = np.random.default_rng(5)
     votes = []
     strength["delta"] = strength["gamma"]
@@ -212,7 +214,8 @@ def test_robustness_flags_a_near_tie_at_the_cut(program: Program) -> None:
         a, b = TEAMS[i], TEAMS[j]
         pa = strength[a] / (strength[a] + strength[b])
         votes.append(Vote(voter_id=f"u{k}", a=a, b=b, winner="a" if rng.random() < pa else "b"))
-    recs.append(ArenaVotes(stage_id="s1", team_id="*", source=Source.USERS, votes=tuple(votes)))
+    recs.extend(ArenaVotes(stage_id="s1", team_id="*", source=Source.USERS,
+                           votes=tuple(votes)).split())
     res = run_stage(program, program.stage("s1"), _entrants(), recs, seed=3)
     cut = [t for t in res.teams if t.decision == "cut"]
     assert len(cut) == 1
@@ -236,14 +239,15 @@ def test_builtin_template_encodes_the_public_facts() -> None:
 
 
 def test_team_without_votes_has_users_not_measured(program: Program) -> None:
-    recs = [r for r in _records() if not isinstance(r, ArenaVotes)]
+    recs = [r for r in _records() if not isinstance(r, UserVote)]
     rng = np.random.default_rng(2)
     votes = []
     others = [t for t in TEAMS if t != "beta"]
     for k in range(200):
         i, j = rng.choice(len(others), size=2, replace=False)
         votes.append(Vote(voter_id=f"u{k}", a=others[i], b=others[j], winner="a"))
-    recs.append(ArenaVotes(stage_id="s1", team_id="*", source=Source.USERS, votes=tuple(votes)))
+    recs.extend(ArenaVotes(stage_id="s1", team_id="*", source=Source.USERS,
+                           votes=tuple(votes)).split())
     res = run_stage(program, program.stage("s1"), _entrants(), recs, seed=1)
     users = next(c for c in res.team("beta").components if c.component_id == "users")
     assert users.points is None

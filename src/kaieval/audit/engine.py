@@ -236,7 +236,7 @@ def load_verdict(path: Path) -> IndependenceVerdict:
             raise KaiError(f"not a record: {first['msg']}", where=str(path)) from None
         records = [rec]
     else:
-        records = load_records_jsonl(path)
+        records = [r for _, r in load_records_jsonl(path)]
     for r in records:
         if isinstance(r, IndependenceVerdict):
             return r

@@ -249,7 +249,7 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
         simulated: list[Record] = list(simulate_sheets(stage, facts, evaluators=EXPERTS,
                                                        seed=seed))
         if any(c.kind and c.kind.value == "users" for c in stage.leaves()):
-            simulated.append(simulate_votes(stage, facts, users=USERS, battles=20, seed=seed))
+            simulated.extend(simulate_votes(stage, facts, users=USERS, battles=20, seed=seed))
         store.put(simulated, actor="kai demo")
         banner = f"{BANNER} {PLANNED[sid]}" if sid in PLANNED else BANNER
         result = _score(program, program_hash, stage, in_stage, applicants, store, seed,

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kaieval.records import ArenaVotes, CommitteeSheet, IndependenceVerdict, RepechageVote, Vote
+from kaieval.records import (
+    ArenaVotes,
+    CommitteeSheet,
+    IndependenceVerdict,
+    RepechageVote,
+    UserVote,
+    Vote,
+)
 from kaieval.spec.dossier import Dossier, Ownership, Submission
 from kaieval.spec.program import ComponentKind, Source, Stage
 
@@ -144,22 +151,22 @@ def simulate_sheets(stage: Stage, facts: Sequence[TeamFacts], *, evaluators: int
                     scores[it.id] = float(np.round(np.clip(s, 0, 1) * it.max * 2) / 2)
                 out.append(CommitteeSheet(
                     stage_id=stage.id, team_id=f.team_id, source=Source.SIMULATED,
-                    component_id=comp.id, evaluator_id=ev, scores=scores,
-                    conflict_of_interest=str(affil[k]) in members,
+                    component_id=comp.id, evaluator_id=ev, affiliation=str(affil[k]),
+                    scores=scores, conflict_of_interest=str(affil[k]) in members,
                     comment=f"simulated evaluator affiliated with {affil[k]}",
                     settings={"seed": seed, "evaluators": evaluators}))
     return out
 
 
 def simulate_votes(stage: Stage, facts: Sequence[TeamFacts], *, users: int, battles: int,
-                   seed: int) -> ArenaVotes:
+                   seed: int) -> list[UserVote]:
     """Each simulated user judges ``battles`` random pairs; P(a wins) rises with quality."""
     rng = np.random.default_rng([seed, 2])
     ids = [f.team_id for f in facts]
     q = {f.team_id: _q(f) for f in facts}
     votes = []
     for u in range(users):
-        for _ in range(battles):
+        for n in range(battles):
             a, b = rng.choice(len(ids), size=2, replace=False)
             ta, tb = ids[a], ids[b]
             if rng.random() < 0.08:
@@ -167,9 +174,11 @@ def simulate_votes(stage: Stage, facts: Sequence[TeamFacts], *, users: int, batt
             else:
                 pa = 1.0 / (1.0 + math.exp(-4.0 * (q[ta] - q[tb])))
                 winner = "a" if rng.random() < pa else "b"
-            votes.append(Vote(voter_id=f"user-{u + 1:02d}", a=ta, b=tb, winner=winner))
+            votes.append(Vote(voter_id=f"user-{u + 1:02d}", a=ta, b=tb, winner=winner,
+                              battle_id=f"battle-{u + 1:02d}-{n + 1:03d}"))
     return ArenaVotes(stage_id=stage.id, team_id="*", source=Source.SIMULATED, votes=tuple(votes),
-                      settings={"seed": seed, "users": users, "battles_per_user": battles})
+                      settings={"seed": seed, "users": users, "battles_per_user": battles}
+                      ).split()
 
 
 def simulate_repechage(stage: Stage, candidates: Sequence[TeamFacts], *, evaluators: int,

@@ -19,12 +19,12 @@ from kaieval.arena.bradley_terry import fit_strengths, user_points, win_matrix
 from kaieval.committee.trimmed import committee_points, trimmed_item_means
 from kaieval.errors import KaiError
 from kaieval.records import (
-    ArenaVotes,
     AuditItem,
     BenchmarkResult,
     CommitteeSheet,
     EngineRun,
     Record,
+    UserVote,
 )
 from kaieval.scoring.robustness import bootstrap_committee_points, bootstrap_mean
 from kaieval.spec.dossier import Submission
@@ -199,8 +199,11 @@ def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
     """Bradley–Terry strengths from the stage's pairwise votes, relative to the best team."""
     t = len(teams)
     out = _empty(t)
-    batches = [r for r in records if isinstance(r, ArenaVotes) and r.stage_id == stage_id]
-    votes = [v for b in batches for v in b.votes if v.a in teams and v.b in teams]
+    # In natural-key order, so the bootstrap draws do not depend on how records came in.
+    stored = sorted((r for r in records if isinstance(r, UserVote) and r.stage_id == stage_id
+                     and r.vote.a in teams and r.vote.b in teams and r.vote.a != r.vote.b),
+                    key=lambda r: (r.natural_key(), r.content_hash()))
+    votes = [r.vote for r in stored]
     if not votes:
         for i in range(t):
             out.detail[i] = "not measured: no user votes stored"
@@ -210,7 +213,7 @@ def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
     games = w + w.T
     voted = games.sum(axis=1) > 0
     out.points = np.where(voted, user_points(p, comp.points), np.nan)
-    src = {b.source.value for b in batches}
+    src = {r.source.value for r in stored}
     voters = len({v.voter_id for v in votes})
     for i in range(t):
         if not voted[i]:
