@@ -7,10 +7,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+from tests.cli.conftest import import_cmd
 from typer.testing import CliRunner
 
 from kaieval.cli import app
-from tests.cli.conftest import import_cmd
 
 runner = CliRunner()
 

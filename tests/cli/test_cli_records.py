@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.cli.conftest import import_cmd
 from typer.testing import CliRunner
 
 from kaieval.cli import app
-from tests.cli.conftest import import_cmd
 
 runner = CliRunner()
 

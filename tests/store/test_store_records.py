@@ -43,7 +43,8 @@ def test_filters(store: Store, samples: list[Record]) -> None:
     store.put([*samples, other], actor="tester")
     assert [r.natural_key() for r in store.records(stage_id="stage2")] == [other.natural_key()]
     assert {r.team_id for r in store.records(team_id="beta")} == {"beta"}
-    assert len(store.records(team_id="beta")) == 4  # target benchmark, audit, measurement, retraction
+    # target benchmark, audit, measurement, retraction
+    assert len(store.records(team_id="beta")) == 4
     benches = store.records(stage_id="stage1", kind="benchmark")
     assert [type(r) for r in benches] == [BenchmarkResult, BenchmarkResult]
     assert store.records(stage_id="stage1", kind="votes", team_id="alpha") == []
