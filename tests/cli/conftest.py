@@ -53,6 +53,11 @@ def workdir(tmp_path: Path) -> Path:
                 "component_id": "experts", "evaluator_id": f"e{e}",
                 "affiliation": f"University {e}", "scores": {"q": level + (e - 2) * 0.25}}))
     (tmp_path / "sheets.jsonl").write_text("\n".join(lines) + "\n")
+    verdicts = [json.dumps({
+        "kind": "verdict", "stage_id": "s1", "team_id": tid, "source": "measured",
+        "verdict": "no_evidence", "references": ["ref-a"], "alpha": 0.01,
+        "input_hashes": {"candidate": f"sha256:{tid}"}}) for tid in ("alpha", "beta", "gamma")]
+    (tmp_path / "verdicts.jsonl").write_text("\n".join(verdicts) + "\n")
     return tmp_path
 
 

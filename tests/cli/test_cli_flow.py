@@ -33,8 +33,15 @@ def test_full_flow(workdir: Path) -> None:
     res = runner.invoke(app, [*import_cmd(workdir, workdir / "sheets.jsonl"), "--db", db])
     assert "15 unchanged" in res.output
     out = workdir / "reports"
-    res = runner.invoke(app, ["stage", "run", "--program", str(workdir / "program.yaml"),
-                              "--stage", "s1", *teams, "--db", db, "--out", str(out)])
+    run = ["stage", "run", "--program", str(workdir / "program.yaml"), "--stage", "s1", *teams,
+           "--db", db, "--out", str(out)]
+    res = runner.invoke(app, run)  # no independence verdicts yet: no decision
+    assert res.exit_code == 1
+    assert "alpha: gate 'independence' not measured" in res.output
+    assert not out.exists()
+    res = runner.invoke(app, [*import_cmd(workdir, workdir / "verdicts.jsonl"), "--db", db])
+    assert "3 inserted" in res.output, res.output
+    res = runner.invoke(app, run)
     assert res.exit_code == 0, res.output
     data = json.loads((out / "s1.json").read_text())
     decisions = {t["team_id"]: t["decision"] for t in data["teams"]}

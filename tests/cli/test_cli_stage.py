@@ -26,6 +26,7 @@ def test_rerunning_a_stage_writes_nothing(workdir: Path) -> None:
     db = f"sqlite:///{workdir / 'k.sqlite'}"
     teams = [str(workdir / f"{t}.yaml") for t in ("alpha", "beta", "gamma")]
     runner.invoke(app, [*import_cmd(workdir, workdir / "sheets.jsonl"), "--db", db])
+    runner.invoke(app, [*import_cmd(workdir, workdir / "verdicts.jsonl"), "--db", db])
     args = ["stage", "run", "--program", str(workdir / "program.yaml"), "--stage", "s1",
             *teams, "--db", db]
     assert runner.invoke(app, args).exit_code == 0

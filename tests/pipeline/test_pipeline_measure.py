@@ -127,13 +127,23 @@ def test_one_team_failing_leaves_the_others_measured(programme: Path, tmp_path: 
     assert runs[("a", "bench")].status == "not_measured"
     assert runs[("b", "bench")].status == "measured"
     assert any(isinstance(r, IndependenceVerdict) and r.team_id == "b" for r in recs)
-    # the report says why team a has no benchmark points
-    code, out = _kai("stage", "run", "--program", str(p / "program.yaml"), "--stage", "s1",
-                     str(p / "a.yaml"), str(p / "b.yaml"), str(p / "c.yaml"), "--db", db,
-                     "--out", str(p / "out"))
+    # no decision on missing data: stage run names what is missing and stores nothing
+    run = ["stage", "run", "--program", str(p / "program.yaml"), "--stage", "s1",
+           str(p / "a.yaml"), str(p / "b.yaml"), str(p / "c.yaml"), "--db", db,
+           "--out", str(p / "out")]
+    code, out = _kai(*run)
+    assert code == 1, out
+    assert "a: component 'bench' not measured" in out and "models/gone" in out
+    assert Store(db).stage_result("s1") is None and not (p / "out").exists()
+    # a provisional result says so, and says why team a has no benchmark points
+    code, out = _kai(*run, "--provisional")
     assert code == 0, out
-    team_a = next(t for t in json.loads((p / "out" / "s1.json").read_text("utf-8"))["teams"]
-                  if t["team_id"] == "a")
+    assert "PROVISIONAL" in out
+    result = json.loads((p / "out" / "s1.json").read_text("utf-8"))
+    assert result["provisional"] and result["banner"].startswith("PROVISIONAL")
+    assert Store(db).stage_result("s1", "provisional") is not None
+    team_a = next(t for t in result["teams"] if t["team_id"] == "a")
+    assert team_a["decision_reason"].startswith("provisional: ")
     assert "bench: " in json.dumps(team_a) and "models/gone" in json.dumps(team_a)
 
 

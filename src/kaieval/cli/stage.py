@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kaieval.cli._common import DbOpt, user_errors
+from kaieval.cli._common import DbOpt, err_console, user_errors
 
 app = typer.Typer(no_args_is_help=True, help="Measure a stage into the store; score it from "
                   "the store.")
@@ -83,12 +83,22 @@ def stage_run(
     out: Annotated[Path | None, typer.Option(help="Write HTML/JSON reports here.")] = None,
     seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded).")] = 0,
     replicates: Annotated[int | None, typer.Option(help="Bootstrap replicates.")] = None,
+    provisional: Annotated[bool, typer.Option(
+        "--provisional", help="Score even when inputs are missing, tied or the store fails "
+                              "verification; stored as run 'provisional' and labelled so "
+                              "everywhere.")] = False,
 ) -> None:
-    """Score one stage from the records in the store and decide the cut."""
+    """Score one stage from the records in the store and decide the cut.
+
+    No decision is taken on missing data: if a team's component or gate is not
+    measured, the cut is a tie that only team ids would break, or the store fails
+    verification, nothing is stored and the exit code is 1 (see --provisional).
+    """
     from rich.console import Console
 
     from kaieval.pipeline import program_stage, save_stage_result, stage_entrants
     from kaieval.report import print_summary, write_reports
+    from kaieval.scoring.decidable import mark_provisional, undecided
     from kaieval.scoring.stage import run_stage
     from kaieval.spec.load import load_dossiers, load_program
     from kaieval.store import Store
@@ -98,10 +108,23 @@ def stage_run(
     # scores come from the store: the files a dossier names are the measuring step's concern
     entrants, applicants = stage_entrants(load_dossiers(teams, prog, check_files=False), stage)
     store = Store(db)
+    problems = store.audit_verify()
     result = run_stage(prog, st, entrants, store.records(stage_id=stage), seed=seed,
                        applicants=applicants, replicates=replicates,
                        extra_hashes={"program": phash})
-    save_stage_result(store, result, "main", actor="kai stage run")
+    reasons = undecided(st, result, problems)
+    if reasons and not provisional:
+        err_console.print(f"not decided: stage '{stage}' has inputs missing or in doubt; "
+                          "nothing was stored", markup=False)
+        for reason in reasons:
+            err_console.print(f"  {reason}", markup=False)
+        err_console.print("fix them, or pass --provisional for a result labelled provisional",
+                          markup=False)
+        raise typer.Exit(1)
+    if reasons:
+        result = mark_provisional(result, reasons)
+    save_stage_result(store, result, "provisional" if reasons else "main",
+                      actor="kai stage run")
     print_summary(result, Console())
     if out is not None:
         for p in write_reports([result], out, title=f"{prog.name}: {st.name}", banner=None):

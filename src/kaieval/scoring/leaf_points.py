@@ -124,10 +124,19 @@ def benchmark_scores(comp: Component, teams: Sequence[str], subs: Sequence[Submi
                 else:
                     bm = np.full(reps, cand.score)
                 rep_pts[:, i] += comp.points * b.weight / wsum * share(bm / tgt, comp.mapping)
-    out.points = pts
+    # A team with no result on any benchmark that others were measured on is not
+    # measured (its submission could not be run), not a team that scored zero.
+    none = np.array([not any((tid, "candidate", b.id) in res for b in measured)
+                     for tid in teams])
+    out.points = np.where(none, np.nan, pts)
     if reps:
-        out.replicates = rep_pts
+        out.replicates = np.where(none[None, :], np.nan, rep_pts)
     for i in range(t):
+        if none[i]:
+            out.detail[i] = ("not measured: no benchmark result stored for this team"
+                             + _why_not(records, teams[i], "bench"))
+            out.evidence[i] = []
+            continue
         out.detail[i] = (f"{len(measured)} of {len(comp.benchmarks)} benchmarks measured; "
                          f"relative to the declared target, mapped by floor {comp.mapping.floor}, "
                          f"full {comp.mapping.full}, cap {comp.mapping.cap}")

@@ -97,6 +97,7 @@ class StageResult(Frozen):
     not_measured: tuple[str, ...] = ()
     simulated_sources: tuple[str, ...] = ()
     banner: str | None = None
+    provisional: tuple[str, ...] = ()  # why this is not a decision (empty: it is one)
     input_hashes: dict[str, str] = Field(default_factory=dict)
     code_version: str
     created_at: dt.datetime
