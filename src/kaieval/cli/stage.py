@@ -88,6 +88,7 @@ def stage_run(
     from rich.console import Console
 
     from kaieval.pipeline import program_stage, save_stage_result, stage_entrants
+    from kaieval.pipeline.results import quote_checkpoint
     from kaieval.report import print_summary, write_reports
     from kaieval.scoring.stage import run_stage
     from kaieval.spec.load import load_dossiers, load_program
@@ -101,6 +102,7 @@ def stage_run(
     result = run_stage(prog, st, entrants, store.records(stage_id=stage), seed=seed,
                        applicants=applicants, replicates=replicates,
                        extra_hashes={"program": phash})
+    result = quote_checkpoint(result, store)  # the audit log as scored: stored and reported
     save_stage_result(store, result, "main", actor="kai stage run")
     print_summary(result, Console())
     if out is not None:
