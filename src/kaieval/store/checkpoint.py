@@ -415,9 +415,11 @@ def extension_problem(cp: Checkpoint, last_seq: int, hashes: Mapping[int, str]) 
         return None if cp.head == GENESIS_HASH else \
             "records 0 entries but a head other than the empty log's (checkpoint malformed)"
     if last_seq == 0:
-        return f"the log is empty but the checkpoint records {cp.size} entries (wiped)"
+        records = f"{cp.size} {'entry' if cp.size == 1 else 'entries'}"
+        return f"the log is empty but the checkpoint records {records} (wiped)"
     if last_seq < cp.size:
-        return f"the log has only {last_seq} entries (truncated or rolled back)"
+        has = f"{last_seq} {'entry' if last_seq == 1 else 'entries'}"
+        return f"the log has only {has} (truncated or rolled back)"
     found = hashes.get(cp.size)
     if found is None:
         return f"entry {cp.size} is missing (deleted)"
