@@ -14,6 +14,13 @@ from kaieval.store import parse_url
 PG_ENV = "KAI_TEST_POSTGRES_URL"
 
 
+@pytest.fixture(autouse=True)
+def _key_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the signing-key folder at an empty temp folder: no test signs with, or writes
+    checkpoints into, a real ``~/.config/kaieval/keys`` (tests that want a key create one)."""
+    monkeypatch.setenv("KAI_KEY_DIR", str(tmp_path_factory.mktemp("keys") / "keys"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
     """A URL to an empty database: a SQLite file, or a fresh PostgreSQL schema."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tests.cli.conftest import import_cmd
 from typer.testing import CliRunner
 
@@ -33,3 +34,32 @@ def test_rerunning_a_stage_writes_nothing(workdir: Path) -> None:
     before = len(Store(db).audit_entries())
     assert runner.invoke(app, args).exit_code == 0
     assert len(Store(db).audit_entries()) == before
+
+
+def test_stage_result_and_reports_quote_the_signed_checkpoint(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from kaieval.store import Store
+
+    keys = workdir / "keys"
+    monkeypatch.setenv("KAI_KEY_DIR", str(keys))
+    assert runner.invoke(app, ["keys", "init"]).exit_code == 0
+    db = f"sqlite:///{workdir / 'k.sqlite'}"
+    runner.invoke(app, [*import_cmd(workdir, workdir / "sheets.jsonl"), "--db", db])
+    runner.invoke(app, [*import_cmd(workdir, workdir / "verdicts.jsonl"), "--db", db])
+    head = Store(db).audit_head()
+    out = workdir / "out"
+    res = runner.invoke(app, ["stage", "run", "--program", str(workdir / "program.yaml"),
+                              "--stage", "s1", *[str(workdir / f"{t}.yaml") for t in
+                                                 ("alpha", "beta", "gamma")],
+                              "--db", db, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "audit log: 18 entries" in res.output and "signed by key" in res.output
+    quoted = json.loads((out / "s1.json").read_text())["audit_checkpoint"]
+    assert (quoted["size"], quoted["head"]) == head and quoted["signature"]
+    assert Store(db).stage_result("s1")["audit_checkpoint"] == quoted
+    assert "audit log: 18 entries" in (out / "report.html").read_text()
+    res = runner.invoke(app, ["audit-log", "verify", "--db", db, "--checkpoint",
+                              str(out / "s1.json")])
+    assert res.exit_code == 0, res.output

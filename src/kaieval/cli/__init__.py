@@ -24,6 +24,7 @@ from kaieval.cli import (
     audit,
     auditlog,
     demo,
+    keys,
     program,
     provenance,
     records,
@@ -52,6 +53,7 @@ app.add_typer(stage.app, name="stage")
 app.add_typer(registry.app, name="registry")
 app.add_typer(program.app, name="program")
 app.add_typer(provenance.app, name="provenance")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -97,6 +97,7 @@ def stage_run(
     from rich.console import Console
 
     from kaieval.pipeline import program_stage, save_stage_result, stage_entrants
+    from kaieval.pipeline.results import quote_checkpoint
     from kaieval.report import print_summary, write_reports
     from kaieval.scoring.decidable import mark_provisional, undecided
     from kaieval.scoring.stage import run_stage
@@ -123,6 +124,7 @@ def stage_run(
         raise typer.Exit(1)
     if reasons:
         result = mark_provisional(result, reasons)
+    result = quote_checkpoint(result, store)  # the audit log as scored: stored and reported
     save_stage_result(store, result, "provisional" if reasons else "main",
                       actor="kai stage run")
     print_summary(result, Console())

@@ -33,7 +33,7 @@ from kaieval.demo.simulate import (
     simulate_votes,
 )
 from kaieval.hashing import sha256_json
-from kaieval.pipeline import save_stage_result
+from kaieval.pipeline import quote_checkpoint, save_stage_result
 from kaieval.records import IndependenceVerdict, Measurement, Record
 from kaieval.scoring.results import StageResult
 from kaieval.scoring.stage import Entrant, run_stage
@@ -254,6 +254,7 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
         banner = f"{BANNER} {PLANNED[sid]}" if sid in PLANNED else BANNER
         result = _score(program, program_hash, stage, in_stage, applicants, store, seed,
                         replicates, say, banner)
+        result = quote_checkpoint(result, store)
         save_stage_result(store, result, "demo", actor="kai demo")
         results.append(result)
         print_summary(result, console)

@@ -18,9 +18,14 @@ from kaieval.pipeline.plan import (
     plan_stage,
     stage_teams,
 )
-from kaieval.pipeline.results import load_stage_results, save_stage_result, stage_entrants
+from kaieval.pipeline.results import (
+    load_stage_results,
+    quote_checkpoint,
+    save_stage_result,
+    stage_entrants,
+)
 
 __all__ = ["ENGINES", "Job", "JobOutcome", "Plan", "StageInputs", "StageMeasurement",
            "engines_asked", "load_stage_results", "measure_stage", "parse_only", "plan_stage",
-           "program_stage", "save_stage_result", "stage_entrants", "stage_inputs",
-           "stage_teams"]
+           "program_stage", "quote_checkpoint", "save_stage_result", "stage_entrants",
+           "stage_inputs", "stage_teams"]

@@ -6,20 +6,35 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kaieval.errors import KaiError
-from kaieval.scoring.results import StageResult
+from kaieval.scoring.results import AuditCheckpoint, StageResult
 
 if TYPE_CHECKING:
     from kaieval.scoring.stage import Entrant
     from kaieval.spec.load import LoadedDossier
     from kaieval.store import Store
 
-_VOLATILE = {"created_at", "code_version"}
+# what may differ between two runs on the same inputs: the checkpoint moves with every write
+_VOLATILE = {"created_at", "code_version", "audit_checkpoint"}
+
+
+def quote_checkpoint(result: StageResult, store: Store) -> StageResult:
+    """``result`` quoting the audit log's checkpoint now, right after it was scored.
+
+    Signed (and appended to the key folder) if a signing key exists, else unsigned.
+    It goes into the stored result and the reports, so a published report names the
+    log state it rests on and ``kai audit-log verify --checkpoint report.json`` can
+    later prove the log still extends it. Taken after the records were read: a write
+    landing in between makes it cover slightly more than was scored, never less.
+    """
+    cp = store.audit_checkpoint()
+    return result.model_copy(update={"audit_checkpoint": AuditCheckpoint(**cp.to_dict())})
 
 
 def save_stage_result(store: Store, result: StageResult, run_label: str, actor: str) -> bool:
-    """Store a stage result unless an equal one (ignoring when and by which build it was
-    computed) is already there: rerunning a stage on unchanged inputs writes nothing and
-    adds nothing to the audit log. Returns True if something was written."""
+    """Store a stage result unless an equal one (ignoring when, by which build and at which
+    audit-log checkpoint it was computed) is already there: rerunning a stage on unchanged
+    inputs writes nothing and adds nothing to the audit log. Returns True if something was
+    written."""
     payload = result.model_dump(mode="json", by_alias=True)
     old = store.stage_result(result.stage_id, run_label)
     if old is not None:

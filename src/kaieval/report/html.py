@@ -44,6 +44,7 @@ def _environment() -> Environment:
         axis_ids=wording.axis_ids,
         axis_scales=wording.axis_scales,
         robustness_sentence=wording.robustness_sentence,
+        audit_sentence=wording.audit_sentence,
         repechage_sentence=wording.repechage_sentence,
         decision_labels=wording.DECISION_LABELS,
         gate_labels=wording.GATE_LABELS,

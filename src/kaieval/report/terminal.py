@@ -15,6 +15,7 @@ from kaieval.report.wording import (
     GATE_LABELS,
     NOT_MEASURED,
     RANK_MEANING,
+    audit_sentence,
     axis_ids,
     component_columns,
     find_component,
@@ -117,4 +118,6 @@ def print_summary(result: StageResult, console: Console) -> None:
     if result.simulated_sources:
         lines.append(Text.assemble(("Built on simulated inputs: ", "bold yellow"),
                                    ", ".join(result.simulated_sources)))
+    if result.audit_checkpoint is not None:
+        lines.append(Text(audit_sentence(result), style="dim"))
     console.print(Group(*lines))

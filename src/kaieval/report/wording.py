@@ -191,6 +191,17 @@ def cut_threshold(result: StageResult) -> float | None:
     return min(totals) if totals else None
 
 
+def audit_sentence(result: StageResult) -> str:
+    """The audit-log checkpoint the stage was scored at, in one line (docs/audit-log.md)."""
+    cp = result.audit_checkpoint
+    if cp is None:
+        return "no audit-log checkpoint recorded"
+    entries = f"{cp.size} {'entry' if cp.size == 1 else 'entries'}, head {cp.head[:16]}…"
+    if cp.key is None:
+        return f"audit log: {entries} at {cp.time}, unsigned (no signing key)"
+    return f"audit log: {entries}, checkpoint signed by key {cp.key[:16]}… at {cp.time}"
+
+
 def robustness_sentence(result: StageResult) -> str:
     """The robustness outcome in words, naming the teams whose fate the resampling questions.
 

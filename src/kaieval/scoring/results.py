@@ -82,6 +82,23 @@ class RepechageOutcome(Frozen):
     source: str
 
 
+class AuditCheckpoint(Frozen):
+    """The store's audit log as the stage was scored from it (docs/audit-log.md).
+
+    ``size`` entries, the newest with hash ``head``; signed by the key with fingerprint
+    ``key`` when a signing key existed (``key``/``signature`` None: unsigned). Give the
+    report JSON to ``kai audit-log verify --checkpoint`` to prove the log still holds
+    what was scored.
+    """
+
+    log: str
+    size: int
+    head: str
+    time: str
+    key: str | None = None
+    signature: str | None = None
+
+
 class StageResult(Frozen):
     schema_: str = Field(default=STAGE_RESULT_SCHEMA, alias="schema")
     program_id: str
@@ -101,6 +118,7 @@ class StageResult(Frozen):
     input_hashes: dict[str, str] = Field(default_factory=dict)
     code_version: str
     created_at: dt.datetime
+    audit_checkpoint: AuditCheckpoint | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

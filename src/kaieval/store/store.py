@@ -19,11 +19,12 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import sqlalchemy.exc as sa_exc
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from kaieval.errors import KaiError
@@ -31,6 +32,7 @@ from kaieval.hashing import sha256_json
 from kaieval.records import ArenaVotes, Record, Retraction
 from kaieval.spec.program import Source
 from kaieval.store import log
+from kaieval.store.checkpoint import Checkpoint, KeyFolder, Signer, log_id, now_utc, resolve_key_dir
 from kaieval.store.database import (
     SQLITE_BEGIN_OPTION,
     create_store_engine,
@@ -67,6 +69,7 @@ _READ_OPTIONS: dict[str, dict[str, Any]] = {
     "sqlite": {SQLITE_BEGIN_OPTION: "DEFERRED"},
 }
 _IN_CHUNK = 500  # keys per IN (...) query: well under every backend's parameter limit
+_NEW_HEAD = "kai_new_head"  # Session.info key: the head a write transaction left, to sign
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class _Chain:
         if self._pending:
             self._session.execute(insert(AuditRow), self._pending)
             self._pending = []
+            self._session.info[_NEW_HEAD] = (self._head.seq, self._head.hash)
         self._session.flush()  # the head row's new seq/hash
 
 
@@ -141,13 +145,21 @@ class Store:
     ``url=None`` means ``$KAI_DATABASE_URL``, else ``sqlite:///kaieval.sqlite`` in
     the working directory. Nothing connects until the first call; that call
     migrates the schema to the newest revision.
+
+    ``key_dir`` (else ``$KAI_KEY_DIR``, else ``~/.config/kaieval/keys``): if it holds
+    a signing key, every write that adds audit entries also appends a signed
+    checkpoint of the new head there (see :mod:`kaieval.store.checkpoint`).
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, key_dir: Path | str | None = None) -> None:
         raw = resolve_url(url)
         self._url = parse_url(raw)
         self.url = masked(self._url)
         """The database URL with any password masked: safe to print."""
+        self.log_id = log_id(self._url)
+        """Names this database in checkpoints (a hash of where it lives)."""
+        self.keys = KeyFolder(resolve_key_dir(key_dir))
+        """The key folder: signing key, public keys, the checkpoints written here."""
         self._engine: Engine | None = None
         self._migrated = False
 
@@ -186,6 +198,8 @@ class Store:
         """A session in one transaction; driver errors become a one-line ``KaiError``."""
         if not self._migrated:
             self.migrate()
+        # a key that exists but cannot be used refuses the write before anything is written
+        signer = self.keys.signer() if write else None
         engine = self._get_engine()
         try:
             with Session(engine, expire_on_commit=False) as session, session.begin():
@@ -199,6 +213,24 @@ class Store:
             raise
         except sa_exc.SQLAlchemyError as exc:
             raise db_error(exc, self.url, doing) from None
+        new_head = session.info.get(_NEW_HEAD)
+        if signer is not None and new_head is not None:
+            self._append_checkpoint(signer, *new_head)
+
+    def _append_checkpoint(self, signer: Signer, size: int, head: str) -> Checkpoint:
+        """Sign ``(size, head)`` and append it to the key folder, after the commit.
+
+        After, not inside: the file cannot take part in the database transaction, and
+        a checkpoint of a head that then failed to commit would falsely accuse the
+        log. The price is a window (docs/audit-log.md): a crash right here leaves the
+        newest writes uncovered until the next write signs a later head.
+        """
+        checkpoint = signer.sign(self.log_id, size, head)
+        try:
+            self.keys.append(checkpoint)
+        except KaiError as err:
+            raise KaiError(f"the write was stored, but its checkpoint was not: {err}") from None
+        return checkpoint
 
     def _read(self, doing: str, fn: Callable[[Session], _T]) -> _T:
         with self._session(doing, write=False) as session:
@@ -455,6 +487,37 @@ class Store:
         if head is None:
             raise KaiError("audit head row is missing", where=f"database {self.url}")
         return head.seq, head.hash
+
+    def audit_hashes(self, seqs: Iterable[int]) -> tuple[int, dict[int, str]]:
+        """The newest entry's seq (0 if none) and the hash of each entry in ``seqs`` that exists.
+
+        What checking a checkpoint ``(size, head)`` needs; one snapshot.
+        """
+        wanted = sorted(set(seqs))
+
+        def read(session: Session) -> tuple[int, dict[int, str]]:
+            last = session.scalar(select(func.max(AuditRow.seq))) or 0
+            found: dict[int, str] = {}
+            for start in range(0, len(wanted), _IN_CHUNK):
+                query = select(AuditRow.seq, AuditRow.hash).where(
+                    AuditRow.seq.in_(wanted[start:start + _IN_CHUNK]))
+                found.update((seq, hash_) for seq, hash_ in session.execute(query))
+            return last, found
+
+        return self._read("reading the audit log", read)
+
+    def audit_checkpoint(self, *, require_key: bool = False) -> Checkpoint:
+        """A checkpoint of the current head: signed and appended to the key folder if a
+        signing key exists, else unsigned (``require_key``: no key is an error)."""
+        signer = self.keys.signer()
+        if signer is None and require_key:
+            raise KaiError("no signing key: run `kai keys init`",
+                           where=str(self.keys.private_path))
+        size, head = self.audit_head()
+        if signer is None:
+            return Checkpoint(log=self.log_id, size=size, head=head, time=now_utc(), key=None,
+                              signature=None)
+        return self._append_checkpoint(signer, size, head)
 
     def audit_verify(self) -> list[str]:
         """Human-readable integrity problems; an empty list means the log and data agree.
