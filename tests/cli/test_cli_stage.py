@@ -63,3 +63,60 @@ def test_stage_result_and_reports_quote_the_signed_checkpoint(
     res = runner.invoke(app, ["audit-log", "verify", "--db", db, "--checkpoint",
                               str(out / "s1.json")])
     assert res.exit_code == 0, res.output
+
+
+def _run(workdir: Path, db: str, *extra: str) -> list[str]:
+    return ["stage", "run", "--program", str(workdir / "program.yaml"), "--stage", "s1",
+            *[str(workdir / f"{t}.yaml") for t in ("alpha", "beta", "gamma")], "--db", db,
+            *extra]
+
+
+def test_an_empty_store_decides_nothing(workdir: Path) -> None:
+    from kaieval.store import Store
+
+    db = f"sqlite:///{workdir / 'k.sqlite'}"
+    res = runner.invoke(app, _run(workdir, db, "--out", str(workdir / "out")))
+    assert res.exit_code == 1
+    assert "not decided" in res.output
+    for team in ("alpha", "beta", "gamma"):
+        assert f"{team}: component 'experts' not measured" in res.output
+    assert Store(db).stage_result("s1") is None and not (workdir / "out").exists()
+    res = runner.invoke(app, _run(workdir, db, "--provisional", "--out", str(workdir / "out")))
+    assert res.exit_code == 0, res.output
+    assert "PROVISIONAL" in res.output
+    assert "PROVISIONAL" in (workdir / "out" / "report.html").read_text()
+    assert Store(db).stage_result("s1") is None
+    assert Store(db).stage_result("s1", "provisional") is not None
+
+
+def test_a_tie_at_the_cut_decided_only_by_ids_is_no_decision(workdir: Path) -> None:
+    import json
+
+    db = f"sqlite:///{workdir / 'k.sqlite'}"
+    sheets = workdir / "sheets.jsonl"
+    lines = [json.loads(x) for x in sheets.read_text().splitlines()]
+    for line in lines:  # gamma scores exactly what beta scores
+        if line["team_id"] == "gamma":
+            line["scores"] = next(x["scores"] for x in lines if x["team_id"] == "beta"
+                                  and x["evaluator_id"] == line["evaluator_id"])
+    sheets.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    for f in ("sheets.jsonl", "verdicts.jsonl"):
+        assert runner.invoke(app, [*import_cmd(workdir, workdir / f), "--db", db]).exit_code == 0
+    res = runner.invoke(app, _run(workdir, db))
+    assert res.exit_code == 1
+    assert "nothing separates beta (through) from gamma (cut)" in res.output
+
+
+def test_a_store_failing_verification_decides_nothing(workdir: Path) -> None:
+    import sqlite3
+
+    db = f"sqlite:///{workdir / 'k.sqlite'}"
+    for f in ("sheets.jsonl", "verdicts.jsonl"):
+        assert runner.invoke(app, [*import_cmd(workdir, workdir / f), "--db", db]).exit_code == 0
+    con = sqlite3.connect(workdir / "k.sqlite")
+    con.execute("UPDATE results SET payload = replace(payload, '\"q\":9.5', '\"q\":10.0')")
+    con.commit()
+    con.close()
+    res = runner.invoke(app, _run(workdir, db))
+    assert res.exit_code == 1
+    assert "the store fails verification" in res.output

@@ -111,7 +111,7 @@ def test_every_pydantic_message_is_rewritten(tmp_path: Path) -> None:
     f.write_text(text, encoding="utf-8")
     _, errs = validate_paths([f])
     assert len(errs) == 6  # the bad rubric is anchored and merged into stage2 too: two lines
-    assert sum("rubric.0.max: must be greater than 0, got 0" in str(e) for e in errs) == 2
+    assert sum("rubric.0.max: must be at least 0.001, got 0" in str(e) for e in errs) == 2
     for e in errs:
         text_ = str(e)
         assert "Input should" not in text_ and "String should" not in text_

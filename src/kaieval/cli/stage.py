@@ -103,13 +103,16 @@ def stage_run(
     from kaieval.scoring.stage import run_stage
     from kaieval.spec.load import load_dossiers, load_program
     from kaieval.store import Store
+    from kaieval.store.checkpoint import verify_store
 
     prog, phash = load_program(program)
     st = program_stage(prog, stage)
     # scores come from the store: the files a dossier names are the measuring step's concern
     entrants, applicants = stage_entrants(load_dossiers(teams, prog, check_files=False), stage)
     store = Store(db)
-    problems = store.audit_verify()
+    # what `kai audit-log verify` checks, checkpoints included (their files read first)
+    problems = verify_store(store).problems
+    problems = store.audit_verify() + problems
     result = run_stage(prog, st, entrants, store.records(stage_id=stage), seed=seed,
                        applicants=applicants, replicates=replicates,
                        extra_hashes={"program": phash})

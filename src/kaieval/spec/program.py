@@ -20,6 +20,9 @@ Name = Annotated[str, Field(min_length=1), AfterValidator(display_name)]
 """A name people read (team, organisation, programme, stage): see ``display_name``."""
 Loc = tuple[str | int, ...]
 POINT_TOLERANCE = 1e-6
+MIN_POINTS = 1e-3
+"""The fewest points a component, item or stage may be worth: totals are compared to 1e-6,
+so points far below that could never separate two teams (and 1e-300 rounds to nothing)."""
 
 
 class Strict(BaseModel):
@@ -33,7 +36,7 @@ class Strict(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False,
-                              coerce_numbers_to_str=True)
+                              coerce_numbers_to_str=True, allow_inf_nan=False)
 
 
 class Source(StrEnum):
@@ -156,7 +159,7 @@ class RubricItem(Strict):
 
     id: Id
     title: str
-    max: float = Field(gt=0, strict=True)
+    max: float = Field(ge=MIN_POINTS, strict=True)
     axis: Id | None = None
     guidance: str = ""
     rule: AuditRule | None = None
@@ -193,7 +196,7 @@ class Component(Strict):
 
     id: Id
     title: str = ""
-    points: float = Field(gt=0, strict=True)
+    points: float = Field(ge=MIN_POINTS, strict=True)
     axis: Id | None = None
     kind: ComponentKind | None = None
     children: tuple[Component, ...] = ()
@@ -299,7 +302,7 @@ class Stage(Strict):
     entrants: int | None = Field(default=None, ge=1, strict=True,
                                  description="applicants on record, when more than the dossiers")
     composition: tuple[Component, ...] = Field(min_length=1)
-    total: float = Field(gt=0, strict=True)
+    total: float = Field(ge=MIN_POINTS, strict=True)
     gates: tuple[Gate, ...] = ()
     advance: int | None = Field(default=None, ge=1, strict=True)
     cut: int | None = Field(default=None, ge=0, strict=True)
