@@ -112,5 +112,5 @@ def test_kai_provenance_on_a_deeply_nested_config_is_one_line(tmp_path: Path) ->
     proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "provenance", str(model),
                            "--ref", str(model)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert "config.json: not valid JSON: maximum recursion depth" in proc.stderr
+    assert "config.json: not valid JSON: nested deeper than 64 levels" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

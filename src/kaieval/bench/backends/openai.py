@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from kaieval.artifacts import check_tree
 from kaieval.bench.api import (
     GenerationRequest,
     GenerationResponse,
@@ -41,6 +42,7 @@ from kaieval.bench.api import (
     LoglikelihoodResponse,
 )
 from kaieval.errors import KaiError
+from kaieval.io import CONFIG_MAX_BYTES, TOKENIZER_MAX_BYTES, load_json_file, read_bounded_bytes
 
 T = TypeVar("T")
 
@@ -84,27 +86,28 @@ class _Tokenizer:
     send token ids split the way lm-eval splits a context/continuation pair."""
 
     def __init__(self, path: Path) -> None:
+        if path.is_dir():
+            check_tree(path)  # special files, oversized tokenizers, links out of the folder
         file = path / "tokenizer.json" if path.is_dir() else path
-        if not file.is_file():
+        if not file.exists():
             raise KaiError("no tokenizer.json found", where=str(path))
         from tokenizers import Tokenizer
 
-        try:
-            self._tok = Tokenizer.from_file(str(file))
+        raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
+        try:  # handed over as text: the library never opens the path
+            self._tok = Tokenizer.from_str(raw.decode("utf-8-sig"))
         except Exception as exc:  # tokenizers raises bare Exception on bad files
             raise KaiError(f"cannot read tokenizer: {_one_line(str(exc))}",
-                           where=str(file)) from exc
-        self.sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
+                           where=str(file)) from None
+        self.sha256 = hashlib.sha256(raw).hexdigest()
         self.path = file
         self.eos_id = self._eos_id(file.parent / "tokenizer_config.json")
 
     def _eos_id(self, config: Path) -> int | None:
-        if not config.is_file():
+        if not config.exists():
             return None
-        try:
-            eos = json.loads(config.read_text(encoding="utf-8")).get("eos_token")
-        except (OSError, ValueError):
-            return None
+        cfg = load_json_file(config, max_bytes=CONFIG_MAX_BYTES, what="config files")
+        eos = cfg.get("eos_token") if isinstance(cfg, dict) else None
         if isinstance(eos, dict):
             eos = eos.get("content")
         return self._tok.token_to_id(eos) if isinstance(eos, str) else None
