@@ -61,7 +61,9 @@ JSON_MAX_DEPTH = 64
 
 
 def _size(n: int) -> str:
-    return f"{n / MiB:.1f} MB" if n >= MiB else f"{n} bytes"
+    if n < MiB:
+        return f"{n} bytes"
+    return f"{n // MiB} MB" if n % MiB == 0 else f"{n / MiB:.1f} MB"
 
 
 def size_error(size: int, limit: int, what: str, where: str) -> KaiError:
