@@ -138,6 +138,8 @@ def json_depth_problem(raw: bytes, max_depth: int = JSON_MAX_DEPTH) -> str | Non
     dropped, everything but brackets and quotes is deleted, the quoted parts (strings)
     are cut out, and innermost ``[]``/``{}`` pairs are removed pass by pass; the number
     of passes is the depth. Only brackets outside strings count, as for the parser.
+    A few unbalanced brackets (a truncated file) are left to the parser, whose error
+    says where; it cannot nest deeper than twice ``max_depth`` on them.
     """
     skel = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _KEEP_STRUCTURE)
     skel = b"".join(skel.split(b'"')[::2])
@@ -145,8 +147,9 @@ def json_depth_problem(raw: bytes, max_depth: int = JSON_MAX_DEPTH) -> str | Non
         if not skel:
             return None
         shorter = _EMPTY_PAIR.sub(b"", skel)
-        if len(shorter) == len(skel):
-            return "brackets do not balance"
+        if len(shorter) == len(skel):  # unbalanced: invalid JSON whatever the depth
+            # a few stray brackets: the parser stays shallow and says where it broke
+            return None if len(skel) <= max_depth else "brackets do not balance"
         skel = shorter
     return None if not skel else f"nested deeper than {max_depth} levels"
 

@@ -41,6 +41,7 @@ from kaieval.hashing import sha256_bytes
 from kaieval.io import (
     DATA_MAX_BYTES,
     TOKENIZER_MAX_BYTES,
+    json_depth_problem,
     open_regular,
     parse_json,
     read_bounded_bytes,
@@ -244,7 +245,10 @@ def load_tokenizer(path: Path) -> LoadedTokenizer:
         except ImportError:  # pragma: no cover - optional dependency
             raise KaiError("reading tokenizer.json needs the `tokenizers` package "
                            "(pip install 'kaieval[hf]')", where=str(file)) from None
-        try:  # the Rust loader parses the text once (serde_json: nesting limited to 128)
+        problem = json_depth_problem(raw)  # the same depth rule as every JSON read
+        if problem is not None:
+            raise KaiError(f"not valid JSON: {problem}", where=str(file))
+        try:  # the Rust loader parses the text once
             tok = Tokenizer.from_str(raw.decode("utf-8-sig"))
         except UnicodeDecodeError as e:
             raise KaiError(f"not a valid tokenizer.json: not UTF-8 ({e.reason} at byte "

@@ -48,7 +48,13 @@ from kaieval.bench.api import (
     LoglikelihoodResponse,
 )
 from kaieval.errors import KaiError
-from kaieval.io import CONFIG_MAX_BYTES, TOKENIZER_MAX_BYTES, load_json_file, read_bounded_bytes
+from kaieval.io import (
+    CONFIG_MAX_BYTES,
+    TOKENIZER_MAX_BYTES,
+    json_depth_problem,
+    load_json_file,
+    read_bounded_bytes,
+)
 
 T = TypeVar("T")
 
@@ -111,6 +117,9 @@ class _Tokenizer:
         from tokenizers import Tokenizer
 
         raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
+        problem = json_depth_problem(raw)  # the same depth rule as every JSON read
+        if problem is not None:
+            raise KaiError(f"not valid JSON: {problem}", where=str(file))
         try:  # handed over as text: the library never opens the path
             self._tok = Tokenizer.from_str(raw.decode("utf-8-sig"))
         except Exception as exc:  # tokenizers raises bare Exception on bad files
