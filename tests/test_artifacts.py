@@ -114,7 +114,7 @@ def test_a_hugging_face_cache_snapshot_may_link_into_its_blobs(tmp_path: Path) -
     (other / "tok").write_bytes(b"{}")
     (snap / "tokenizer.json").unlink()
     (snap / "tokenizer.json").symlink_to(other / "tok")
-    with pytest.raises(KaiError, match="outside .*models--org--name: refused"):
+    with pytest.raises(KaiError, match=r"outside .*models--org--name: refused"):
         check_model_dir(snap)
 
 
