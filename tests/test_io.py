@@ -112,5 +112,55 @@ def test_kai_provenance_on_a_deeply_nested_config_is_one_line(tmp_path: Path) ->
     proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "provenance", str(model),
                            "--ref", str(model)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert "config.json: not valid JSON: maximum recursion depth" in proc.stderr
+    assert "config.json: not valid JSON: nested deeper than 64 levels" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bounded_read_refuses_an_oversized_file_before_reading(tmp_path: Path) -> None:
+    from kaieval.io import MiB, read_bounded_bytes
+
+    big = tmp_path / "tokenizer.json"
+    with big.open("wb") as f:
+        f.truncate(3 * MiB)  # sparse: nothing is written
+    with pytest.raises(KaiError, match=r"tokenizer\.json: 3 MB exceeds the 2 MB limit for "
+                                       r"tokenizer files$"):
+        read_bounded_bytes(big, 2 * MiB, "tokenizer files")
+    assert read_bounded_bytes(big, 4 * MiB, "tokenizer files") == b"\0" * (3 * MiB)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"a": [1, {"b": "]]]]"}], "c": "\\"[[["}', None),  # brackets in strings do not count
+    ('"\\\\"', None),
+    ("[" * 64 + "]" * 64, None),
+    ("[" * 65 + "]" * 65, "nested deeper than 64 levels"),
+    ('[' * 40 + '"]]]"' + "]" * 40, None),
+    ("{\"a\": [}", None),  # a few stray brackets: the parser says where
+    ("[" * 65 + "}" * 65, "brackets do not balance"),
+    ("[" * 200_000, "brackets do not balance"),  # never handed to the parser either
+])
+def test_json_depth_is_measured_without_recursion(text: str, problem: str | None) -> None:
+    from kaieval.io import json_depth_problem
+
+    assert json_depth_problem(text.encode()) == problem
+
+
+def test_parse_json_errors_are_one_line(tmp_path: Path) -> None:
+    from kaieval.io import CONFIG_MAX_BYTES, load_json_file, parse_json
+
+    assert parse_json(b'\xef\xbb\xbf{"a": 1}', "x") == {"a": 1}  # a BOM is allowed
+    for raw, says in ((b"{", "not valid JSON: Expecting"), (b"\xff", "not UTF-8"),
+                      (b"[" * 5000 + b"]" * 5000, "nested deeper than 64 levels")):
+        with pytest.raises(KaiError, match=says) as err:
+            parse_json(raw, "cfg.json")
+        assert str(err.value).startswith("cfg.json: ") and "\n" not in str(err.value)
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    with pytest.raises(KaiError, match="is a FIFO"):
+        load_json_file(fifo, max_bytes=CONFIG_MAX_BYTES, what="config files")
+
+
+def test_jsonl_line_nested_too_deep_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(KaiError, match=r"r\.jsonl:2: not JSON: nested deeper than 64"):
+        read_jsonl(path)

@@ -13,8 +13,10 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    from kaieval.io import open_regular  # a FIFO or device is refused, never waited on
+
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return "sha256:" + h.hexdigest()

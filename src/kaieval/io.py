@@ -1,5 +1,5 @@
-"""Files in and out: the one atomic write, the one JSON Lines reader, and opening an
-untrusted file only when it is a regular file.
+"""Files in and out: the one atomic write, the one JSON Lines reader, and the bounded
+reads of untrusted files (regular files only, size limits, JSON depth limits).
 
 Atomic: a temp file in the target's folder, flushed to disk, then ``os.replace``d
 over the target, so readers see the old file or the new one, never half (the
@@ -15,6 +15,13 @@ Untrusted files: a FIFO named ``model.safetensors`` would block a reader forever
 device file would never end. :func:`open_regular` opens without blocking, checks the
 opened file (not the name, which could be swapped in between) and refuses anything but
 a regular file, in one line.
+
+Bounded reads: every file a team supplies is read through :func:`read_bounded_bytes`
+(regular files only, refused above a named size limit before anything is read) and JSON
+through :func:`load_json_file` / :func:`parse_json`, which measure the nesting depth
+without recursion before the parser runs. Where a third-party library opens the file
+itself, :func:`check_bounded_file` checks it first. The limits below are sized so that
+the largest real public files pass with room to spare (docs/untrusted-files.md).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -32,6 +40,35 @@ from typing import Any
 from kaieval.errors import KaiError
 
 JsonRow = tuple[str, dict[str, Any]]  # ("file:line", the line's object)
+
+MiB = 1 << 20
+CONFIG_MAX_BYTES = 16 * MiB
+"""config.json, generation_config.json, tokenizer_config.json, special_tokens_map.json,
+chat templates: real ones are KBs (Gemma 3's tokenizer_config.json, with its added-token
+table, is about 1.2 MB)."""
+INDEX_MAX_BYTES = 64 * MiB
+"""model.safetensors.index.json: one line per tensor; a 1T-parameter MoE's is about 10 MB."""
+TOKENIZER_MAX_BYTES = 128 * MiB
+"""tokenizer.json, tokenizer.model, vocab.json, merges.txt: the largest public ones are
+about 35 MB (Gemma 3's tokenizer.json); a 10-million-merge file is refused unparsed."""
+TEXT_MAX_BYTES = 16 * MiB
+"""Text a dossier names (reports, data cards, corpora) and JSON records read whole."""
+DATA_MAX_BYTES = 1024 * MiB
+"""Task data, records and prompt files (JSON Lines, JSON, CSV): read whole into memory."""
+JSON_MAX_DEPTH = 64
+"""Deepest JSON nesting accepted: real configs and tokenizers nest under 10 levels, and
+64 keeps any recursive walk of the result far below Python's recursion limit."""
+
+
+def _size(n: int) -> str:
+    if n < MiB:
+        return f"{n} bytes"
+    return f"{n // MiB} MB" if n % MiB == 0 else f"{n / MiB:.1f} MB"
+
+
+def size_error(size: int, limit: int, what: str, where: str) -> KaiError:
+    """The one-line refusal of a file over its limit ("412.0 MB exceeds the 128.0 MB limit ...")."""
+    return KaiError(f"{_size(size)} exceeds the {_size(limit)} limit for {what}", where=where)
 
 
 def open_regular(path: Path) -> io.BufferedReader:
@@ -54,6 +91,96 @@ def open_regular(path: Path) -> io.BufferedReader:
         raise KaiError(f"is {kind}, not a regular file: refused", where=where)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+def check_bounded_file(path: Path, limit: int, what: str) -> int:
+    """Check ``path`` is a regular file of at most ``limit`` bytes; return its size.
+
+    For files a third-party library opens itself (``transformers``): checked here, so a
+    FIFO or an oversized file is refused in one line before the library sees the name.
+    """
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+    if size > limit:
+        raise size_error(size, limit, what, str(path))
+    return size
+
+
+def read_bounded_bytes(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of regular file ``path``, refused in one line when over ``limit``.
+
+    ``what`` names the kind of file in the error ("tokenizer files"). The size is
+    checked on the opened file before reading, and at most ``limit + 1`` bytes are read,
+    so a file that grows meanwhile is refused too.
+    """
+    where = str(path)
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise size_error(size, limit, what, where)
+        try:
+            raw = f.read(limit + 1)
+        except OSError as err:
+            raise KaiError(f"cannot read: {err.strerror or err}", where=where) from None
+    if len(raw) > limit:
+        raise size_error(len(raw), limit, what, where)
+    return raw
+
+
+_KEEP_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def json_depth_problem(raw: bytes, max_depth: int = JSON_MAX_DEPTH) -> str | None:
+    """Why ``raw`` (JSON as UTF-8) must not reach the parser, or None: too deep, unbalanced.
+
+    No recursion and no per-character Python loop: escaped backslashes and quotes are
+    dropped, everything but brackets and quotes is deleted, the quoted parts (strings)
+    are cut out, and innermost ``[]``/``{}`` pairs are removed pass by pass; the number
+    of passes is the depth. Only brackets outside strings count, as for the parser.
+    A few unbalanced brackets (a truncated file) are left to the parser, whose error
+    says where; it cannot nest deeper than twice ``max_depth`` on them.
+    """
+    skel = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _KEEP_STRUCTURE)
+    skel = b"".join(skel.split(b'"')[::2])
+    for _ in range(max_depth):
+        if not skel:
+            return None
+        shorter = _EMPTY_PAIR.sub(b"", skel)
+        if len(shorter) == len(skel):  # unbalanced: invalid JSON whatever the depth
+            # a few stray brackets: the parser stays shallow and says where it broke
+            return None if len(skel) <= max_depth else "brackets do not balance"
+        skel = shorter
+    return None if not skel else f"nested deeper than {max_depth} levels"
+
+
+def parse_json(raw: bytes | str, where: str, *, max_depth: int = JSON_MAX_DEPTH,
+               object_pairs_hook: Any = None) -> Any:
+    """JSON from bytes (UTF-8, BOM allowed) or text, depth-checked first; one-line errors."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    problem = json_depth_problem(data, max_depth)
+    if problem is not None:
+        raise KaiError(f"not valid JSON: {problem}", where=where)
+    try:
+        text = raw if isinstance(raw, str) else raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise KaiError(f"not valid JSON: not UTF-8 ({err.reason} at byte {err.start})",
+                       where=where) from None
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
+    except json.JSONDecodeError as err:
+        raise KaiError(f"not valid JSON: {err.msg} (line {err.lineno} column {err.colno})",
+                       where=where) from None
+    except (ValueError, RecursionError) as err:  # a hook's refusal; digits over the limit
+        raise KaiError(f"not valid JSON: {err}", where=where) from None
+
+
+def load_json_file(path: Path, *, max_bytes: int, what: str, max_depth: int = JSON_MAX_DEPTH,
+                   object_pairs_hook: Any = None) -> Any:
+    """The one bounded JSON read: a regular file of at most ``max_bytes``, nested at most
+    ``max_depth`` deep, parsed; every problem is a one-line :class:`KaiError` naming it."""
+    raw = read_bounded_bytes(path, max_bytes, what)
+    return parse_json(raw, str(path), max_depth=max_depth, object_pairs_hook=object_pairs_hook)
 
 
 @contextlib.contextmanager
@@ -82,18 +209,18 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
-def read_jsonl(path: Path) -> list[JsonRow]:
-    """Every object of a JSON Lines file, with its ``file:line``."""
+def read_jsonl(path: Path, *, max_bytes: int = DATA_MAX_BYTES) -> list[JsonRow]:
+    """Every object of a JSON Lines file, with its ``file:line`` (a regular file of at most
+    ``max_bytes``; each line nested at most :data:`JSON_MAX_DEPTH` deep)."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise KaiError("file not found", where=str(path))
+    raw = read_bounded_bytes(path, max_bytes, "JSON Lines files")
     try:
-        with path.open(encoding="utf-8") as f:
-            return _parse(f, str(path))
-    except FileNotFoundError:
-        raise KaiError("file not found", where=str(path)) from None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise KaiError(f"not UTF-8 ({e.reason} at byte {e.start})", where=str(path)) from None
-    except OSError as e:
-        raise KaiError(f"cannot read: {e.strerror or e}", where=str(path)) from None
+    return _parse(io.StringIO(text, newline=None), str(path))
 
 
 def parse_jsonl(text: str, where: str) -> list[JsonRow]:
@@ -106,10 +233,15 @@ def _parse(lines: Iterable[str], where: str) -> list[JsonRow]:
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        problem = json_depth_problem(line.encode("utf-8", "surrogatepass"))
+        if problem is not None:
+            raise KaiError(f"not JSON: {problem}", where=f"{where}:{n}")
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise KaiError(f"not JSON: {e.msg} (column {e.colno})", where=f"{where}:{n}") from None
+        except (ValueError, RecursionError) as e:
+            raise KaiError(f"not JSON: {e}", where=f"{where}:{n}") from None
         if not isinstance(obj, dict):
             raise KaiError("expected a JSON object", where=f"{where}:{n}")
         rows.append((f"{where}:{n}", obj))

@@ -96,6 +96,11 @@ class Faults:
     vllm_style: bool = False  # prepend BOS; text_offset = cumulative decoded-token lengths
     delay_s: float = 0.0  # sleep per POST (outside the model lock) to make overlap visible
     logprob_value: float | None = None  # a lying server: every echoed log-prob becomes this
+    lie_first: int = 0  # with logprob_value: only the first N echoes lie (0: every one)
+    drop_logprobs: int = 0  # this many echoes come back with "logprobs": null
+    extra_tokens: int = 0  # every echo carries this many extra token log-probs (wrong count)
+    usage_delta: int = 0  # usage.prompt_tokens reported this much above the truth
+    lies: int = 0  # echoes that lied or dropped their log-probs so far
     posts: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -137,6 +142,13 @@ class LocalOpenAIServer:
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         import torch
 
+        f = self.faults
+        with f.lock:  # which of the faults that hit only the first N echoes hit this one
+            lie = f.logprob_value is not None and (f.lie_first == 0 or f.lies < f.lie_first)
+            drop = not lie and f.drop_logprobs > 0
+            f.drop_logprobs -= int(drop)
+            f.lies += int(lie or drop)
+
         prompt = body.get("prompt", "")
         pieces: list[str] | None = None  # token strings; None: decode each token alone
         if isinstance(prompt, list):
@@ -159,7 +171,10 @@ class LocalOpenAIServer:
         stop = [stop] if isinstance(stop, str) else list(stop)
         with self._model_lock, torch.no_grad():
             if body.get("echo") and body.get("logprobs") is not None and self.faults.echo:
-                return self._echo(ids, text, offsets, max_tokens, pieces)
+                out = self._echo(ids, text, offsets, max_tokens, pieces, lie)
+                if drop:
+                    out["choices"][0]["logprobs"] = None
+                return out
             new = self._greedy(ids, max_tokens)
         out = self.tok.decode(new, skip_special_tokens=True)
         cuts = [i for s in stop if (i := out.find(s)) >= 0]
@@ -169,7 +184,7 @@ class LocalOpenAIServer:
                              "finish_reason": "stop" if cuts else "length"}]}
 
     def _echo(self, ids: list[int], text: str, offsets: list[int], max_tokens: int,
-              pieces: list[str] | None) -> dict[str, Any]:
+              pieces: list[str] | None, lie: bool = False) -> dict[str, Any]:
         import torch
 
         logits = self.model(torch.tensor([ids])).logits[0].float()
@@ -189,9 +204,15 @@ class LocalOpenAIServer:
             top.append({tokens[-1]: token_lps[-1]})  # type: ignore[dict-item]
             offs.append(offs[-1] + len(tokens[len(ids) - 1]) if self.faults.vllm_style
                         else len(text))
-        if self.faults.logprob_value is not None:
+        if lie and self.faults.logprob_value is not None:
             token_lps = [None if v is None else self.faults.logprob_value for v in token_lps]
-        usage = {"prompt_tokens": len(ids), "completion_tokens": len(tokens) - len(ids),
+        for _ in range(self.faults.extra_tokens):  # a server that miscounts the prompt
+            tokens.append(tokens[-1])
+            token_lps.append(token_lps[-1])
+            top.append(top[-1])
+            offs.append(offs[-1])
+        usage = {"prompt_tokens": len(ids) + self.faults.usage_delta,
+                 "completion_tokens": len(tokens) - len(ids),
                  "total_tokens": len(tokens)} if self.faults.usage else None
         return {"object": "text_completion", "model": self.name, "usage": usage,
                 "choices": [{"index": 0, "text": text + "".join(tokens[len(ids):]),

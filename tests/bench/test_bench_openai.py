@@ -199,13 +199,63 @@ def test_timeout_is_retried_then_reported(srv: LocalOpenAIServer) -> None:
 
 
 def test_malformed_json_and_missing_fields(srv: LocalOpenAIServer) -> None:
-    srv.faults.malformed = 1
-    with pytest.raises(KaiError, match="malformed JSON"):
+    srv.faults.malformed = 5
+    with pytest.raises(KaiError, match=r"bad answer: malformed JSON.*the same after 3 "
+                                       r"attempts") as err:
         backend(srv).generate([GenerationRequest("x")])
-    assert srv.faults.posts == 1  # a 200 with a broken body is not retried
-    srv.faults.missing_choices = 1
+    assert "\n" not in str(err.value)
+    assert srv.faults.posts == 3  # a bad answer is retried twice, then reported
+    srv.reset()
+    srv.faults.missing_choices = 5
     with pytest.raises(KaiError, match=r"response field 'choices' is missing"):
         backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+    assert srv.faults.posts == 3
+    srv.reset()
+    srv.faults.malformed = 1  # a glitch: the retry gets a good answer
+    assert backend(srv).generate([GenerationRequest("x")])[0].text is not None
+    assert srv.faults.posts == 2
+
+
+def test_a_bad_answer_once_is_retried_and_the_good_one_scored(srv: LocalOpenAIServer) -> None:
+    """NaN log-probs or missing log-probs on the first answer only: the retry's (honest)
+    answer is the one returned, equal to the direct computation."""
+    want = direct_ll(srv, *ALIGNED[0])[0]
+    srv.faults.logprob_value, srv.faults.lie_first = float("nan"), 1
+    [r] = backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+    assert abs(r.logprob - want) < 1e-4 and srv.faults.posts == 2
+    srv.reset()
+    srv.faults.drop_logprobs = 1
+    [r] = backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+    assert abs(r.logprob - want) < 1e-4 and srv.faults.posts == 2
+
+
+@pytest.mark.parametrize(("fault", "value", "says"), [
+    ("extra_tokens", 2, r"echoed \d+ token log-probs for a prompt of \d+ tokens"),
+    ("usage_delta", 1, r"usage.prompt_tokens is \d+ for a prompt of \d+ tokens"),
+])
+def test_token_counts_that_contradict_the_request_are_refused(
+        srv: LocalOpenAIServer, model_dir: Path, fault: str, value: int, says: str) -> None:
+    """Token ids sent: the echo must hold one log-prob per prompt token (plus the one
+    generated), and usage must agree."""
+    setattr(srv.faults, fault, value)
+    with pytest.raises(KaiError, match=f"bad answer: {says}.*the same after 3 attempts"):
+        backend(srv, tokenizer_path=model_dir).loglikelihood(
+            [LoglikelihoodRequest(*ALIGNED[0])])
+    assert srv.faults.posts == 3
+
+
+def test_usage_beyond_the_echo_is_refused_on_the_text_path(srv: LocalOpenAIServer) -> None:
+    srv.faults.usage_delta = 100
+    with pytest.raises(KaiError, match=r"usage.prompt_tokens is \d+ but only \d+ token "
+                                       r"log-probs were echoed"):
+        backend(srv).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+
+
+def test_bad_answers_stay_within_max_retries(srv: LocalOpenAIServer) -> None:
+    srv.faults.logprob_value = float("nan")
+    with pytest.raises(KaiError, match="log-probability is finite") as err:
+        backend(srv, max_retries=0).loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+    assert srv.faults.posts == 1 and "the same after" not in str(err.value)
 
 
 def test_endpoint_without_echo_logprobs_points_to_generate_variant(
@@ -317,3 +367,33 @@ def test_non_finite_or_positive_log_probs_are_an_error_not_a_score(
         assert len(cache) == 0  # nothing non-finite is kept for a rerun to score
     finally:
         cache.close()
+
+
+def test_kai_eval_against_a_nan_endpoint_exits_with_one_line(srv: LocalOpenAIServer,
+                                                              tmp_path: Path) -> None:
+    """Issue 11: `kai eval` against an endpoint answering NaN log-probs reported an
+    accuracy and cached the NaNs. Now: exit 2, one line naming the endpoint, no cache row."""
+    import os
+    import subprocess
+
+    from kaieval.bench.cache import RequestCache
+    from kaieval.bench.run import CACHE_FILE
+
+    srv.faults.logprob_value = float("nan")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kaieval.cli", "eval", "--model", srv.base_url, "--backend",
+         "openai", "--model-name", "tiny-ko", "--tasks", "kobest_copa", "--limit", "2",
+         "--cache-dir", str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr  # (+ progress)
+    assert f"{srv.base_url}/completions" in errors[0]
+    assert "bad answer" in errors[0] and "log-probability is finite and at most 0" in errors[0]
+    assert "acc" not in proc.stdout
+    cache = RequestCache(tmp_path / CACHE_FILE)
+    try:
+        assert len(cache) == 0
+    finally:
+        cache.close()
+    assert b"NaN" not in (tmp_path / CACHE_FILE).read_bytes()

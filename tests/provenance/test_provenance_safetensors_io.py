@@ -92,6 +92,11 @@ BAD = {
     "remote_code": "repository code present (modeling_x.py)",
     "auto_map": "auto_map names repository code",
     "fp8_scale_mismatch": "does not tile 'a.weight' of shape [256, 256]",
+    "fifo_weights": "model.safetensors: is a FIFO, not a regular file: refused",
+    "fifo_tokenizer": "tokenizer.json: is a FIFO, not a regular file: refused",
+    "deep_config": "config.json: not valid JSON: nested deeper than 64 levels",
+    "huge_tokenizer": "tokenizer.json: 128.0 MB exceeds the 128 MB limit for tokenizer files",
+    "tokenizer_link_outside": "tokenizer.json: is a symbolic link to ",
 }
 
 

@@ -23,6 +23,7 @@ from kaieval.audit.measures import MEASURES, AuditContext, Figure, Flag
 from kaieval.audit.rubric import NotScored, score_stage
 from kaieval.audit.sovereignty import contradiction_flags, sovereignty_figures
 from kaieval.errors import KaiError
+from kaieval.io import DATA_MAX_BYTES, parse_json, read_bounded_bytes
 from kaieval.records import AuditItem, IndependenceVerdict
 from kaieval.spec.load import LoadedDossier, _path_problem
 from kaieval.spec.messages import fmt_loc
@@ -212,21 +213,16 @@ def audit_dossier(loaded: LoadedDossier, program: Program, stage_id: str | None 
 def load_verdict(path: Path) -> IndependenceVerdict:
     """An independence verdict record from JSON (``kai provenance check --json``) or the
     first verdict in a JSON Lines file of records; a one-line ``KaiError`` otherwise."""
-    import json
-
     from pydantic import ValidationError
 
     from kaieval.records import load_records_jsonl, record_from_json
 
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise KaiError("file not found", where=str(path)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise KaiError(f"cannot read: {e}", where=str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+    if not path.exists():
+        raise KaiError("file not found", where=str(path))
+    raw = read_bounded_bytes(path, DATA_MAX_BYTES, "record files")
+    try:  # one JSON record; anything else is read as JSON Lines below
+        data = parse_json(raw, str(path))
+    except KaiError:
         data = None
     if isinstance(data, dict):
         try:

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kaieval.audit import licence_text as lm
 from kaieval.errors import KaiError
+from kaieval.io import read_bounded_bytes
 from kaieval.spec.yamlload import load_yaml, load_yaml_text, parse_model
 
 UNKNOWN = "unknown"
@@ -336,14 +337,8 @@ def match_text(text: str, *, file: str | None = None) -> LicenceMatch:
 
 
 def _read(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_LICENCE_BYTES:
-            raise KaiError(f"licence file is {size} bytes, more than the "
-                           f"{MAX_LICENCE_BYTES} read", where=str(path))
-        return path.read_bytes().decode("utf-8-sig", errors="replace")
-    except OSError as e:
-        raise KaiError(f"cannot read: {e.strerror or e}", where=str(path)) from None
+    return read_bounded_bytes(path, MAX_LICENCE_BYTES, "licence files").decode(
+        "utf-8-sig", errors="replace")
 
 
 def licence_files(folder: Path) -> list[Path]:

@@ -26,7 +26,6 @@ Design choices, and why:
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Sequence
@@ -36,8 +35,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kaieval.artifacts import check_tree
 from kaieval.errors import KaiError
-from kaieval.hashing import sha256_bytes, sha256_file
+from kaieval.hashing import sha256_bytes
+from kaieval.io import (
+    DATA_MAX_BYTES,
+    TOKENIZER_MAX_BYTES,
+    json_depth_problem,
+    open_regular,
+    parse_json,
+    read_bounded_bytes,
+)
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "data" / "corpus_ko"
 GENRES = ("news", "conversation", "legal", "technical")
@@ -144,10 +152,7 @@ def load_corpus(corpus: Path | None = None) -> Corpus:
     digest_parts: list[str] = []
     genres: list[CorpusGenre] = []
     for f in files:
-        try:
-            raw = f.read_bytes()
-        except OSError as e:
-            raise KaiError(f"cannot read corpus file: {e.strerror}", where=str(f)) from None
+        raw = read_bounded_bytes(f, DATA_MAX_BYTES, "corpus files")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -171,8 +176,9 @@ class LoadedTokenizer:
     """A loaded tokenizer behind one batch interface (HF ``tokenizers`` or SentencePiece)."""
 
     def __init__(self, file: Path, kind: TokenizerKind, impl: Any, unk_id: int | None,
-                 vocab_size: int) -> None:
+                 vocab_size: int, sha256: str) -> None:
         self.file = file
+        self.sha256 = sha256  # of the bytes loaded, not of the file read again later
         self.kind: TokenizerKind = kind
         self.impl = impl
         self.unk_id = unk_id
@@ -200,6 +206,7 @@ def _resolve_file(path: Path) -> tuple[Path, TokenizerKind]:
     if not path.exists():
         raise KaiError("tokenizer not found", where=str(path))
     if path.is_dir():
+        check_tree(path)  # special files, oversized tokenizers, links out of the folder
         for name, kind in (("tokenizer.json", "hf-tokenizers"),
                            ("tokenizer.model", "sentencepiece")):
             if (path / name).is_file():
@@ -209,19 +216,19 @@ def _resolve_file(path: Path) -> tuple[Path, TokenizerKind]:
         return path, "hf-tokenizers"
     if path.suffix == ".model":
         return path, "sentencepiece"
-    with path.open("rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(64).lstrip()
     return path, "hf-tokenizers" if head.startswith(b"{") else "sentencepiece"
 
 
-def _hf_unk_id(tok: Any, file: Path) -> int | None:
+def _hf_unk_id(tok: Any, raw: bytes, file: Path) -> int | None:
     """The unknown token's id, or None when the model has none (byte-level BPE usually)."""
     unk = getattr(tok.model, "unk_token", None)  # BPE, WordPiece, WordLevel
     if isinstance(unk, str):
         uid = tok.token_to_id(unk)
         return int(uid) if uid is not None else None
     if type(tok.model).__name__ == "Unigram":  # the binding does not expose unk_id
-        spec = json.loads(file.read_text(encoding="utf-8"))
+        spec = parse_json(raw, str(file))
         uid = spec.get("model", {}).get("unk_id")
         return int(uid) if isinstance(uid, int) else None
     return None
@@ -230,19 +237,28 @@ def _hf_unk_id(tok: Any, file: Path) -> int | None:
 def load_tokenizer(path: Path) -> LoadedTokenizer:
     """Load a HF ``tokenizer.json`` or a SentencePiece ``.model``; bad file -> one-line KaiError."""
     file, kind = _resolve_file(path)
+    # read here, bounded, and handed over as bytes: the libraries never open the path
+    raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
     if kind == "hf-tokenizers":
         try:
             from tokenizers import Tokenizer
         except ImportError:  # pragma: no cover - optional dependency
             raise KaiError("reading tokenizer.json needs the `tokenizers` package "
                            "(pip install 'kaieval[hf]')", where=str(file)) from None
-        try:  # the Rust loader parses the file once; no Python-side json.loads of ~10 MB
-            tok = Tokenizer.from_file(str(file))
+        problem = json_depth_problem(raw)  # the same depth rule as every JSON read
+        if problem is not None:
+            raise KaiError(f"not valid JSON: {problem}", where=str(file))
+        try:  # the Rust loader parses the text once
+            tok = Tokenizer.from_str(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError as e:
+            raise KaiError(f"not a valid tokenizer.json: not UTF-8 ({e.reason} at byte "
+                           f"{e.start})", where=str(file)) from None
         except Exception as e:  # the Rust loader raises a bare Exception
             raise KaiError(f"not a valid tokenizer.json: {str(e).splitlines()[0]}",
                            where=str(file)) from None
-        return LoadedTokenizer(file, kind, tok, _hf_unk_id(tok, file),
-                               int(tok.get_vocab_size(with_added_tokens=True)))
+        return LoadedTokenizer(file, kind, tok, _hf_unk_id(tok, raw, file),
+                               int(tok.get_vocab_size(with_added_tokens=True)),
+                               sha256_bytes(raw))
     try:
         import sentencepiece as spm
     except ImportError:  # pragma: no cover - optional dependency
@@ -250,12 +266,13 @@ def load_tokenizer(path: Path) -> LoadedTokenizer:
                        "(pip install 'kaieval[hf]')", where=str(file)) from None
     sp = spm.SentencePieceProcessor()
     try:
-        sp.Load(str(file))
-    except (RuntimeError, OSError) as e:
+        sp.LoadFromSerializedProto(raw)
+    except (RuntimeError, OSError, TypeError) as e:
         msg = str(e).splitlines()[0] if str(e) else "unreadable"
         raise KaiError(f"not a SentencePiece model: {msg}", where=str(file)) from None
     unk = int(sp.unk_id())
-    return LoadedTokenizer(file, kind, sp, unk if unk >= 0 else None, int(sp.get_piece_size()))
+    return LoadedTokenizer(file, kind, sp, unk if unk >= 0 else None, int(sp.get_piece_size()),
+                           sha256_bytes(raw))
 
 
 def _figures(lines: Sequence[str], ids: Sequence[list[int]], decoded: Sequence[str],
@@ -323,7 +340,7 @@ def measure_loaded(tok: LoadedTokenizer, corpus: Corpus, *, label: str | None = 
         start = end
     return EfficiencyResult(
         tokenizer=label or str(tok.file), tokenizer_file=str(tok.file),
-        tokenizer_kind=tok.kind, tokenizer_sha256=sha256_file(tok.file),
+        tokenizer_kind=tok.kind, tokenizer_sha256=tok.sha256,
         vocab_size=tok.vocab_size, corpus=str(corpus.path), corpus_sha256=corpus.sha256,
         genres=genres, overall=_overall(list(genres.values())), encode_decode_seconds=seconds,
         versions=_versions())

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import kaieval
+from kaieval.artifacts import check_tree, dossier_root
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes, sha256_file, sha256_json
+from kaieval.io import CONFIG_MAX_BYTES, load_json_file
 from kaieval.pipeline.plan import SHARED, Engine, Job, StageInputs, folder_hash
 from kaieval.records import (
     BenchmarkResult,
@@ -74,7 +76,22 @@ def _local(ld: LoadedDossier, rel: str, what: str) -> Path:
     path = (root / rel).resolve()
     if not path.is_dir():
         raise KaiError(f"model folder {rel} not found (looked in {root})", where=where)
+    with dossier_root(root):
+        check_tree(path)  # special files, oversized files, links out of the dossier's folder
     return path
+
+
+def _in_dossier(run: Callable[..., Output]) -> Callable[..., Output]:
+    """Run an engine with the team's dossier folder as the root links may lead into."""
+
+    @functools.wraps(run)
+    def wrapped(inputs: StageInputs, job: Job, *args: Any) -> Output:
+        if job.team_id == SHARED:
+            return run(inputs, job, *args)
+        with dossier_root(inputs.dossier(job.team_id).folder):
+            return run(inputs, job, *args)
+
+    return wrapped
 
 
 def _refs(inputs: StageInputs) -> list[BenchmarkRef]:
@@ -127,6 +144,7 @@ def _task_file_hash(task: str) -> str | None:
     return sha256_file(p) if p.suffix in (".yaml", ".yml") and p.is_file() else None
 
 
+@_in_dossier
 def run_bench(inputs: StageInputs, job: Job) -> Output:
     from kaieval.bench.run import evaluate, to_benchmark_results
     from kaieval.bench.tasks import load_task
@@ -179,9 +197,10 @@ def run_bench(inputs: StageInputs, job: Job) -> Output:
 def has_chat_template(model_dir: Path) -> bool:
     """Whether a model folder ships a chat template (tokenizer_config.json or a .jinja file)."""
     try:
-        cfg = json.loads((model_dir / "tokenizer_config.json").read_text("utf-8"))
+        cfg = load_json_file(model_dir / "tokenizer_config.json", max_bytes=CONFIG_MAX_BYTES,
+                             what="config files")
         has = isinstance(cfg, dict) and bool(cfg.get("chat_template"))
-    except (OSError, ValueError, RecursionError):
+    except KaiError:
         has = False
     return has or (model_dir / "chat_template.jinja").is_file()
 
@@ -198,8 +217,11 @@ def _no_room(task: Any, model_dir: Path) -> str:
     from kaieval.bench.api import GenerationRequest
 
     try:
-        cfg = json.loads((model_dir / "config.json").read_text("utf-8"))
-    except (OSError, ValueError, RecursionError):
+        cfg = load_json_file(model_dir / "config.json", max_bytes=CONFIG_MAX_BYTES,
+                             what="config files")
+    except KaiError:
+        return ""
+    if not isinstance(cfg, dict):
         return ""
     window = next((cfg[k] for k in ("max_position_embeddings", "n_positions", "n_ctx")
                    if isinstance(cfg.get(k), int)), None)
@@ -271,6 +293,7 @@ def _candidate_folder(ld: LoadedDossier, sub: Submission) -> Path:
     return _local(ld, sub.model.path, "model.path")
 
 
+@_in_dossier
 def run_provenance(inputs: StageInputs, job: Job) -> Output:
     from kaieval.provenance.verdict import check_independence
 
@@ -322,6 +345,7 @@ def audit_key(inputs: StageInputs, job: Job, verdict: IndependenceVerdict | None
             "reference_tokenizer": _ref_tokenizer_hash(inputs)}
 
 
+@_in_dossier
 def run_audit(inputs: StageInputs, job: Job, verdict: IndependenceVerdict | None) -> Output:
     from kaieval.audit.engine import audit_dossier
 
@@ -355,6 +379,7 @@ def _tokenizer_file(inputs: StageInputs, job: Job) -> Path:
                    where=str(folder))
 
 
+@_in_dossier
 def run_tokenizer(inputs: StageInputs, job: Job) -> Output:
     from kaieval.audit.tokenizer_efficiency import measure
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from kaieval.bench.api import Backend, GenerationRequest
 from kaieval.errors import KaiError
-from kaieval.io import parse_jsonl
+from kaieval.io import DATA_MAX_BYTES, parse_jsonl, read_bounded_bytes
 from kaieval.records import ComponentEvidence
 
 PROMPTS_FILE = "blackbox_prompts.jsonl"
@@ -133,10 +133,7 @@ def load_prompts(path: Path | None = None) -> tuple[tuple[Prompt, ...], str]:
         raw = resources.files("kaieval.provenance").joinpath("data", PROMPTS_FILE).read_bytes()
         where = PROMPTS_FILE
     else:
-        try:
-            raw = path.read_bytes()
-        except OSError as err:
-            raise KaiError(f"cannot read prompts: {err.strerror}", where=str(path)) from None
+        raw = read_bounded_bytes(path, DATA_MAX_BYTES, "prompt files")
         where = str(path)
     try:
         text = raw.decode("utf-8")

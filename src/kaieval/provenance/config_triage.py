@@ -14,12 +14,12 @@ and from ``text_config`` for multimodal configs. The file is read as JSON only.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kaieval.errors import KaiError
+from kaieval.io import CONFIG_MAX_BYTES, load_json_file
 
 TRIAGE_NOTE = ("TRIAGE ONLY: a shared configuration is not evidence of derivation and a "
                "different one is not evidence of independence; it only chooses which weight "
@@ -84,10 +84,7 @@ def read_config(path: Path) -> tuple[dict[str, Any], bool]:
     """Canonical fields of a ``config.json`` (or a model directory) and whether it has
     ``auto_map`` (repository code)."""
     file = _config_file(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise KaiError(f"config is not valid JSON: {err}", where=str(file)) from None
+    data = load_json_file(file, max_bytes=CONFIG_MAX_BYTES, what="config files")
     if not isinstance(data, dict):
         raise KaiError("config is not a JSON object", where=str(file))
     sources: list[dict[str, Any]] = [data]

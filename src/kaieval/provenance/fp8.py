@@ -19,7 +19,6 @@ error rather than guessed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kaieval.errors import KaiError
+from kaieval.io import CONFIG_MAX_BYTES, load_json_file
 
 FP8_DTYPES = frozenset({"F8_E4M3", "F8_E5M2"})
 SCALE_SUFFIXES = ("_scale_inv", "_scale")
@@ -80,8 +80,9 @@ def _config_block(root: Path | None) -> tuple[int, int] | None:
     if root is None or not (root / "config.json").is_file():
         return None
     try:
-        cfg = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        cfg = load_json_file(root / "config.json", max_bytes=CONFIG_MAX_BYTES,
+                             what="config files")
+    except KaiError:
         return None
     q = cfg.get("quantization_config") if isinstance(cfg, dict) else None
     size = q.get("weight_block_size") if isinstance(q, dict) else None

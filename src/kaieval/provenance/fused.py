@@ -15,18 +15,20 @@ left fused (compared by hash and same-name tests only), never guessed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from kaieval.errors import KaiError
+from kaieval.io import CONFIG_MAX_BYTES, load_json_file
 from kaieval.provenance.safetensors_io import DTYPE_SIZES, TensorInfo
 
 
 def _config(root: Path) -> dict[str, Any]:
     """The model's config.json (the text model's part when nested), or {} when unusable."""
     try:
-        data = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        data = load_json_file(root / "config.json", max_bytes=CONFIG_MAX_BYTES,
+                              what="config files")
+    except KaiError:
         return {}
     if not isinstance(data, dict):
         return {}

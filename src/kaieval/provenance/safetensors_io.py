@@ -16,7 +16,6 @@ then it is never imported -- only weights are read.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import struct
@@ -28,9 +27,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kaieval.artifacts import is_pickle, refuse_pickle
+from kaieval.artifacts import check_tree, is_pickle, refuse_pickle
 from kaieval.errors import KaiError
-from kaieval.io import open_regular
+from kaieval.io import CONFIG_MAX_BYTES, INDEX_MAX_BYTES, load_json_file, open_regular, parse_json
 from kaieval.provenance import fp8
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -115,10 +114,7 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
             raw = f.read(n)
     except OSError as err:
         raise KaiError(f"cannot read: {err.strerror or err}", where=where) from None
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise KaiError(f"header is not valid JSON: {err}", where=where) from None
+    header = parse_json(raw, where, object_pairs_hook=_no_duplicate_keys)
     if not isinstance(header, dict):
         raise KaiError(f"header is a JSON {type(header).__name__}, expected an object",
                        where=where)
@@ -405,10 +401,7 @@ def _refuse_untrusted(root: Path, trust_remote_code: bool) -> None:
                        "unless trust_remote_code is set (it is never executed)", where=str(root))
     config = root / "config.json"
     if config.is_file():
-        try:
-            data = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-            raise KaiError(f"not valid JSON: {err}", where=str(config)) from None
+        data = load_json_file(config, max_bytes=CONFIG_MAX_BYTES, what="config files")
         if isinstance(data, dict) and "auto_map" in data:
             raise KaiError("auto_map names repository code; refused unless trust_remote_code "
                            "is set (it is never executed)", where=str(config))
@@ -417,10 +410,7 @@ def _refuse_untrusted(root: Path, trust_remote_code: bool) -> None:
 def _read_index(root: Path, index: Path) -> tuple[dict[str, TensorInfo], tuple[Path, ...]]:
     """Validate a sharded model's index: shards exist, every named tensor is in its shard."""
     where = str(index)
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise KaiError(f"not valid JSON: {err}", where=where) from None
+    data = load_json_file(index, max_bytes=INDEX_MAX_BYTES, what="safetensors index files")
     wmap = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(wmap, dict) or not wmap or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in wmap.items()):
@@ -476,6 +466,7 @@ def open_model(path: Path, *, trust_remote_code: bool = False) -> ModelWeights:
         return ModelWeights(path, fp8.attach_scales(read_header(path), None), (path,))
     if not path.is_dir():
         raise KaiError("no such model file or folder", where=str(path))
+    check_tree(path)  # special files, oversized configs, links out of the folder
     _refuse_untrusted(path, trust_remote_code)
     top = _read_folder(path)
     tensors: dict[str, TensorInfo] = dict(top[0]) if top else {}

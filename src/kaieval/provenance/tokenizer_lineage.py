@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kaieval.errors import KaiError
-from kaieval.io import atomic_write_text
+from kaieval.io import TOKENIZER_MAX_BYTES, atomic_write_text, parse_json, read_bounded_bytes
 from kaieval.provenance.vocab import normalise
 from kaieval.records import ComponentEvidence
 
@@ -168,10 +168,7 @@ def resolve_tokenizer(path: Path) -> Path:
 def read_tokenizer(path: Path) -> TokenizerFacts:
     """Read a ``tokenizer.json`` or a SentencePiece ``.model``; malformed -> one KaiError."""
     file = resolve_tokenizer(path)
-    try:
-        raw = file.read_bytes()
-    except OSError as err:
-        raise KaiError(f"cannot read tokenizer: {err.strerror}", where=str(file)) from None
+    raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
     digest = hashlib.sha256(raw).hexdigest()
     if file.suffix == ".json" or (file.suffix != ".model" and raw.lstrip()[:1] == b"{"):
         return _read_json(file, raw, digest)
@@ -180,10 +177,7 @@ def read_tokenizer(path: Path) -> TokenizerFacts:
 
 def _read_json(file: Path, raw: bytes, digest: str) -> TokenizerFacts:
     where = str(file)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise KaiError(f"tokenizer is not valid JSON: {err}", where=where) from None
+    data = parse_json(raw, where)
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict):
         raise KaiError("no 'model' object (not a tokenizers tokenizer.json)", where=where)

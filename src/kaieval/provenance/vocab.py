@@ -9,7 +9,6 @@ JSON -- no ``transformers`` and no tokenizer code is loaded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kaieval.errors import KaiError
+from kaieval.io import TOKENIZER_MAX_BYTES, load_json_file
 
 _SPACE_MARKERS = ("\u0120", "\u2581")  # byte-level BPE "Ġ", SentencePiece "▁"
 
@@ -32,10 +32,7 @@ def read_vocab(path: Path) -> dict[str, int]:
     On a collision after normalisation the lower id is kept, so the map is deterministic.
     """
     where = str(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise KaiError(f"tokenizer is not valid JSON: {err}", where=where) from None
+    data = load_json_file(path, max_bytes=TOKENIZER_MAX_BYTES, what="tokenizer files")
     model = data.get("model") if isinstance(data, dict) else None
     raw = model.get("vocab") if isinstance(model, dict) else None
     pairs: list[tuple[str, int]] = []

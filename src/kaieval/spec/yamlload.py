@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from kaieval.errors import KaiError, KaiErrors
+from kaieval.io import read_bounded_bytes
 from kaieval.spec.messages import clean_loc, describe, fmt_loc, show
 
 Path_ = tuple[str | int, ...]
@@ -165,24 +166,12 @@ class _Builder:
 def load_yaml(path: Path) -> LoadedYaml:
     """Read a YAML file; any problem becomes a one-line ``KaiError`` naming file and line."""
     where = str(path)
-    try:
-        if path.is_dir():
-            raise KaiError("is a folder, expected a YAML file", where=where)
-        if not path.exists():
-            raise KaiError("file not found", where=where)
-        if not path.is_file():
-            raise KaiError("is not a regular file, expected a YAML file", where=where)
-        size = path.stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise KaiError(f"file is {size} bytes, larger than the {MAX_YAML_BYTES} allowed "
-                           "for a spec", where=where)
-        with path.open("rb") as f:
-            raw = f.read(MAX_YAML_BYTES + 1)
-    except OSError as e:
-        raise KaiError(f"cannot read: {e.strerror or e}", where=where) from None
-    if len(raw) > MAX_YAML_BYTES:  # grew after stat, or a special file
-        raise KaiError(f"file is larger than the {MAX_YAML_BYTES} bytes allowed for a spec",
-                       where=where)
+    if path.is_dir():
+        raise KaiError("is a folder, expected a YAML file", where=where)
+    if not path.exists():
+        raise KaiError("file not found", where=where)
+    # a FIFO or device is refused before it is read; the size before the parser runs
+    raw = read_bounded_bytes(path, MAX_YAML_BYTES, "YAML files")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -3,6 +3,12 @@
 Usage: ``python make_bad_checkpoints.py OUT_DIR`` -- prints ``name<TAB>path`` per case.
 Nothing binary is committed: the tests run this into a temporary directory.
 
+The untrusted-file cases (issue 11) are model folders whose weights or tokenizer is a
+FIFO (a plain ``open`` would block forever), whose ``config.json`` or ``tokenizer.json``
+is nested 200,000 deep, whose ``tokenizer.json`` is one byte over the tokenizer limit
+(a sparse file: nothing big is written), or whose ``tokenizer.json`` is a link to a file
+outside the folder.
+
 The pickle case is plain bytes that merely *start* like a pickle stream (protocol
 header, no reduce payload): the reader must refuse it by name without reading it,
 and even if something did unpickle it, nothing would run.
@@ -11,6 +17,7 @@ and even if something did unpickle it, nothing would run.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 from pathlib import Path
@@ -18,6 +25,8 @@ from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
+
+from kaieval.io import TOKENIZER_MAX_BYTES
 
 
 def _pack(header: dict[str, Any], data: bytes) -> bytes:
@@ -134,7 +143,47 @@ def make_bad_checkpoints(out: Path) -> dict[str, Path]:
                                 "data_offsets": [65536, 65596]}},
         b"\x38" * 65536 + b"\x00\x00\x80\x3f" * 15))
     cases["fp8_scale_mismatch"] = fp8
+
+    _untrusted_files(out, cases)
     return cases
+
+
+def _model(folder: Path) -> Path:
+    """A valid small model folder: weights, config and a tokenizer.json."""
+    folder.mkdir(exist_ok=True)
+    save_file(_good_tensors(), str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (folder / "tokenizer.json").write_text(json.dumps({
+        "version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": None,
+        "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "a": 1}, "unk_token": "<unk>"}}))
+    return folder
+
+
+def _untrusted_files(out: Path, cases: dict[str, Path]) -> None:
+    """Folders that are valid but for one file a reader must refuse without hanging,
+    recursing or allocating: FIFOs, deep nesting, an oversized tokenizer, a link out."""
+    deep = "[" * 200_000 + "]" * 200_000
+    for name, file in (("fifo_weights", "model.safetensors"), ("fifo_tokenizer",
+                                                                 "tokenizer.json")):
+        folder = _model(out / name)
+        (folder / file).unlink()
+        os.mkfifo(folder / file)  # no writer ever: a blocking open would wait forever
+        cases[name] = folder
+    for name, file in (("deep_config", "config.json"), ("deep_tokenizer", "tokenizer.json")):
+        folder = _model(out / name)
+        (folder / file).write_text(deep)
+        cases[name] = folder
+    huge = _model(out / "huge_tokenizer")
+    with (huge / "tokenizer.json").open("r+b") as f:
+        f.truncate(TOKENIZER_MAX_BYTES + 1)  # sparse: one byte over, nothing written
+    cases["huge_tokenizer"] = huge
+    secret = out / "outside_secret.json"  # e.g. another team's file, or /etc/passwd
+    secret.write_text(json.dumps({"model": {"type": "WordLevel", "vocab": {"x": 0}}}))
+    linked = _model(out / "tokenizer_link_outside")
+    (linked / "tokenizer.json").unlink()
+    (linked / "tokenizer.json").symlink_to(secret)
+    cases["tokenizer_link_outside"] = linked
 
 
 if __name__ == "__main__":

@@ -14,8 +14,14 @@ Why it looks like this:
   a fixed worker pool (not one task per request) keeps the event loop small for
   100k-request runs, and the results land in request order whatever finishes first.
 * **Retries** with exponential backoff and seeded jitter on connection errors,
-  timeouts, 429 and 5xx only; any other 4xx, malformed JSON or a missing field
-  fails at once. Every failure is one line naming the URL and what happened.
+  timeouts, 429 and 5xx (up to ``max_retries``); any other 4xx fails at once.
+* **Answers are checked** before anything is kept: malformed JSON, a missing field
+  (``choices``, ``logprobs``, ``text``/``message``), log-probs that are not finite or
+  are positive, and token counts that contradict the request (echoed log-probs, tokens,
+  offsets and ``usage.prompt_tokens`` must agree with the prompt sent) are a bad answer
+  for that request: retried up to :data:`BAD_ANSWER_RETRIES` times (a glitch), then one
+  error. Nothing from a bad answer is returned, so nothing is cached or scored.
+  Every failure is one line naming the URL and what happened.
 * The API key is sent, never recorded: ``describe()`` and ``fingerprint()`` do not see it.
 """
 
@@ -34,6 +40,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from kaieval.artifacts import check_tree
 from kaieval.bench.api import (
     GenerationRequest,
     GenerationResponse,
@@ -41,6 +48,13 @@ from kaieval.bench.api import (
     LoglikelihoodResponse,
 )
 from kaieval.errors import KaiError
+from kaieval.io import (
+    CONFIG_MAX_BYTES,
+    TOKENIZER_MAX_BYTES,
+    json_depth_problem,
+    load_json_file,
+    read_bounded_bytes,
+)
 
 T = TypeVar("T")
 
@@ -49,6 +63,9 @@ _MC_HINT = ("it cannot score log-likelihood (multiple_choice) tasks; use the tas
             "prompt log-probs)")
 _BACKOFF_MAX = 30.0
 _GREEDY_EPS = 1e-6
+BAD_ANSWER_RETRIES = 2
+"""Further attempts after a bad answer (never more than ``max_retries``): a glitch passes,
+a server that always answers wrongly is reported within seconds."""
 
 
 class _Retryable(Exception):
@@ -58,6 +75,15 @@ class _Retryable(Exception):
         super().__init__(what)
         self.what = what
         self.retry_after = retry_after
+
+
+class _BadAnswer(Exception):
+    """A 200 whose content is wrong (missing field, non-finite log-prob, counts that
+    contradict the request): retried a little, then reported; never kept."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -73,8 +99,7 @@ def _get(obj: Any, path: Sequence[str | int], url: str) -> Any:
             isinstance(key, str) and isinstance(cur, dict) and key in cur)
         if not ok:
             name = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path[: i + 1])
-            raise KaiError(f"response field '{name.lstrip('.')}' is missing or malformed",
-                           where=url)
+            raise _BadAnswer(f"response field '{name.lstrip('.')}' is missing or malformed")
         cur = cur[key]  # type: ignore[index]
     return cur
 
@@ -84,27 +109,31 @@ class _Tokenizer:
     send token ids split the way lm-eval splits a context/continuation pair."""
 
     def __init__(self, path: Path) -> None:
+        if path.is_dir():
+            check_tree(path)  # special files, oversized tokenizers, links out of the folder
         file = path / "tokenizer.json" if path.is_dir() else path
-        if not file.is_file():
+        if not file.exists():
             raise KaiError("no tokenizer.json found", where=str(path))
         from tokenizers import Tokenizer
 
-        try:
-            self._tok = Tokenizer.from_file(str(file))
+        raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
+        problem = json_depth_problem(raw)  # the same depth rule as every JSON read
+        if problem is not None:
+            raise KaiError(f"not valid JSON: {problem}", where=str(file))
+        try:  # handed over as text: the library never opens the path
+            self._tok = Tokenizer.from_str(raw.decode("utf-8-sig"))
         except Exception as exc:  # tokenizers raises bare Exception on bad files
             raise KaiError(f"cannot read tokenizer: {_one_line(str(exc))}",
-                           where=str(file)) from exc
-        self.sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
+                           where=str(file)) from None
+        self.sha256 = hashlib.sha256(raw).hexdigest()
         self.path = file
         self.eos_id = self._eos_id(file.parent / "tokenizer_config.json")
 
     def _eos_id(self, config: Path) -> int | None:
-        if not config.is_file():
+        if not config.exists():
             return None
-        try:
-            eos = json.loads(config.read_text(encoding="utf-8")).get("eos_token")
-        except (OSError, ValueError):
-            return None
+        cfg = load_json_file(config, max_bytes=CONFIG_MAX_BYTES, what="config files")
+        eos = cfg.get("eos_token") if isinstance(cfg, dict) else None
         if isinstance(eos, dict):
             eos = eos.get("content")
         return self._tok.token_to_id(eos) if isinstance(eos, str) else None
@@ -189,8 +218,8 @@ class OpenAIBackend:
 
         async def one(client: httpx.AsyncClient, i: int) -> LoglikelihoodResponse:
             body, boundary, n_prompt = prepared[i]
-            data = await self._post(client, url, body, i, hint=_MC_HINT)
-            return self._parse_ll(data, url, boundary, n_prompt, len(body["prompt"]))
+            return await self._post(client, url, body, i, lambda data: self._parse_ll(
+                data, url, boundary, n_prompt, len(body["prompt"])), hint=_MC_HINT)
 
         return await self._map(len(requests), one)
 
@@ -213,16 +242,19 @@ class OpenAIBackend:
             else:
                 body["prompt"] = r.context
                 url = f"{self.base_url}/completions"
-            data = await self._post(client, url, body, i)
             path: list[str | int] = (["choices", 0, "message", "content"] if chat
                                      else ["choices", 0, "text"])
-            text = _get(data, path, url)
-            if text is None and chat:
-                text = ""  # a chat reply with only tool calls / refusal: no text
-            if not isinstance(text, str):
-                raise KaiError(f"response field '{'.'.join(map(str, path))}' is not a string",
-                               where=url)
-            return GenerationResponse(text=_cut_at_stop(text, r.stop))
+
+            def parse(data: Any) -> GenerationResponse:
+                text = _get(data, path, url)
+                if text is None and chat:
+                    text = ""  # a chat reply with only tool calls / refusal: no text
+                if not isinstance(text, str):
+                    raise _BadAnswer(f"response field '{'.'.join(map(str, path))}' is not a "
+                                     "string")
+                return GenerationResponse(text=_cut_at_stop(text, r.stop))
+
+            return await self._post(client, url, body, i, parse)
 
         return await self._map(len(requests), one)
 
@@ -256,30 +288,46 @@ class OpenAIBackend:
         choice = _get(data, ["choices", 0], url)
         lp = choice.get("logprobs") if isinstance(choice, dict) else None
         if not isinstance(lp, dict) or not isinstance(lp.get("token_logprobs"), list):
-            raise KaiError(f"the endpoint returned no echoed log-probs (choices[0].logprobs); "
-                           f"{_MC_HINT}", where=url)
+            raise _BadAnswer(f"the endpoint returned no echoed log-probs "
+                             f"(choices[0].logprobs); {_MC_HINT}")
         token_lps: list[Any] = lp["token_logprobs"]
         top: list[Any] = lp.get("top_logprobs") or []
         tokens: list[Any] = lp.get("tokens") or []
+        n_lps = len(token_lps)
+        for name, other in (("tokens", tokens), ("top_logprobs", top)):
+            if other and len(other) != n_lps:
+                raise _BadAnswer(f"choices[0].logprobs.{name} has {len(other)} entries but "
+                                 f"token_logprobs has {n_lps}")
+        usage = data.get("usage") if isinstance(data, dict) else None
+        reported = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if isinstance(reported, int) and not isinstance(reported, bool) and reported > n_lps:
+            raise _BadAnswer(f"usage.prompt_tokens is {reported} but only {n_lps} token "
+                             "log-probs were echoed")
         if n_prompt >= 0:  # token ids sent: the continuation is the tail of the prompt
-            if len(token_lps) < n_prompt:
-                raise KaiError(f"echoed {len(token_lps)} token log-probs for a prompt of "
-                               f"{n_prompt} tokens (choices[0].logprobs.token_logprobs)",
-                               where=url)
+            # echo gives one log-prob per prompt token, plus the max_tokens=1 generated one
+            if not n_prompt <= n_lps <= n_prompt + 1:
+                raise _BadAnswer(f"echoed {n_lps} token log-probs for a prompt of "
+                                 f"{n_prompt} tokens and 1 new token "
+                                 "(choices[0].logprobs.token_logprobs)")
+            if isinstance(reported, int) and reported != n_prompt:
+                raise _BadAnswer(f"usage.prompt_tokens is {reported} for a prompt of "
+                                 f"{n_prompt} tokens")
             picked = list(range(boundary, n_prompt))
         else:  # text sent: the tokens that end within the continuation's characters
-            picked = _tail_by_offsets(data, url, len(token_lps), tokens, prompt_len,
+            picked = _tail_by_offsets(data, url, n_lps, tokens, prompt_len,
                                       prompt_len - boundary)
+        if not picked and prompt_len > boundary:
+            raise _BadAnswer("no echoed token covers the continuation (the prompt's token "
+                             "log-probs are missing or do not reach its end)")
         total, greedy = 0.0, True
         for i in picked:
             value = token_lps[i]
-            if not isinstance(value, int | float):
-                raise KaiError(f"choices[0].logprobs.token_logprobs[{i}] is {value!r}, not a "
-                               f"number (is the continuation the whole prompt?)", where=url)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise _BadAnswer(f"choices[0].logprobs.token_logprobs[{i}] is {value!r}, not "
+                                 "a number (is the continuation the whole prompt?)")
             if not math.isfinite(value) or value > _GREEDY_EPS:
-                raise KaiError(f"choices[0].logprobs.token_logprobs[{i}] is {value!r}: a "
-                               "log-probability is finite and at most 0 (a wrong answer from "
-                               "the endpoint; nothing was cached or scored)", where=url)
+                raise _BadAnswer(f"choices[0].logprobs.token_logprobs[{i}] is {value!r}: a "
+                                 "log-probability is finite and at most 0")
             total += float(value)
             alts = top[i] if i < len(top) else None
             if isinstance(alts, dict) and alts:
@@ -320,21 +368,33 @@ class OpenAIBackend:
         return results  # type: ignore[return-value]  # every slot filled when no error
 
     async def _post(self, client: httpx.AsyncClient, url: str, body: dict[str, Any],
-                    index: int, hint: str | None = None) -> Any:
+                    index: int, parse: Callable[[Any], T], hint: str | None = None) -> T:
+        """POST ``body`` and ``parse`` the answer; transient failures and bad answers are
+        retried (each within its own bound), then reported in one line."""
         rng = random.Random(f"{self.seed}:{index}")  # jitter independent of scheduling
         attempts = self.max_retries + 1
+        bad_attempts = min(self.max_retries, BAD_ANSWER_RETRIES) + 1
+        bad = 0
         for attempt in range(attempts):
+            retry_after: float | None = None
             try:
-                return await self._attempt(client, url, body, hint)
+                return parse(await self._attempt(client, url, body, hint))
+            except _BadAnswer as err:
+                bad += 1
+                if bad == bad_attempts or attempt + 1 == attempts:
+                    again = f"; the same after {bad} attempts" if bad > 1 else ""
+                    raise KaiError(f"bad answer: {err.what}{again} (nothing from it was "
+                                   "cached or scored)", where=url) from None
             except _Retryable as err:
                 if attempt + 1 == attempts:
                     raise KaiError(f"{err.what} (gave up after {attempts} attempts)",
                                    where=url) from None
-                delay = min(_BACKOFF_MAX, self.backoff_base * 2 ** attempt)
-                delay *= 0.5 + 0.5 * rng.random()
-                if err.retry_after is not None:
-                    delay = max(delay, min(err.retry_after, _BACKOFF_MAX))
-                await asyncio.sleep(delay)
+                retry_after = err.retry_after
+            delay = min(_BACKOFF_MAX, self.backoff_base * 2 ** attempt)
+            delay *= 0.5 + 0.5 * rng.random()
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, _BACKOFF_MAX))
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, client: httpx.AsyncClient, url: str, body: dict[str, Any],
@@ -363,8 +423,8 @@ class OpenAIBackend:
         try:
             return resp.json()
         except ValueError:
-            raise KaiError(f"malformed JSON in HTTP {status} response: "
-                           f"{_one_line(resp.text, 80)!r}", where=url) from None
+            raise _BadAnswer(f"malformed JSON in HTTP {status} response: "
+                             f"{_one_line(resp.text, 80)!r}") from None
 
     def _served_model(self) -> dict[str, Any] | None:
         """The entry of ``GET /v1/models`` for this model (id, and root when given), fetched
@@ -417,8 +477,8 @@ def _tail_by_offsets(data: Any, url: str, n_lps: int, tokens: list[Any], prompt_
     offsets = _get(data, ["choices", 0, "logprobs", "text_offset"], url)
     if (not isinstance(offsets, list) or len(offsets) != n_lps
             or not all(isinstance(o, int) for o in offsets)):
-        raise KaiError("choices[0].logprobs.text_offset is not a list of integers matching "
-                       "token_logprobs", where=url)
+        raise _BadAnswer("choices[0].logprobs.text_offset is not a list of integers matching "
+                         "token_logprobs")
     usage = data.get("usage") if isinstance(data, dict) else None
     n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     if not isinstance(n, int) or not 0 < n <= n_lps:

@@ -10,14 +10,20 @@ and a network -- each missing piece is a one-line error saying what to install.
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 from typing import Any
 
 from kaieval.bench.tasks.config import HFSplit, LocalSplit, Split
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
-from kaieval.io import read_jsonl
+from kaieval.io import (
+    DATA_MAX_BYTES,
+    check_bounded_file,
+    parse_json,
+    read_bounded_bytes,
+    read_jsonl,
+)
 
 Record = dict[str, Any]
 
@@ -27,10 +33,10 @@ def _read_jsonl(path: Path) -> list[Record]:
 
 
 def _read_json(path: Path) -> list[Record]:
-    text = path.read_text(encoding="utf-8")
+    raw = read_bounded_bytes(path, DATA_MAX_BYTES, "task data files")
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:
+        obj = parse_json(raw, str(path))
+    except KaiError:
         return _read_jsonl(path)  # datasets' json loader also accepts JSON lines in .json
     if isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), list):
         obj = next(iter(obj.values()))
@@ -49,8 +55,11 @@ def _infer(values: list[str]) -> list[Any]:
 
 
 def _read_csv(path: Path) -> list[Record]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        text = read_bounded_bytes(path, DATA_MAX_BYTES, "task data files").decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise KaiError(f"not UTF-8 ({e.reason} at byte {e.start})", where=str(path)) from None
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if not rows:
         return []
     columns = {k: _infer([r[k] for r in rows]) for k in rows[0]}
@@ -63,6 +72,7 @@ def _read_parquet(path: Path) -> list[Record]:
     except ImportError:
         raise KaiError("reading Parquet needs pyarrow: pip install pyarrow",
                        where=str(path)) from None
+    check_bounded_file(path, DATA_MAX_BYTES, "task data files")  # before pyarrow opens it
     table = pq.read_table(path)
     return [dict(r) for r in table.to_pylist()]
 
