@@ -99,9 +99,16 @@ class Intake:
         teams = {d.team.id: d for d in self.dossiers}
         out = Checked()
         errors: list[KaiError] = []
+        first: dict[str, tuple[str, str]] = {}  # natural key -> (where, content hash)
         for where, record in rows:
             problems: list[str] = []
             checked = self._check_one(record, teams, problems, out.notes, where)
+            for rec in checked if not problems else []:
+                key, content = rec.natural_key(), rec.content_hash()
+                seen = first.setdefault(key, (where, content))
+                if seen[1] != content:
+                    problems.append(f"record: {key} is also on {seen[0]} with different content "
+                                    "(one record per key)")
             errors.extend(KaiError(p, where=where) for p in problems)
             if not problems:
                 out.records.extend(checked)

@@ -302,7 +302,10 @@ def load_records_jsonl(path: Path) -> list[tuple[str, Record]]:
             out.append((where, record_from_json(data)))
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in first["loc"][1:] if not str(p).startswith("function"))
+            parts = list(first["loc"][1:])
+            if parts and parts[0] == data.get("kind"):
+                parts = parts[1:]  # the union's tag: the kind, not a field
+            loc = ".".join(str(p) for p in parts if not str(p).startswith("function"))
             value = "" if first["type"] == "missing" else f" (got {_shown(first.get('input'))})"
             errors.append(KaiError(f"{loc or 'record'}: {first['msg']}{value}", where=where))
     if errors:
