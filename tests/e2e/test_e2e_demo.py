@@ -107,13 +107,19 @@ def test_demo_report_in_a_browser_shows_decisions_evidence_and_robustness(
 def test_second_run_uses_cached_stand_ins_and_changes_nothing(demo_out: Path) -> None:
     root = demo_out.parent
     env = {**os.environ, "KAI_CACHE_DIR": str(root / "cache")}
+    from kaieval.store import Store
+
     before = json.loads((demo_out / "stage1.json").read_text())
+    head = Store(f"sqlite:///{demo_out / 'kaieval.sqlite'}").audit_head()
     proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "demo", "--out", str(demo_out),
                            "--replicates", "300"], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = json.loads((demo_out / "stage1.json").read_text())
-    for k in ("created_at", "code_version"):
+    assert Store(f"sqlite:///{demo_out / 'kaieval.sqlite'}").audit_head() == head  # no writes
+    # the rerun scores stage 1 from a log that already holds the first run's stage 2
+    assert after["audit_checkpoint"]["size"] == head[0]
+    for k in ("created_at", "code_version", "audit_checkpoint"):
         before.pop(k), after.pop(k)
     assert before == after
     verify = subprocess.run([sys.executable, "-m", "kaieval.cli", "audit-log", "verify", "--db",
