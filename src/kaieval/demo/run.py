@@ -35,6 +35,7 @@ from kaieval.demo.simulate import (
 from kaieval.hashing import sha256_json
 from kaieval.pipeline import quote_checkpoint, save_stage_result
 from kaieval.records import IndependenceVerdict, Measurement, Record
+from kaieval.scoring.decidable import mark_provisional, undecided
 from kaieval.scoring.results import StageResult
 from kaieval.scoring.stage import Entrant, run_stage
 from kaieval.spec.load import LoadedDossier, load_dossier, load_dossiers, load_program
@@ -254,6 +255,10 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
         banner = f"{BANNER} {PLANNED[sid]}" if sid in PLANNED else BANNER
         result = _score(program, program_hash, stage, in_stage, applicants, store, seed,
                         replicates, say, banner)
+        reasons = undecided(stage, result)  # the rule `kai stage run` applies, here too
+        if reasons:
+            say(f"  not decidable ({len(reasons)} reason(s)): labelled provisional")
+            result = mark_provisional(result, reasons)
         result = quote_checkpoint(result, store)
         save_stage_result(store, result, "demo", actor="kai demo")
         results.append(result)
