@@ -14,7 +14,6 @@ from pydantic import Field, HttpUrl, model_validator
 from kaieval.spec.messages import COUNTRY_PATTERN, ORIGIN_PATTERN, spec_error
 from kaieval.spec.program import Id, Name, Strict
 
-Number = Annotated[float, Field(strict=True)]
 Share = Annotated[float, Field(ge=0, le=1, strict=True)]
 
 
@@ -79,8 +78,9 @@ class Target(Strict):
     released: str = ""
     path: str | None = Field(default=None, min_length=1,
                              description="local copy, measured by the same engine")
-    published: dict[str, Number] = Field(
-        default_factory=dict, description="benchmark id -> published score (declared)")
+    published: dict[str, Share] = Field(
+        default_factory=dict, description="benchmark id -> published score (declared), a "
+                                          "fraction 0-1 like every benchmark score")
 
 
 class Ownership(StrEnum):

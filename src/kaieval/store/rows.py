@@ -94,7 +94,8 @@ def decode_record(row: ResultRow) -> Record:
         return record_from_json(json.loads(row.payload))
     except (ValueError, ValidationError) as exc:
         detail = str(exc).splitlines()[0]
-        raise KaiError(f"stored payload is not a valid record: {detail}",
+        raise KaiError(f"stored payload is not a valid record: {detail} (take it out of "
+                       f"scoring with `kai records retract {row.natural_key} --reason ...`)",
                        where=f"results {row.natural_key!r}") from None
 
 
