@@ -85,7 +85,7 @@ def test_fresh_database_migrates_once(store_url: str, raw: Engine) -> None:
         assert MigrationContext.configure(conn).get_current_heads() == (head_revision(),)
         head = conn.execute(text("SELECT id, seq, hash FROM audit_head")).all()
     assert [tuple(r) for r in head] == [(1, 0, "0" * 64)]
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     store.close()
 
 

@@ -24,6 +24,7 @@ from kaieval.store.models import GENESIS_HASH
 
 ENTITY_RESULT = "result"
 ENTITY_STAGE_RESULT = "stage_result"
+ENTITY_OBJECT = "object"
 ACTION_INSERT = "insert"
 ACTION_REPLACE = "replace"
 ACTION_DELETE = "delete"
@@ -80,8 +81,8 @@ def new_entry(prev_seq: int, prev_hash: str, at: str, actor: str, action: str, e
 
 
 def _describe(entity: str, key: str) -> str:
-    table = "results" if entity == ENTITY_RESULT else "stage_results" \
-        if entity == ENTITY_STAGE_RESULT else entity
+    table = {ENTITY_RESULT: "results", ENTITY_STAGE_RESULT: "stage_results",
+             ENTITY_OBJECT: "objects"}.get(entity, entity)
     return f"{table} {key!r}"
 
 

@@ -111,3 +111,20 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ObjectRow(Base):
+    """One application document (an account, an assignment, a draft ...) per key.
+
+    ``kind`` is the key's first segment, kept as a column to list by kind; the
+    audit log records each change (entity ``object``) with the payload's hash.
+    """
+
+    __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("key", name="uq_objects_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[str] = mapped_column(String(40))

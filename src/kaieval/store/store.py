@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from kaieval.errors import KaiError
-from kaieval.hashing import sha256_json
+from kaieval.hashing import canonical_json, sha256_bytes, sha256_json
 from kaieval.records import ArenaVotes, Record, Retraction
 from kaieval.spec.program import Source
 from kaieval.store import log
@@ -46,6 +46,7 @@ from kaieval.store.log import AuditEntry
 from kaieval.store.models import (
     AuditHead,
     AuditRow,
+    ObjectRow,
     ResultHistoryRow,
     ResultRow,
     StageResultRow,
@@ -121,6 +122,11 @@ class _Chain:
         self._session, self._head, self._actor = session, head, actor
         self._at = _utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
         self._pending: list[dict[str, Any]] = []
+
+    @property
+    def at(self) -> str:
+        """This transaction's time, as its audit entries record it."""
+        return self._at
 
     def append(self, action: str, entity: str, key: str, content_hash: str,
                note: str = "") -> int:
@@ -420,6 +426,76 @@ class Store:
         return self._read("reading a result",
                           lambda s: s.scalars(query).one_or_none()) is not None
 
+    # -- application objects -------------------------------------------------------------
+
+    def put_objects(self, changes: Mapping[str, Mapping[str, Any] | None], actor: str, *,
+                    create_only: Collection[str] = (), reason: str = "") -> int:
+        """Write application documents in one transaction; a ``None`` value deletes.
+
+        Keys look like ``kind/...`` (``user/kim``, ``draft/stage1/experts/lg/kim``).
+        A key in ``create_only`` must not exist yet (``KaiError`` otherwise, nothing
+        written): how a one-time action -- creating an account -- is made race-free.
+        Unchanged documents write nothing. Returns the number of changes logged.
+        """
+        _check_actor(actor)
+        encoded: dict[str, tuple[str, str] | None] = {}
+        for key, payload in changes.items():
+            if not key or "/" not in key or len(key) > 512:
+                raise KaiError(f"object key {key!r} must look like 'kind/name' (at most 512 "
+                               "characters)")
+            if payload is None:
+                encoded[key] = None
+                continue
+            try:
+                text = canonical_json(dict(payload)).decode()
+            except (ValueError, TypeError) as exc:
+                raise KaiError(f"object {key!r} cannot be serialised: {exc}") from None
+            encoded[key] = (text, sha256_bytes(text.encode()))
+        changed = 0
+        with self._session("storing application state", write=True) as session:
+            chain = _Chain(session, actor)
+            rows = {r.key: r for r in session.scalars(
+                select(ObjectRow).where(ObjectRow.key.in_(sorted(encoded))))}
+            for key in create_only:
+                if key in rows:
+                    raise KaiError("already exists", where=f"object {key!r}")
+            for key, enc in sorted(encoded.items()):
+                row = rows.get(key)
+                if enc is None:
+                    if row is not None:
+                        chain.append(log.ACTION_DELETE, log.ENTITY_OBJECT, key,
+                                     _object_hash(row.payload), reason.strip())
+                        session.delete(row)
+                        changed += 1
+                    continue
+                text, digest = enc
+                if row is not None and _object_hash(row.payload) == digest:
+                    continue
+                action = log.ACTION_INSERT if row is None else log.ACTION_REPLACE
+                chain.append(action, log.ENTITY_OBJECT, key, digest, reason.strip())
+                if row is None:
+                    session.add(ObjectRow(key=key, kind=key.split("/", 1)[0], payload=text,
+                                          updated_at=chain.at))
+                else:
+                    row.payload, row.updated_at = text, chain.at
+                changed += 1
+            chain.write()
+        return changed
+
+    def get_object(self, key: str) -> dict[str, Any] | None:
+        """The document stored under ``key``, or None."""
+        query = select(ObjectRow.payload).where(ObjectRow.key == key)
+        text = self._read("reading application state", lambda s: s.scalars(query).one_or_none())
+        return None if text is None else _object_payload(key, text)
+
+    def objects(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every document whose key starts with ``prefix`` (e.g. ``"user/"``), by key."""
+        kind = prefix.split("/", 1)[0]
+        query = (select(ObjectRow.key, ObjectRow.payload).where(ObjectRow.kind == kind)
+                 .order_by(ObjectRow.key))
+        rows = self._read("reading application state", lambda s: list(s.execute(query)))
+        return {k: _object_payload(k, text) for k, text in rows if k.startswith(prefix)}
+
     # -- stage results -------------------------------------------------------------------
 
     def put_stage_result(self, stage_id: str, run_label: str, payload: dict[str, Any],
@@ -552,6 +628,9 @@ def _verify(session: Session) -> list[str]:
             row, entry.content_hash if entry is not None else None)  # type: ignore[arg-type]
         problems.extend(row_problems)
         actual[(log.ENTITY_RESULT, row.natural_key)] = payload_hash or "unreadable"
+    for okey, opayload in session.execute(select(ObjectRow.key, ObjectRow.payload)
+                                          .execution_options(yield_per=2000)):
+        actual[(log.ENTITY_OBJECT, okey)] = _object_hash(opayload)
     for srow in session.scalars(select(StageResultRow)):
         stage_hash, row_problems = check_stage_row(srow)
         problems.extend(row_problems)
@@ -563,6 +642,24 @@ def _verify(session: Session) -> list[str]:
                                         .execution_options(yield_per=1000)))
     problems.extend(log.verify_history(superseded.taken, history))
     return problems
+
+
+def _object_hash(text: str) -> str:
+    """What the log records for an object: the hash of its canonical JSON."""
+    try:
+        return sha256_json(json.loads(text))
+    except ValueError:
+        return "unreadable"
+
+
+def _object_payload(key: str, text: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise KaiError("stored document is not valid JSON", where=f"object {key!r}") from None
+    if not isinstance(obj, dict):
+        raise KaiError("stored document is not a JSON object", where=f"object {key!r}")
+    return obj
 
 
 def _payload_hash(text: str) -> str:

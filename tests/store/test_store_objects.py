@@ -1,0 +1,44 @@
+"""Application documents (accounts, drafts, assignments): audited like results."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, text
+
+from kaieval.errors import KaiError
+from kaieval.store import Store
+
+
+def test_put_get_list_delete_are_audited(store: Store) -> None:
+    assert store.put_objects({"user/kim": {"role": "expert"}, "user/lee": {"role": "team"}},
+                             actor="office") == 2
+    assert store.put_objects({"user/kim": {"role": "expert"}}, actor="office") == 0
+    assert store.get_object("user/kim") == {"role": "expert"}
+    assert store.get_object("user/nobody") is None
+    assert set(store.objects("user/")) == {"user/kim", "user/lee"}
+    assert store.put_objects({"user/lee": None}, actor="office", reason="left") == 1
+    assert set(store.objects("user/")) == {"user/kim"}
+    actions = [(e.action, e.entity_key) for e in store.audit_entries()]
+    assert actions == [("insert", "user/kim"), ("insert", "user/lee"), ("delete", "user/lee")]
+    assert store.audit_verify() == []
+
+
+def test_create_only_refuses_an_existing_key_and_writes_nothing(store: Store) -> None:
+    store.put_objects({"user/kim": {"role": "expert"}}, actor="office")
+    head = store.audit_head()
+    with pytest.raises(KaiError, match="already exists"):
+        store.put_objects({"user/kim": {"role": "admin"}, "user/new": {"role": "team"}},
+                          actor="office", create_only=["user/kim", "user/new"])
+    assert store.audit_head() == head and store.get_object("user/new") is None
+
+
+def test_an_object_edited_outside_the_api_is_caught(store: Store, raw: Engine) -> None:
+    store.put_objects({"user/kim": {"role": "expert"}}, actor="office")
+    with raw.begin() as conn:
+        conn.execute(text("UPDATE objects SET payload = '{\"role\":\"admin\"}'"))
+    assert any("objects 'user/kim'" in p and "altered" in p for p in store.audit_verify())
+
+
+def test_bad_keys_are_refused(store: Store) -> None:
+    with pytest.raises(KaiError, match="kind/name"):
+        store.put_objects({"nokind": {}}, actor="office")
