@@ -60,9 +60,3 @@ def workdir(tmp_path: Path) -> Path:
     (tmp_path / "verdicts.jsonl").write_text("\n".join(verdicts) + "\n")
     return tmp_path
 
-
-def import_cmd(workdir: Path, file: Path | str) -> list[str]:
-    """``kai records import FILE TEAMS... --program P``: the arguments for the CLI runner."""
-    return ["records", "import", str(file), *(str(workdir / f"{t}.yaml")
-                                           for t in ("alpha", "beta", "gamma")),
-            "--program", str(workdir / "program.yaml")]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.cli.conftest import import_cmd
+from cli_helpers import import_cmd  # type: ignore[import-not-found]
 from typer.testing import CliRunner
 
 from kaieval.cli import app

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.cli.conftest import import_cmd
+from cli_helpers import import_cmd  # type: ignore[import-not-found]
 from typer.testing import CliRunner
 
 from kaieval.cli import app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.conftest import import_cmd
+from cli_helpers import import_cmd  # type: ignore[import-not-found]
 from typer.testing import CliRunner
 
 from kaieval.cli import app

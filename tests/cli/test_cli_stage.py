@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.cli.conftest import import_cmd
+from cli_helpers import import_cmd  # type: ignore[import-not-found]
 from typer.testing import CliRunner
 
 from kaieval.cli import app

@@ -30,8 +30,10 @@ from kaieval.cli import (
     records,
     registry,
     report,
+    serve,
     stage,
     tokenizer,
+    users,
     validate,
 )
 from kaieval.cli import eval as eval_  # the module; ``eval_`` so the builtin keeps its name
@@ -46,6 +48,7 @@ app.add_typer(eval_.app)
 app.add_typer(report.app)
 app.add_typer(audit.app)
 app.add_typer(tokenizer.app)
+app.add_typer(serve.app)
 # command groups: kai audit-log verify, kai records import, ...
 app.add_typer(auditlog.app, name="audit-log")
 app.add_typer(records.app, name="records")
@@ -54,6 +57,7 @@ app.add_typer(registry.app, name="registry")
 app.add_typer(program.app, name="program")
 app.add_typer(provenance.app, name="provenance")
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+"""``kai serve``: the web app for the office, evaluators, teams and the public."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kaieval.cli._common import DbOpt, err_console, user_errors
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("serve")
+@user_errors
+def serve(
+    program: Annotated[str, typer.Option(help="Programme YAML or template name.")],
+    teams: Annotated[list[Path], typer.Argument(help="Team dossier YAML files.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    db: DbOpt = None,
+    secure_cookies: Annotated[bool, typer.Option(
+        "--secure-cookies", help="Mark the session cookie Secure (behind https).")] = False,
+) -> None:
+    """Serve the web app (pages and /api/v1) over the store, on 127.0.0.1:8000 by default."""
+    import uvicorn
+
+    from kaieval.spec.load import load_dossiers, load_program
+    from kaieval.store import Store
+    from kaieval.web.app import create_app
+    from kaieval.web.context import WebContext
+    from kaieval.web.secret import session_secret
+
+    prog, phash = load_program(program)
+    dossiers = load_dossiers(teams, prog, check_files=False)
+    store = Store(db)
+    store.migrate()
+    ctx = WebContext(store=store, program=prog, program_hash=phash,
+                     dossiers=[d.dossier for d in dossiers], secret=session_secret(),
+                     secure_cookies=secure_cookies)
+    err_console.print(f"kai serve: {prog.name} · {len(dossiers)} team(s) · store {store.url} · "
+                      f"http://{host}:{port}/", markup=False)
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")

@@ -1,0 +1,98 @@
+"""The web app: one FastAPI application over the store and the library calls the CLI uses.
+
+Server-rendered pages (Jinja2, autoescaped) and a JSON API under ``/api/v1``
+(``/openapi.json`` describes it). Public data is only under ``/api/v1/public/`` and the
+public pages. Each route module adds its routes with an ``Allow`` rule (security.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.middleware.sessions import SessionMiddleware
+
+from kaieval.version import code_version
+from kaieval.web import i18n
+from kaieval.web.context import WebContext
+from kaieval.web.security import csrf_token, current_account
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+SESSION_HOURS = 8
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def create_app(ctx: WebContext) -> FastAPI:
+    """The app for one store and programme."""
+    from kaieval.web.routes import auth, committee, office, public
+
+    app = FastAPI(title="kaieval", version=code_version(), docs_url=None, redoc_url=None)
+    app.state.ctx = ctx
+    app.state.templates = Environment(loader=FileSystemLoader(TEMPLATES),
+                                      autoescape=select_autoescape(default=True))
+    app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie="kai_session",
+                       max_age=SESSION_HOURS * 3600, same_site="lax",
+                       https_only=ctx.secure_cookies)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    for module in (public, auth, committee, office):
+        app.include_router(module.router)
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    return app
+
+
+def wants_html(request: Request) -> bool:
+    """A page request (browser), as opposed to the API."""
+    return not request.url.path.startswith("/api/")
+
+
+def lang(request: Request) -> str:
+    """The interface language: the ``lang`` cookie, else Korean."""
+    value = request.cookies.get("lang", i18n.DEFAULT)
+    return value if value in i18n.LANGS else i18n.DEFAULT
+
+
+def render(request: Request, template: str, status_code: int = 200, **values: Any,
+           ) -> HTMLResponse:
+    """A page: the template with the account, language, CSRF token and ``t`` for text."""
+    code = lang(request)
+    env: Environment = request.app.state.templates
+    html = env.get_template(template).render(
+        request=request, account=current_account(request), lang=code,
+        t=lambda key: i18n.translate(key, code), csrf=csrf_token(request),
+        programme=request.app.state.ctx.program, **values)
+    return HTMLResponse(html, status_code=status_code)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    if not wants_html(request):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=exc.headers)
+    if exc.status_code == 401:
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    key = {403: "forbidden", 404: "not_found"}.get(exc.status_code)
+    return render(request, "error.html", status_code=exc.status_code,
+                  message=key or str(exc.detail), detail=str(exc.detail))
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return JSONResponse({"detail": f"{where}: {first.get('msg')}"}, status_code=422)

@@ -1,0 +1,45 @@
+"""What every request of the web app works with: the store, the programme, the teams."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from kaieval.spec.dossier import Dossier
+from kaieval.spec.program import Program
+from kaieval.store import Store
+
+
+@dataclass
+class WebContext:
+    """Shared by the app's routes (one per app; nothing global, so tests run many apps).
+
+    ``secure_cookies`` marks the session cookie ``Secure`` (set it behind https);
+    ``login_rate`` is how many login attempts one address and one name may make
+    (the ``limits`` notation, e.g. ``"10/minute"``).
+    """
+
+    store: Store
+    program: Program
+    program_hash: str
+    dossiers: Sequence[Dossier]
+    secret: str
+    secure_cookies: bool = False
+    login_rate: str = "10/minute"
+    _limiter: MovingWindowRateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def login_allowed(self, *keys: str) -> bool:
+        """Count one login attempt against each key; False once any is over the rate."""
+        item = parse(self.login_rate)
+        return all([self._limiter.hit(item, "login", k) for k in keys])
+
+    def dossier(self, team_id: str) -> Dossier | None:
+        """The dossier of ``team_id``, or None."""
+        return next((d for d in self.dossiers if d.team.id == team_id), None)

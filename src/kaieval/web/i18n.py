@@ -1,0 +1,62 @@
+"""Interface text in Korean (the default) and English; ``/lang/en`` or ``/lang/ko`` switch.
+
+Only the interface is translated: names, rubric titles and comments are shown as written.
+"""
+
+from __future__ import annotations
+
+LANGS = ("ko", "en")
+DEFAULT = "ko"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "app_title": {"ko": "독자 AI 파운데이션 모델 평가", "en": "Sovereign AI model evaluation"},
+    "leaderboard": {"ko": "순위표", "en": "Leaderboard"},
+    "login": {"ko": "로그인", "en": "Log in"},
+    "logout": {"ko": "로그아웃", "en": "Log out"},
+    "name": {"ko": "이름", "en": "Name"},
+    "password": {"ko": "비밀번호", "en": "Password"},
+    "login_failed": {"ko": "이름 또는 비밀번호가 올바르지 않습니다.",
+                     "en": "Wrong name or password."},
+    "too_many": {"ko": "시도가 너무 많습니다. 잠시 후 다시 시도하세요.",
+                 "en": "Too many attempts; try again in a minute."},
+    "committee": {"ko": "전문가 평가", "en": "Expert committee"},
+    "office": {"ko": "사업단", "en": "Programme office"},
+    "no_results": {"ko": "확정된 결과가 아직 없습니다.", "en": "No confirmed result yet."},
+    "stage": {"ko": "단계", "en": "Stage"},
+    "team": {"ko": "팀", "en": "Team"},
+    "total": {"ko": "총점", "en": "Total"},
+    "decision": {"ko": "결과", "en": "Decision"},
+    "rank": {"ko": "순위", "en": "Rank"},
+    "robustness": {"ko": "결정의 견고성", "en": "Robustness of the cut"},
+    "simulated": {"ko": "모의 데이터", "en": "simulated"},
+    "assigned": {"ko": "배정된 팀", "en": "Assigned teams"},
+    "none_assigned": {"ko": "배정된 팀이 없습니다.", "en": "No team assigned to you."},
+    "draft": {"ko": "임시 저장", "en": "Save draft"},
+    "submit": {"ko": "제출", "en": "Submit"},
+    "submitted": {"ko": "제출됨 (수정 불가)", "en": "Submitted (locked)"},
+    "saved": {"ko": "저장되었습니다.", "en": "Saved."},
+    "comment": {"ko": "의견", "en": "Comment"},
+    "score": {"ko": "점수", "en": "Score"},
+    "status": {"ko": "상태", "en": "Status"},
+    "not_started": {"ko": "미작성", "en": "not started"},
+    "in_draft": {"ko": "작성 중", "en": "draft"},
+    "others_sheets": {"ko": "다른 평가위원의 평가표", "en": "Other evaluators' sheets"},
+    "assign": {"ko": "자동 배정", "en": "Assign automatically"},
+    "per_team": {"ko": "팀당 평가위원 수", "en": "Evaluators per team"},
+    "progress": {"ko": "진행 상황", "en": "Progress"},
+    "evaluator": {"ko": "평가위원", "en": "Evaluator"},
+    "forbidden": {"ko": "접근 권한이 없습니다.", "en": "You may not open this page."},
+    "not_found": {"ko": "찾을 수 없습니다.", "en": "Not found."},
+    "change_password": {"ko": "비밀번호 변경", "en": "Change password"},
+    "new_password": {"ko": "새 비밀번호 (12자 이상)", "en": "New password (12+ characters)"},
+    "provisional": {"ko": "잠정 결과", "en": "provisional"},
+    "blind_code": {"ko": "팀 코드", "en": "Team code"},
+}
+
+
+def translate(key: str, lang: str) -> str:
+    """The text for ``key`` in ``lang``; the key itself if none (visible, never blank)."""
+    entry = MESSAGES.get(key)
+    if entry is None:
+        return key
+    return entry.get(lang) or entry[DEFAULT]

@@ -1,0 +1,172 @@
+"""The expert evaluator's pages and API: assigned teams, the sheet, draft and submit.
+
+An evaluator reaches only sheets assigned to them and never one of a team they are
+affiliated with (checked on every request, page or API). Another evaluator's sheet for
+the same team is shown only after one's own is submitted.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from kaieval.errors import KaiError
+from kaieval.records import MAX_TEXT, CommitteeSheet
+from kaieval.web import committee as cm
+from kaieval.web.accounts import Account, Role
+from kaieval.web.app import render
+from kaieval.web.context import WebContext
+from kaieval.web.security import Allow, context, require
+
+router = APIRouter()
+Expert = Depends(Allow(Role.EXPERT.value))
+
+
+class SheetIn(BaseModel):
+    """A sheet as the API takes it: item id -> score, and a comment."""
+
+    scores: dict[str, float] = Field(default_factory=dict)
+    comment: str = Field(default="", max_length=MAX_TEXT)
+
+
+def _slot(ctx: WebContext, me: Account, stage_id: str, component_id: str,
+          team_id: str) -> cm.Slot:
+    try:
+        return cm.check_slot(ctx, me, stage_id, component_id, team_id)
+    except KaiError as e:
+        raise HTTPException(status_code=403, detail=str(e)) from None
+
+
+def _others(ctx: WebContext, slot: cm.Slot) -> list[CommitteeSheet]:
+    return [r for r in ctx.store.records(stage_id=slot.stage_id, kind="sheet",
+                                         team_id=slot.team_id)
+            if isinstance(r, CommitteeSheet) and r.component_id == slot.component_id
+            and r.evaluator_id != slot.evaluator]
+
+
+def _rows(ctx: WebContext, me: Account) -> list[dict[str, Any]]:
+    rows = []
+    for slot in sorted(cm.assignments(ctx), key=lambda s: (s.stage_id, s.component_id,
+                                                          s.team_id)):
+        if slot.evaluator != me.name:
+            continue
+        dossier = ctx.dossier(slot.team_id)
+        if dossier is None or cm.conflicted(me, dossier):
+            continue
+        done = cm.submitted(ctx, slot) is not None
+        status = "submitted" if done else ("in_draft" if ctx.store.get_object(
+            f"draft/{slot.key}") else "not_started")
+        rows.append({"slot": slot, "status": status, "label": _label(ctx, slot)})
+    return rows
+
+
+def _label(ctx: WebContext, slot: cm.Slot) -> str:
+    if ctx.store.get_object(f"setting/{slot.stage_id}/blind"):
+        return cm.blind_code(slot.stage_id, slot.team_id,
+                             [d.team.id for d in cm.entrants(ctx, slot.stage_id)])
+    dossier = ctx.dossier(slot.team_id)
+    return dossier.team.name if dossier else slot.team_id
+
+
+@router.get("/committee", response_class=HTMLResponse)
+def my_assignments(request: Request, account: Annotated[Account | None, Expert]) -> HTMLResponse:
+    """The evaluator's assigned teams and the state of each sheet."""
+    return render(request, "committee.html", rows=_rows(context(request), require(account)))
+
+
+@router.get("/committee/{stage_id}/{component_id}/{team_id}", response_class=HTMLResponse)
+def sheet_page(stage_id: str, component_id: str, team_id: str, request: Request,
+               account: Annotated[Account | None, Expert]) -> HTMLResponse:
+    """The sheet: rubric items, draft values, or the locked submission."""
+    ctx, me = context(request), require(account)
+    slot = _slot(ctx, me, stage_id, component_id, team_id)
+    return _sheet(request, ctx, slot, errors=[], saved=False)
+
+
+def _sheet(request: Request, ctx: WebContext, slot: cm.Slot, errors: list[str],
+           saved: bool, status_code: int = 200) -> HTMLResponse:
+    comp = ctx.program.stage(slot.stage_id).component(slot.component_id)
+    done = cm.submitted(ctx, slot)
+    values = ({"scores": dict(done.scores), "comment": done.comment} if done
+              else cm.draft(ctx, slot))
+    return render(request, "sheet.html", status_code=status_code, slot=slot, component=comp,
+                  label=_label(ctx, slot), values=values, locked=done is not None,
+                  errors=errors, saved=saved, others=_others(ctx, slot) if done else [])
+
+
+@router.post("/committee/{stage_id}/{component_id}/{team_id}", response_model=None)
+async def sheet_post(stage_id: str, component_id: str, team_id: str, request: Request,
+                     account: Annotated[Account | None, Expert]) -> Response:
+    """Save the draft, or submit (then locked)."""
+    ctx, me = context(request), require(account)
+    slot = _slot(ctx, me, stage_id, component_id, team_id)
+    form = await request.form()
+    comp = ctx.program.stage(stage_id).component(component_id)
+    raw = {it.id: str(form.get(f"score_{it.id}", "")) for it in comp.rubric}
+    comment = str(form.get("comment", ""))
+    scores, problems = cm.parse_scores(comp, raw)
+    if problems:
+        return _sheet(request, ctx, slot, errors=problems, saved=False, status_code=400)
+    try:
+        if form.get("action") == "submit":
+            cm.submit(ctx, slot, me, scores, comment)
+            return RedirectResponse(request.url.path, status_code=303)
+        cm.save_draft(ctx, slot, scores, comment, actor=me.name)
+    except KaiError as e:
+        return _sheet(request, ctx, slot, errors=cm.errors_text(e), saved=False,
+                      status_code=409 if "locked" in str(e) else 400)
+    return _sheet(request, ctx, slot, errors=[], saved=True)
+
+
+@router.get("/api/v1/committee/assignments")
+def api_assignments(request: Request,
+                    account: Annotated[Account | None, Expert]) -> list[dict[str, Any]]:
+    """The caller's assignments with the state of each sheet."""
+    ctx, me = context(request), require(account)
+    return [{"stage_id": r["slot"].stage_id, "component_id": r["slot"].component_id,
+             "team_id": r["slot"].team_id, "label": r["label"], "status": r["status"]}
+            for r in _rows(ctx, me)]
+
+
+@router.put("/api/v1/committee/sheets/{stage_id}/{component_id}/{team_id}")
+def api_save_draft(stage_id: str, component_id: str, team_id: str, body: SheetIn,
+                   request: Request, account: Annotated[Account | None, Expert],
+                   ) -> dict[str, Any]:
+    """Save a draft sheet (any subset of items)."""
+    ctx, me = context(request), require(account)
+    slot = _slot(ctx, me, stage_id, component_id, team_id)
+    comp = ctx.program.stage(stage_id).component(component_id)
+    scores, problems = cm.parse_scores(comp, {k: repr(v) for k, v in body.scores.items()})
+    unknown = sorted(set(body.scores) - {it.id for it in comp.rubric})
+    problems += [f"{k}: unknown item of component '{comp.id}'" for k in unknown]
+    if problems:
+        raise HTTPException(status_code=422, detail="; ".join(problems))
+    try:
+        cm.save_draft(ctx, slot, scores, body.comment, actor=me.name)
+    except KaiError as e:
+        raise HTTPException(status_code=409, detail=str(e)) from None
+    return {"status": "draft", "scores": scores}
+
+
+@router.post("/api/v1/committee/sheets/{stage_id}/{component_id}/{team_id}/submit")
+def api_submit(stage_id: str, component_id: str, team_id: str, body: SheetIn,
+               request: Request, account: Annotated[Account | None, Expert],
+               ) -> dict[str, Any]:
+    """Submit the sheet: stored as a committee record, then locked."""
+    ctx, me = context(request), require(account)
+    slot = _slot(ctx, me, stage_id, component_id, team_id)
+    comp = ctx.program.stage(stage_id).component(component_id)
+    scores, problems = cm.parse_scores(comp, {k: repr(v) for k, v in body.scores.items()})
+    unknown = sorted(set(body.scores) - {it.id for it in comp.rubric})
+    problems += [f"{k}: unknown item of component '{comp.id}'" for k in unknown]
+    if problems:
+        raise HTTPException(status_code=422, detail="; ".join(problems))
+    try:
+        sheet = cm.submit(ctx, slot, me, scores, body.comment)
+    except KaiError as e:
+        code = 409 if "locked" in str(e) else 422
+        raise HTTPException(status_code=code, detail="; ".join(cm.errors_text(e))) from None
+    return {"status": "submitted", "key": sheet.natural_key()}

@@ -1,0 +1,86 @@
+"""Public pages and the public API: the leaderboard of decided stages, language switch.
+
+Only what a stage result publishes is shown here: ranks, totals, decisions with their
+reasons, and the robustness of the cut. Never sheets, comments, evaluator names or
+votes by person (the result payload holds none of them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from kaieval.scoring.results import StageResult
+from kaieval.web import i18n
+from kaieval.web.accounts import PUBLIC
+from kaieval.web.app import render
+from kaieval.web.context import WebContext
+from kaieval.web.security import Allow, context
+
+router = APIRouter()
+Anyone = Depends(Allow(PUBLIC))
+PUBLIC_RUNS = ("main", "demo")
+"""Run labels the public sees, in order: a decided run, else the demo's (labelled simulated).
+A ``provisional`` run is never public."""
+
+
+def public_results(ctx: WebContext) -> list[tuple[str, StageResult]]:
+    """``(run label, result)`` of every stage that has a public result, in programme order."""
+    out = []
+    for stage in ctx.program.stages:
+        for run in PUBLIC_RUNS:
+            payload = ctx.store.stage_result(stage.id, run)
+            if payload is not None:
+                out.append((run, StageResult.model_validate(payload)))
+                break
+    return out
+
+
+def _summary(run: str, r: StageResult) -> dict[str, Any]:
+    return {
+        "stage_id": r.stage_id, "stage_name": r.stage_name, "date": r.date.isoformat(),
+        "run": run, "simulated": bool(r.simulated_sources) or run == "demo",
+        "banner": r.banner, "rule": r.rule, "total_points": r.total_points,
+        "robustness": r.robustness.note if r.robustness else None,
+        "teams": [{"rank": t.rank, "team_id": t.team_id, "team_name": t.team_name,
+                   "total": t.total, "decision": t.decision, "reason": t.decision_reason,
+                   "survival_probability": t.survival_probability,
+                   "not_measured": list(t.not_measured)} for t in r.teams],
+    }
+
+
+@router.get("/", response_class=HTMLResponse, dependencies=[Anyone])
+def leaderboard(request: Request) -> HTMLResponse:
+    """The public leaderboard: every stage with a decided result."""
+    stages = [_summary(run, r) for run, r in public_results(context(request))]
+    return render(request, "leaderboard.html", stages=stages)
+
+
+@router.get("/lang/{code}", dependencies=[Anyone])
+def switch_language(code: str, request: Request) -> RedirectResponse:
+    """Switch the interface language (a cookie) and go back."""
+    if code not in i18n.LANGS:
+        raise HTTPException(status_code=404, detail=f"no language {code!r}")
+    back = request.headers.get("referer") or "/"
+    target = back if back.startswith(str(request.base_url)) else "/"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie("lang", code, max_age=365 * 86400, samesite="lax", httponly=True)
+    return response
+
+
+@router.get("/api/v1/public/stages", dependencies=[Anyone])
+def api_stages(ctx: Annotated[WebContext, Depends(context)]) -> list[dict[str, Any]]:
+    """Every stage with a public result: id, name, date, run, whether simulated."""
+    return [{k: v for k, v in _summary(run, r).items() if k != "teams"}
+            for run, r in public_results(ctx)]
+
+
+@router.get("/api/v1/public/stages/{stage_id}", dependencies=[Anyone])
+def api_stage(stage_id: str, ctx: Annotated[WebContext, Depends(context)]) -> dict[str, Any]:
+    """One stage's public result: ranks, totals, decisions and reasons, robustness."""
+    for run, r in public_results(ctx):
+        if r.stage_id == stage_id:
+            return _summary(run, r)
+    raise HTTPException(status_code=404, detail=f"no public result for stage {stage_id!r}")

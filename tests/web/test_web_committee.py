@@ -1,0 +1,110 @@
+"""The expert committee through the API and the pages: assignment, conflicts, drafts,
+locked submissions, and the office's overview."""
+
+from __future__ import annotations
+
+from web_helpers import Web, csrf_of, login  # type: ignore[import-not-found]
+
+from kaieval.records import CommitteeSheet
+from kaieval.web import committee as cm
+
+SHEET = "/api/v1/committee/sheets/s1/experts"
+
+
+def _assign(web: Web) -> None:
+    assert cm.auto_assign(web.ctx, "s1", per_team=3, actor="office") > 0
+
+
+def test_auto_assignment_is_balanced_and_never_conflicted(web: Web) -> None:
+    _assign(web)
+    slots = cm.assignments(web.ctx, "s1")
+    by_team: dict[str, set[str]] = {}
+    for s in slots:
+        by_team.setdefault(s.team_id, set()).add(s.evaluator)
+    assert by_team["alpha"] == {"kim", "lee"}  # park is alpha-affiliated: never assigned
+    assert by_team["beta"] == by_team["gamma"] == {"kim", "lee", "park"}
+    assert cm.auto_assign(web.ctx, "s1", per_team=3, actor="office") == 0  # idempotent
+
+
+def test_draft_submit_lock_through_the_api(web: Web) -> None:
+    _assign(web)
+    kim = web.client("kim")
+    mine = kim.get("/api/v1/committee/assignments").json()
+    assert {(r["team_id"], r["status"]) for r in mine} == {
+        ("alpha", "not_started"), ("beta", "not_started"), ("gamma", "not_started")}
+    res = kim.put(f"{SHEET}/beta", json={"scores": {"report": 7}, "comment": "draft"})
+    assert res.status_code == 200, res.text
+    res = kim.post(f"{SHEET}/beta/submit", json={"scores": {"report": 7}})
+    assert res.status_code == 422 and "missing: logs" in res.json()["detail"]
+    res = kim.post(f"{SHEET}/beta/submit", json={"scores": {"report": 7, "logs": 4.5},
+                                                 "comment": "solid logs"})
+    assert res.status_code == 200, res.text
+    sheets = [r for r in web.ctx.store.records() if isinstance(r, CommitteeSheet)]
+    assert [(s.evaluator_id, s.affiliation, s.scores) for s in sheets] == [
+        ("kim", "Seoul Institute", {"report": 7.0, "logs": 4.5})]
+    # locked: neither a new submission nor a draft changes it
+    assert kim.post(f"{SHEET}/beta/submit",
+                    json={"scores": {"report": 1, "logs": 1}}).status_code == 409
+    assert kim.put(f"{SHEET}/beta", json={"scores": {"report": 1}}).status_code == 409
+    assert web.ctx.store.get_object("draft/s1/experts/beta/kim") is None
+    assert web.ctx.store.audit_verify() == []
+
+
+def test_bad_scores_are_refused(web: Web) -> None:
+    _assign(web)
+    kim = web.client("kim")
+    for body in ({"scores": {"report": 11, "logs": 1}}, {"scores": {"report": -1, "logs": 1}},
+                 {"scores": {"charisma": 3}}):
+        res = kim.post(f"{SHEET}/beta/submit", json=body)
+        assert res.status_code == 422, (body, res.text)
+    res = kim.post(f"{SHEET}/beta/submit", content=b'{"scores": {"report": NaN, "logs": 1}}',
+                   headers={"content-type": "application/json"})
+    assert res.status_code == 422
+
+
+def test_unassigned_and_conflicted_sheets_are_closed(web: Web) -> None:
+    _assign(web)
+    park = web.client("park")  # affiliated with alpha
+    assert park.get("/committee/s1/experts/alpha").status_code == 403
+    assert park.put(f"{SHEET}/alpha", json={"scores": {"report": 9}}).status_code == 403
+    assert park.post(f"{SHEET}/alpha/submit",
+                     json={"scores": {"report": 9, "logs": 5}}).status_code == 403
+    # even if the office forces the assignment, it is refused
+    import pytest
+
+    from kaieval.errors import KaiError
+    with pytest.raises(KaiError, match="conflict of interest"):
+        cm.set_assignment(web.ctx, cm.Slot("s1", "experts", "alpha", "park"), True, "office")
+    cm.set_assignment(web.ctx, cm.Slot("s1", "experts", "beta", "kim"), False, "office")
+    assert web.client("kim").get("/committee/s1/experts/beta").status_code == 403
+
+
+def test_sheet_pages_with_csrf(web: Web) -> None:
+    _assign(web)
+    c = web.client()
+    login(c, "kim", web.passwords["kim"])
+    page = c.get("/committee/s1/experts/gamma")
+    assert page.status_code == 200 and 'name="score_report"' in page.text
+    form = {"score_report": "8", "score_logs": "3", "comment": "<script>alert(1)</script>",
+            "action": "submit"}
+    assert c.post("/committee/s1/experts/gamma", data=form).status_code == 403  # no CSRF
+    res = c.post("/committee/s1/experts/gamma", data={**form, "csrf": csrf_of(page.text)})
+    assert res.status_code == 200 and 'id="locked"' in res.text
+    assert "<script>alert(1)</script>" not in res.text and "&lt;script&gt;" in res.text
+
+
+def test_office_sees_progress_alpha_and_outliers(web: Web) -> None:
+    _assign(web)
+    for who, report in (("kim", 8), ("lee", 7)):
+        for team in ("beta", "gamma"):
+            res = web.client(who).post(f"{SHEET}/{team}/submit",
+                                       json={"scores": {"report": report, "logs": 4}})
+            assert res.status_code == 200, res.text
+    web.client("park").post(f"{SHEET}/beta/submit", json={"scores": {"report": 1, "logs": 4}})
+    overview = web.client("office").get("/api/v1/office/committee/s1").json()
+    (experts,) = overview
+    beta = next(t for t in experts["teams"] if t["team_id"] == "beta")
+    assert beta["submitted"] == ["kim", "lee", "park"] and beta["points"] is not None
+    assert set(experts["alpha"]) == {"report", "logs"}
+    assert any(o["evaluator"] == "park" and o["item"] == "report" for o in experts["outliers"])
+    assert web.client("kim").get("/api/v1/office/committee/s1").status_code == 403
