@@ -1,0 +1,55 @@
+"""The public leaderboard and API show decided results only, and nothing private."""
+
+from __future__ import annotations
+
+from web_helpers import Web  # type: ignore[import-not-found]
+
+from kaieval.pipeline import save_stage_result
+from kaieval.records import CommitteeSheet, Record, UserVote, Vote
+from kaieval.scoring.decidable import mark_provisional
+from kaieval.scoring.results import StageResult
+from kaieval.scoring.stage import Entrant, run_stage
+
+
+def _score(web: Web) -> StageResult:
+    """Store stage-1 records with a private comment and score them (no verdicts: provisional)."""
+    recs: list[Record] = []
+    for team, base in (("alpha", 8.0), ("beta", 6.0), ("gamma", 4.0)):
+        for e in range(3):
+            recs.append(CommitteeSheet(stage_id="s1", team_id=team, source="committee",
+                                       component_id="experts", evaluator_id=f"e{e}",
+                                       affiliation="X", scores={"report": base, "logs": 3},
+                                       comment="PRIVATE-COMMENT"))
+    recs.append(UserVote(stage_id="s1", team_id="*", source="users",
+                         vote=Vote(voter_id="secret-voter", a="alpha", b="beta", winner="a")))
+    web.ctx.store.put(recs, actor="office")
+    prog = web.ctx.program
+    entrants = [Entrant(team_id=d.team.id, name=d.team.name, submission=d.submissions["s1"])
+                for d in web.ctx.dossiers]
+    result = run_stage(prog, prog.stage("s1"), entrants, web.ctx.store.records(stage_id="s1"),
+                       replicates=50)
+    save_stage_result(web.ctx.store, mark_provisional(result, ["test"]), "provisional",
+                      actor="office")
+    return result
+
+
+def test_nothing_public_before_a_decision(web: Web) -> None:
+    _score(web)
+    c = web.client()
+    assert c.get("/api/v1/public/stages").json() == []
+    assert c.get("/api/v1/public/stages/s1").status_code == 404
+    assert 'id="no-results"' in c.get("/").text
+
+
+def test_a_decided_stage_is_public_without_private_data(web: Web) -> None:
+    result = _score(web)
+    save_stage_result(web.ctx.store, result, "main", actor="office")
+    c = web.client()
+    stages = c.get("/api/v1/public/stages").json()
+    assert [s["stage_id"] for s in stages] == ["s1"]
+    detail = c.get("/api/v1/public/stages/s1").json()
+    assert detail["teams"][0]["team_id"] == "alpha"
+    page = c.get("/").text
+    for body in (page, str(detail)):
+        assert "PRIVATE-COMMENT" not in body and "secret-voter" not in body
+    assert 'data-team="alpha"' in page
