@@ -8,7 +8,7 @@ from __future__ import annotations
 LANGS = ("ko", "en")
 DEFAULT = "ko"
 
-MESSAGES: dict[str, dict[str, str]] = {
+_COMMON: dict[str, dict[str, str]] = {
     "app_title": {"ko": "독자 AI 파운데이션 모델 평가", "en": "Sovereign AI model evaluation"},
     "leaderboard": {"ko": "순위표", "en": "Leaderboard"},
     "login": {"ko": "로그인", "en": "Log in"},
@@ -52,6 +52,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "provisional": {"ko": "잠정 결과", "en": "provisional"},
     "blind_code": {"ko": "팀 코드", "en": "Team code"},
 }
+
+# Each part of the app keeps its text in a dict of its own above; they meet here.
+MESSAGES: dict[str, dict[str, str]] = {**_COMMON}
 
 
 def translate(key: str, lang: str) -> str:

@@ -121,6 +121,17 @@ async def sheet_post(stage_id: str, component_id: str, team_id: str, request: Re
     return _sheet(request, ctx, slot, errors=[], saved=True)
 
 
+def _api_scores(ctx: WebContext, slot: cm.Slot, body: SheetIn) -> dict[str, float]:
+    """The body's scores checked against the rubric; any problem is a 422 naming it."""
+    comp = ctx.program.stage(slot.stage_id).component(slot.component_id)
+    scores, problems = cm.parse_scores(comp, {k: repr(v) for k, v in body.scores.items()})
+    unknown = sorted(set(body.scores) - {it.id for it in comp.rubric})
+    problems += [f"{k}: unknown item of component '{comp.id}'" for k in unknown]
+    if problems:
+        raise HTTPException(status_code=422, detail="; ".join(problems))
+    return scores
+
+
 @router.get("/api/v1/committee/assignments")
 def api_assignments(request: Request,
                     account: Annotated[Account | None, Expert]) -> list[dict[str, Any]]:
@@ -138,12 +149,7 @@ def api_save_draft(stage_id: str, component_id: str, team_id: str, body: SheetIn
     """Save a draft sheet (any subset of items)."""
     ctx, me = context(request), require(account)
     slot = _slot(ctx, me, stage_id, component_id, team_id)
-    comp = ctx.program.stage(stage_id).component(component_id)
-    scores, problems = cm.parse_scores(comp, {k: repr(v) for k, v in body.scores.items()})
-    unknown = sorted(set(body.scores) - {it.id for it in comp.rubric})
-    problems += [f"{k}: unknown item of component '{comp.id}'" for k in unknown]
-    if problems:
-        raise HTTPException(status_code=422, detail="; ".join(problems))
+    scores = _api_scores(ctx, slot, body)
     try:
         cm.save_draft(ctx, slot, scores, body.comment, actor=me.name)
     except KaiError as e:
@@ -158,12 +164,7 @@ def api_submit(stage_id: str, component_id: str, team_id: str, body: SheetIn,
     """Submit the sheet: stored as a committee record, then locked."""
     ctx, me = context(request), require(account)
     slot = _slot(ctx, me, stage_id, component_id, team_id)
-    comp = ctx.program.stage(stage_id).component(component_id)
-    scores, problems = cm.parse_scores(comp, {k: repr(v) for k, v in body.scores.items()})
-    unknown = sorted(set(body.scores) - {it.id for it in comp.rubric})
-    problems += [f"{k}: unknown item of component '{comp.id}'" for k in unknown]
-    if problems:
-        raise HTTPException(status_code=422, detail="; ".join(problems))
+    scores = _api_scores(ctx, slot, body)
     try:
         sheet = cm.submit(ctx, slot, me, scores, body.comment)
     except KaiError as e:
