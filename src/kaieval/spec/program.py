@@ -24,6 +24,9 @@ MIN_POINTS = 1e-3
 """The fewest points a component, item or stage may be worth: totals are compared to 1e-6,
 so points far below that could never separate two teams (and 1e-300 rounds to nothing)."""
 
+KST = dt.timezone(dt.timedelta(hours=9), "KST")
+"""Korean time, in which the programme's dates and deadlines are read."""
+
 
 class Strict(BaseModel):
     """Base for spec models: unknown fields are errors and specs are immutable.
@@ -310,6 +313,11 @@ class Stage(Strict):
     repechage: Repechage | None = None
     robustness_replicates: int = Field(default=1000, ge=0, le=100_000, strict=True)
     robustness_flag: float = Field(default=0.10, gt=0, lt=1, strict=True)
+    submission_deadline: dt.datetime | dt.date | None = Field(
+        default=None, description="uploads close after this (a date: the end of that day, "
+                                  "Korean time; a time without a zone: Korean time)")
+    objection_days: int = Field(default=10, ge=0, le=365, strict=True,
+                                description="days teams may object after a decided result")
 
     @model_validator(mode="after")
     def _check(self) -> Stage:
@@ -354,6 +362,16 @@ class Stage(Strict):
 
     def leaves(self) -> list[Component]:
         return [leaf for c in self.composition for leaf in c.leaves()]
+
+    def deadline(self) -> dt.datetime | None:
+        """When uploads close, as an aware time: a date means the end of that day and a
+        time without a zone is read, in Korean time (UTC+9); None if no deadline."""
+        d = self.submission_deadline
+        if d is None:
+            return None
+        if not isinstance(d, dt.datetime):
+            return dt.datetime.combine(d + dt.timedelta(days=1), dt.time(), KST)
+        return d if d.tzinfo is not None else d.replace(tzinfo=KST)
 
     def component(self, cid: str) -> Component:
         for c in self.composition:
