@@ -18,7 +18,7 @@ from kaieval.hashing import sha256_file
 from kaieval.spec.dossier import Dossier
 from kaieval.spec.messages import fmt_loc, show
 from kaieval.spec.program import Program
-from kaieval.spec.yamlload import LoadedYaml, load_yaml, load_yaml_text, parse_model
+from kaieval.spec.yamlload import MAX_YAML_BYTES, LoadedYaml, load_yaml, load_yaml_text, parse_model
 
 TEMPLATES = ("k-ai-2025",)
 
@@ -149,6 +149,35 @@ def load_dossiers(paths: Sequence[Path], program: Program | None = None, *,
     if errs:
         raise KaiErrors(errs)
     return out
+
+
+def parse_dossier_text(raw: bytes, name: str, program: Program) -> tuple[Dossier, LoadedYaml]:
+    """A dossier from uploaded bytes, checked as ``kai validate`` checks a file against
+    ``program``; problems raise ``KaiErrors`` of one-line ``name:line: field: message``.
+
+    ``name`` is only shown (the upload's file name), never opened. The files the dossier
+    names are not looked for: uploads are stored apart (kaieval.web.submissions).
+    """
+    where = Path(name)
+    if len(raw) > MAX_YAML_BYTES:
+        raise KaiError(f"{len(raw)} bytes exceeds the {MAX_YAML_BYTES} byte limit for YAML "
+                       "files", where=name)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise KaiError(f"not UTF-8 text: byte 0x{raw[e.start]:02x} cannot be read ({e.reason}); "
+                       "save the file as UTF-8", where=f"{name}:{line}") from None
+    doc = load_yaml_text(text, where)
+    if detect_kind(doc) != "dossier":
+        raise KaiError("schema: this is a programme; upload a team dossier "
+                       "('schema: kaieval/dossier/v1')", where=doc.where(("schema",)))
+    dossier = parse_model(Dossier, doc)
+    ld = LoadedDossier(dossier=dossier, path=where, sha256="", doc=doc)
+    errs = _check_against(ld, program)
+    if errs:
+        raise KaiErrors(errs)
+    return dossier, doc
 
 
 def _check_against(ld: LoadedDossier, program: Program) -> list[KaiError]:

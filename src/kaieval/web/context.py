@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from limits import parse
 from limits.storage import MemoryStorage
@@ -30,10 +31,24 @@ class WebContext:
     secret: str
     secure_cookies: bool = False
     login_rate: str = "10/minute"
+    upload_dir: Path | None = None
     _limiter: MovingWindowRateLimiter = field(init=False)
+    _given: tuple[Dossier, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._given = tuple(self.dossiers)
+        self.refresh_dossiers()
+
+    def refresh_dossiers(self) -> None:
+        """``dossiers``: those given to ``kai serve``, each replaced by the team's uploaded
+        dossier where one is stored (teams upload through the web app; the rest of the app
+        keeps reading ``dossiers``). Called at start and after each dossier upload."""
+        from kaieval.web.submissions import uploaded_dossiers
+
+        uploaded = uploaded_dossiers(self.store, self.program)
+        given = [uploaded.pop(d.team.id, d) for d in self._given]
+        self.dossiers = given + [uploaded[t] for t in sorted(uploaded)]
 
     def login_allowed(self, *keys: str) -> bool:
         """Count one login attempt against each key; False once any is over the rate."""
