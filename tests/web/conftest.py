@@ -45,3 +45,9 @@ def web_any(store_url: str) -> Iterator[Web]:
     yield Web(create_app(ctx), ctx, passwords, tokens)
     ctx.store.close()
 
+
+
+@pytest.fixture(autouse=True)
+def _upload_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uploads of every web test go to the test's own folder (never ./kai-uploads)."""
+    monkeypatch.setenv("KAI_UPLOAD_DIR", str(tmp_path / "uploads"))

@@ -43,7 +43,7 @@ def test_nothing_public_before_a_decision(web: Web) -> None:
 
 def test_a_decided_stage_is_public_without_private_data(web: Web) -> None:
     result = _score(web)
-    save_stage_result(web.ctx.store, result, "main", actor="office")
+    save_stage_result(web.ctx.store, result, "final", actor="office")
     c = web.client()
     stages = c.get("/api/v1/public/stages").json()
     assert [s["stage_id"] for s in stages] == ["s1"]

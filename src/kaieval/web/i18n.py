@@ -53,8 +53,46 @@ _COMMON: dict[str, dict[str, str]] = {
     "blind_code": {"ko": "팀 코드", "en": "Team code"},
 }
 
+_SUBMIT: dict[str, dict[str, str]] = {
+    "my_team": {"ko": "우리 팀", "en": "My team"},
+    "objections": {"ko": "이의신청", "en": "Objections"},
+    "deadline": {"ko": "제출 마감", "en": "Submission deadline"},
+    "no_deadline": {"ko": "마감 없음", "en": "no deadline"},
+    "uploads_closed": {"ko": "마감되었습니다. 제출할 수 없습니다.",
+                       "en": "The deadline has passed: uploads are closed."},
+    "dossier": {"ko": "신청서 (dossier)", "en": "Dossier"},
+    "upload_dossier": {"ko": "신청서 올리기", "en": "Upload dossier"},
+    "upload_file": {"ko": "파일 올리기", "en": "Upload file"},
+    "files": {"ko": "제출 파일", "en": "Files"},
+    "no_files": {"ko": "제출한 파일이 없습니다.", "en": "No files uploaded."},
+    "not_uploaded": {"ko": "아직 올리지 않았습니다.", "en": "Not uploaded yet."},
+    "uploaded": {"ko": "올렸습니다.", "en": "Uploaded."},
+    "size": {"ko": "크기", "en": "Size"},
+    "when": {"ko": "시각", "en": "When"},
+    "result_state": {"ko": "결과 상태", "en": "Result"},
+    "state_none": {"ko": "결정된 결과 없음", "en": "no decided result yet"},
+    "state_open": {"ko": "결정됨, 이의신청 기간 중 (확정 아님)",
+                   "en": "decided, open for objections (not final)"},
+    "state_closed": {"ko": "결정됨, 이의신청 마감, 확정 대기 (확정 아님)",
+                     "en": "decided, objections closed, awaiting confirmation (not final)"},
+    "state_final": {"ko": "최종 확정", "en": "final (confirmed)"},
+    "until": {"ko": "마감", "en": "until"},
+    "my_result": {"ko": "우리 팀 결과", "en": "Our result"},
+    "file_objection": {"ko": "이의신청 제출", "en": "File an objection"},
+    "objection_text": {"ko": "이의신청 내용", "en": "Objection"},
+    "answer": {"ko": "답변", "en": "Answer"},
+    "send_answer": {"ko": "답변 저장", "en": "Save answer"},
+    "unanswered": {"ko": "답변 대기", "en": "awaiting an answer"},
+    "confirm": {"ko": "최종 확정", "en": "Confirm as final"},
+    "confirmed": {"ko": "확정됨", "en": "Confirmed"},
+    "no_objections": {"ko": "이의신청이 없습니다.", "en": "No objections."},
+    "history": {"ko": "단계별 결과", "en": "Results by stage"},
+    "final_result": {"ko": "최종 결과", "en": "final result"},
+    "charts": {"ko": "그래프", "en": "Charts"},
+}
+
 # Each part of the app keeps its text in a dict of its own above; they meet here.
-MESSAGES: dict[str, dict[str, str]] = {**_COMMON}
+MESSAGES: dict[str, dict[str, str]] = {**_COMMON, **_SUBMIT}
 
 
 def translate(key: str, lang: str) -> str:

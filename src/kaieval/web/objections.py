@@ -30,6 +30,10 @@ from kaieval.web.context import WebContext
 MAX_OBJECTION_FILES = 10
 
 
+class NoObjection(KaiError):
+    """Refused because the objection named does not exist."""
+
+
 @dataclass(frozen=True)
 class Window:
     """Where a stage stands: ``none`` (no decided result), ``open``, ``closed`` (awaiting
@@ -104,7 +108,7 @@ def file_objection(ctx: WebContext, stage_id: str, account: Account, text: str,
     """File an objection for the account's team while the window is open."""
     w = window(ctx, stage_id)
     if w.state != "open" or w.result is None:
-        raise KaiError(f"objections to stage '{stage_id}' are not open ({w.words()})")
+        raise sub.Closed(f"objections to stage '{stage_id}' are not open ({w.words()})")
     team_id = account.team_id or ""
     if team_id not in {t.team_id for t in w.result.teams}:
         raise KaiError(f"team {team_id!r} is not in the result of stage '{stage_id}'")
@@ -128,7 +132,7 @@ def answer(ctx: WebContext, stage_id: str, team_id: str, n: int, text: str,
     key = f"objection/{stage_id}/{team_id}/{n}"
     doc = ctx.store.get_object(key)
     if doc is None:
-        raise KaiError(f"no objection {n} of team {team_id!r} to stage '{stage_id}'")
+        raise NoObjection(f"no objection {n} of team {team_id!r} to stage '{stage_id}'")
     if window(ctx, stage_id).state == "final":
         raise KaiError(f"stage '{stage_id}' is confirmed: its answers are part of the record")
     doc = {**doc, "answer": {"text": _text(text, "answer"), "by": actor,

@@ -42,6 +42,14 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PURPOSES = ("submission", "objection")
 
 
+class Closed(KaiError):
+    """Refused because a deadline or window has passed (or not opened)."""
+
+
+class TooLarge(KaiError):
+    """Refused because a file is over its limit."""
+
+
 def now() -> dt.datetime:
     """The time deadlines and windows are compared with (tests replace it)."""
     return dt.datetime.now(dt.UTC)
@@ -100,7 +108,7 @@ def check_uploads_open(stage: Stage) -> None:
     if not uploads_open(stage):
         deadline = stage.deadline()
         assert deadline is not None
-        raise KaiError(f"the submission deadline of stage '{stage.id}' ({shown(deadline)}) has "
+        raise Closed(f"the submission deadline of stage '{stage.id}' ({shown(deadline)}) has "
                        "passed: uploads are closed")
 
 
@@ -125,7 +133,7 @@ def store_file(ctx: WebContext, stage_id: str, account: Account, name: str, data
         check_uploads_open(stage)
     label = clean_name(name)
     if len(data) > MAX_UPLOAD_BYTES:
-        raise size_error(len(data), MAX_UPLOAD_BYTES, "uploaded files", label)
+        raise TooLarge(str(size_error(len(data), MAX_UPLOAD_BYTES, "uploaded files", label)))
     if not data:
         raise KaiError("the file is empty", where=label)
     prefix = f"upload/{stage_id}/{team_id}/"
@@ -204,7 +212,7 @@ def upload_dossier(ctx: WebContext, stage_id: str, account: Account, raw: bytes,
     check_uploads_open(stage)
     label = clean_name(name)
     if len(raw) > MAX_DOSSIER_BYTES:
-        raise size_error(len(raw), MAX_DOSSIER_BYTES, "dossiers", label)
+        raise TooLarge(str(size_error(len(raw), MAX_DOSSIER_BYTES, "dossiers", label)))
     dossier, doc = parse_dossier_text(raw, label, ctx.program)
     if dossier.team.id != team_id:
         raise KaiError(f"team.id: this dossier is for team '{dossier.team.id}'; your account "

@@ -1,8 +1,10 @@
-"""Public pages and the public API: the leaderboard of decided stages, language switch.
+"""Public pages and the public API: the leaderboard of confirmed stages, language switch.
 
 Only what a stage result publishes is shown here: ranks, totals, decisions with their
 reasons, and the robustness of the cut. Never sheets, comments, evaluator names or
-votes by person (the result payload holds none of them).
+votes by person (the result payload holds none of them), and never a result before the
+office confirmed it: a decided ``main`` run still open to objections and an undecidable
+``provisional`` run are not public (kaieval.web.objections).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from kaieval.report.charts import totals_svg
 from kaieval.scoring.results import StageResult
 from kaieval.web import i18n
 from kaieval.web.accounts import PUBLIC
@@ -21,9 +24,10 @@ from kaieval.web.security import Allow, context
 
 router = APIRouter()
 Anyone = Depends(Allow(PUBLIC))
-PUBLIC_RUNS = ("main", "demo")
-"""Run labels the public sees, in order: a decided run, else the demo's (labelled simulated).
-A ``provisional`` run is never public."""
+PUBLIC_RUNS = ("final", "demo")
+"""Run labels the public sees, in order: a confirmed run, else the demo's (labelled
+simulated). A ``main`` run (decided, open to objections) and a ``provisional`` one
+(undecidable) are never public."""
 
 
 def public_results(ctx: WebContext) -> list[tuple[str, StageResult]]:
@@ -38,10 +42,21 @@ def public_results(ctx: WebContext) -> list[tuple[str, StageResult]]:
     return out
 
 
-def _summary(run: str, r: StageResult) -> dict[str, Any]:
+def run_words(ctx: WebContext, run: str, r: StageResult) -> str:
+    """Which result this is, in words: final with its confirmation date, or simulated."""
+    if run == "final":
+        confirmation = ctx.store.get_object(f"confirmation/{r.stage_id}") or {}
+        at = str(confirmation.get("at", ""))[:10]
+        return f"final result, confirmed {at} after the objection period" if at else \
+            "final result"
+    return "simulated demonstration result, not a decision"
+
+
+def _summary(ctx: WebContext, run: str, r: StageResult) -> dict[str, Any]:
     return {
         "stage_id": r.stage_id, "stage_name": r.stage_name, "date": r.date.isoformat(),
-        "run": run, "simulated": bool(r.simulated_sources) or run == "demo",
+        "run": run, "run_words": run_words(ctx, run, r),
+        "simulated": bool(r.simulated_sources) or run == "demo",
         "banner": r.banner, "rule": r.rule, "total_points": r.total_points,
         "robustness": r.robustness.note if r.robustness else None,
         "teams": [{"rank": t.rank, "team_id": t.team_id, "team_name": t.team_name,
@@ -54,8 +69,11 @@ def _summary(run: str, r: StageResult) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse, dependencies=[Anyone])
 def leaderboard(request: Request) -> HTMLResponse:
     """The public leaderboard: every stage with a decided result."""
-    stages = [_summary(run, r) for run, r in public_results(context(request))]
-    return render(request, "leaderboard.html", stages=stages)
+    ctx = context(request)
+    results = public_results(ctx)
+    stages = [_summary(ctx, run, r) for run, r in results]
+    charts = {r.stage_id: totals_svg(r) for _, r in results}
+    return render(request, "leaderboard.html", stages=stages, charts=charts)
 
 
 @router.get("/lang/{code}", dependencies=[Anyone])
@@ -73,7 +91,7 @@ def switch_language(code: str, request: Request) -> RedirectResponse:
 @router.get("/api/v1/public/stages", dependencies=[Anyone])
 def api_stages(ctx: Annotated[WebContext, Depends(context)]) -> list[dict[str, Any]]:
     """Every stage with a public result: id, name, date, run, whether simulated."""
-    return [{k: v for k, v in _summary(run, r).items() if k != "teams"}
+    return [{k: v for k, v in _summary(ctx, run, r).items() if k != "teams"}
             for run, r in public_results(ctx)]
 
 
@@ -82,5 +100,5 @@ def api_stage(stage_id: str, ctx: Annotated[WebContext, Depends(context)]) -> di
     """One stage's public result: ranks, totals, decisions and reasons, robustness."""
     for run, r in public_results(ctx):
         if r.stage_id == stage_id:
-            return _summary(run, r)
+            return _summary(ctx, run, r)
     raise HTTPException(status_code=404, detail=f"no public result for stage {stage_id!r}")
