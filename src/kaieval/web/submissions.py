@@ -12,6 +12,7 @@ name as uploaded, size, hash, who, when, why -- is an audited store document
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import stat
@@ -23,7 +24,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from kaieval.errors import KaiError
-from kaieval.hashing import sha256_bytes
 from kaieval.io import MiB, atomic_path, open_regular, size_error
 from kaieval.spec.dossier import Dossier
 from kaieval.spec.load import parse_dossier_text
@@ -48,6 +48,10 @@ class Closed(KaiError):
 
 class TooLarge(KaiError):
     """Refused because a file is over its limit."""
+
+
+def _hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def now() -> dt.datetime:
@@ -137,7 +141,7 @@ def store_file(ctx: WebContext, stage_id: str, account: Account, name: str, data
     if not data:
         raise KaiError("the file is empty", where=label)
     prefix = f"upload/{stage_id}/{team_id}/"
-    digest = sha256_bytes(data)
+    digest = _hex(data)
     kept = ctx.store.objects(prefix)
     if prefix + digest not in kept and len(kept) >= MAX_FILES:
         raise KaiError(f"team {team_id} already keeps {MAX_FILES} files for stage "
@@ -164,7 +168,7 @@ def _write(root: Path, digest: str, data: bytes) -> None:
                            "under this file's hash: refused (tell the programme office)",
                            where=digest[:12])
         try:
-            if sha256_bytes(_read_regular(target)) == digest:
+            if _hex(_read_regular(target)) == digest:
                 return
         except KaiError:
             pass  # unreadable or damaged: replaced below
@@ -185,7 +189,7 @@ def read_file(ctx: WebContext, digest: str) -> bytes:
     if not SHA256.match(digest):
         raise KaiError("not a sha256")
     data = _read_regular(upload_root(ctx) / digest)
-    if sha256_bytes(data) != digest:
+    if _hex(data) != digest:
         raise KaiError("the stored file does not match its hash (tell the programme office)",
                        where=digest[:12])
     return data
@@ -225,7 +229,7 @@ def upload_dossier(ctx: WebContext, stage_id: str, account: Account, raw: bytes,
                 other.team.name.casefold() == dossier.team.name.casefold():
             raise KaiError(f"team.name: '{dossier.team.name}' reads the same as the name of "
                            f"team '{other.team.id}'", where=doc.where(("team", "name")))
-    meta = {"text": raw.decode("utf-8-sig"), "sha256": sha256_bytes(raw), "name": label,
+    meta = {"text": raw.decode("utf-8-sig"), "sha256": _hex(raw), "name": label,
             "by": account.name, "at": stamp(now())}
     ctx.store.put_objects({f"dossier/{team_id}/{stage_id}": meta}, actor=account.name)
     ctx.refresh_dossiers()
