@@ -3,6 +3,8 @@ public sees only final results, says which they are, and nothing private."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from teams_helpers import PRIVATE, days_later, decide  # type: ignore[import-not-found]
 from web_helpers import Web, csrf_of, login  # type: ignore[import-not-found]
@@ -116,3 +118,20 @@ def test_objections_on_each_backend(web_any: Web, monkeypatch: pytest.MonkeyPatc
         "rechecked"
     assert [s["run"] for s in web_any.client().get("/api/v1/public/stages").json()] == ["final"]
     assert web_any.ctx.store.audit_verify() == []
+
+
+def test_reports_say_which_result_they_are(web: Web, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from kaieval.cli import app
+
+    decide(web.ctx)
+    days_later(monkeypatch, 11)
+    ob.confirm(web.ctx, "s1", actor="office")
+    for run, says in (("main", "Decided, not final"), ("final", "Final: confirmed")):
+        out = tmp_path / run
+        res = CliRunner().invoke(app, ["report", "--out", str(out), "s1", "--db",
+                                       web.ctx.store.url, "--run-label", run])
+        assert res.exit_code == 0, res.output
+        assert says in (out / "report.html").read_text()

@@ -132,5 +132,8 @@ def stage_run(
                       actor="kai stage run")
     print_summary(result, Console())
     if out is not None:
-        for p in write_reports([result], out, title=f"{prog.name}: {st.name}", banner=None):
+        from kaieval.report.wording import run_banner
+
+        banner = None if reasons else run_banner("main", result.banner)
+        for p in write_reports([result], out, title=f"{prog.name}: {st.name}", banner=banner):
             typer.echo(f"wrote {p}")

@@ -35,6 +35,20 @@ GATE_LABELS: dict[str, str] = {
 }
 
 
+RUN_NOTES = {
+    "main": "Decided, not final: teams may object until the programme office confirms it "
+            "(the confirmed result is stored as run 'final').",
+    "final": "Final: confirmed by the programme office after the objection period.",
+}
+"""What a stored run is, for a report's banner (``provisional`` results carry their own)."""
+
+
+def run_banner(run_label: str, banner: str | None) -> str | None:
+    """A report's banner: what the run is, then the result's own banner, if any."""
+    parts = [b for b in (RUN_NOTES.get(run_label), banner) if b]
+    return " ".join(parts) or None
+
+
 def fmt_points(value: float | None, digits: int = 1) -> str:
     """Points with a fixed number of decimals; None is written out, never shown as 0."""
     if value is None:
