@@ -1,4 +1,4 @@
-"""The public leaderboard and API show decided results only, and nothing private."""
+"""The public leaderboard and API show confirmed (final) results only, and nothing private."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_nothing_public_before_a_decision(web: Web) -> None:
     assert 'id="no-results"' in c.get("/").text
 
 
-def test_a_decided_stage_is_public_without_private_data(web: Web) -> None:
+def test_a_confirmed_stage_is_public_without_private_data(web: Web) -> None:
     result = _score(web)
     save_stage_result(web.ctx.store, result, "final", actor="office")
     c = web.client()
