@@ -76,7 +76,7 @@ def test_other_users_battle_and_bad_choice(web: Web) -> None:
 def test_cap_per_user(web: Web) -> None:
     seed_responses(web.ctx.store)
     office = web.client("office")
-    assert office.put(f"/api/v1/office/arena/s1/cap", json={"cap": 2}).status_code == 200
+    assert office.put("/api/v1/office/arena/s1/cap", json={"cap": 2}).status_code == 200
     c = web.client("user1")
     for _ in range(2):
         b = c.get(f"{API}/battle").json()
@@ -84,7 +84,7 @@ def test_cap_per_user(web: Web) -> None:
     res = c.get(f"{API}/battle")
     assert res.status_code == 429 and "cap of 2" in res.json()["detail"]
     assert len(_votes(web)) == 2
-    assert web.client("user1").put(f"/api/v1/office/arena/s1/cap",
+    assert web.client("user1").put("/api/v1/office/arena/s1/cap",
                                    json={"cap": 9}).status_code == 403
 
 

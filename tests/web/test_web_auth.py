@@ -85,7 +85,8 @@ def test_security_headers(web: Web) -> None:
 def test_every_route_declares_who_may_call_it(web: Web) -> None:
     """The authorisation matrix: each route has one Allow rule, and each role gets exactly
     what the rule says (401 without an account, 403 with the wrong role)."""
-    kinds = {"stage_id": "s1", "component_id": "experts", "team_id": "beta", "code": "en"}
+    kinds = {"stage_id": "s1", "component_id": "experts", "team_id": "beta", "code": "en",
+             "battle_id": "none"}
     from kaieval.web import committee as cm
 
     cm.auto_assign(web.ctx, "s1", per_team=3, actor="office")

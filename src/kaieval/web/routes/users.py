@@ -25,9 +25,9 @@ Office = Depends(Allow(Role.ADMIN.value))
 
 
 class RatingIn(BaseModel):
-    """Criterion id -> a whole number 1-5."""
+    """Criterion id -> a whole number 1-5 (strict: ``"3"`` and ``true`` are refused)."""
 
-    scores: dict[str, int] = Field(default_factory=dict)
+    scores: dict[str, Annotated[int, Field(strict=True)]] = Field(default_factory=dict)
 
 
 class VoteIn(BaseModel):
