@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from openai_server import build_tiny_model  # noqa: E402
+from openai_server import build_tiny_model
 
-from kaieval.arena import responses as rs  # noqa: E402
-from kaieval.cli import app  # noqa: E402
-from kaieval.store import Store  # noqa: E402
+from kaieval.arena import responses as rs
+from kaieval.cli import app
+from kaieval.store import Store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bad_records"
 
