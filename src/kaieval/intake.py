@@ -14,7 +14,9 @@ files -- ``kai records import`` and the web app alike:
   ``simulated`` only when a rehearsal asks for it);
 * a conflict of interest is computed from the evaluator's affiliation and the
   team's consortium: a record may declare one, never clear one;
-* a vote names two different teams of the stage.
+* a vote names two different teams of the stage, which has an arena-mode users
+  component; a rating scores every criterion of a rating-mode one, in whole
+  numbers 1-5.
 
 All problems are collected, one line each naming ``file:line`` and the field;
 the caller refuses the whole file when there is any.
@@ -36,14 +38,23 @@ from kaieval.records import (
     Measurement,
     Record,
     RepechageVote,
+    UserRating,
     UserVote,
 )
 from kaieval.spec.dossier import Dossier, Team
-from kaieval.spec.program import Component, ComponentKind, Program, Source, Stage
+from kaieval.spec.program import (
+    RATING_SCALE,
+    Component,
+    ComponentKind,
+    Program,
+    Source,
+    Stage,
+)
 
 SOURCES: dict[str, frozenset[Source]] = {
     "sheet": frozenset({Source.COMMITTEE}),
     "vote": frozenset({Source.USERS}),
+    "rating": frozenset({Source.USERS}),
     "votes": frozenset({Source.USERS}),
     "repechage_vote": frozenset({Source.COMMITTEE}),
     "audit": frozenset({Source.MEASURED, Source.COMMITTEE, Source.DECLARED}),
@@ -53,7 +64,7 @@ SOURCES: dict[str, frozenset[Source]] = {
 }
 """The sources each importable kind may carry (``simulated`` aside: see ``Intake``)."""
 
-SIMULABLE = frozenset({"sheet", "vote", "votes", "repechage_vote", "measurement"})
+SIMULABLE = frozenset({"sheet", "vote", "rating", "votes", "repechage_vote", "measurement"})
 """Kinds the demo's simulator produces: the only ones a rehearsal may import as simulated."""
 
 WRITTEN_BY_KAIEVAL = {
@@ -147,7 +158,9 @@ class Intake:
         if isinstance(record, CommitteeSheet):
             return [self._check_sheet(stage, record, teams[record.team_id], problems, notes,
                                       where)]
-        if isinstance(record, AuditItem):
+        if isinstance(record, UserRating):
+            self._check_rating(stage, record, problems)
+        elif isinstance(record, AuditItem):
             self._check_audit(stage, record, problems)
         elif isinstance(record, BenchmarkResult):
             self._check_benchmark(stage, record, problems)
@@ -185,8 +198,12 @@ class Intake:
 
     def _check_votes(self, stage: Stage, votes: Sequence[UserVote], teams: dict[str, Dossier],
                      problems: list[str]) -> None:
-        if not _leaves(stage, ComponentKind.USERS):
+        users = _leaves(stage, ComponentKind.USERS)
+        if not users:
             problems.append(f"kind: stage '{stage.id}' has no users component to vote in")
+        elif not any(c.mode == "arena" for c in users):
+            problems.append(f"kind: stage '{stage.id}' rates users' scores (mode: rating); "
+                            "it has no arena to vote in")
         for n, uv in enumerate(votes, 1):
             v = uv.vote
             at = f"votes[{n}]: " if len(votes) > 1 else ""
@@ -218,6 +235,29 @@ class Intake:
                          "marked as a conflict of interest (excluded from scoring)")
             return sheet.model_copy(update={"conflict_of_interest": True})
         return sheet
+
+    def _check_rating(self, stage: Stage, rating: UserRating, problems: list[str]) -> None:
+        comp = _component(stage, rating.component_id, ComponentKind.USERS, problems)
+        if comp is None:
+            return
+        if comp.mode != "rating":
+            problems.append(f"component_id: '{comp.id}' is an arena (mode: {comp.mode}); it "
+                            "takes votes, not ratings")
+            return
+        known = [c.id for c in comp.criteria]
+        low, high = RATING_SCALE
+        if not rating.scores:
+            problems.append("scores: empty (a rating scores every criterion)")
+        for cid, value in rating.scores.items():
+            if cid not in known:
+                problems.append(f"scores.{cid}: unknown criterion of component '{comp.id}' "
+                                f"(criteria: {', '.join(known)})")
+            elif value != int(value) or not low <= value <= high:
+                problems.append(f"scores.{cid}: {value:g} is not a whole number {low}–{high}")
+        missing = [c for c in known if c not in rating.scores]
+        if rating.scores and missing:
+            problems.append(f"scores: criteria not scored: {', '.join(missing)} (a rating "
+                            "scores every criterion)")
 
     def _check_audit(self, stage: Stage, item: AuditItem, problems: list[str]) -> None:
         comp = _component(stage, item.component_id, ComponentKind.AUDIT, problems)

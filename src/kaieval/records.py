@@ -100,14 +100,21 @@ class CommitteeSheet(Record):
 
 
 class Vote(BaseModel):
-    """One user's verdict on one pairwise comparison (a battle) of two teams' models."""
+    """One user's verdict on one pairwise comparison (a battle) of two teams' models.
+
+    ``winner`` is ``a``, ``b``, ``tie`` (both equally good) or ``both_bad``. "Both bad"
+    is kept as said, not folded into ``tie`` at intake, so an analysis can tell the two
+    apart; scoring counts it as a tie (half a win each), as Chatbot Arena counts its
+    "tie (bothbad)" -- see ``kaieval.arena.bradley_terry.WIN_SHARE``, which maps every
+    outcome explicitly (an unmapped one would make every rating NaN).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     voter_id: RecordId
     a: RecordId
     b: RecordId
-    winner: Literal["a", "b", "tie"]
+    winner: Literal["a", "b", "tie", "both_bad"]
     battle_id: str = Field(default="", max_length=MAX_ID, pattern=r"^[^\s/]*$")
 
     def pair(self) -> str:
@@ -127,6 +134,22 @@ class UserVote(Record):
 
     def natural_key(self) -> str:
         return f"vote/{self.stage_id}/{self.vote.voter_id}/{self.vote.pair()}"
+
+
+class UserRating(Record):
+    """One user's 1-5 scores for one team on a rating-mode users component's criteria.
+
+    ``team_id`` is the team rated. Stored one per (component, team, rater); the
+    criteria and the scale are checked against the programme by ``kaieval.intake``.
+    """
+
+    kind: Literal["rating"] = "rating"
+    component_id: RecordId
+    rater_id: RecordId
+    scores: dict[RecordId, Finite]
+
+    def natural_key(self) -> str:
+        return f"rating/{self.stage_id}/{self.component_id}/{self.team_id}/{self.rater_id}"
 
 
 class ArenaVotes(Record):
@@ -268,8 +291,8 @@ class EngineRun(Record):
 
 
 AnyRecord = Annotated[
-    BenchmarkResult | CommitteeSheet | UserVote | ArenaVotes | IndependenceVerdict | AuditItem
-    | Measurement | RepechageVote | EngineRun | Retraction,
+    BenchmarkResult | CommitteeSheet | UserVote | UserRating | ArenaVotes | IndependenceVerdict
+    | AuditItem | Measurement | RepechageVote | EngineRun | Retraction,
     Field(discriminator="kind"),
 ]
 

@@ -53,7 +53,7 @@ def decide(ctx: WebContext, run: str = "main") -> StageResult:
 
 def with_deadline(program: Program, stage_id: str, deadline: object) -> Program:
     """The programme with a submission deadline on one stage."""
-    data = program.model_dump(mode="python", by_alias=True)
+    data = program.model_dump(mode="python", by_alias=True, exclude_unset=True)
     for s in data["stages"]:
         if s["id"] == stage_id:
             s["submission_deadline"] = deadline

@@ -86,7 +86,7 @@ def test_every_route_declares_who_may_call_it(web: Web) -> None:
     """The authorisation matrix: each route has one Allow rule, and each role gets exactly
     what the rule says (401 without an account, 403 with the wrong role)."""
     kinds = {"stage_id": "s1", "component_id": "experts", "team_id": "beta", "code": "en",
-             "n": "1", "sha": "0" * 64}
+             "n": "1", "sha": "0" * 64, "battle_id": "none"}
     from kaieval.web import committee as cm
 
     cm.auto_assign(web.ctx, "s1", per_team=3, actor="office")

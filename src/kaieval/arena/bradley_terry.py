@@ -6,6 +6,11 @@ strength per team. We fit it with Hunter's (2004) minorise-maximise iteration,
 which needs no step size and always increases the likelihood; a tie counts as
 half a win for each side; a weak prior (one virtual tie of every team against
 an average opponent) keeps a team that won or lost every vote finite.
+
+"Both bad" counts as a tie too (``WIN_SHARE``): the user found neither answer better,
+which is what a tie says about the *relative* strengths the model measures; Chatbot
+Arena counts its "tie (bothbad)" the same way. Every outcome is mapped explicitly, so
+a new one fails loudly instead of turning ratings into NaN (as it did in one fork).
 """
 
 from __future__ import annotations
@@ -19,22 +24,28 @@ from kaieval.records import Vote
 
 Array = NDArray[np.float64]
 
+WIN_SHARE: dict[str, float] = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
+"""Side a's share of the win for each outcome of a vote (side b gets the rest)."""
+
+
+def win_share(winner: str) -> float:
+    """Side a's share of the win; a ``KeyError`` names an outcome nobody mapped."""
+    return WIN_SHARE[winner]
+
 
 def win_matrix(votes: Sequence[Vote], teams: Sequence[str]) -> Array:
-    """W[i, j] = wins of i over j (ties count 1/2 each). Votes naming other teams are ignored."""
+    """W[i, j] = wins of i over j (ties and both-bad count 1/2 each, ``WIN_SHARE``).
+
+    Votes naming other teams are ignored."""
     index = {t: i for i, t in enumerate(teams)}
     w = np.zeros((len(teams), len(teams)))
     for v in votes:
         if v.a not in index or v.b not in index or v.a == v.b:
             continue
         i, j = index[v.a], index[v.b]
-        if v.winner == "a":
-            w[i, j] += 1
-        elif v.winner == "b":
-            w[j, i] += 1
-        else:
-            w[i, j] += 0.5
-            w[j, i] += 0.5
+        share = win_share(v.winner)
+        w[i, j] += share
+        w[j, i] += 1.0 - share
     return w
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import typer
 
 from kaieval.cli import (
+    arena,
     audit,
     auditlog,
     demo,
@@ -58,6 +59,7 @@ app.add_typer(program.app, name="program")
 app.add_typer(provenance.app, name="provenance")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
+app.add_typer(arena.app, name="arena")
 
 
 def main() -> None:

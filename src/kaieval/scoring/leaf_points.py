@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from kaieval.arena.bradley_terry import fit_strengths, user_points, win_matrix
+from kaieval.arena.bradley_terry import fit_strengths, user_points, win_matrix, win_share
 from kaieval.committee.trimmed import committee_points, trimmed_item_means
 from kaieval.errors import KaiError
 from kaieval.records import (
@@ -24,11 +24,12 @@ from kaieval.records import (
     CommitteeSheet,
     EngineRun,
     Record,
+    UserRating,
     UserVote,
 )
 from kaieval.scoring.robustness import bootstrap_committee_points, bootstrap_mean
 from kaieval.spec.dossier import Submission
-from kaieval.spec.program import Component, ComponentKind, RelativeMapping
+from kaieval.spec.program import RATING_SCALE, Component, ComponentKind, RelativeMapping
 
 Array = NDArray[np.float64]
 
@@ -203,9 +204,72 @@ def committee_scores(comp: Component, stage_id: str, teams: Sequence[str],
     return out
 
 
+def rating_scores(comp: Component, stage_id: str, teams: Sequence[str],
+                  records: Sequence[Record], plan: BootstrapPlan | None) -> LeafScores:
+    """A rating-mode users component: the mean over raters of each rater's mean criterion
+    score, mapped from the 1–5 scale linearly, (score - 1) / 4 x the component's points.
+
+    The bootstrap resamples raters (with replacement, the same draw for every team, as
+    committee evaluators are), so a team's interval reflects who happened to rate; a
+    replicate that drew none of a team's raters keeps the team's point estimate.
+    """
+    low, high = RATING_SCALE
+    t = len(teams)
+    out = _empty(t)
+    ratings = sorted((r for r in records if isinstance(r, UserRating) and r.stage_id == stage_id
+                      and r.component_id == comp.id and r.team_id in teams and r.scores),
+                     key=lambda r: r.natural_key())
+    if not ratings:
+        for i in range(t):
+            out.detail[i] = "not measured: no user ratings stored"
+        return out
+    raters = sorted({r.rater_id for r in ratings})
+    r_index = {name: k for k, name in enumerate(raters)}
+    t_index = {tid: k for k, tid in enumerate(teams)}
+    means = np.full((len(raters), t), np.nan)  # [E, T] each rater's mean criterion score
+    for r in ratings:
+        means[r_index[r.rater_id], t_index[r.team_id]] = float(np.mean(list(r.scores.values())))
+    share = (means - low) / (high - low)
+    rated = ~np.isnan(share)
+    n = rated.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        avg = np.where(n > 0, np.nansum(share, axis=0) / np.maximum(n, 1), np.nan)
+    out.points = comp.points * avg
+    crit = [c.id for c in comp.criteria]
+    for i, tid in enumerate(teams):
+        mine = [r for r in ratings if r.team_id == tid]
+        if not mine:
+            out.detail[i] = "not measured: no user rated this team"
+            continue
+        out.sources[i] = {r.source.value for r in mine}
+        out.detail[i] = (f"{len(mine)} user ratings, mean score {low + avg[i] * (high - low):.2f} "
+                         f"of {low}–{high}, mapped (score - {low}) / {high - low}")
+        for c in crit:
+            vals = [r.scores[c] for r in mine if c in r.scores]
+            if vals:
+                out.evidence[i].append(f"{c}: {np.mean(vals):.2f} / {high} from {len(vals)} "
+                                       f"users [{', '.join(sorted(out.sources[i]))}]")
+    if plan and plan.replicates:
+        e = len(raters)
+        weights = plan.rng.multinomial(e, np.full(e, 1.0 / e), size=plan.replicates)  # [R, E]
+        filled = np.where(rated, share, 0.0)
+        num = weights @ filled  # [R, T]
+        den = weights @ rated.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rep = np.where(den > 0, num / den, avg[None, :])
+        out.replicates = comp.points * rep
+        out.resampled.add("user raters")
+    return out
+
+
 def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
                 records: Sequence[Record], plan: BootstrapPlan | None) -> LeafScores:
-    """Bradley–Terry strengths from the stage's pairwise votes, relative to the best team."""
+    """Bradley–Terry strengths from the stage's pairwise votes, relative to the best team.
+
+    A rating-mode component is scored by ``rating_scores`` instead.
+    """
+    if comp.mode == "rating":
+        return rating_scores(comp, stage_id, teams, records, plan)
     t = len(teams)
     out = _empty(t)
     # In natural-key order, so the bootstrap draws do not depend on how records came in.
@@ -237,8 +301,7 @@ def user_scores(comp: Component, stage_id: str, teams: Sequence[str],
         idx = {tid: k for k, tid in enumerate(teams)}
         a = np.array([idx[v.a] for v in votes])
         b = np.array([idx[v.b] for v in votes])
-        wa = np.array([1.0 if v.winner == "a" else 0.5 if v.winner == "tie" else 0.0
-                       for v in votes])
+        wa = np.array([win_share(v.winner) for v in votes])
         n = len(votes)
         counts = plan.rng.multinomial(n, np.full(n, 1.0 / n), size=plan.replicates)
         ws = np.zeros((plan.replicates, t, t))

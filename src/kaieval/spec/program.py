@@ -168,6 +168,17 @@ class RubricItem(Strict):
     rule: AuditRule | None = None
 
 
+class Criterion(Strict):
+    """One criterion of a rating-mode users component; users score it 1 (poor) to 5."""
+
+    id: Id
+    title: str = Field(min_length=1)
+
+
+RATING_SCALE = (1, 5)
+"""The rating scale of a users component in rating mode (매우 미흡 … 매우 우수)."""
+
+
 class BenchmarkRef(Strict):
     """One benchmark inside a benchmarks component, with its weight in that component."""
 
@@ -209,6 +220,15 @@ class Component(Strict):
     trim_min_sheets: int = Field(
         default=5, ge=3, strict=True,
         description="trim highest and lowest sheet per item from this many")
+    mode: Literal["arena", "rating"] = Field(
+        default="arena",
+        description="users components: 'arena' (blind pairwise votes, Bradley-Terry) or "
+                    "'rating' (each user scores each team 1-5 on the criteria)")
+    criteria: tuple[Criterion, ...] = Field(
+        default=(), description="rating mode: what users score, each 1-5")
+    show_names: bool = Field(
+        default=False, strict=True,
+        description="rating mode: raters see the teams' names (stage 1 did); else codes")
 
     @model_validator(mode="after")
     def _shape(self) -> Component:
@@ -241,7 +261,26 @@ class Component(Strict):
                              "benchmarks")
         _unique([r.id for r in self.rubric], "rubric item id", "rubric", "id")
         _unique([b.id for b in self.benchmarks], "benchmark id", "benchmarks", "id")
+        self._users_fields()
         return self
+
+    def _users_fields(self) -> None:
+        set_here = self.model_fields_set
+        if self.kind is not ComponentKind.USERS:
+            for name in ("mode", "criteria", "show_names"):
+                if name in set_here:
+                    raise spec_error(f"'{name}' is for users components only", name)
+            return
+        if self.mode == "rating":
+            if not self.criteria:
+                raise spec_error("a users component in rating mode needs 'criteria' (what "
+                                 "users score 1-5)", "criteria")
+            _unique([c.id for c in self.criteria], "criterion id", "criteria", "id")
+            return
+        for name in ("criteria", "show_names"):
+            if name in set_here:
+                raise spec_error(f"'{name}' is for rating mode (mode: rating); an arena is "
+                                 "blind and scored by votes", name)
 
     @model_validator(mode="after")
     def _rules(self) -> Component:

@@ -34,7 +34,7 @@ HEADERS = {
 
 def create_app(ctx: WebContext) -> FastAPI:
     """The app for one store and programme."""
-    from kaieval.web.routes import auth, committee, objections, office, public, teams
+    from kaieval.web.routes import auth, committee, objections, office, public, teams, users
 
     app = FastAPI(title="kaieval", version=code_version(), docs_url=None, redoc_url=None)
     app.state.ctx = ctx
@@ -51,7 +51,7 @@ def create_app(ctx: WebContext) -> FastAPI:
             response.headers.setdefault(name, value)
         return response
 
-    for module in (public, auth, committee, office, teams, objections):
+    for module in (public, auth, committee, office, teams, objections, users):
         app.include_router(module.router)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]

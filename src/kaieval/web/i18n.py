@@ -91,8 +91,34 @@ _SUBMIT: dict[str, dict[str, str]] = {
     "charts": {"ko": "그래프", "en": "Charts"},
 }
 
+_ARENA: dict[str, dict[str, str]] = {
+    "rate": {"ko": "사용자 평가", "en": "Rate the models"},
+    "arena": {"ko": "블라인드 비교", "en": "Blind arena"},
+    "nothing_to_rate": {"ko": "평가할 항목이 없습니다.", "en": "Nothing to rate."},
+    "scale_help": {"ko": "1 매우 미흡 · 2 미흡 · 3 보통 · 4 우수 · 5 매우 우수",
+                   "en": "1 very poor · 2 poor · 3 fair · 4 good · 5 very good"},
+    "votes_so_far": {"ko": "투표 수", "en": "Your votes"},
+    "no_battle": {"ko": "지금은 비교할 응답이 없습니다.", "en": "No battle to show now."},
+    "prompt": {"ko": "질문", "en": "Prompt"},
+    "a_better": {"ko": "A가 더 좋음", "en": "A is better"},
+    "b_better": {"ko": "B가 더 좋음", "en": "B is better"},
+    "tie": {"ko": "비슷함", "en": "Tie"},
+    "both_bad": {"ko": "둘 다 나쁨", "en": "Both bad"},
+    "votes": {"ko": "표", "en": "votes"},
+    "voters": {"ko": "명 투표", "en": "voters"},
+    "prompts": {"ko": "질문", "en": "prompts"},
+    "responses": {"ko": "응답", "en": "responses"},
+    "cap": {"ko": "1인당 상한", "en": "cap per user"},
+    "rating": {"ko": "레이팅", "en": "Rating"},
+    "battles": {"ko": "비교 수", "en": "Battles"},
+    "position_bias": {"ko": "위치 편향 점검", "en": "Position-bias check"},
+    "left_won": {"ko": "왼쪽(먼저 보인) 응답 승률", "en": "Left (first-shown) side won"},
+    "withheld": {"ko": "제외된 응답 (모델·팀 이름 노출)",
+                 "en": "Withheld responses (name their model or team)"},
+}
+
 # Each part of the app keeps its text in a dict of its own above; they meet here.
-MESSAGES: dict[str, dict[str, str]] = {**_COMMON, **_SUBMIT}
+MESSAGES: dict[str, dict[str, str]] = {**_COMMON, **_SUBMIT, **_ARENA}
 
 
 def translate(key: str, lang: str) -> str:
