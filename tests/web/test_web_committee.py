@@ -6,6 +6,7 @@ from __future__ import annotations
 from web_helpers import Web, csrf_of, login  # type: ignore[import-not-found]
 
 from kaieval.records import CommitteeSheet
+from kaieval.spec.program import Program
 from kaieval.web import committee as cm
 
 SHEET = "/api/v1/committee/sheets/s1/experts"
@@ -108,3 +109,34 @@ def test_office_sees_progress_alpha_and_outliers(web: Web) -> None:
     assert set(experts["alpha"]) == {"report", "logs"}
     assert any(o["evaluator"] == "park" and o["item"] == "report" for o in experts["outliers"])
     assert web.client("kim").get("/api/v1/office/committee/s1").status_code == 403
+
+
+
+def test_others_sheets_follow_the_spec(web: Web) -> None:
+    _assign(web)
+    url = "/api/v1/committee/sheets/s1/experts/beta/submit"
+    assert web.client("lee").post(url, json={"scores": {"report": 5, "logs": 2},
+                                             "comment": "LEE-NOTE"}).status_code == 200
+    kim = web.client("kim")
+    assert "LEE-NOTE" not in kim.get("/committee/s1/experts/beta").text  # before submitting
+    assert kim.post(url, json={"scores": {"report": 6, "logs": 3}}).status_code == 200
+    assert "LEE-NOTE" in kim.get("/committee/s1/experts/beta").text  # after, by default
+    data = web.ctx.program.model_dump(mode="python", by_alias=True, exclude_unset=True)
+    data["stages"][0]["composition"][1]["reveal_sheets"] = "never"
+    web.ctx.program = Program.model_validate(data)
+    assert "LEE-NOTE" not in kim.get("/committee/s1/experts/beta").text  # never, per spec
+
+
+def test_the_sheet_links_the_teams_evidence_files(web: Web) -> None:
+    from kaieval.web.accounts import get_account
+    from kaieval.web.submissions import store_file
+
+    _assign(web)
+    team = get_account(web.ctx.store, "alpha-team")
+    assert team is not None
+    meta = store_file(web.ctx, "s1", team, "training-log.txt", b"step 1 loss 2.3\n")
+    page = web.client("kim").get("/committee/s1/experts/alpha").text
+    link = f'/files/s1/alpha/{meta["sha256"]}'
+    assert link in page and "training-log.txt" in page
+    assert web.client("kim").get(link).content == b"step 1 loss 2.3\n"
+    assert web.client("park").get(link).status_code in (403, 404)  # conflicted with alpha

@@ -229,6 +229,10 @@ class Component(Strict):
     show_names: bool = Field(
         default=False, strict=True,
         description="rating mode: raters see the teams' names (stage 1 did); else codes")
+    reveal_sheets: Literal["after_submit", "never"] = Field(
+        default="after_submit",
+        description="committee components: when an evaluator sees the other evaluators' "
+                    "sheets for a team (after submitting their own, as HotCRP does, or never)")
 
     @model_validator(mode="after")
     def _shape(self) -> Component:
@@ -262,6 +266,8 @@ class Component(Strict):
         _unique([r.id for r in self.rubric], "rubric item id", "rubric", "id")
         _unique([b.id for b in self.benchmarks], "benchmark id", "benchmarks", "id")
         self._users_fields()
+        if "reveal_sheets" in self.model_fields_set and self.kind is not ComponentKind.COMMITTEE:
+            raise spec_error("'reveal_sheets' is for committee components only", "reveal_sheets")
         return self
 
     def _users_fields(self) -> None:

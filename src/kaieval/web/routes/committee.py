@@ -20,6 +20,7 @@ from kaieval.web.accounts import Account, Role
 from kaieval.web.app import render
 from kaieval.web.context import WebContext
 from kaieval.web.security import Allow, context, require
+from kaieval.web.submissions import files
 
 router = APIRouter()
 Expert = Depends(Allow(Role.EXPERT.value))
@@ -92,9 +93,11 @@ def _sheet(request: Request, ctx: WebContext, slot: cm.Slot, errors: list[str],
     done = cm.submitted(ctx, slot)
     values = ({"scores": dict(done.scores), "comment": done.comment} if done
               else cm.draft(ctx, slot))
+    reveal = done is not None and comp.reveal_sheets == "after_submit"
     return render(request, "sheet.html", status_code=status_code, slot=slot, component=comp,
                   label=_label(ctx, slot), values=values, locked=done is not None,
-                  errors=errors, saved=saved, others=_others(ctx, slot) if done else [])
+                  errors=errors, saved=saved, others=_others(ctx, slot) if reveal else [],
+                  evidence=files(ctx, slot.stage_id, slot.team_id))
 
 
 @router.post("/committee/{stage_id}/{component_id}/{team_id}", response_model=None)
