@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 
+from kaieval.errors import KaiError
 from kaieval.version import code_version
 from kaieval.web import i18n
 from kaieval.web.context import WebContext
@@ -55,6 +56,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         app.include_router(module.router)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(KaiError, _refused)  # type: ignore[arg-type]
     return app
 
 
@@ -90,6 +92,12 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     key = {403: "forbidden", 404: "not_found"}.get(exc.status_code)
     return render(request, "error.html", status_code=exc.status_code,
                   message=key or str(exc.detail), detail=str(exc.detail))
+
+
+async def _refused(request: Request, exc: KaiError) -> Response:
+    """A library refusal that a route did not turn into its own answer: a one-line 400."""
+    detail = " ".join(str(exc).split())
+    return await _http_error(request, HTTPException(status_code=400, detail=detail))
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:
