@@ -40,7 +40,8 @@ def create_app(ctx: WebContext) -> FastAPI:
     app = FastAPI(title="kaieval", version=code_version(), docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.state.templates = Environment(loader=FileSystemLoader(TEMPLATES),
-                                      autoescape=select_autoescape(default=True))
+                                      autoescape=select_autoescape(default=True),
+                                      finalize=_visible)
     app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie="kai_session",
                        max_age=SESSION_HOURS * 3600, same_site="lax",
                        https_only=ctx.secure_cookies)
@@ -58,6 +59,17 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(KaiError, _refused)  # type: ignore[arg-type]
     return app
+
+
+_BIDI = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+"""Direction overrides and isolates: in stored text they could make a page show a name or
+a comment other than the one stored (names refuse them; comments and reasons may not)."""
+
+
+def _visible(value: Any) -> Any:
+    """Every ``{{ }}`` value of a page: bidi controls shown as their code, not obeyed
+    (autoescaping then escapes the markup)."""
+    return value.translate(_BIDI) if isinstance(value, str) else value
 
 
 def wants_html(request: Request) -> bool:
