@@ -286,10 +286,11 @@ def _serve_from_store(store: Store, paths: Sequence[Path], say: Callable[..., No
                     actor="kai demo")
     made = make_demo_accounts(store, [ld.dossier for ld in loaded])
     say("[bold yellow]Demo web-app accounts (SIMULATED people; one-time passwords, shown "
-        "once): `kai serve --db " + store.url + "`")
+        "once): `kai serve --db " + store.url + "`", soft_wrap=True)
     for name, role, detail, password in made:
         shown = password if password is not None else "(made by an earlier run; unchanged)"
-        say(f"  {name:22} {role:7} {detail:32} {shown}", markup=False, highlight=False)
+        say(f"  {name:22} {role:7} {detail:32} {shown}", markup=False, highlight=False,
+            soft_wrap=True)
 
 
 def _score(program: Program, program_hash: str, stage: Stage, in_stage: Sequence[LoadedDossier],

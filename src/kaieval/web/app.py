@@ -14,7 +14,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kaieval.errors import KaiError
 from kaieval.version import code_version
@@ -33,6 +35,29 @@ HEADERS = {
 }
 
 
+class _SecurityHeaders:
+    """Adds ``HEADERS`` to every response (plain ASGI: ``BaseHTTPMiddleware`` cost a few
+    milliseconds per request under load, see docs/performance.md)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(ctx: WebContext) -> FastAPI:
     """The app for one store and programme."""
     from kaieval.web.routes import auth, committee, office, public
@@ -46,13 +71,7 @@ def create_app(ctx: WebContext) -> FastAPI:
                        max_age=SESSION_HOURS * 3600, same_site="lax",
                        https_only=ctx.secure_cookies)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
+    app.add_middleware(_SecurityHeaders)
     for module in (public, auth, committee, office):
         app.include_router(module.router)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]

@@ -215,7 +215,8 @@ def submit(ctx: WebContext, slot: Slot, account: Account, scores: dict[str, floa
         ctx.store.put(checked.records, actor=account.name, replace=False)
     except Superseding:
         raise KaiError("already submitted: the sheet is locked") from None
-    ctx.store.put_objects({f"draft/{slot.key}": None}, actor=account.name)
+    if ctx.store.get_object(f"draft/{slot.key}") is not None:  # no second write lock if none
+        ctx.store.put_objects({f"draft/{slot.key}": None}, actor=account.name)
     return sheet
 
 
