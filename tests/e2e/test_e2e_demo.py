@@ -26,6 +26,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert "Loading weights" not in proc.stderr + proc.stdout  # transformers kept quiet
+    (root / "demo-stdout.txt").write_text(proc.stdout, encoding="utf-8")
     return out
 
 
@@ -102,6 +103,41 @@ def test_demo_report_in_a_browser_shows_decisions_evidence_and_robustness(
     assert "surviv" in text.lower()
     page.screenshot(path=str(demo_out / "report.png"), full_page=False)
     page.close()
+
+
+def test_serve_after_demo_shows_it_simulated_and_the_printed_accounts_log_in(
+        demo_out: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from kaieval.store import Store
+    from kaieval.web.app import create_app
+    from kaieval.web.context import WebContext
+    from kaieval.web.stored import load_stored
+
+    printed = (demo_out.parent / "demo-stdout.txt").read_text(encoding="utf-8")
+    assert "Demo web-app accounts (SIMULATED" in printed
+    lines = {ln.split()[0]: ln.split() for ln in printed.splitlines()
+             if ln.strip().startswith("demo-")}
+    assert {"demo-office", "demo-expert1", "demo-user1"} <= set(lines)
+    store = Store(f"sqlite:///{demo_out / 'kaieval.sqlite'}")
+    stored = load_stored(store)  # what `kai serve --db ...` (no --program) serves
+    assert stored is not None
+    program, phash, dossiers = stored
+    assert {n for n in lines if n.startswith("demo-team-")} == {
+        f"demo-team-{d.team.id}" for d in dossiers}
+    app = create_app(WebContext(store=store, program=program, program_hash=phash,
+                                dossiers=dossiers, secret="s" * 40))
+    client = TestClient(app, base_url="http://127.0.0.1")
+    stages = client.get("/api/v1/public/stages").json()
+    assert stages and all(s["run"] == "demo" and s["simulated"] for s in stages)
+    page = client.get("/").text
+    assert program.name in page and page.count('class="banner"') >= len(stages)
+    page = client.get("/login")
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    res = client.post("/login", data={"name": "demo-office", "password": lines["demo-office"][-1],
+                                      "csrf": csrf}, follow_redirects=False)
+    assert res.status_code == 303 and res.headers["location"] == "/account"
+    store.close()
 
 
 def test_second_run_uses_cached_stand_ins_and_changes_nothing(demo_out: Path) -> None:

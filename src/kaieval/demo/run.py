@@ -264,12 +264,33 @@ def run_demo(out_dir: Path, *, cache_dir: Path | None = None, db_url: str | None
         results.append(result)
         print_summary(result, console)
         advancing = result.advancing()
+    _serve_from_store(store, paths, say)
     reports = write_reports(results, out_dir, title="kaieval demo: K-AI programme selection, "
                             "stage 1 and the planned stage 2", banner=BANNER)
     for p in reports:
         say(f"wrote {p}")
     return DemoOutcome(results=results, reports=reports, db_url=url,
                        seconds=time.perf_counter() - t0)
+
+
+def _serve_from_store(store: Store, paths: Sequence[Path], say: Callable[..., None]) -> None:
+    """Store the programme and dossiers for ``kai serve``; make and print demo accounts."""
+    from kaieval.demo.accounts import make_demo_accounts
+    from kaieval.spec.load import template_text
+    from kaieval.web.stored import store_programme
+
+    loaded = [load_dossier(p, check_files=False) for p in paths]
+    store_programme(store, template_text("k-ai-2025"),
+                    {ld.dossier.team.id: p.read_text("utf-8") for ld, p in zip(loaded, paths,
+                                                                              strict=True)},
+                    actor="kai demo")
+    made = make_demo_accounts(store, [ld.dossier for ld in loaded])
+    say("[bold yellow]Demo web-app accounts (SIMULATED people; one-time passwords, shown "
+        "once): `kai serve --db " + store.url + "`", soft_wrap=True)
+    for name, role, detail, password in made:
+        shown = password if password is not None else "(made by an earlier run; unchanged)"
+        say(f"  {name:22} {role:7} {detail:32} {shown}", markup=False, highlight=False,
+            soft_wrap=True)
 
 
 def _score(program: Program, program_hash: str, stage: Stage, in_stage: Sequence[LoadedDossier],

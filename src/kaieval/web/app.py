@@ -14,8 +14,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kaieval.errors import KaiError
 from kaieval.version import code_version
 from kaieval.web import i18n
 from kaieval.web.context import WebContext
@@ -32,6 +35,29 @@ HEADERS = {
 }
 
 
+class _SecurityHeaders:
+    """Adds ``HEADERS`` to every response (plain ASGI: ``BaseHTTPMiddleware`` cost a few
+    milliseconds per request under load, see docs/performance.md)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(ctx: WebContext) -> FastAPI:
     """The app for one store and programme."""
     from kaieval.web.routes import auth, committee, objections, office, public, teams, users
@@ -39,23 +65,30 @@ def create_app(ctx: WebContext) -> FastAPI:
     app = FastAPI(title="kaieval", version=code_version(), docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.state.templates = Environment(loader=FileSystemLoader(TEMPLATES),
-                                      autoescape=select_autoescape(default=True))
+                                      autoescape=select_autoescape(default=True),
+                                      finalize=_visible)
     app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie="kai_session",
                        max_age=SESSION_HOURS * 3600, same_site="lax",
                        https_only=ctx.secure_cookies)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
+    app.add_middleware(_SecurityHeaders)
     for module in (public, auth, committee, office, teams, objections, users):
         app.include_router(module.router)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(KaiError, _refused)  # type: ignore[arg-type]
     return app
+
+
+_BIDI = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+"""Direction overrides and isolates: in stored text they could make a page show a name or
+a comment other than the one stored (names refuse them; comments and reasons may not)."""
+
+
+def _visible(value: Any) -> Any:
+    """Every ``{{ }}`` value of a page: bidi controls shown as their code, not obeyed
+    (autoescaping then escapes the markup)."""
+    return value.translate(_BIDI) if isinstance(value, str) else value
 
 
 def wants_html(request: Request) -> bool:
@@ -90,6 +123,12 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     key = {403: "forbidden", 404: "not_found"}.get(exc.status_code)
     return render(request, "error.html", status_code=exc.status_code,
                   message=key or str(exc.detail), detail=str(exc.detail))
+
+
+async def _refused(request: Request, exc: KaiError) -> Response:
+    """A library refusal that a route did not turn into its own answer: a one-line 400."""
+    detail = " ".join(str(exc).split())
+    return await _http_error(request, HTTPException(status_code=400, detail=detail))
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -55,6 +55,14 @@ def committee_components(stage: Stage) -> list[Component]:
     return [c for c in stage.leaves() if c.kind is ComponentKind.COMMITTEE]
 
 
+def committee_component(ctx: WebContext, stage_id: str, component_id: str,
+                        ) -> Component | None:
+    """The committee component ``component_id`` of stage ``stage_id``, or None."""
+    stage = next((s for s in ctx.program.stages if s.id == stage_id), None)
+    return None if stage is None else next(
+        (c for c in committee_components(stage) if c.id == component_id), None)
+
+
 def entrants(ctx: WebContext, stage_id: str) -> list[Dossier]:
     """Dossiers with a submission for the stage, by team id."""
     return sorted((d for d in ctx.dossiers if stage_id in d.submissions),
@@ -88,7 +96,8 @@ def check_slot(ctx: WebContext, account: Account, stage_id: str, component_id: s
     """
     slot = Slot(stage_id, component_id, team_id, account.name)
     dossier = ctx.dossier(team_id)
-    if dossier is None or ctx.store.get_object(f"assignment/{slot.key}") is None:
+    if dossier is None or committee_component(ctx, stage_id, component_id) is None \
+            or ctx.store.get_object(f"assignment/{slot.key}") is None:
         raise KaiError("not assigned to you")
     if conflicted(account, dossier):
         raise KaiError("conflict of interest: you are affiliated with this team")
@@ -131,6 +140,9 @@ def set_assignment(ctx: WebContext, slot: Slot, present: bool, actor: str) -> No
         raise KaiError(f"no expert account {slot.evaluator!r}")
     if dossier is None:
         raise KaiError(f"no team {slot.team_id!r}")
+    if committee_component(ctx, slot.stage_id, slot.component_id) is None:
+        raise KaiError(f"no committee component {slot.component_id!r} in stage "
+                       f"{slot.stage_id!r}")
     if present and conflicted(account, dossier):
         raise KaiError(f"{slot.evaluator} is affiliated with team {slot.team_id}: conflict "
                        "of interest")
@@ -203,7 +215,8 @@ def submit(ctx: WebContext, slot: Slot, account: Account, scores: dict[str, floa
         ctx.store.put(checked.records, actor=account.name, replace=False)
     except Superseding:
         raise KaiError("already submitted: the sheet is locked") from None
-    ctx.store.put_objects({f"draft/{slot.key}": None}, actor=account.name)
+    if ctx.store.get_object(f"draft/{slot.key}") is not None:  # no second write lock if none
+        ctx.store.put_objects({f"draft/{slot.key}": None}, actor=account.name)
     return sheet
 
 
