@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.routing import APIRoute
 from typer.testing import CliRunner
-from web_helpers import Web, csrf_of, login  # type: ignore[import-not-found]
+from web_helpers import PATH_VALUES, Web, csrf_of, login  # type: ignore[import-not-found]
 
 from kaieval.cli import app as cli
 from kaieval.web.accounts import PUBLIC, authenticate, disable
@@ -85,8 +85,7 @@ def test_security_headers(web: Web) -> None:
 def test_every_route_declares_who_may_call_it(web: Web) -> None:
     """The authorisation matrix: each route has one Allow rule, and each role gets exactly
     what the rule says (401 without an account, 403 with the wrong role)."""
-    kinds = {"stage_id": "s1", "component_id": "experts", "team_id": "beta", "code": "en",
-             "n": "1", "sha": "0" * 64, "battle_id": "none"}
+    kinds = PATH_VALUES
     from kaieval.web import committee as cm
 
     cm.auto_assign(web.ctx, "s1", per_team=3, actor="office")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from web_helpers import Web  # type: ignore[import-not-found]
+from web_helpers import PATH_VALUES, Web  # type: ignore[import-not-found]
 
 from kaieval.web import committee as cm
 from kaieval.web.accounts import PUBLIC
@@ -27,7 +27,7 @@ EXAMPLES = int(os.environ.get("KAI_FUZZ_EXAMPLES", "8"))
 REFUSED_EXAMPLES = 2  # a caller whose role the route refuses stops at 401/403: a few suffice
 CALLERS = {None: PUBLIC, "office": "admin", "kim": "expert", "user1": "user",
            "alpha-team": "team"}  # anonymous, then one account of each role
-REAL_PATH = {"stage_id": "s1", "component_id": "experts", "team_id": "beta", "code": "en"}
+REAL_PATH = PATH_VALUES
 """Path parameters by name, with values that exist in the fixture (kim is assigned to beta)."""
 
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.routing import APIRoute
-from web_helpers import Web  # type: ignore[import-not-found]
+from web_helpers import PATH_VALUES, Web  # type: ignore[import-not-found]
 
 from kaieval.errors import KaiError
 from kaieval.pipeline import save_stage_result
@@ -35,7 +35,7 @@ TEXT = NAME + f" {BIDI}evil\u202c \u2066iso\u2069"
 """For free text, which may hold anything printable."""
 ID = f'<script>alert(3)<b>x"onmouseover="alert(4)"{BIDI}'
 """For record ids (no whitespace, no slash)."""
-KINDS = {"stage_id": "s1", "component_id": "experts", "team_id": "beta", "code": "en"}
+KINDS = PATH_VALUES
 BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 
@@ -102,6 +102,7 @@ def _hostile(web: Web) -> dict[str, str]:
         "teams": tuple(t.model_copy(update={"decision_reason": TEXT, "team_name": TEXT})
                        for t in result.teams)})
     save_stage_result(ctx.store, result, "main", actor="office")
+    save_stage_result(ctx.store, result, "final", actor="office")  # the public shows final
     return {"mallory": token}
 
 

@@ -14,6 +14,10 @@ from kaieval.web.accounts import Role, create_account
 from kaieval.web.context import WebContext
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bad_records"
+PATH_VALUES = {"stage_id": "s1", "component_id": "experts", "team_id": "beta", "code": "en",
+               "n": "1", "sha": "0" * 64, "battle_id": "none"}
+"""A value for every path parameter of the app's routes (kim is assigned to beta): the
+tests that walk every route use it, so a new parameter name is added here once."""
 PEOPLE = {  # name: (role, team, affiliation)
     "office": (Role.ADMIN, None, "Programme office"),
     "kim": (Role.EXPERT, None, "Seoul Institute"),
