@@ -10,9 +10,9 @@ then
    (``POST /api/v1/committee/sheets/.../submit``), timing each submission;
 2. ``--evaluators`` concurrent clients each fetch the leaderboard page ``/``
    ``--pages`` times;
-3. votes: ``--voters`` users voting at once. TODO(arena): this branch has no vote
-   endpoint yet; ``_votes`` reports "not measured" until ``/api/v1/arena`` exists, and is
-   the one place to add it (the hook checks the app's /openapi.json).
+3. votes: ``--voters`` users (token-only accounts) voting at once in the stage's blind
+   arena: each fetches a battle and votes on it (responses are stored beforehand, as
+   ``kai arena generate`` would; no model runs here).
 
 Afterwards it counts the stored sheets and their audit entries (none lost, none
 duplicated) and runs ``kai audit-log verify``. Prints a side-by-side table.
@@ -60,7 +60,10 @@ class Outcome:
     audit_missing: int = 0
     audit_duplicated: int = 0
     verify: str = "?"
-    votes: str = "not measured (no vote endpoint yet)"
+    vote_ms: list[float] = field(default_factory=list)
+    votes_expected: int = 0
+    votes_lost: int = 0
+    votes_duplicated: int = 0
 
 
 def _programme(folder: Path, teams: int, components: int) -> tuple[Path, list[Path]]:
@@ -70,10 +73,11 @@ def _programme(folder: Path, teams: int, components: int) -> tuple[Path, list[Pa
                                         for i, m in RUBRIC) + "]"
         for c in range(components))
     program = folder / "program.yaml"
+    comps += "\n      - id: users\n        points: 10\n        kind: users"  # the arena
     program.write_text(
         "schema: kaieval/program/v1\nid: web-load\nname: Web load programme\n"
         "axes: [{id: tech, name: Technology}]\nstages:\n  - id: s1\n    name: Stage one\n"
-        f"    date: 2026-01-15\n    total: {100 // components * components}\n    cut: 2\n"
+        f"    date: 2026-01-15\n    total: {100 // components * components + 10}\n    cut: 2\n"
         f"    composition:\n{comps}\n", encoding="utf-8")
     dossiers = []
     for t in range(teams):
@@ -87,8 +91,10 @@ def _programme(folder: Path, teams: int, components: int) -> tuple[Path, list[Pa
 
 
 def _setup(db: str, program: Path, dossiers: list[Path], evaluators: int,
-           sheets: int) -> dict[str, str]:
-    """Accounts, assignments and a decided stage result; returns name -> API token."""
+           sheets: int, voters: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Accounts, assignments, arena responses and a confirmed stage result; returns the
+    evaluators' and the voters' name -> API token."""
+    from kaieval.arena.responses import Prompt, put_responses, store_prompts
     from kaieval.pipeline.results import save_stage_result
     from kaieval.records import CommitteeSheet
     from kaieval.scoring.stage import Entrant, run_stage
@@ -121,8 +127,19 @@ def _setup(db: str, program: Path, dossiers: list[Path], evaluators: int,
                 for d in loaded]
     result = run_stage(prog, stage, entrants, store.records(stage_id="s1"), replicates=50)
     save_stage_result(store, result, "main", actor="bench")
+    save_stage_result(store, result, "final", actor="bench")  # what the public leaderboard shows
+    voter_tokens = {}
+    for v in range(voters):
+        name = f"voter{v:04d}"
+        _, _, voter_tokens[name] = create_account(store, name, Role.USER, actor="bench",
+                                                  password_login=False)
+    prompts = [Prompt(f"p{k:02d}", f"질문 {k}: 한국의 수도는 어디인가요?") for k in range(20)]
+    store_prompts(store, "s1", prompts, actor="bench")
+    put_responses(store, "s1", {(p.id, d.team.id): f"answer {k} to {p.id}"
+                                for p in prompts for k, d in enumerate(loaded)},
+                  {}, actor="bench")
     store.close()
-    return tokens
+    return tokens, voter_tokens
 
 
 def _free_port() -> int:
@@ -189,17 +206,22 @@ def _reader(base: str, pages: int, out: Outcome) -> None:
             _timed(lambda: c.get("/"), out.board_ms, out.errors, "leaderboard")
 
 
-def _votes(base: str, voters: int) -> str:
-    """TODO(arena): 500 users voting at once, once the arena API exists in this branch."""
-    paths = httpx.get(f"{base}/openapi.json", timeout=10).json().get("paths", {})
-    if not any("/arena" in p and "vote" in p for p in paths):
-        return "not measured (no vote endpoint yet)"
-    return f"TODO: vote endpoint present; {voters} voters not yet wired in this benchmark"
+def _voter(base: str, name: str, token: str, out: Outcome) -> None:
+    """One user: fetch a battle, vote on it (the left answer), timed together."""
+    with httpx.Client(base_url=base, timeout=120,
+                      headers={"Authorization": f"Bearer {token}"}) as c:
+        def battle_and_vote() -> httpx.Response:
+            battle = c.get("/api/v1/arena/s1/battle")
+            if battle.status_code != 200:
+                return battle
+            return c.post(f"/api/v1/arena/s1/battles/{battle.json()['battle_id']}/vote",
+                          json={"choice": "left"})
+        _timed(battle_and_vote, out.vote_ms, out.errors, f"vote {name}")
 
 
 def _check(db: str, tokens: dict[str, str], slots: list[tuple[str, str]], out: Outcome,
-           env: dict[str, str]) -> None:
-    from kaieval.records import CommitteeSheet
+           env: dict[str, str], voters: dict[str, str]) -> None:
+    from kaieval.records import CommitteeSheet, UserVote
     from kaieval.store import Store
 
     expected = {f"sheet/s1/{c}/{t}/{n}" for n in tokens for c, t in slots}
@@ -209,6 +231,11 @@ def _check(db: str, tokens: dict[str, str], slots: list[tuple[str, str]], out: O
                 if isinstance(r, CommitteeSheet) and r.evaluator_id in tokens]
         audit = [e.entity_key for e in store.audit_entries()
                  if e.actor in tokens and e.entity_key.startswith("sheet/")]
+        votes = [r.vote.voter_id for r in store.records(stage_id="s1", kind="vote")
+                 if isinstance(r, UserVote)]
+    out.votes_expected = len(voters)
+    out.votes_lost = len(set(voters) - set(votes))
+    out.votes_duplicated = len(votes) - len(set(votes))
     out.lost = len(expected - set(keys))
     out.duplicated = len(keys) - len(set(keys))
     out.audit_missing = len(expected - set(audit))
@@ -222,7 +249,8 @@ def run(backend: str, db: str, args: argparse.Namespace, env: dict[str, str]) ->
     out = Outcome(backend)
     with tempfile.TemporaryDirectory() as tmp:
         program, dossiers = _programme(Path(tmp), args.teams, args.components)
-        tokens = _setup(db, program, dossiers, args.evaluators, args.sheets)
+        tokens, voters = _setup(db, program, dossiers, args.evaluators, args.sheets,
+                                args.voters)
         slots = [(f"c{c}", f"team{t}") for c in range(args.components)
                  for t in range(args.teams)][:args.sheets]
         with _server(db, program, dossiers, env) as base:
@@ -234,8 +262,10 @@ def run(backend: str, db: str, args: argparse.Namespace, env: dict[str, str]) ->
                 for f in [pool.submit(_reader, base, args.pages, out)
                           for _ in range(args.evaluators)]:
                     f.result()
-            out.votes = _votes(base, args.voters)
-        _check(db, tokens, slots, out, env)
+            with ThreadPoolExecutor(len(voters) or 1) as pool:  # all at once
+                for f in [pool.submit(_voter, base, n, tok, out) for n, tok in voters.items()]:
+                    f.result()
+        _check(db, tokens, slots, out, env, voters)
     return out
 
 
@@ -307,8 +337,13 @@ def main() -> int:
               f"{len(o.errors):7d}  {o.verify}")
         bad |= bool(o.lost or o.duplicated or o.audit_missing or o.audit_duplicated
                     or o.errors or o.verify != "ok")
+    print(f"\n{'backend':9} {'voters':>7} {'vote p50':>9} {'vote p95':>9} {'lost':>5} {'dup':>5}"
+          "   (battle fetch + vote, all voters at once)")
     for o in outcomes:
-        print(f"{o.backend}: votes: {o.votes}")
+        print(f"{o.backend:9} {o.votes_expected:7d} {_pct(o.vote_ms, 50):7.0f}ms "
+              f"{_pct(o.vote_ms, 95):7.0f}ms {o.votes_lost:5d} {o.votes_duplicated:5d}")
+        bad |= bool(o.votes_lost or o.votes_duplicated)
+    for o in outcomes:
         for e in o.errors[:5]:
             print(f"{o.backend}: error: {e}")
     return 1 if bad else 0

@@ -24,6 +24,9 @@ def users_add(
         help="The person's organisation (conflicts of interest are computed from it).")] = "",
     token_out: Annotated[Path | None, typer.Option(
         help="Write the API token to this file (mode 0600) instead of printing it.")] = None,
+    token_only: Annotated[bool, typer.Option(
+        "--token-only", help="No password: the account is used through its API token only "
+                             "(scripts).")] = False,
     db: DbOpt = None,
     actor: Annotated[str, typer.Option(help="Who is creating it (audit log).")] = "cli",
 ) -> None:
@@ -40,8 +43,10 @@ def users_add(
         raise KaiError(f"--role {role!r}: expected one of "
                        f"{', '.join(r.value for r in Role)}") from None
     account, password, token = create_account(Store(db), name, parsed, team_id=team,
-                                              affiliation=affiliation, actor=actor)
-    typer.echo(f"created {account.name} ({account.role.value}); one-time password: {password}")
+                                              affiliation=affiliation, actor=actor,
+                                              password_login=not token_only)
+    typer.echo(f"created {account.name} ({account.role.value}); "
+               + (f"one-time password: {password}" if password else "token only, no password"))
     if token_out is None:
         typer.echo(f"API token: {token}")
         return

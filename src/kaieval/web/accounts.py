@@ -23,6 +23,8 @@ from kaieval.store import Store
 
 _HASHER = PasswordHash.recommended()  # argon2id with pwdlib's current parameters
 _DUMMY_HASH = _HASHER.hash("timing equaliser")  # checked against when a name is unknown
+NO_PASSWORD = "!"
+"""``password_hash`` of a token-only account (a script, a load test): no login form."""
 
 
 class Role(StrEnum):
@@ -67,8 +69,13 @@ def _token_key(token: str) -> str:
 
 
 def create_account(store: Store, name: str, role: Role, *, team_id: str | None = None,
-                   affiliation: str = "", actor: str) -> tuple[Account, str, str]:
-    """Create an account; returns it with its one-time password and its API token."""
+                   affiliation: str = "", actor: str, password_login: bool = True,
+                   ) -> tuple[Account, str, str]:
+    """Create an account; returns it with its one-time password and its API token.
+
+    ``password_login=False`` makes a token-only account (no password, ``""`` returned):
+    for scripts, and cheap to make in bulk since nothing is argon2-hashed.
+    """
     if role is Role.TEAM and not team_id:
         raise KaiError("a team account needs --team (the team id it speaks for)")
     if role is not Role.TEAM and team_id:
@@ -76,13 +83,13 @@ def create_account(store: Store, name: str, role: Role, *, team_id: str | None =
     if role is Role.EXPERT and not affiliation.strip():
         raise KaiError("an expert needs --affiliation (conflicts of interest are computed "
                        "from it)")
-    password = secrets.token_urlsafe(12)
+    password = secrets.token_urlsafe(12) if password_login else ""
     token = f"kai_{secrets.token_urlsafe(32)}"
     try:
         account = Account(name=name, role=role, team_id=team_id, affiliation=affiliation.strip(),
-                          password_hash=_HASHER.hash(password),
+                          password_hash=_HASHER.hash(password) if password else NO_PASSWORD,
                           token_hash=hashlib.sha256(token.encode()).hexdigest(),
-                          created_at=_now())
+                          must_change_password=password_login, created_at=_now())
     except ValueError as exc:
         raise KaiError(f"account name {name!r}: letters, digits and . _ @ - only, at most "
                        f"{MAX_ID} characters") from exc
@@ -106,7 +113,7 @@ def accounts(store: Store) -> list[Account]:
 def authenticate(store: Store, name: str, password: str) -> Account | None:
     """The enabled account whose password this is, else None (same work either way)."""
     account = get_account(store, name) if 0 < len(name) <= MAX_ID else None
-    if account is None:
+    if account is None or account.password_hash == NO_PASSWORD:
         _HASHER.verify(password, _DUMMY_HASH)  # no faster answer for unknown names
         return None
     if not _HASHER.verify(password, account.password_hash) or account.disabled:
