@@ -156,3 +156,16 @@ def test_users_cli(tmp_path: object) -> None:
     assert all("hash" not in k for r in rows for k in r)
     assert runner.invoke(cli, ["users", "disable", "choi", "--db", db]).exit_code == 0
     assert runner.invoke(cli, ["users", "disable", "nobody", "--db", db]).exit_code == 2
+
+
+def test_token_only_accounts_cannot_log_in(web: Web) -> None:
+    from kaieval.web.accounts import Role, create_account
+
+    account, password, token = create_account(web.ctx.store, "bot", Role.USER, actor="office",
+                                              password_login=False)
+    assert password == "" and not account.must_change_password
+    assert authenticate(web.ctx.store, "bot", "") is None
+    assert authenticate(web.ctx.store, "bot", "!") is None
+    c = web.client()
+    c.headers["Authorization"] = f"Bearer {token}"
+    assert c.get("/api/v1/me").json()["name"] == "bot"
