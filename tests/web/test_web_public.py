@@ -53,3 +53,15 @@ def test_a_confirmed_stage_is_public_without_private_data(web: Web) -> None:
     for body in (page, str(detail)):
         assert "PRIVATE-COMMENT" not in body and "secret-voter" not in body
     assert 'data-team="alpha"' in page
+
+
+def test_the_public_view_is_rebuilt_when_a_result_changes(web: Web) -> None:
+    from kaieval.web.routes.public import public_view
+
+    result = _score(web)
+    first = public_view(web.ctx)
+    assert first.results == [] and public_view(web.ctx) is first  # cached
+    save_stage_result(web.ctx.store, result, "final", actor="office")
+    second = public_view(web.ctx)
+    assert second is not first and [r.stage_id for _, r in second.results] == ["s1"]
+    assert public_view(web.ctx) is second

@@ -530,6 +530,16 @@ class Store:
             chain.write()
         return True
 
+    def stage_result_stamps(self) -> tuple[tuple[str, str, str, str], ...]:
+        """``(stage, run label, input hash, stored at)`` of every stage result: a cheap key
+        that changes whenever any stored stage result does (for caching what is built
+        from them, e.g. the public leaderboard)."""
+        query = select(StageResultRow.stage_id, StageResultRow.run_label,
+                       StageResultRow.input_hash, StageResultRow.created_at,
+                       ).order_by(StageResultRow.stage_id, StageResultRow.run_label)
+        rows = self._read("reading stage results", lambda s: list(s.execute(query)))
+        return tuple((a, b, c, as_utc(d).isoformat()) for a, b, c, d in rows)
+
     def stage_result(self, stage_id: str, run_label: str = "main") -> dict[str, Any] | None:
         """The stored payload of a stage run, or None if there is none."""
         query = select(StageResultRow.payload).where(StageResultRow.stage_id == stage_id,

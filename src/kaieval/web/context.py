@@ -33,6 +33,10 @@ class WebContext:
     login_rate: str = "10/minute"
     upload_dir: Path | None = None
     _limiter: MovingWindowRateLimiter = field(init=False)
+    public_cache: tuple[object, object] | None = field(default=None, init=False, repr=False)
+    """``(key, value)`` of what the public pages build from stored stage results
+    (routes/public.py); the key is ``Store.stage_result_stamps()``, so any new or
+    changed result rebuilds it."""
     _given: tuple[Dossier, ...] = field(init=False)
 
     def __post_init__(self) -> None:

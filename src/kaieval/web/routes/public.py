@@ -9,6 +9,7 @@ office confirmed it: a decided ``main`` run still open to objections and an unde
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -30,16 +31,41 @@ simulated). A ``main`` run (decided, open to objections) and a ``provisional`` o
 (undecidable) are never public."""
 
 
-def public_results(ctx: WebContext) -> list[tuple[str, StageResult]]:
-    """``(run label, result)`` of every stage that has a public result, in programme order."""
-    out = []
+@dataclass(frozen=True)
+class PublicView:
+    """What the public pages show, built once per set of stored stage results."""
+
+    results: list[tuple[str, StageResult]]
+    stages: list[dict[str, Any]]
+    charts: dict[str, str]
+
+
+def public_view(ctx: WebContext) -> PublicView:
+    """The public results, summaries and charts; rebuilt only when a stage result changes.
+
+    Parsing every result and drawing its chart on each request made the leaderboard the
+    slowest page under load; one cheap query of the stage results' stamps decides here.
+    """
+    key = ctx.store.stage_result_stamps()
+    cached = ctx.public_cache
+    if cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[return-value]
+    results = []
     for stage in ctx.program.stages:
         for run in PUBLIC_RUNS:
             payload = ctx.store.stage_result(stage.id, run)
             if payload is not None:
-                out.append((run, StageResult.model_validate(payload)))
+                results.append((run, StageResult.model_validate(payload)))
                 break
-    return out
+    view = PublicView(results=results, stages=[_summary(ctx, run, r) for run, r in results],
+                      charts={r.stage_id: totals_svg(r) for _, r in results})
+    ctx.public_cache = (key, view)
+    return view
+
+
+def public_results(ctx: WebContext) -> list[tuple[str, StageResult]]:
+    """``(run label, result)`` of every stage that has a public result, in programme order."""
+    return public_view(ctx).results
 
 
 def run_words(ctx: WebContext, run: str, r: StageResult) -> str:
@@ -69,11 +95,8 @@ def _summary(ctx: WebContext, run: str, r: StageResult) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse, dependencies=[Anyone])
 def leaderboard(request: Request) -> HTMLResponse:
     """The public leaderboard: every stage with a decided result."""
-    ctx = context(request)
-    results = public_results(ctx)
-    stages = [_summary(ctx, run, r) for run, r in results]
-    charts = {r.stage_id: totals_svg(r) for _, r in results}
-    return render(request, "leaderboard.html", stages=stages, charts=charts)
+    view = public_view(context(request))
+    return render(request, "leaderboard.html", stages=view.stages, charts=view.charts)
 
 
 @router.get("/lang/{code}", dependencies=[Anyone])
