@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from kaieval.pipeline import save_stage_result
 from kaieval.records import CommitteeSheet, Record, UserVote, Vote
@@ -20,7 +14,6 @@ from kaieval.scoring.results import StageResult
 from kaieval.scoring.stage import Entrant, run_stage
 from kaieval.spec.program import KST, Program
 from kaieval.web import submissions as sub
-from kaieval.web.app import create_app
 from kaieval.web.context import WebContext
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bad_records"
@@ -78,23 +71,3 @@ def dossier_bytes(team: str = "alpha", **replace: str) -> bytes:
     return text.encode()
 
 
-@contextmanager
-def serving(ctx: WebContext) -> Iterator[str]:
-    """The app on a real port in a thread; yields its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):  # bounded: 10 s
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

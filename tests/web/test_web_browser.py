@@ -5,25 +5,14 @@ are refused."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from web_helpers import make_ctx, populate  # type: ignore[import-not-found]
+from web_helpers import browser_login, make_ctx, populate, serving  # type: ignore[import-not-found]
 
 from kaieval.web import committee as cm
-from kaieval.web.app import create_app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -32,37 +21,15 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Any]]:
     passwords, _ = populate(ctx.store)
     cm.auto_assign(ctx, "s1", per_team=3, actor="office")
     cm.set_assignment(ctx, cm.Slot("s1", "experts", "gamma", "kim"), False, "office")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):  # bounded: 10 s
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "server did not start"
-    yield f"http://127.0.0.1:{port}", passwords, ctx
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(ctx) as base:
+        yield base, passwords, ctx
     ctx.store.close()
-
-
-def _login(page: Any, base: str, name: str, password: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/account")
-    page.fill("input[name=password]", f"{name}-new-passphrase")
-    page.click("form[action='/account/password'] button")
-    page.wait_for_selector("#password-changed")
 
 
 def test_expert_submits_a_sheet_and_it_is_locked(browser: Any, served: Any) -> None:
     base, passwords, _ = served
     page = browser.new_page()
-    _login(page, base, "kim", passwords["kim"])
+    browser_login(page, base, "kim", passwords["kim"])
     page.goto(f"{base}/committee")
     page.click("a[href='/committee/s1/experts/beta']")
     page.fill("#score_report", "7.5")
@@ -88,7 +55,7 @@ def test_expert_submits_a_sheet_and_it_is_locked(browser: Any, served: Any) -> N
     page.goto(f"{base}/committee/s1/experts/gamma")
     assert page.locator("h1.error").count() == 1
     park = browser.new_page()
-    _login(park, base, "park", passwords["park"])
+    browser_login(park, base, "park", passwords["park"])
     response = park.goto(f"{base}/committee/s1/experts/alpha")
     assert response.status == 403 and park.locator("h1.error").count() == 1
     page.close()

@@ -8,21 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from teams_helpers import days_later, decide, dossier_bytes, serving  # type: ignore[import-not-found]
-from web_helpers import make_ctx, populate  # type: ignore[import-not-found]
+from teams_helpers import days_later, decide, dossier_bytes  # type: ignore[import-not-found]
+from web_helpers import browser_login, make_ctx, populate, serving  # type: ignore[import-not-found]
 
 from kaieval.web import objections as ob
-
-
-def _login(page: Any, base: str, name: str, password: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/account")
-    page.fill("input[name=password]", f"{name}-new-passphrase")
-    page.click("form[action='/account/password'] button")
-    page.wait_for_selector("#password-changed")
 
 
 def test_team_uploads_objects_and_public_sees_final(browser: Any, tmp_path: Path,
@@ -31,7 +20,7 @@ def test_team_uploads_objects_and_public_sees_final(browser: Any, tmp_path: Path
     passwords, _ = populate(ctx.store)
     with serving(ctx) as base:
         page = browser.new_page()
-        _login(page, base, "alpha-team", passwords["alpha-team"])
+        browser_login(page, base, "alpha-team", passwords["alpha-team"])
         page.goto(f"{base}/team")
         s1 = page.locator("section[data-stage=s1]")
         bad = dossier_bytes(**{"  s2:": "  s9:"})

@@ -4,28 +4,17 @@ hostile response text is shown as text; the votes and ratings land in the store.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from web_helpers import make_ctx, populate  # type: ignore[import-not-found]
+from web_helpers import browser_login, make_ctx, populate, serving  # type: ignore[import-not-found]
 from web_users_helpers import PROMPTS, TEAMS, seed_responses  # type: ignore[import-not-found]
 
 from kaieval.records import UserRating, UserVote
-from kaieval.web.app import create_app
 
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -34,33 +23,15 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Any]]:
     passwords, _ = populate(ctx.store)
     seed_responses(ctx.store, {(p.id, t): f"Answer of {k}: {HOSTILE}" for p in PROMPTS
                                for k, t in enumerate(TEAMS)})
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):  # bounded: 10 s
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "server did not start"
-    yield f"http://127.0.0.1:{port}", passwords, ctx
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(ctx) as base:
+        yield base, passwords, ctx
     ctx.store.close()
 
 
 def test_user_votes_in_the_arena_and_rates_in_rating_mode(browser: Any, served: Any) -> None:
     base, passwords, ctx = served
     page = browser.new_page()
-    page.goto(f"{base}/login")
-    page.fill("input[name=name]", "user1")
-    page.fill("input[name=password]", passwords["user1"])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/account")
-    page.fill("input[name=password]", "user1-new-passphrase")
-    page.click("form[action='/account/password'] button")
-    page.wait_for_selector("#password-changed")
+    browser_login(page, base, "user1", passwords["user1"])
 
     # rating mode: both teams of s2, names shown (show_names: true)
     page.click("header a[href='/rate']")

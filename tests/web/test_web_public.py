@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
+from teams_helpers import decide  # type: ignore[import-not-found]
 from web_helpers import Web  # type: ignore[import-not-found]
 
 from kaieval.pipeline import save_stage_result
-from kaieval.records import CommitteeSheet, Record, UserVote, Vote
-from kaieval.scoring.decidable import mark_provisional
 from kaieval.scoring.results import StageResult
-from kaieval.scoring.stage import Entrant, run_stage
 
 
 def _score(web: Web) -> StageResult:
-    """Store stage-1 records with a private comment and score them (no verdicts: provisional)."""
-    recs: list[Record] = []
-    for team, base in (("alpha", 8.0), ("beta", 6.0), ("gamma", 4.0)):
-        for e in range(3):
-            recs.append(CommitteeSheet(stage_id="s1", team_id=team, source="committee",
-                                       component_id="experts", evaluator_id=f"e{e}",
-                                       affiliation="X", scores={"report": base, "logs": 3},
-                                       comment="PRIVATE-COMMENT"))
-    recs.append(UserVote(stage_id="s1", team_id="*", source="users",
-                         vote=Vote(voter_id="secret-voter", a="alpha", b="beta", winner="a")))
-    web.ctx.store.put(recs, actor="office")
-    prog = web.ctx.program
-    entrants = [Entrant(team_id=d.team.id, name=d.team.name, submission=d.submissions["s1"])
-                for d in web.ctx.dossiers]
-    result = run_stage(prog, prog.stage("s1"), entrants, web.ctx.store.records(stage_id="s1"),
-                       replicates=50)
-    save_stage_result(web.ctx.store, mark_provisional(result, ["test"]), "provisional",
-                      actor="office")
-    return result
+    """Stage-1 records with a private comment and a named vote, scored; only the
+    undecidable ``provisional`` run is stored (no verdicts), nothing public yet."""
+    return decide(web.ctx, run="provisional")
 
 
 def test_nothing_public_before_a_decision(web: Web) -> None:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from kaieval.spec.load import load_dossiers, load_program
 from kaieval.store import Store
 from kaieval.web.accounts import Role, create_account
+from kaieval.web.app import create_app
 from kaieval.web.context import WebContext
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bad_records"
@@ -73,3 +81,37 @@ def login(client: TestClient, name: str, password: str) -> None:
 
 def csrf_of(html: str) -> str:
     return html.split('name="csrf" value="')[1].split('"')[0]
+
+
+@contextmanager
+def serving(ctx: WebContext) -> Iterator[str]:
+    """The app on a real port in a thread; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):  # bounded: 10 s
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started, "server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def browser_login(page: Any, base: str, name: str, password: str) -> None:
+    """Log in through the form in a browser and replace the one-time password."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/account")
+    page.fill("input[name=password]", f"{name}-new-passphrase")
+    page.click("form[action='/account/password'] button")
+    page.wait_for_selector("#password-changed")
