@@ -28,6 +28,7 @@ from kaieval.records import (
     Record,
     RepechageVote,
     Retraction,
+    UserRating,
     Vote,
 )
 from kaieval.store import Store, parse_url
@@ -82,6 +83,8 @@ def samples() -> list[Record]:
         Measurement(team_id="beta", source="simulated", name="heldout_loss", value=2.31,
                     unit="nats", **common),
         RepechageVote(team_id="gamma", source="committee", evaluator_id="e2", **common),
+        UserRating(team_id="alpha", source="users", component_id="panel", rater_id="u7",
+                   scores={"fluency": 4.0, "usefulness": 5.0}, **common),
         Retraction(team_id="beta", source="measured",
                    target="benchmark/stage1/beta/candidate/kmmlu",
                    reason="wrong target checkpoint", **common),
