@@ -42,3 +42,23 @@ def test_an_object_edited_outside_the_api_is_caught(store: Store, raw: Engine) -
 def test_bad_keys_are_refused(store: Store) -> None:
     with pytest.raises(KaiError, match="kind/name"):
         store.put_objects({"nokind": {}}, actor="office")
+
+
+def test_records_and_objects_in_one_transaction(store: Store) -> None:
+    from kaieval.records import CommitteeSheet
+    from kaieval.store import Superseding
+
+    def sheet(score: float) -> CommitteeSheet:
+        return CommitteeSheet(stage_id="s1", team_id="alpha", source="committee",
+                              component_id="experts", evaluator_id="kim", affiliation="X",
+                              scores={"report": score})
+
+    store.put_objects({"draft/s1/experts/alpha/kim": {"scores": {"report": 3}}}, actor="kim")
+    store.put([sheet(3)], actor="kim", replace=False,
+              objects={"draft/s1/experts/alpha/kim": None})
+    assert store.get_object("draft/s1/experts/alpha/kim") is None
+    head = store.audit_head()
+    with pytest.raises(Superseding):  # refused record: the object is not written either
+        store.put([sheet(9)], actor="kim", replace=False, objects={"note/x": {"a": 1}})
+    assert store.audit_head() == head and store.get_object("note/x") is None
+    assert store.audit_verify() == []

@@ -245,7 +245,8 @@ class Store:
     # -- records -----------------------------------------------------------------------
 
     def put(self, records: Iterable[Record], actor: str, *, replace: bool = True,
-            reason: str = "") -> PutSummary:
+            reason: str = "", objects: Mapping[str, Mapping[str, Any] | None] | None = None,
+            ) -> PutSummary:
         """Insert or replace ``records`` in one transaction, logging each change.
 
         Same natural key and same ``content_hash()`` as stored: unchanged (no
@@ -253,6 +254,9 @@ class Store:
         moves to the history with ``reason`` in its audit entry; with
         ``replace=False`` any change refuses the whole batch (``Superseding``),
         which is what an import wants: adding never overwrites by accident.
+        ``objects`` are application documents written in the same transaction (as
+        ``put_objects`` writes them), so a record and the state that goes with it --
+        a vote and its battle, a sheet and its draft -- are stored together or not at all.
         Any error leaves the store exactly as before.
         """
         _check_actor(actor)
@@ -262,6 +266,7 @@ class Store:
                 raise KaiError(f"record {index}: a votes bundle is stored one vote per record "
                                "(ArenaVotes.split())")
         note = reason.strip() or f"replaced by {actor}"
+        encoded_objects = _encode_objects(objects or {})
         inserted = replaced = unchanged = 0
         with self._session("storing results", write=True) as session:
             chain = _Chain(session, actor)  # lock first: no writer can slip in between
@@ -300,6 +305,7 @@ class Store:
                 seq = chain.append(log.ACTION_REPLACE, log.ENTITY_RESULT, enc.natural_key,
                                    enc.payload_hash, note)
                 history.append(_history(old_rows[row_id], seq))
+            _apply_objects(session, chain, encoded_objects, (), "")
             # Bulk statements (one executemany each) inside the same transaction: a
             # failure in any of them rolls back the whole batch.
             chain.write()
@@ -438,47 +444,10 @@ class Store:
         Unchanged documents write nothing. Returns the number of changes logged.
         """
         _check_actor(actor)
-        encoded: dict[str, tuple[str, str] | None] = {}
-        for key, payload in changes.items():
-            if not key or "/" not in key or len(key) > 512:
-                raise KaiError(f"object key {key!r} must look like 'kind/name' (at most 512 "
-                               "characters)")
-            if payload is None:
-                encoded[key] = None
-                continue
-            try:
-                text = canonical_json(dict(payload)).decode()
-            except (ValueError, TypeError) as exc:
-                raise KaiError(f"object {key!r} cannot be serialised: {exc}") from None
-            encoded[key] = (text, sha256_bytes(text.encode()))
-        changed = 0
+        encoded = _encode_objects(changes)
         with self._session("storing application state", write=True) as session:
             chain = _Chain(session, actor)
-            rows = {r.key: r for r in session.scalars(
-                select(ObjectRow).where(ObjectRow.key.in_(sorted(encoded))))}
-            for key in create_only:
-                if key in rows:
-                    raise KaiError("already exists", where=f"object {key!r}")
-            for key, enc in sorted(encoded.items()):
-                row = rows.get(key)
-                if enc is None:
-                    if row is not None:
-                        chain.append(log.ACTION_DELETE, log.ENTITY_OBJECT, key,
-                                     _object_hash(row.payload), reason.strip())
-                        session.delete(row)
-                        changed += 1
-                    continue
-                text, digest = enc
-                if row is not None and _object_hash(row.payload) == digest:
-                    continue
-                action = log.ACTION_INSERT if row is None else log.ACTION_REPLACE
-                chain.append(action, log.ENTITY_OBJECT, key, digest, reason.strip())
-                if row is None:
-                    session.add(ObjectRow(key=key, kind=key.split("/", 1)[0], payload=text,
-                                          updated_at=chain.at))
-                else:
-                    row.payload, row.updated_at = text, chain.at
-                changed += 1
+            changed = _apply_objects(session, chain, encoded, create_only, reason)
             chain.write()
         return changed
 
@@ -652,6 +621,60 @@ def _verify(session: Session) -> list[str]:
                                         .execution_options(yield_per=1000)))
     problems.extend(log.verify_history(superseded.taken, history))
     return problems
+
+
+def _encode_objects(changes: Mapping[str, Mapping[str, Any] | None],
+                    ) -> dict[str, tuple[str, str] | None]:
+    """``key -> (canonical JSON, its hash)`` or None (delete); bad keys are a ``KaiError``."""
+    encoded: dict[str, tuple[str, str] | None] = {}
+    for key, payload in changes.items():
+        if not key or "/" not in key or len(key) > 512:
+            raise KaiError(f"object key {key!r} must look like 'kind/name' (at most 512 "
+                           "characters)")
+        if payload is None:
+            encoded[key] = None
+            continue
+        try:
+            text = canonical_json(dict(payload)).decode()
+        except (ValueError, TypeError) as exc:
+            raise KaiError(f"object {key!r} cannot be serialised: {exc}") from None
+        encoded[key] = (text, sha256_bytes(text.encode()))
+    return encoded
+
+
+def _apply_objects(session: Session, chain: _Chain,
+                   encoded: Mapping[str, tuple[str, str] | None],
+                   create_only: Collection[str], reason: str) -> int:
+    """Write encoded documents in the caller's transaction; returns the changes logged."""
+    if not encoded:
+        return 0
+    rows = {r.key: r for r in session.scalars(
+        select(ObjectRow).where(ObjectRow.key.in_(sorted(encoded))))}
+    for key in create_only:
+        if key in rows:
+            raise KaiError("already exists", where=f"object {key!r}")
+    changed = 0
+    for key, enc in sorted(encoded.items()):
+        row = rows.get(key)
+        if enc is None:
+            if row is not None:
+                chain.append(log.ACTION_DELETE, log.ENTITY_OBJECT, key,
+                             _object_hash(row.payload), reason.strip())
+                session.delete(row)
+                changed += 1
+            continue
+        text, digest = enc
+        if row is not None and _object_hash(row.payload) == digest:
+            continue
+        action = log.ACTION_INSERT if row is None else log.ACTION_REPLACE
+        chain.append(action, log.ENTITY_OBJECT, key, digest, reason.strip())
+        if row is None:
+            session.add(ObjectRow(key=key, kind=key.split("/", 1)[0], payload=text,
+                                  updated_at=chain.at))
+        else:
+            row.payload, row.updated_at = text, chain.at
+        changed += 1
+    return changed
 
 
 def _object_hash(text: str) -> str:

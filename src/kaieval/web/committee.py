@@ -212,11 +212,11 @@ def submit(ctx: WebContext, slot: Slot, account: Account, scores: dict[str, floa
                            settings={"via": "kai serve"})
     checked = Intake(ctx.program, ctx.dossiers).check([(f"sheet {slot.key}", sheet)])
     try:
-        ctx.store.put(checked.records, actor=account.name, replace=False)
+        # the sheet and the end of its draft in one transaction (one write lock)
+        ctx.store.put(checked.records, actor=account.name, replace=False,
+                      objects={f"draft/{slot.key}": None})
     except Superseding:
         raise KaiError("already submitted: the sheet is locked") from None
-    if ctx.store.get_object(f"draft/{slot.key}") is not None:  # no second write lock if none
-        ctx.store.put_objects({f"draft/{slot.key}": None}, actor=account.name)
     return sheet
 
 

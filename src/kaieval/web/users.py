@@ -241,11 +241,11 @@ def vote(ctx: WebContext, me: Account, stage_id: str, battle_id: str, choice: st
                                 winner=CHOICES[choice],  # type: ignore[arg-type]
                                 battle_id=battle_id))
     checked = Intake(ctx.program, ctx.dossiers).check([(f"battle {battle_id}", record)])
-    try:
-        ctx.store.put(checked.records, actor=me.name, replace=False)
+    try:  # the vote and its closed battle in one transaction: never one without the other
+        ctx.store.put(checked.records, actor=me.name, replace=False,
+                      objects={key: {**b, "winner": choice, "voted_at": _now()}})
     except Superseding:
         raise Conflict("already voted: one vote per battle") from None
-    ctx.store.put_objects({key: {**b, "winner": choice, "voted_at": _now()}}, actor=me.name)
     return record
 
 
