@@ -25,6 +25,10 @@ from kaieval.web.accounts import Account, Role, accounts
 from kaieval.web.context import WebContext
 
 
+class Locked(KaiError):
+    """The sheet is already submitted: nothing can change it from the web app (HTTP 409)."""
+
+
 @dataclass(frozen=True)
 class Slot:
     """One sheet to write: an evaluator, a team, a committee component of a stage."""
@@ -190,7 +194,7 @@ def save_draft(ctx: WebContext, slot: Slot, scores: dict[str, float], comment: s
     if len(comment) > MAX_TEXT:
         raise KaiError(f"comment: at most {MAX_TEXT} characters")
     if submitted(ctx, slot) is not None:
-        raise KaiError("already submitted: the sheet is locked")
+        raise Locked("already submitted: the sheet is locked")
     ctx.store.put_objects({f"draft/{slot.key}": {"scores": scores, "comment": comment}},
                           actor=actor)
 
@@ -216,7 +220,7 @@ def submit(ctx: WebContext, slot: Slot, account: Account, scores: dict[str, floa
         ctx.store.put(checked.records, actor=account.name, replace=False,
                       objects={f"draft/{slot.key}": None})
     except Superseding:
-        raise KaiError("already submitted: the sheet is locked") from None
+        raise Locked("already submitted: the sheet is locked") from None
     return sheet
 
 

@@ -120,7 +120,7 @@ async def sheet_post(stage_id: str, component_id: str, team_id: str, request: Re
         cm.save_draft(ctx, slot, scores, comment, actor=me.name)
     except KaiError as e:
         return _sheet(request, ctx, slot, errors=cm.errors_text(e), saved=False,
-                      status_code=409 if "locked" in str(e) else 400)
+                      status_code=409 if isinstance(e, cm.Locked) else 400)
     return _sheet(request, ctx, slot, errors=[], saved=True)
 
 
@@ -171,6 +171,6 @@ def api_submit(stage_id: str, component_id: str, team_id: str, body: SheetIn,
     try:
         sheet = cm.submit(ctx, slot, me, scores, body.comment)
     except KaiError as e:
-        code = 409 if "locked" in str(e) else 422
+        code = 409 if isinstance(e, cm.Locked) else 422
         raise HTTPException(status_code=code, detail="; ".join(cm.errors_text(e))) from None
     return {"status": "submitted", "key": sheet.natural_key()}
