@@ -76,7 +76,7 @@ def test_other_users_battle_and_bad_choice(web: Web) -> None:
 def test_cap_per_user(web: Web) -> None:
     seed_responses(web.ctx.store)
     office = web.client("office")
-    assert office.put("/api/v1/office/arena/s1/cap", json={"cap": 2}).status_code == 200
+    assert office.post("/api/v1/office/arena/s1/cap", json={"cap": 2}).status_code == 200
     c = web.client("user1")
     for _ in range(2):
         b = c.get(f"{API}/battle").json()
@@ -84,7 +84,7 @@ def test_cap_per_user(web: Web) -> None:
     res = c.get(f"{API}/battle")
     assert res.status_code == 429 and "cap of 2" in res.json()["detail"]
     assert len(_votes(web)) == 2
-    assert web.client("user1").put("/api/v1/office/arena/s1/cap",
+    assert web.client("user1").post("/api/v1/office/arena/s1/cap",
                                    json={"cap": 9}).status_code == 403
 
 
@@ -176,8 +176,11 @@ def test_vote_through_the_page_with_csrf_and_hostile_text_escaped(web: Web) -> N
     assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
     assert "<img src=x" not in page.text
     bid = page.text.split('data-battle="')[1].split('"')[0]
-    assert c.post(f"/arena/s1/{bid}", data={"choice": "left"}).status_code == 403  # no CSRF
-    res = c.post(f"/arena/s1/{bid}", data={"choice": "left", "csrf": csrf_of(page.text)},
+    vote = f"{API}/battles/{bid}/vote"  # the page's form posts to the API route
+    assert f'action="{vote}"' in page.text
+    html = {"Accept": "text/html"}
+    assert c.post(vote, data={"choice": "left"}, headers=html).status_code == 403  # no CSRF
+    res = c.post(vote, data={"choice": "left", "csrf": csrf_of(page.text)}, headers=html,
                  follow_redirects=False)
-    assert res.status_code == 303
+    assert res.status_code == 303 and res.headers["location"] == "/arena?stage=s1"
     assert len(_votes(web)) == 1

@@ -35,20 +35,20 @@ def test_expert_submits_a_sheet_and_it_is_locked(browser: Any, served: Any) -> N
     page.fill("#score_report", "7.5")
     page.fill("#score_logs", "4")
     page.fill("textarea[name=comment]", "Clear training logs <b>bold</b>")
-    page.click("button[value=draft]")
+    page.click("#save-draft")
     page.wait_for_selector("#saved")
     assert page.input_value("#score_report") == "7.5"
-    page.click("button[value=submit]")
+    page.click("#submit-sheet")
     page.wait_for_selector("#locked")
     assert page.is_disabled("#score_report") and page.is_disabled("textarea[name=comment]")
-    assert page.locator("button[value=submit]").count() == 0
+    assert page.locator("#submit-sheet").count() == 0
     assert "<b>bold</b>" in page.input_value("textarea[name=comment]")  # shown as text
     # a crafted POST cannot change it either
     status = page.evaluate("""async () => {
         const csrf = document.querySelector('input[name=csrf]').value;
-        const body = new URLSearchParams({csrf, score_report: '1', score_logs: '1',
-                                          action: 'submit'});
-        const res = await fetch(location.pathname, {method: 'POST', body});
+        const body = new URLSearchParams({csrf, score_report: '1', score_logs: '1'});
+        const res = await fetch(document.querySelector('#sheet').action,
+                                {method: 'POST', body});
         return res.status; }""")
     assert status == 409
     # unassigned (gamma was taken from kim) and conflicted (park on alpha) are closed

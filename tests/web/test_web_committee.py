@@ -33,7 +33,7 @@ def test_draft_submit_lock_through_the_api(web: Web) -> None:
     mine = kim.get("/api/v1/committee/assignments").json()
     assert {(r["team_id"], r["status"]) for r in mine} == {
         ("alpha", "not_started"), ("beta", "not_started"), ("gamma", "not_started")}
-    res = kim.put(f"{SHEET}/beta", json={"scores": {"report": 7}, "comment": "draft"})
+    res = kim.post(f"{SHEET}/beta/draft", json={"scores": {"report": 7}, "comment": "draft"})
     assert res.status_code == 200, res.text
     res = kim.post(f"{SHEET}/beta/submit", json={"scores": {"report": 7}})
     assert res.status_code == 422 and "missing: logs" in res.json()["detail"]
@@ -46,7 +46,7 @@ def test_draft_submit_lock_through_the_api(web: Web) -> None:
     # locked: neither a new submission nor a draft changes it
     assert kim.post(f"{SHEET}/beta/submit",
                     json={"scores": {"report": 1, "logs": 1}}).status_code == 409
-    assert kim.put(f"{SHEET}/beta", json={"scores": {"report": 1}}).status_code == 409
+    assert kim.post(f"{SHEET}/beta/draft", json={"scores": {"report": 1}}).status_code == 409
     assert web.ctx.store.get_object("draft/s1/experts/beta/kim") is None
     assert web.ctx.store.audit_verify() == []
 
@@ -67,7 +67,7 @@ def test_unassigned_and_conflicted_sheets_are_closed(web: Web) -> None:
     _assign(web)
     park = web.client("park")  # affiliated with alpha
     assert park.get("/committee/s1/experts/alpha").status_code == 403
-    assert park.put(f"{SHEET}/alpha", json={"scores": {"report": 9}}).status_code == 403
+    assert park.post(f"{SHEET}/alpha/draft", json={"scores": {"report": 9}}).status_code == 403
     assert park.post(f"{SHEET}/alpha/submit",
                      json={"scores": {"report": 9, "logs": 5}}).status_code == 403
     # even if the office forces the assignment, it is refused
@@ -86,12 +86,26 @@ def test_sheet_pages_with_csrf(web: Web) -> None:
     login(c, "kim", web.passwords["kim"])
     page = c.get("/committee/s1/experts/gamma")
     assert page.status_code == 200 and 'name="score_report"' in page.text
-    form = {"score_report": "8", "score_logs": "3", "comment": "<script>alert(1)</script>",
-            "action": "submit"}
-    assert c.post("/committee/s1/experts/gamma", data=form).status_code == 403  # no CSRF
-    res = c.post("/committee/s1/experts/gamma", data={**form, "csrf": csrf_of(page.text)})
+    html = {"Accept": "text/html"}
+    form = {"score_report": "8", "score_logs": "3", "comment": "<script>alert(1)</script>"}
+    # the page's form posts to the API route; without the session's CSRF token: refused
+    assert c.post(f"{SHEET}/gamma/submit", data=form, headers=html).status_code == 403
+    bad = c.post(f"{SHEET}/gamma/draft", headers=html,
+                 data={**form, "score_logs": "lots", "csrf": csrf_of(page.text)})
+    assert bad.status_code == 422 and 'name="score_report"' in bad.text  # the page again
+    assert "scores.logs" in bad.text
+    saved = c.post(f"{SHEET}/gamma/draft", headers=html,
+                   data={**form, "csrf": csrf_of(page.text)})
+    assert saved.status_code == 200 and 'id="saved"' in saved.text  # after the 303
+    res = c.post(f"{SHEET}/gamma/submit", data={**form, "csrf": csrf_of(page.text)},
+                 headers=html)
     assert res.status_code == 200 and 'id="locked"' in res.text
+    assert str(res.url).endswith("/committee/s1/experts/gamma")
     assert "<script>alert(1)</script>" not in res.text and "&lt;script&gt;" in res.text
+    # the same route answers JSON to a program (cookie and CSRF header, no HTML asked)
+    again = c.post(f"{SHEET}/gamma/submit", json={"scores": {"report": 1, "logs": 1}},
+                   headers={"X-CSRF-Token": csrf_of(page.text), "Accept": "application/json"})
+    assert again.status_code == 409 and again.json()["errors"]
 
 
 def test_office_sees_progress_alpha_and_outliers(web: Web) -> None:

@@ -107,10 +107,9 @@ def test_an_assignment_to_no_committee_component_is_refused(web: Web) -> None:
     """Found while fuzzing: the office could assign a component the stage does not have,
     and the evaluator's sheet page then failed with a 500."""
     office, kim = web.client("office"), web.client("kim")
-    res = office.post("/office/assignment", data={"stage": "s1", "component": "bogus",
-                                                  "team": "beta", "evaluator": "kim",
-                                                  "action": "add"})
-    assert res.status_code == 400 and "no committee component" in res.text
+    res = office.post("/api/v1/office/committee/s1/assignments", json={
+        "component_id": "bogus", "team_id": "beta", "evaluator": "kim", "action": "add"})
+    assert res.status_code == 422 and "no committee component" in res.json()["detail"]
     web.ctx.store.put_objects({"assignment/s1/bogus/beta/kim": {"by": "old"}}, actor="x")
     assert kim.get("/committee/s1/bogus/beta").status_code == 403  # an old one: closed
     assert kim.get("/committee").status_code == 200

@@ -85,7 +85,7 @@ def _hostile(web: Web) -> dict[str, str]:
                                 headers={"Authorization": f"Bearer {tok}"},
                                 json={"scores": {"report": 7, "logs": 4}, "comment": TEXT})
         assert res.status_code == 200, (who, res.text)
-    res = web.client("kim").put("/api/v1/committee/sheets/s1/experts/gamma",
+    res = web.client("kim").post("/api/v1/committee/sheets/s1/experts/gamma/draft",
                                 json={"scores": {"report": 5}, "comment": TEXT})
     assert res.status_code == 200, res.text
     ctx.store.put([CommitteeSheet(stage_id="s1", team_id="beta", source="committee",

@@ -74,8 +74,8 @@ def test_hostile_text_is_escaped_and_public_pages_hold_nothing_private(
     team = web.client()
     login(team, "alpha-team", web.passwords["alpha-team"])
     page = team.get("/team")
-    res = team.post("/team/objection", data={"csrf": csrf_of(page.text), "stage": "s1",
-                                             "text": HOSTILE},
+    res = team.post("/api/v1/team/objections/s1", data={"csrf": csrf_of(page.text),
+                                                        "text": HOSTILE},
                     files=[("files", ("<b>x</b>.txt", b"evidence"))])
     assert res.status_code == 200, res.text
     assert "<script>alert" not in res.text and "&lt;script&gt;alert(" in res.text
@@ -84,13 +84,12 @@ def test_hostile_text_is_escaped_and_public_pages_hold_nothing_private(
     login(office, "office", web.passwords["office"])
     page = office.get("/office/objections?stage=s1")
     assert "<script>alert" not in page.text and "&lt;script&gt;alert(" in page.text
-    assert office.post("/office/objections/answer", data={
-        "csrf": csrf_of(page.text), "stage": "s1", "team": "alpha", "n": "1",
-        "text": "<i>answered</i>"}).status_code == 200
+    assert office.post("/api/v1/office/objections/s1/alpha/1/answer", data={
+        "csrf": csrf_of(page.text), "text": "<i>answered</i>"}).status_code == 200
     days_later(monkeypatch, 11)
     page = office.get("/office/objections?stage=s1")
     assert "<i>answered</i>" not in page.text and "&lt;i&gt;answered&lt;/i&gt;" in page.text
-    res = office.post("/office/confirm", data={"csrf": csrf_of(page.text), "stage": "s1"})
+    res = office.post("/api/v1/office/confirm/s1", data={"csrf": csrf_of(page.text)})
     assert res.status_code == 200 and 'id="confirmation"' in res.text
     anyone = web.client()
     bodies = [anyone.get(u).text for u in ("/", "/teams/alpha", "/teams/beta",

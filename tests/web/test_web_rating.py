@@ -67,11 +67,13 @@ def test_rating_page_with_csrf_and_blind_codes(web: Web) -> None:
     page = c.get("/rate")
     assert page.status_code == 200 and "Team Alpha" in page.text
     form = {"score_useful": "4", "score_korean": "5"}
-    assert c.post("/rate/s2/panel/beta", data=form).status_code == 403  # no CSRF
-    res = c.post("/rate/s2/panel/beta", data={**form, "csrf": csrf_of(page.text)})
+    url = "/api/v1/rating/s2/panel"  # the page's forms post to the API route
+    html = {"Accept": "text/html"}
+    assert c.post(f"{url}/beta", data=form, headers=html).status_code == 403  # no CSRF
+    res = c.post(f"{url}/beta", data={**form, "csrf": csrf_of(page.text)}, headers=html)
     assert res.status_code == 200 and 'class="ok rated"' in res.text
-    bad = c.post("/rate/s2/panel/alpha", data={"score_useful": "9", "score_korean": "1",
-                                                "csrf": csrf_of(page.text)})
+    bad = c.post(f"{url}/alpha", data={"score_useful": "9", "score_korean": "1",
+                                       "csrf": csrf_of(page.text)}, headers=html)
     assert bad.status_code == 422 and "whole number 1–5" in bad.text
     # blind: a spec without show_names shows codes, never names
     comp = web.ctx.program.stage("s2").component("panel")

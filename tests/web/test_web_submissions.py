@@ -153,11 +153,11 @@ def test_hostile_names_are_shown_as_text(web: Web) -> None:
     c = web.client()
     login(c, "alpha-team", web.passwords["alpha-team"])
     page = c.get("/team")
-    res = c.post("/team/files", data={"csrf": csrf_of(page.text), "stage": "s1"},
+    res = c.post("/api/v1/team/files/s1", data={"csrf": csrf_of(page.text)},
                  files={"file": ("<img src=x onerror=alert(1)>.md", b"x")})
     assert res.status_code == 200
     assert "<img src=x" not in res.text and "&lt;img src=x onerror=alert(1)&gt;.md" in res.text
-    res = c.post("/team/files", data={"stage": "s1"}, files={"file": ("a.md", b"y")})
+    res = c.post("/api/v1/team/files/s1", files={"file": ("a.md", b"y")})
     assert res.status_code == 403  # no CSRF token
 
 

@@ -70,8 +70,13 @@ def populate(store: Store) -> tuple[dict[str, str], dict[str, str]]:
     return passwords, tokens
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
 def login(client: TestClient, name: str, password: str) -> None:
-    """Log a client in through the form (fetching the CSRF token first)."""
+    """Log a client in through the form (fetching the CSRF token first); from then on it
+    asks for HTML as a browser does, so form posts to API routes answer with pages."""
+    client.headers["Accept"] = BROWSER_ACCEPT
     page = client.get("/login")
     csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
     res = client.post("/login", data={"name": name, "password": password, "csrf": csrf},

@@ -22,6 +22,7 @@ from kaieval.errors import KaiError
 from kaieval.version import code_version
 from kaieval.web import i18n
 from kaieval.web.context import WebContext
+from kaieval.web.reply import from_page
 from kaieval.web.security import csrf_token, current_account
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -91,11 +92,6 @@ def _visible(value: Any) -> Any:
     return value.translate(_BIDI) if isinstance(value, str) else value
 
 
-def wants_html(request: Request) -> bool:
-    """A page request (browser), as opposed to the API."""
-    return not request.url.path.startswith("/api/")
-
-
 def lang(request: Request) -> str:
     """The interface language: the ``lang`` cookie, else Korean."""
     value = request.cookies.get("lang", i18n.DEFAULT)
@@ -115,7 +111,7 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    if not wants_html(request):
+    if not from_page(request):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                             headers=exc.headers)
     if exc.status_code == 401:
@@ -134,4 +130,7 @@ async def _refused(request: Request, exc: KaiError) -> Response:
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(p) for p in first.get("loc", ()))
-    return JSONResponse({"detail": f"{where}: {first.get('msg')}"}, status_code=422)
+    detail = f"{where}: {first.get('msg')}"
+    if from_page(request):
+        return render(request, "error.html", status_code=422, message=detail, detail=detail)
+    return JSONResponse({"detail": detail}, status_code=422)

@@ -28,6 +28,8 @@ from kaieval.web.context import WebContext
 class Locked(KaiError):
     """The sheet is already submitted: nothing can change it from the web app (HTTP 409)."""
 
+    http_status = 409
+
 
 @dataclass(frozen=True)
 class Slot:

@@ -109,6 +109,7 @@ _ARENA: dict[str, dict[str, str]] = {
     "prompts": {"ko": "질문", "en": "prompts"},
     "responses": {"ko": "응답", "en": "responses"},
     "cap": {"ko": "1인당 상한", "en": "cap per user"},
+    "save": {"ko": "저장", "en": "Save"},
     "rating": {"ko": "레이팅", "en": "Rating"},
     "battles": {"ko": "비교 수", "en": "Battles"},
     "position_bias": {"ko": "위치 편향 점검", "en": "Position-bias check"},

@@ -33,6 +33,15 @@ MAX_OBJECTION_FILES = 10
 class NoObjection(KaiError):
     """Refused because the objection named does not exist."""
 
+    http_status = 404
+
+
+class NotNow(KaiError):
+    """Refused because of where the stage stands (no result yet, already confirmed,
+    window still open, objections unanswered): HTTP 409."""
+
+    http_status = 409
+
 
 @dataclass(frozen=True)
 class Window:
@@ -134,7 +143,7 @@ def answer(ctx: WebContext, stage_id: str, team_id: str, n: int, text: str,
     if doc is None:
         raise NoObjection(f"no objection {n} of team {team_id!r} to stage '{stage_id}'")
     if window(ctx, stage_id).state == "final":
-        raise KaiError(f"stage '{stage_id}' is confirmed: its answers are part of the record")
+        raise NotNow(f"stage '{stage_id}' is confirmed: its answers are part of the record")
     doc = {**doc, "answer": {"text": _text(text, "answer"), "by": actor,
                              "at": sub.stamp(sub.now())}}
     ctx.store.put_objects({key: doc}, actor=actor)
@@ -145,16 +154,16 @@ def confirm(ctx: WebContext, stage_id: str, actor: str) -> dict[str, Any]:
     """Confirm the decided result as ``final``: after the window, every objection answered."""
     w = window(ctx, stage_id)
     if w.state == "none" or w.result is None:
-        raise KaiError(f"stage '{stage_id}' has no decided result to confirm (kai stage run)")
+        raise NotNow(f"stage '{stage_id}' has no decided result to confirm (kai stage run)")
     if w.state == "final":
-        raise KaiError(f"stage '{stage_id}' is already confirmed")
+        raise NotNow(f"stage '{stage_id}' is already confirmed")
     if w.state == "open" and w.closes is not None:
-        raise KaiError(f"the objection window of stage '{stage_id}' is open until "
+        raise NotNow(f"the objection window of stage '{stage_id}' is open until "
                        f"{sub.shown(w.closes)}; confirm after it closes")
     waiting = [f"{o['team_id']} #{o['n']}" for o in objections(ctx, stage_id)
                if not o.get("answer")]
     if waiting:
-        raise KaiError(f"answer every objection first (unanswered: {', '.join(waiting)})")
+        raise NotNow(f"answer every objection first (unanswered: {', '.join(waiting)})")
     payload = ctx.store.stage_result(stage_id, "main")
     assert payload is not None
     record = {"by": actor, "at": sub.stamp(sub.now()), "main_sha256": payload_hash(payload),

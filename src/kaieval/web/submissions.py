@@ -45,9 +45,13 @@ PURPOSES = ("submission", "objection")
 class Closed(KaiError):
     """Refused because a deadline or window has passed (or not opened)."""
 
+    http_status = 409
+
 
 class TooLarge(KaiError):
     """Refused because a file is over its limit."""
+
+    http_status = 413
 
 
 def _hex(data: bytes) -> str:

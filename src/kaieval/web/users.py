@@ -50,9 +50,13 @@ _RANDOM = secrets.SystemRandom()
 class Conflict(KaiError):
     """Already done (a second vote, a second rating): HTTP 409."""
 
+    http_status = 409
+
 
 class OverCap(KaiError):
     """The user reached the stage's vote cap: HTTP 429."""
+
+    http_status = 429
 
 
 def users_components(stage: Stage, mode: str) -> list[Component]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field, StrictFloat
+from starlette.datastructures import FormData
 
 from kaieval.errors import KaiError
 from kaieval.records import MAX_TEXT, CommitteeSheet
@@ -19,6 +20,7 @@ from kaieval.web import committee as cm
 from kaieval.web.accounts import Account, Role
 from kaieval.web.app import render
 from kaieval.web.context import WebContext
+from kaieval.web.reply import Page, Refused, done, json_body, prefixed, read_body, refuse
 from kaieval.web.security import Allow, context, require
 from kaieval.web.submissions import files
 
@@ -27,10 +29,16 @@ Expert = Depends(Allow(Role.EXPERT.value))
 
 
 class SheetIn(BaseModel):
-    """A sheet as the API takes it: item id -> score, and a comment."""
+    """A sheet as the API takes it: item id -> score (a number), and a comment."""
 
-    scores: dict[str, float] = Field(default_factory=dict)
+    scores: dict[str, StrictFloat] = Field(default_factory=dict)
     comment: str = Field(default="", max_length=MAX_TEXT)
+
+    @staticmethod
+    def from_form(form: FormData) -> dict[str, Any]:
+        """The sheet page's fields: ``score_<item>`` (empty = not scored) and ``comment``."""
+        return {"scores": prefixed(form, "score_", float),
+                "comment": str(form.get("comment", ""))}
 
 
 def _slot(ctx: WebContext, me: Account, stage_id: str, component_id: str,
@@ -80,11 +88,13 @@ def my_assignments(request: Request, account: Annotated[Account | None, Expert])
 
 @router.get("/committee/{stage_id}/{component_id}/{team_id}", response_class=HTMLResponse)
 def sheet_page(stage_id: str, component_id: str, team_id: str, request: Request,
-               account: Annotated[Account | None, Expert]) -> HTMLResponse:
-    """The sheet: rubric items, draft values, or the locked submission."""
+               account: Annotated[Account | None, Expert], saved: bool = False,
+               ) -> HTMLResponse:
+    """The sheet: rubric items, draft values, or the locked submission. Its buttons post
+    to the API's draft and submit routes."""
     ctx, me = context(request), require(account)
     slot = _slot(ctx, me, stage_id, component_id, team_id)
-    return _sheet(request, ctx, slot, errors=[], saved=False)
+    return _sheet(request, ctx, slot, errors=[], saved=saved)
 
 
 def _sheet(request: Request, ctx: WebContext, slot: cm.Slot, errors: list[str],
@@ -100,39 +110,24 @@ def _sheet(request: Request, ctx: WebContext, slot: cm.Slot, errors: list[str],
                   evidence=files(ctx, slot.stage_id, slot.team_id))
 
 
-@router.post("/committee/{stage_id}/{component_id}/{team_id}", response_model=None)
-async def sheet_post(stage_id: str, component_id: str, team_id: str, request: Request,
-                     account: Annotated[Account | None, Expert]) -> Response:
-    """Save the draft, or submit (then locked)."""
-    ctx, me = context(request), require(account)
-    slot = _slot(ctx, me, stage_id, component_id, team_id)
-    form = await request.form()
-    comp = ctx.program.stage(stage_id).component(component_id)
-    raw = {it.id: str(form.get(f"score_{it.id}", "")) for it in comp.rubric}
-    comment = str(form.get("comment", ""))
-    scores, problems = cm.parse_scores(comp, raw)
-    if problems:
-        return _sheet(request, ctx, slot, errors=problems, saved=False, status_code=400)
-    try:
-        if form.get("action") == "submit":
-            cm.submit(ctx, slot, me, scores, comment)
-            return RedirectResponse(request.url.path, status_code=303)
-        cm.save_draft(ctx, slot, scores, comment, actor=me.name)
-    except KaiError as e:
-        return _sheet(request, ctx, slot, errors=cm.errors_text(e), saved=False,
-                      status_code=409 if isinstance(e, cm.Locked) else 400)
-    return _sheet(request, ctx, slot, errors=[], saved=True)
-
-
-def _api_scores(ctx: WebContext, slot: cm.Slot, body: SheetIn) -> dict[str, float]:
-    """The body's scores checked against the rubric; any problem is a 422 naming it."""
+def _scores(ctx: WebContext, slot: cm.Slot, body: SheetIn) -> dict[str, float]:
+    """The body's scores checked against the rubric; any problem is refused, naming it."""
     comp = ctx.program.stage(slot.stage_id).component(slot.component_id)
     scores, problems = cm.parse_scores(comp, {k: repr(v) for k, v in body.scores.items()})
     unknown = sorted(set(body.scores) - {it.id for it in comp.rubric})
     problems += [f"{k}: unknown item of component '{comp.id}'" for k in unknown]
     if problems:
-        raise HTTPException(status_code=422, detail="; ".join(problems))
+        raise Refused(problems)
     return scores
+
+
+def _page_of(request: Request, ctx: WebContext, slot: cm.Slot) -> Page:
+    return lambda lines, code: _sheet(request, ctx, slot, errors=lines, saved=False,
+                                      status_code=code)
+
+
+def _path(slot: cm.Slot) -> str:
+    return f"/committee/{slot.stage_id}/{slot.component_id}/{slot.team_id}"
 
 
 @router.get("/api/v1/committee/assignments")
@@ -145,32 +140,51 @@ def api_assignments(request: Request,
             for r in _rows(ctx, me)]
 
 
-@router.put("/api/v1/committee/sheets/{stage_id}/{component_id}/{team_id}")
-def api_save_draft(stage_id: str, component_id: str, team_id: str, body: SheetIn,
-                   request: Request, account: Annotated[Account | None, Expert],
-                   ) -> dict[str, Any]:
-    """Save a draft sheet (any subset of items)."""
+@router.get("/api/v1/committee/sheets/{stage_id}/{component_id}/{team_id}")
+def api_sheet(stage_id: str, component_id: str, team_id: str, request: Request,
+              account: Annotated[Account | None, Expert]) -> dict[str, Any]:
+    """One sheet: its rubric, the draft or the submitted values, the evidence files, and
+    the other evaluators' sheets where the spec reveals them."""
     ctx, me = context(request), require(account)
     slot = _slot(ctx, me, stage_id, component_id, team_id)
-    scores = _api_scores(ctx, slot, body)
+    comp = ctx.program.stage(stage_id).component(component_id)
+    done = cm.submitted(ctx, slot)
+    reveal = done is not None and comp.reveal_sheets == "after_submit"
+    return {"label": _label(ctx, slot), "status": "submitted" if done else "draft",
+            "rubric": [{"id": it.id, "title": it.title, "max": it.max} for it in comp.rubric],
+            "values": ({"scores": dict(done.scores), "comment": done.comment} if done
+                       else cm.draft(ctx, slot)),
+            "evidence": files(ctx, stage_id, team_id),
+            "others": [{"evaluator_id": o.evaluator_id, "scores": dict(o.scores),
+                        "comment": o.comment} for o in _others(ctx, slot)] if reveal else []}
+
+
+@router.post("/api/v1/committee/sheets/{stage_id}/{component_id}/{team_id}/draft",
+             response_model=None, openapi_extra=json_body(SheetIn))
+async def api_save_draft(stage_id: str, component_id: str, team_id: str, request: Request,
+                         account: Annotated[Account | None, Expert]) -> Any:
+    """Save a draft sheet (any subset of items); the sheet page's "save draft"."""
+    ctx, me = context(request), require(account)
+    slot = _slot(ctx, me, stage_id, component_id, team_id)
     try:
+        body = await read_body(request, SheetIn, SheetIn.from_form)
+        scores = _scores(ctx, slot, body)
         cm.save_draft(ctx, slot, scores, body.comment, actor=me.name)
     except KaiError as e:
-        raise HTTPException(status_code=409, detail=str(e)) from None
-    return {"status": "draft", "scores": scores}
+        return refuse(request, e, _page_of(request, ctx, slot))
+    return done(request, {"status": "draft", "scores": scores}, _path(slot) + "?saved=1")
 
 
-@router.post("/api/v1/committee/sheets/{stage_id}/{component_id}/{team_id}/submit")
-def api_submit(stage_id: str, component_id: str, team_id: str, body: SheetIn,
-               request: Request, account: Annotated[Account | None, Expert],
-               ) -> dict[str, Any]:
+@router.post("/api/v1/committee/sheets/{stage_id}/{component_id}/{team_id}/submit",
+             response_model=None, openapi_extra=json_body(SheetIn))
+async def api_submit(stage_id: str, component_id: str, team_id: str, request: Request,
+                     account: Annotated[Account | None, Expert]) -> Any:
     """Submit the sheet: stored as a committee record, then locked."""
     ctx, me = context(request), require(account)
     slot = _slot(ctx, me, stage_id, component_id, team_id)
-    scores = _api_scores(ctx, slot, body)
     try:
-        sheet = cm.submit(ctx, slot, me, scores, body.comment)
+        body = await read_body(request, SheetIn, SheetIn.from_form)
+        sheet = cm.submit(ctx, slot, me, _scores(ctx, slot, body), body.comment)
     except KaiError as e:
-        code = 409 if isinstance(e, cm.Locked) else 422
-        raise HTTPException(status_code=code, detail="; ".join(cm.errors_text(e))) from None
-    return {"status": "submitted", "key": sheet.natural_key()}
+        return refuse(request, e, _page_of(request, ctx, slot))
+    return done(request, {"status": "submitted", "key": sheet.natural_key()}, _path(slot))

@@ -1,12 +1,15 @@
-"""The programme office's objection pages and API: read, answer, confirm as final."""
+"""The programme office's objection pages and API: read, answer, confirm as final.
+
+The page's forms post to the API routes (``kaieval.web.reply``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from starlette.datastructures import FormData
 
 from kaieval.errors import KaiError
 from kaieval.records import MAX_TEXT
@@ -15,7 +18,7 @@ from kaieval.web import submissions as sub
 from kaieval.web.accounts import Account, Role
 from kaieval.web.app import render
 from kaieval.web.context import WebContext
-from kaieval.web.routes.teams import status_of
+from kaieval.web.reply import Page, done, json_body, read_body, refuse
 from kaieval.web.security import Allow, context, require
 
 router = APIRouter()
@@ -26,6 +29,11 @@ class AnswerIn(BaseModel):
     """The office's answer to one objection."""
 
     text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+    @staticmethod
+    def from_form(form: FormData) -> dict[str, Any]:
+        """The objections page's answer box."""
+        return {"text": str(form.get("text", ""))}
 
 
 def _stage(ctx: WebContext, stage_id: str) -> str:
@@ -58,35 +66,6 @@ def objections_page(request: Request, account: Annotated[Account | None, Office]
     return _page(request, _stage(ctx, stage or ctx.program.stages[0].id))
 
 
-@router.post("/office/objections/answer", response_model=None)
-def answer_form(request: Request, account: Annotated[Account | None, Office],
-                stage: Annotated[str, Form(max_length=128)],
-                team: Annotated[str, Form(max_length=128)],
-                n: Annotated[int, Form(ge=1, le=100_000)],
-                text: Annotated[str, Form(max_length=40_000)]) -> Response:
-    """Answer one objection."""
-    me, ctx = require(account), context(request)
-    stage_id = _stage(ctx, stage)
-    try:
-        ob.answer(ctx, stage_id, team, n, text, actor=me.name)
-    except KaiError as e:
-        return _page(request, stage_id, str(e), status_code=status_of(e))
-    return RedirectResponse(f"/office/objections?stage={stage_id}", status_code=303)
-
-
-@router.post("/office/confirm", response_model=None)
-def confirm_form(request: Request, account: Annotated[Account | None, Office],
-                 stage: Annotated[str, Form(max_length=128)]) -> Response:
-    """Confirm the decided result as final (after the window, every objection answered)."""
-    me, ctx = require(account), context(request)
-    stage_id = _stage(ctx, stage)
-    try:
-        ob.confirm(ctx, stage_id, actor=me.name)
-    except KaiError as e:
-        return _page(request, stage_id, str(e), status_code=409)
-    return RedirectResponse(f"/office/objections?stage={stage_id}", status_code=303)
-
-
 @router.get("/api/v1/office/objections/{stage_id}")
 def api_objections(stage_id: str, request: Request,
                    account: Annotated[Account | None, Office]) -> dict[str, Any]:
@@ -95,24 +74,35 @@ def api_objections(stage_id: str, request: Request,
     return overview(ctx, _stage(ctx, stage_id))
 
 
-@router.post("/api/v1/office/objections/{stage_id}/{team_id}/{n}/answer")
-def api_answer(stage_id: str, team_id: str, n: int, body: AnswerIn, request: Request,
-               account: Annotated[Account | None, Office]) -> dict[str, Any]:
-    """Answer one objection (JSON ``{"text": ...}``)."""
+def _again(request: Request, stage_id: str) -> Page:
+    """The objections page with a refusal (its forms post to the routes below)."""
+    return lambda lines, code: _page(request, stage_id, "; ".join(lines), status_code=code)
+
+
+@router.post("/api/v1/office/objections/{stage_id}/{team_id}/{n}/answer",
+             response_model=None, openapi_extra=json_body(AnswerIn))
+async def api_answer(stage_id: str, team_id: str, n: int, request: Request,
+                     account: Annotated[Account | None, Office]) -> Any:
+    """Answer one objection (JSON ``{"text": ...}``); rewritable until confirmation."""
     me, ctx = require(account), context(request)
+    stage_id = _stage(ctx, stage_id)
     try:
-        return ob.answer(ctx, _stage(ctx, stage_id), team_id, n, body.text, actor=me.name)
+        body = await read_body(request, AnswerIn, AnswerIn.from_form)
+        answered = ob.answer(ctx, stage_id, team_id, n, body.text, actor=me.name)
     except KaiError as e:
-        raise HTTPException(status_code=404 if isinstance(e, ob.NoObjection) else 409,
-                            detail=str(e)) from None
+        return refuse(request, e, _again(request, stage_id))
+    return done(request, answered, f"/office/objections?stage={stage_id}")
 
 
-@router.post("/api/v1/office/confirm/{stage_id}")
+@router.post("/api/v1/office/confirm/{stage_id}", response_model=None)
 def api_confirm(stage_id: str, request: Request,
-                account: Annotated[Account | None, Office]) -> dict[str, Any]:
-    """Confirm the decided result of a stage: stored as run ``final``."""
+                account: Annotated[Account | None, Office]) -> Any:
+    """Confirm the decided result of a stage (after the window, every objection
+    answered): stored as run ``final``."""
     me, ctx = require(account), context(request)
+    stage_id = _stage(ctx, stage_id)
     try:
-        return ob.confirm(ctx, _stage(ctx, stage_id), actor=me.name)
+        confirmed = ob.confirm(ctx, stage_id, actor=me.name)
     except KaiError as e:
-        raise HTTPException(status_code=409, detail=str(e)) from None
+        return refuse(request, e, _again(request, stage_id))
+    return done(request, confirmed, f"/office/objections?stage={stage_id}")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from kaieval.errors import KaiError
 from kaieval.report.charts import history_svg, radar_svg, team_styles, totals_svg
@@ -23,6 +23,7 @@ from kaieval.web import submissions as sub
 from kaieval.web.accounts import PUBLIC, Account, Role
 from kaieval.web.app import render
 from kaieval.web.context import WebContext
+from kaieval.web.reply import Page, done, refuse
 from kaieval.web.routes.public import public_results, run_words
 from kaieval.web.security import Allow, context, require
 
@@ -30,12 +31,6 @@ router = APIRouter()
 TeamOnly = Depends(Allow(Role.TEAM.value))
 Readers = Depends(Allow(Role.ADMIN.value, Role.EXPERT.value, Role.TEAM.value))
 Anyone = Depends(Allow(PUBLIC))
-StageForm = Annotated[str, Form(max_length=128)]
-
-
-def status_of(exc: KaiError) -> int:
-    """The HTTP status of a refusal: closed 409, too large 413, anything else 422."""
-    return 409 if isinstance(exc, sub.Closed) else 413 if isinstance(exc, sub.TooLarge) else 422
 
 
 async def read_upload(upload: UploadFile, limit: int) -> tuple[str, bytes]:
@@ -90,47 +85,6 @@ def team_page(request: Request, account: Annotated[Account | None, TeamOnly]) ->
     return _page(request, require(account))
 
 
-@router.post("/team/dossier", response_model=None)
-async def team_dossier(request: Request, account: Annotated[Account | None, TeamOnly],
-                       stage: StageForm, file: Annotated[UploadFile, File()]) -> Response:
-    """Upload the team's dossier for a stage (checked as ``kai validate`` checks it)."""
-    me, ctx = require(account), context(request)
-    name, raw = await read_upload(file, sub.MAX_DOSSIER_BYTES)
-    try:
-        sub.upload_dossier(ctx, _stage(ctx, stage), me, raw, name)
-    except KaiError as e:
-        return _page(request, me, cm.errors_text(e), status_code=status_of(e))
-    return RedirectResponse("/team?done=dossier", status_code=303)
-
-
-@router.post("/team/files", response_model=None)
-async def team_file(request: Request, account: Annotated[Account | None, TeamOnly],
-                    stage: StageForm, file: Annotated[UploadFile, File()]) -> Response:
-    """Upload a file the committee reads (technical report, training log)."""
-    me, ctx = require(account), context(request)
-    name, data = await read_upload(file, sub.MAX_UPLOAD_BYTES)
-    try:
-        sub.store_file(ctx, _stage(ctx, stage), me, name, data)
-    except KaiError as e:
-        return _page(request, me, cm.errors_text(e), status_code=status_of(e))
-    return RedirectResponse("/team?done=file", status_code=303)
-
-
-@router.post("/team/objection", response_model=None)
-async def team_objection(request: Request, account: Annotated[Account | None, TeamOnly],
-                         stage: StageForm, text: Annotated[str, Form(max_length=40_000)],
-                         files: Annotated[list[UploadFile] | None, File()] = None) -> Response:
-    """File an objection (text and files) while the stage's window is open."""
-    me, ctx = require(account), context(request)
-    parts = [await read_upload(f, sub.MAX_UPLOAD_BYTES) for f in (files or [])
-             if f.filename][:ob.MAX_OBJECTION_FILES + 1]
-    try:
-        ob.file_objection(ctx, _stage(ctx, stage), me, text, parts)
-    except KaiError as e:
-        return _page(request, me, cm.errors_text(e), status_code=status_of(e))
-    return RedirectResponse("/team?done=objection", status_code=303)
-
-
 @router.get("/files/{stage_id}/{team_id}/{sha}")
 def download(stage_id: str, team_id: str, sha: str, request: Request,
              account: Annotated[Account | None, Readers]) -> Response:
@@ -173,36 +127,39 @@ def api_team_stages(request: Request,
     return team_view(context(request), require(account).team_id or "")
 
 
-def _refusal(e: KaiError) -> JSONResponse:
-    lines = cm.errors_text(e)
-    return JSONResponse({"detail": "; ".join(lines), "errors": lines},
-                        status_code=status_of(e))
+def _again(request: Request, me: Account) -> Page:
+    """The team page with a refusal's lines (the forms of ``team.html`` post here)."""
+    return lambda lines, code: _page(request, me, lines, status_code=code)
 
 
 @router.post("/api/v1/team/dossier/{stage_id}", response_model=None)
 async def api_dossier(stage_id: str, request: Request,
                       account: Annotated[Account | None, TeamOnly],
                       file: Annotated[UploadFile, File()]) -> Any:
-    """Upload the dossier (multipart ``file``); errors as ``kai validate``'s lines."""
+    """Upload the dossier (multipart ``file``); checked as ``kai validate`` checks it, with
+    its one-line errors."""
     me, ctx = require(account), context(request)
     name, raw = await read_upload(file, sub.MAX_DOSSIER_BYTES)
     try:
-        return sub.upload_dossier(ctx, _stage(ctx, stage_id), me, raw, name)
+        meta = sub.upload_dossier(ctx, _stage(ctx, stage_id), me, raw, name)
     except KaiError as e:
-        return _refusal(e)
+        return refuse(request, e, _again(request, me))
+    return done(request, meta, "/team?done=dossier")
 
 
 @router.post("/api/v1/team/files/{stage_id}", response_model=None)
 async def api_file(stage_id: str, request: Request,
                    account: Annotated[Account | None, TeamOnly],
                    file: Annotated[UploadFile, File()]) -> Any:
-    """Upload one file (multipart ``file``); returns its name, size and sha256."""
+    """Upload one file the committee reads (technical report, training log; multipart
+    ``file``); returns its name, size and sha256."""
     me, ctx = require(account), context(request)
     name, data = await read_upload(file, sub.MAX_UPLOAD_BYTES)
     try:
-        return sub.store_file(ctx, _stage(ctx, stage_id), me, name, data)
+        meta = sub.store_file(ctx, _stage(ctx, stage_id), me, name, data)
     except KaiError as e:
-        return _refusal(e)
+        return refuse(request, e, _again(request, me))
+    return done(request, meta, "/team?done=file")
 
 
 @router.post("/api/v1/team/objections/{stage_id}", response_model=None)
@@ -215,9 +172,10 @@ async def api_objection(stage_id: str, request: Request,
     parts = [await read_upload(f, sub.MAX_UPLOAD_BYTES) for f in (files or [])
              if f.filename][:ob.MAX_OBJECTION_FILES + 1]
     try:
-        return ob.file_objection(ctx, _stage(ctx, stage_id), me, text, parts)
+        filed = ob.file_objection(ctx, _stage(ctx, stage_id), me, text, parts)
     except KaiError as e:
-        return _refusal(e)
+        return refuse(request, e, _again(request, me))
+    return done(request, filed, "/team?done=objection")
 
 
 # -- public team pages -------------------------------------------------------------------
