@@ -67,8 +67,9 @@ _UNSAFE_JSON = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u20
 def _client(server: str, token_file: Path | None, *, insecure_http: bool = False,
             timeout: float = DEFAULT_TIMEOUT, need_token: bool = True) -> ApiClient:
     """A client for ``server``; with ``need_token``, carrying the token read from the file."""
-    from kaieval.client.http import ApiClient, read_token
+    from kaieval.client.http import ApiClient, read_token, server_url
 
+    server_url(server, sending_token=need_token, insecure_http=insecure_http)  # before the file
     token = None
     if need_token:
         if token_file is None:
@@ -425,7 +426,8 @@ def rating_list(server: ServerOpt = DEFAULT_SERVER, token_file: TokenOpt = None,
             if not isinstance(t, dict):
                 continue
             done = t.get("scores")
-            state = ("rated " + ", ".join(f"{_t(k)}={_t(v)}" for k, v in done.items())
+            state = ("rated " + ", ".join(f"{_t(k)}={v:g}" if isinstance(v, int | float)
+                                          else f"{_t(k)}={_t(v)}" for k, v in done.items())
                      if isinstance(done, dict) else "not rated")
             lines.append(f"    {_t(t.get('team_id'))}  {_t(t.get('label'))}  {state}")
     _out(as_json, forms, lines or ["nothing to rate"])
