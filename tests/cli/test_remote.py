@@ -23,6 +23,7 @@ from teams_helpers import (  # type: ignore[import-not-found]
     dossier_bytes,
 )
 from web_helpers import make_ctx, populate, serving  # type: ignore[import-not-found]
+from web_users_helpers import seed_responses  # type: ignore[import-not-found]
 
 from kaieval.cli import app
 from kaieval.records import CommitteeSheet
@@ -247,6 +248,24 @@ def test_users_rate_and_the_office_sees_committee_and_arena(live: Live) -> None:
     res = live.kai("alpha-team", "me", "--json")
     assert json.loads(res.stdout)["team_id"] == "alpha"
     assert "token" not in res.stdout and "hash" not in res.stdout
+
+
+def test_a_user_votes_in_the_arena(live: Live) -> None:
+    seed_responses(live.ctx.store, {("p1", "alpha"): "line one\n\x1b[31mline two"})
+    res = live.kai("user1", "battle", "s1", "--json")
+    assert res.exit_code == 0, res.output
+    b = json.loads(res.stdout)
+    assert {"battle_id", "prompt", "left", "right"} <= set(b) and b["votes"] == 0
+    res = live.kai("user1", "battle", "s1")  # the same open battle, for people
+    assert res.exit_code == 0 and f"battle {b['battle_id']} (stage s1; 0 of " in res.stdout
+    assert "\x1b" not in res.stdout  # a response's escape sequence is shown, not obeyed
+    assert f"vote: kai remote vote s1 {b['battle_id']} left|right|tie|both_bad" in res.stdout
+    res = live.kai("user1", "vote", "s1", b["battle_id"], "a")
+    assert res.exit_code == 0 and res.stdout.startswith(f"voted left on battle {b['battle_id']}")
+    line = _one_error(live.kai("user1", "vote", "s1", b["battle_id"], "tie"))
+    assert line.endswith("refused 409 Conflict: already voted: one vote per battle")
+    res = live.kai("office", "arena", "s1")
+    assert res.exit_code == 0 and "1 votes by 1 users" in res.stdout
 
 
 def test_a_bad_token_is_one_401_line(live: Live, tmp_path: Path) -> None:
