@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 STOP = threading.Event()
 
@@ -69,6 +71,7 @@ MODES: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {
                             {"Content-Encoding": "gzip"}),
     "drip": _drip,
     "hang": _hang,
+    "me": lambda h: _send(h, 200, "application/json", b'{"name": "kim", "role": "expert"}'),
 }
 
 
@@ -96,21 +99,55 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def lying(mode: str) -> Iterator[str]:
-    """A server on a free loopback port answering in ``mode``; yields its base URL."""
+def lying(mode: str, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """A server on a free loopback port answering in ``mode``; yields its base URL.
+    With ``tls`` (certificate and key files) it speaks https."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.mode = mode
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     STOP.clear()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         STOP.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files in ``folder``)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
 
 
 def closed_port() -> str:

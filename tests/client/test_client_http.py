@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lying_server import closed_port, lying  # type: ignore[import-not-found]
+from lying_server import closed_port, lying, self_signed  # type: ignore[import-not-found]
 
 from kaieval.client import api
 from kaieval.client.http import ApiClient, RemoteError, clean, read_token, segment, server_url
@@ -71,6 +71,22 @@ def test_timeouts_are_bounded() -> None:
         err = _fails(url, timeout=1.0)
         assert "the answer took over 1 s to arrive" in str(err)
         assert time.monotonic() - start < 5
+
+
+def test_https_checks_the_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    cert, key = self_signed(tmp_path)
+    with lying("me", tls=(cert, key)) as url:
+        err = _fails(url)
+        assert "the server's certificate is not trusted (self-signed certificate); for a " \
+               "private certificate authority, set SSL_CERT_FILE to its bundle" in str(err)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the programme's own authority
+        with ApiClient(url, TOKEN) as c:
+            assert api.me(c) == {"name": "kim", "role": "expert"}
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(KaiError, match=r"missing\.pem: cannot load the certificate authorities"):
+        ApiClient("https://127.0.0.1:1", TOKEN)
 
 
 def test_an_unreachable_server_is_one_line() -> None:

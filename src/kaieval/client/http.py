@@ -22,6 +22,7 @@ import ipaddress
 import json as jsonlib
 import os
 import re
+import ssl
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -156,11 +157,39 @@ def _why(exc: BaseException) -> str:
     """The most specific reason in an exception chain (``connection refused``)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
+        if isinstance(seen, OSError) and seen.strerror and not isinstance(seen, ssl.SSLError):
             return seen.strerror.lower()
         seen = seen.__cause__ or seen.__context__
     text = clean(str(exc), 300)
     return text or type(exc).__name__
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """The TLS failure in an exception chain, in words, or None when it is not one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            why = clean(str(seen.verify_message), 200)
+            return (f"the server's certificate is not trusted ({why}); for a private "
+                    "certificate authority, set SSL_CERT_FILE to its bundle")
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS failed ({clean(str(seen.reason or seen), 200)})"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def tls_context() -> ssl.SSLContext | bool:
+    """Certificate checks as usual (``True``: httpx's default bundle), with the CA bundle
+    named by ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (``trust_env=False`` would
+    otherwise ignore them, and a programme's own server may use a private authority)."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        return True
+    try:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    except (OSError, ssl.SSLError) as err:
+        raise KaiError(f"cannot load the certificate authorities: {_why(err)}",
+                       where=cafile or capath) from None
 
 
 def _status_words(code: int) -> str:
@@ -197,7 +226,7 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout),
                                   follow_redirects=False, trust_env=False,
-                                  transport=transport)
+                                  verify=tls_context(), transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -226,6 +255,9 @@ class ApiClient:
                               where=where) from None
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
                 httpx.WriteError, httpx.UnsupportedProtocol, httpx.ProxyError) as err:
+            tls = _tls_problem(err)
+            if tls is not None:
+                raise RemoteError(tls, where=where) from None
             raise RemoteError(f"cannot reach the server: {_why(err)} (is 'kai serve' running "
                               f"at {self.base}?)", where=where) from None
         except httpx.HTTPError as err:
