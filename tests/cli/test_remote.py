@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -290,6 +291,16 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     res = runner.invoke(app, ["remote", "leaderboard", "--server", url])
     assert _one_error(res) == (f"error: GET {url}/api/v1/public/stages: cannot reach the server: "
                                f"connection refused (is 'kai serve' running at {url}?)")
+
+
+def test_the_real_entry_point_prints_one_line_and_no_traceback() -> None:
+    url = closed_port()
+    proc = subprocess.run([sys.executable, "-m", "kaieval.cli", "remote", "leaderboard",
+                           "--server", url], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: GET {url}/api/v1/public/stages: cannot reach the server: connection refused "
+        f"(is 'kai serve' running at {url}?)"]
 
 
 @pytest.mark.parametrize(("mode", "words"), [
