@@ -205,15 +205,10 @@ def _is_json(content_type: str) -> bool:
 
 
 class ApiClient:
-    """One server and (optionally) one account's token; ``call`` makes one API request.
-
-    ``transport`` is for tests of the client alone (an ``httpx.MockTransport``); the CLI
-    and its tests use the network.
-    """
+    """One server and (optionally) one account's token; ``call`` makes one API request."""
 
     def __init__(self, server: str, token: str | None = None, *, insecure_http: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT, max_bytes: int = MAX_ANSWER_BYTES,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, max_bytes: int = MAX_ANSWER_BYTES) -> None:
         if timeout <= 0:
             raise KaiError(f"--timeout {timeout}: must be more than 0 seconds")
         self.base = server_url(server, sending_token=token is not None,
@@ -226,7 +221,7 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout),
                                   follow_redirects=False, trust_env=False,
-                                  verify=tls_context(), transport=transport)
+                                  verify=tls_context())
 
     def close(self) -> None:
         self._http.close()
