@@ -30,6 +30,7 @@ from kaieval.cli import (
     provenance,
     records,
     registry,
+    remote,
     report,
     serve,
     stage,
@@ -60,6 +61,7 @@ app.add_typer(provenance.app, name="provenance")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(arena.app, name="arena")
+app.add_typer(remote.app, name="remote")
 
 
 def main() -> None:
