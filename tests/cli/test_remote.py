@@ -96,6 +96,34 @@ def _one_error(res: Result) -> str:
     return lines[0]
 
 
+def test_the_office_assigns_and_the_expert_reads_the_sheet(live: Live) -> None:
+    res = live.kai("office", "assign", "s1", "--per-team", "2")
+    assert res.exit_code == 0, res.output
+    assert "assignment(s) added" in res.stdout
+    got = json.loads(live.kai("office", "assign", "s1", "--per-team", "2", "--json").stdout)
+    assert got["added"] == 0 and got["assignments"]  # balanced already: nothing more
+    # park is affiliated with team alpha: refused, in one line
+    line = _one_error(live.kai("office", "assignment", "s1", "add", "experts", "alpha",
+                               "park"))
+    assert line == (f"error: POST {live.url}/api/v1/office/committee/s1/assignments: refused "
+                    "422 Unprocessable Entity: park is affiliated with team alpha: conflict "
+                    "of interest")
+    res = live.kai("office", "assignment", "s1", "add", "experts", "beta", "kim")
+    assert res.exit_code == 0 and "kim assigned to s1/experts/beta" in res.stdout
+    assert live.kai("office", "blind", "s1", "on").stdout.strip() == "blind mode of stage s1: on"
+    res = live.kai("kim", "sheet", "show", "s1", "experts", "beta")
+    assert res.exit_code == 0, res.output
+    assert "Team Beta" not in res.stdout  # blind: a code, not the team's name
+    assert "  report: " in res.stdout and "  logs: " in res.stdout
+    assert live.kai("office", "blind", "s1", "off").exit_code == 0
+    shown = json.loads(live.kai("kim", "sheet", "show", "s1", "experts", "beta",
+                                "--json").stdout)
+    assert shown["label"] == "Team Beta" and shown["status"] == "draft"
+    assert [it["id"] for it in shown["rubric"]] == ["report", "logs"]
+    # an expert cannot use the office's commands
+    assert "refused 403" in _one_error(live.kai("kim", "blind", "s1", "on"))
+
+
 def test_an_expert_submits_a_sheet_once(live: Live, tmp_path: Path) -> None:
     assert cm.auto_assign(live.ctx, "s1", per_team=3, actor="office") > 0
     res = live.kai("kim", "assignments")

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -56,6 +57,18 @@ Component = Annotated[str, typer.Argument(help="Component id of the stage.")]
 Team = Annotated[str, typer.Argument(help="Team id.")]
 ScoreOpt = Annotated[list[str] | None, typer.Option(
     "--score", help="ITEM=VALUE, once per item.")]
+
+
+
+class AddRemove(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class OnOff(StrEnum):
+    ON = "on"
+    OFF = "off"
+
 
 TEXT_MAX_BYTES = 1 << 20
 """A comment, objection or answer file: the server takes 20 000 characters at most."""
@@ -286,6 +299,31 @@ def _sheet_cmd(submit: bool, stage: str, component: str, team_id: str,
             r = api.save_sheet(c, stage, component, team_id, scores, comment)
             line = f"draft saved {stage}/{component}/{team_id}: {len(scores)} item(s)"
     _out(as_json, r, [_t(line)])
+
+
+@sheet_app.command("show")
+@user_errors
+def sheet_show(stage: Stage, component: Component, team_id: Team,
+               server: ServerOpt = DEFAULT_SERVER, token_file: TokenOpt = None,
+               insecure_http: InsecureOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+               as_json: JsonOpt = False) -> None:
+    """A sheet: rubric, your draft or submitted scores, evidence files, and the others'
+    sheets once yours is submitted (where the spec reveals them)."""
+    from kaieval.client import api
+
+    with _client(server, token_file, insecure_http=insecure_http, timeout=timeout) as c:
+        r = api.sheet(c, stage, component, team_id)
+    scores = r["values"].get("scores") or {}
+    lines = [f"{_t(r['label'])} ({_t(stage)}/{_t(component)}): {_t(r['status'])}"]
+    lines += [f"  {_t(it['id'])}: {_num(scores.get(it['id']))} / {_num(it['max'])}"
+              for it in r["rubric"]]
+    if r["values"].get("comment"):
+        lines.append(f"  comment: {_t(r['values']['comment'], 2000)}")
+    lines += [f"  evidence: {_t(f.get('name'))} ({_t(f.get('sha256'))})"
+              for f in r["evidence"] if isinstance(f, dict)]
+    lines += [f"  other sheet by {_t(o.get('evaluator_id'))}: {_t(o.get('scores'), 300)}"
+              for o in r["others"] if isinstance(o, dict)]
+    _out(as_json, r, lines)
 
 
 @sheet_app.command("save")
@@ -527,6 +565,60 @@ def committee(stage: Stage, server: ServerOpt = DEFAULT_SERVER, token_file: Toke
                              f" {_t(o.get('item'))} = {_t(o.get('score'))} (others' median "
                              f"{_num(o.get('others_median'))})")
     _out(as_json, comps, lines or ["no committee component in this stage"])
+
+
+@app.command("assign", rich_help_panel="Office")
+@user_errors
+def assign(stage: Stage, per_team: Annotated[int, typer.Option(
+               "--per-team", min=1, max=100,
+               help="Evaluators per team and committee component.")] = 5,
+           server: ServerOpt = DEFAULT_SERVER, token_file: TokenOpt = None,
+           insecure_http: InsecureOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+           as_json: JsonOpt = False) -> None:
+    """Assign evaluators automatically (balanced, conflicts of interest excluded)."""
+    from kaieval.client import api
+
+    with _client(server, token_file, insecure_http=insecure_http, timeout=timeout) as c:
+        r = api.auto_assign(c, stage, per_team)
+    lines = [f"stage {_t(stage)}: {_t(r['added'])} assignment(s) added, "
+             f"{len(r['assignments'])} in all"]
+    lines += [f"  {_t(a['component_id'])} {_t(a['team_id'])}: {_t(a['evaluator'])}"
+              for a in r["assignments"]]
+    _out(as_json, r, lines)
+
+
+@app.command("assignment", rich_help_panel="Office")
+@user_errors
+def assignment(stage: Stage, action: Annotated[AddRemove, typer.Argument(
+                   help="add or remove.")],
+               component: Component, team_id: Team,
+               evaluator: Annotated[str, typer.Argument(help="The expert's account name.")],
+               server: ServerOpt = DEFAULT_SERVER, token_file: TokenOpt = None,
+               insecure_http: InsecureOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+               as_json: JsonOpt = False) -> None:
+    """Add or remove one evaluator's assignment to a team's sheet."""
+    from kaieval.client import api
+
+    with _client(server, token_file, insecure_http=insecure_http, timeout=timeout) as c:
+        r = api.set_assignment(c, stage, component, team_id, evaluator,
+                               action is AddRemove.ADD)
+    done = "assigned to" if action is AddRemove.ADD else "removed from"
+    _out(as_json, r, [f"{_t(evaluator)} {done} {_t(stage)}/{_t(component)}/{_t(team_id)}"])
+
+
+@app.command("blind", rich_help_panel="Office")
+@user_errors
+def blind(stage: Stage, mode: Annotated[OnOff, typer.Argument(
+              help="on: evaluators see teams by code; off: by name.")],
+          server: ServerOpt = DEFAULT_SERVER, token_file: TokenOpt = None,
+          insecure_http: InsecureOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+          as_json: JsonOpt = False) -> None:
+    """Blind mode of a stage's committee on or off."""
+    from kaieval.client import api
+
+    with _client(server, token_file, insecure_http=insecure_http, timeout=timeout) as c:
+        r = api.set_blind(c, stage, mode is OnOff.ON)
+    _out(as_json, r, [f"blind mode of stage {_t(stage)}: {'on' if r['blind'] else 'off'}"])
 
 
 @app.command("objections", rich_help_panel="Office")

@@ -110,10 +110,20 @@ def _sheet_path(stage: str, component: str, team: str) -> str:
                                               ("team", team))
 
 
+def sheet(c: ApiClient, stage: str, component: str, team: str) -> dict[str, Any]:
+    """One sheet: its rubric, draft or submitted values, the evidence files, and the other
+    evaluators' sheets where the spec reveals them."""
+    answer = obj(*_get(c, _sheet_path(stage, component, team)), "label", "status", "rubric",
+                 "values", "evidence", "others")
+    rows(answer["rubric"], f"{_sheet_path(stage, component, team)} rubric", "id", "max")
+    obj(answer["values"], f"{_sheet_path(stage, component, team)} values", "scores")
+    return answer
+
+
 def save_sheet(c: ApiClient, stage: str, component: str, team: str,
                scores: dict[str, float], comment: str) -> dict[str, Any]:
     """Save a draft sheet (any subset of the rubric's items); it can be changed later."""
-    return obj(*_send(c, "PUT", _sheet_path(stage, component, team),
+    return obj(*_send(c, "POST", _sheet_path(stage, component, team) + "/draft",
                       json={"scores": scores, "comment": comment}), "status")
 
 
@@ -135,7 +145,7 @@ def team_stages(c: ApiClient) -> list[dict[str, Any]]:
 def upload_dossier(c: ApiClient, stage: str, dossier: Upload) -> dict[str, Any]:
     """Upload the team's dossier for a stage; the server checks it as ``kai validate``."""
     return obj(*_send(c, "POST", f"{API}/team/dossier/{_seg(('stage', stage))}",
-                      files=[("file", dossier)]), "name", "sha256")
+                      files=[("file", dossier)], listing=True), "name", "sha256")
 
 
 def upload_file(c: ApiClient, stage: str, upload: Upload) -> dict[str, Any]:
@@ -186,6 +196,34 @@ def committee(c: ApiClient, stage: str) -> list[dict[str, Any]]:
                 "component_id", "teams", "alpha", "outliers")
 
 
+def _committee_path(stage: str, what: str) -> str:
+    return f"{API}/office/committee/{_seg(('stage', stage))}/{what}"
+
+
+def auto_assign(c: ApiClient, stage: str, per_team: int) -> dict[str, Any]:
+    """Assign evaluators automatically: ``per_team`` per team and committee component,
+    balanced, conflicts excluded; returns how many were added and all assignments."""
+    answer = obj(*_send(c, "POST", _committee_path(stage, "assign"),
+                        json={"per_team": per_team}), "added", "assignments")
+    rows(answer["assignments"], _committee_path(stage, "assign"), "component_id", "team_id",
+         "evaluator")
+    return answer
+
+
+def set_assignment(c: ApiClient, stage: str, component: str, team: str, evaluator: str,
+                   add: bool) -> dict[str, Any]:
+    """Add or remove one evaluator's assignment (a conflicted evaluator is refused)."""
+    return obj(*_send(c, "POST", _committee_path(stage, "assignments"), json={
+        "component_id": component, "team_id": team, "evaluator": evaluator,
+        "action": "add" if add else "remove"}), "evaluator", "action")
+
+
+def set_blind(c: ApiClient, stage: str, blind: bool) -> dict[str, Any]:
+    """Blind mode on or off: evaluators see teams by code, not by name."""
+    return obj(*_send(c, "POST", _committee_path(stage, "blind"), json={"blind": blind}),
+               "blind")
+
+
 def objections(c: ApiClient, stage: str) -> dict[str, Any]:
     """Where the stage's objection window stands, and every objection with its answer."""
     answer = obj(*_get(c, f"{API}/office/objections/{_seg(('stage', stage))}"),
@@ -219,5 +257,5 @@ def arena(c: ApiClient, stage: str) -> dict[str, Any]:
 
 def set_cap(c: ApiClient, stage: str, cap: int) -> dict[str, Any]:
     """Set the per-user vote cap of a stage's arena."""
-    return obj(*_send(c, "PUT", f"{API}/office/arena/{_seg(('stage', stage))}/cap",
+    return obj(*_send(c, "POST", f"{API}/office/arena/{_seg(('stage', stage))}/cap",
                       json={"cap": cap}), "cap")

@@ -234,10 +234,13 @@ class ApiClient:
 
     def call(self, method: str, path: str, *, json: Any = None,
              data: dict[str, str] | None = None,
-             files: Sequence[tuple[str, Upload]] | None = None) -> Any:
+             files: Sequence[tuple[str, Upload]] | None = None,
+             listing: bool = False) -> Any:
         """``method path`` (``path`` from ``/api/v1``, segments already encoded); the
-        answer's JSON. Refusals and unusable answers raise :class:`RemoteError` (or
-        :class:`RemoteRefusals` for a refusal listing several problems)."""
+        answer's JSON. Refusals and unusable answers raise :class:`RemoteError` naming the
+        request, or :class:`RemoteRefusals` for a refusal listing several problems, or any
+        refusal at all with ``listing`` (a dossier's lines, printed as ``kai validate``
+        prints them)."""
         url = f"{self.base}{path}"
         where = f"{method} {url}"
         parts = None if files is None else [
@@ -257,7 +260,7 @@ class ApiClient:
                               f"at {self.base}?)", where=where) from None
         except httpx.HTTPError as err:
             raise RemoteError(f"request failed: {_why(err)}", where=where) from None
-        return self._answer(res, raw, where)
+        return self._answer(res, raw, where, listing)
 
     def _read(self, res: httpx.Response, where: str) -> bytes:
         """The answer's bytes: refused over ``max_bytes`` (declared or counted), when
@@ -284,7 +287,7 @@ class ApiClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _answer(self, res: httpx.Response, raw: bytes, where: str) -> Any:
+    def _answer(self, res: httpx.Response, raw: bytes, where: str, listing: bool) -> Any:
         code = res.status_code
         content_type = res.headers.get("content-type", "")
         if 300 <= code < 400:
@@ -307,14 +310,16 @@ class ApiClient:
             if problem:
                 raise RemoteError(problem, where=where, status=code)
             return body
-        raise self._refusal(code, body, problem, where)
+        raise self._refusal(code, body, problem, where, listing)
 
-    def _refusal(self, code: int, body: Any, problem: str, where: str) -> KaiError:
+    def _refusal(self, code: int, body: Any, problem: str, where: str,
+                 listing: bool) -> KaiError:
         """The error for a non-2xx answer: the server's ``detail`` (or ``errors``, one line
         each) when it sent the API's JSON, else what came instead."""
         if isinstance(body, dict):
             lines = body.get("errors")
-            if isinstance(lines, list) and lines and all(isinstance(x, str) for x in lines):
+            if (isinstance(lines, list) and (len(lines) > 1 or (listing and lines))
+                    and all(isinstance(x, str) for x in lines)):
                 return RemoteRefusals([clean(x) for x in lines], code)
             detail = _detail(body.get("detail"))
         else:
