@@ -102,9 +102,7 @@ async def read_body(request: Request, model: type[M],
         if ctype.startswith(FORM_TYPES):
             data: Any = dict(from_form(await request.form()))
         else:
-            raw = await request.body()
-            if len(raw) > MAX_JSON_BYTES:
-                raise Refused([f"body: over {MAX_JSON_BYTES} bytes"], 413)
+            raw = await _bounded_body(request)
             data = json.loads(raw) if raw else {}
         return model.model_validate(data)
     except ValidationError as e:
@@ -126,6 +124,18 @@ def prefixed(form: FormData, prefix: str, convert: Callable[[str], Any]) -> dict
             except ValueError:
                 out[name[len(prefix):]] = text
     return out
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The body, read only up to ``MAX_JSON_BYTES`` (a larger one is refused, 413, without
+    being held whole in memory)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BYTES:
+            raise Refused([f"body: over {MAX_JSON_BYTES} bytes"], 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
