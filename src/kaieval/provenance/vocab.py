@@ -20,7 +20,6 @@ from kaieval.io import TOKENIZER_MAX_BYTES, load_json_file
 from kaieval.tokenizer.model import normalise
 
 
-
 def read_vocab(path: Path) -> dict[str, int]:
     """Token string -> id from a ``tokenizer.json`` (BPE, WordPiece, WordLevel or Unigram).
 

@@ -12,11 +12,11 @@ pre-tokenisation with GPT-2's pattern, or the pattern of a known
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from kaieval.errors import KaiError
+from kaieval.hashing import sha256_bytes
 from kaieval.io import CONFIG_MAX_BYTES, TOKENIZER_MAX_BYTES, parse_json, read_bounded_bytes
 from kaieval.tokenizer.encodings import FOLDER_PATTERNS
 from kaieval.tokenizer.hf_json import NotThisFormat, no_duplicate_keys
@@ -121,7 +121,7 @@ def read(folder: Path, *, pattern: str | None = None) -> TokenizerFile:
             f" ({cls})" if gpt2 else f" (assumed: tokenizer_class {cls or 'not given'} is "
             "not in the registry; --pattern overrides)"))
     add_prefix_space = bool(cfg.get("add_prefix_space", False))
-    digest = hashlib.sha256(b"vocab.json\n" + vraw + b"\nmerges.txt\n" + mraw).hexdigest()
+    digest = sha256_bytes(b"vocab.json\n" + vraw + b"\nmerges.txt\n" + mraw)
     unk = cfg.get("unk_token")
     unk_name = unk.get("content") if isinstance(unk, dict) else unk
     unk_id = vocab.get(unk_name) if isinstance(unk_name, str) else None

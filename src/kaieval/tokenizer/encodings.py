@@ -98,7 +98,8 @@ class Identified:
 
 def identify(sha256: str, ranks: int, pattern: str | None) -> Identified:
     """The pattern for a rank file: ``--pattern`` first, then by file hash, then by size."""
-    by_hash = next((e for e in KNOWN_ENCODINGS if e.sha256 == sha256), None)
+    by_hash = next((e for e in KNOWN_ENCODINGS
+                    if e.sha256 is not None and sha256.endswith(e.sha256)), None)
     by_size = [e for e in KNOWN_ENCODINGS if e.ranks == ranks]
     known = by_hash or (by_size[0] if len(by_size) == 1 else None)
     if pattern is not None:

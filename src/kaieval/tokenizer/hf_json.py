@@ -54,16 +54,17 @@ def _int_id(value: Any) -> bool:
 
 
 def sniff(raw: bytes) -> bool:
-    """A JSON object that mentions ``"model"`` near its top."""
+    """Looks like JSON (a vocab.json is JSON too, and is tried next)."""
     head = raw[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head[:1] == b"{" and (b'"model"' in raw[:200_000] or b'"added_tokens"' in head)
+    return head[:1] in (b"{", b"[")
 
 
 def read(path: Path, raw: bytes, digest: str) -> TokenizerFile:
     """Read a ``tokenizer.json``; ``NotThisFormat`` when it is not one, ``KaiError`` when bad."""
     where = str(path)
-    if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"{":
+    if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
         raise NotThisFormat("does not start with '{'")
+    # JSON from here on: a file that does not parse is a broken tokenizer.json, said so
     data = parse_json(raw, where, object_pairs_hook=no_duplicate_keys)
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict):

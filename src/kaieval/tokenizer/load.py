@@ -19,13 +19,13 @@ no repository code runs.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 from kaieval.errors import KaiError
+from kaieval.hashing import sha256_bytes
 from kaieval.io import TOKENIZER_MAX_BYTES, read_bounded_bytes
 from kaieval.tokenizer import (
     bpe_folder,
@@ -87,10 +87,12 @@ def load_tokenizer(path: Path, *, pattern: str | None = None) -> TokenizerFile:
     else:
         file = path
     raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = sha256_bytes(raw)
     where = str(file)
 
     def vocab_json(p: Path, r: bytes, d: str) -> TokenizerFile:
+        if r.lstrip()[:1] != b"{":
+            raise NotThisFormat("not a JSON object")
         if not (p.parent / "merges.txt").is_file():
             raise NotThisFormat("no merges.txt beside it")
         return bpe_folder.read(p.parent, pattern=pattern)
