@@ -55,14 +55,21 @@ def _int_id(value: Any) -> bool:
 
 def sniff(raw: bytes) -> bool:
     """Looks like JSON (a vocab.json is JSON too, and is tried next)."""
-    head = raw[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head[:1] in (b"{", b"[")
+    return looks_like_json(raw)
+
+
+def looks_like_json(raw: bytes) -> bool:
+    """An object, or an array of arrays / objects (a ``vocab.txt`` starting ``[PAD]`` is not)."""
+    head = raw[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:1] == b"{":
+        return True
+    return head[:1] == b"[" and head[1:].lstrip(b" \t\r\n")[:1] in (b"[", b"{", b"]", b"")
 
 
 def read(path: Path, raw: bytes, digest: str) -> TokenizerFile:
     """Read a ``tokenizer.json``; ``NotThisFormat`` when it is not one, ``KaiError`` when bad."""
     where = str(path)
-    if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
+    if not looks_like_json(raw):
         raise NotThisFormat("does not start with '{'")
     # JSON from here on: a file that does not parse is a broken tokenizer.json, said so
     data = parse_json(raw, where, object_pairs_hook=no_duplicate_keys)

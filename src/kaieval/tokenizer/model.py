@@ -66,7 +66,7 @@ def canonical_bytes(raw: bytes) -> str:
         return normalise(raw.decode("utf-8"))
     except UnicodeDecodeError:
         to_char = byte_alphabet()[0]
-        return "".join(to_char[b] for b in raw)
+        return normalise("".join(to_char[b] for b in raw))  # as canonical_byte_level does
 
 
 def canonical_byte_level(token: str) -> str:
