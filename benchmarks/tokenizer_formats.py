@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tokenizer_efficiency import build_tokenizer  # noqa: E402
+from tokenizer_efficiency import build_tokenizer
 
-from kaieval.audit.tokenizer_efficiency import load_corpus, measure  # noqa: E402
-from kaieval.provenance.tokenizer_lineage import compare_tokenizers  # noqa: E402
-from kaieval.tokenizer.encodings import GPT2_PATTERN  # noqa: E402
-from kaieval.tokenizer.model import byte_alphabet  # noqa: E402
+from kaieval.audit.tokenizer_efficiency import load_corpus, measure
+from kaieval.provenance.tokenizer_lineage import compare_tokenizers
+from kaieval.tokenizer.encodings import GPT2_PATTERN
+from kaieval.tokenizer.model import byte_alphabet
 
 
 def write_files(bpe: Path, work: Path, ranks: int) -> tuple[Path, Path, Path]:
