@@ -12,6 +12,7 @@ pre-tokenisation with GPT-2's pattern, or the pattern of a known
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,15 @@ def read(folder: Path, *, pattern: str | None = None) -> TokenizerFile:
         from kaieval.tokenizer.load import import_or_explain
 
         tk = import_or_explain("tokenizers", where)
-        tok = tk.Tokenizer(tk.models.BPE(vocab, merges))
+        # handed to Rust as one JSON text: building BPE(vocab, merges) from Python
+        # objects costs seconds at 150k merges, parsing the text a fraction of that
+        spec = {"version": "1.0", "added_tokens": [], "normalizer": None,
+                "pre_tokenizer": None, "post_processor": None, "decoder": None,
+                "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                          "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                          "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                          "vocab": vocab, "merges": merges}}
+        tok = tk.Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
         if chosen is None:
             tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(
                 add_prefix_space=add_prefix_space, use_regex=True)
