@@ -135,7 +135,7 @@ def read(folder: Path, *, pattern: str | None = None) -> TokenizerFile:
         tk = import_or_explain("tokenizers", where)
         # handed to Rust as one JSON text: building BPE(vocab, merges) from Python
         # objects costs seconds at 150k merges, parsing the text a fraction of that
-        spec = {"version": "1.0", "added_tokens": [], "normalizer": None,
+        spec: dict[str, Any] = {"version": "1.0", "added_tokens": [], "normalizer": None,
                 "pre_tokenizer": None, "post_processor": None, "decoder": None,
                 "model": {"type": "BPE", "dropout": None, "unk_token": None,
                           "continuing_subword_prefix": None, "end_of_word_suffix": None,
