@@ -68,7 +68,7 @@ def build_tokenizer(path: Path, vocab: int, seed: int, gen_chars: int) -> float:
     """Train a byte-level BPE with ``vocab`` entries; returns the training seconds."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    corpus = [s for g in load_corpus().genres for s in g.lines]
+    corpus = [s for g in load_corpus().genres for s in g.documents]
     text = corpus + generated_text(corpus, gen_chars, seed)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -86,7 +86,7 @@ def peer(path: Path) -> tuple[float, float, float, int, int]:
     """The obvious implementation: AutoTokenizer + a per-line Python loop of encode/decode."""
     from transformers import AutoTokenizer
 
-    lines = [s for g in load_corpus().genres for s in g.lines]
+    lines = [s for g in load_corpus().genres for s in g.documents]
     t0, c0 = time.perf_counter(), time.process_time()
     tok = AutoTokenizer.from_pretrained(str(path.parent))
     loaded = time.perf_counter() - t0
@@ -135,7 +135,7 @@ def main() -> int:
     print(f"\nmachine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()} "
           f"load1={load:.2f}; python {platform.python_version()}; "
           + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
-    print(f"corpus: {DEFAULT_CORPUS} ({o.characters:,} characters, {o.lines} lines, "
+    print(f"corpus: {DEFAULT_CORPUS} ({o.characters:,} characters, {o.documents} documents, "
           f"{result.corpus_sha256[:19]})")
     print(f"tokenizer: {path} (vocab {result.vocab_size:,})\n")
     print("| implementation | what is timed | wall s | CPU s | tokens | round-trip ok | vs 2 s |")

@@ -94,11 +94,12 @@ def sp_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_bundled_corpus_is_large_enough_and_has_four_genres() -> None:
     corpus = load_corpus()
-    sizes = {g.name: sum(len(s) for s in g.lines) for g in corpus.genres}
+    sizes = {g.name: sum(len(s) for s in g.documents) for g in corpus.genres}
     assert set(sizes) == set(GENRES)
     assert sum(sizes.values()) >= 50_000
     assert min(sizes.values()) >= 13_000
-    text = "".join(s for g in corpus.genres for s in g.lines)
+    text = "".join(s for g in corpus.genres for s in g.documents)
+    assert all("".join(g.documents) == g.path.read_text(encoding="utf-8") for g in corpus.genres)
     assert unicodedata.is_normalized("NFC", text)
     hangul = sum("\uac00" <= ch <= "\ud7a3" for ch in text)
     assert hangul / len(text) > 0.6  # mostly Korean ...
@@ -113,8 +114,8 @@ def test_corpus_readme_states_the_real_sizes() -> None:
     assert "CC-BY-4.0" in readme
     for g in corpus.genres:
         row = next(r for r in readme.splitlines() if r.startswith(f"| `{g.name}.txt` |"))
-        lines, chars = (int(c.strip().replace(",", "")) for c in row.strip("|").split("|")[-2:])
-        assert (lines, chars) == (len(g.lines), sum(len(s) for s in g.lines))
+        docs, chars = (int(c.strip().replace(",", "")) for c in row.strip("|").split("|")[-2:])
+        assert (docs, chars) == (len(g.documents), sum(len(s) for s in g.documents))
 
 
 def test_figures_match_hand_computed_values(tmp_path: Path) -> None:
@@ -129,22 +130,26 @@ def test_figures_match_hand_computed_values(tmp_path: Path) -> None:
 
     r = measure(path, corpus=corpus)
     f = r.genres["news"]
-    # line 1: "안녕하세요 세계"  8 chars, 5*3+1+2*3 = 22 bytes, 2 eojeols, 2 tokens, round-trips
-    # line 3: "hello 모르는말"  10 chars, 5+1+4*3 = 18 bytes, 2 eojeols, 2 tokens (1 unk), fails
-    assert (f.lines, f.characters, f.bytes, f.eojeols, f.tokens) == (2, 18, 40, 4, 4)
-    assert (f.unk_tokens, f.roundtrip_ok) == (1, 1)
-    assert f.chars_per_token == pytest.approx(4.5)
-    assert f.bytes_per_token == pytest.approx(10.0)
+    # document 1 (line 1): "안녕하세요 세계\n\n"  10 chars, 5*3+1+2*3+2 = 24 bytes, 2 eojeols,
+    #   2 tokens; decodes to "안녕하세요 세계" (the newlines are lost): fails
+    # document 2 (line 3): "  hello 모르는말  \n"  15 chars, 2+5+1+4*3+2+1 = 23 bytes,
+    #   2 eojeols, 2 tokens (1 unk): fails
+    assert (f.documents, f.characters, f.bytes, f.eojeols, f.tokens) == (2, 25, 47, 4, 4)
+    assert (f.unk_tokens, f.roundtrip_ok, f.byte_fallback_tokens) == (1, 0, 0)
+    assert f.chars_per_token == pytest.approx(6.25)
+    assert f.bytes_per_token == pytest.approx(11.75)
     assert f.tokens_per_eojeol == pytest.approx(1.0)
-    assert f.roundtrip_fidelity == pytest.approx(0.5)
+    assert f.roundtrip_fidelity == pytest.approx(0.0)
     assert f.unk_rate == pytest.approx(0.25)
     fail = f.first_roundtrip_failure
-    assert fail is not None and fail.line == 3 and fail.original == "hello 모르는말"
-    assert fail.decoded == "hello [UNK]"
+    assert fail is not None and fail.line == 1 and fail.original == "안녕하세요 세계\n\n"
+    assert fail.decoded == "안녕하세요 세계"
     assert r.overall == f  # one genre: overall is the same
     assert r.tokenizer_sha256 == sha256_file(path)
-    assert r.vocab_size == 4 and r.tokenizer_kind == "hf-tokenizers"
+    assert r.vocab_size == 4 and r.tokenizer_kind == "wordlevel"
+    assert r.tokenizer_format == "tokenizer.json"
     assert r.versions["tokenizers"] == tokenizers.__version__
+    assert not r.comparable and len(r.not_comparable_because) == 2
 
 
 def test_counts_agree_with_the_library_and_skip_bos_eos(tmp_path: Path) -> None:
@@ -153,33 +158,36 @@ def test_counts_agree_with_the_library_and_skip_bos_eos(tmp_path: Path) -> None:
     path = _bpe(tmp_path / "tokenizer.json", bos_eos=True)
     r = measure(tmp_path)  # a folder holding tokenizer.json works too
     tok = Tokenizer.from_file(str(path))
-    lines = [s for g in load_corpus().genres for s in g.lines]
-    plain = sum(len(tok.encode(s, add_special_tokens=False).ids) for s in lines)
-    with_specials = sum(len(tok.encode(s).ids) for s in lines)
+    docs = [s for g in load_corpus().genres for s in g.documents]
+    plain = sum(len(tok.encode(s, add_special_tokens=False).ids) for s in docs)
+    with_specials = sum(len(tok.encode(s).ids) for s in docs)
     assert r.overall.tokens == plain
-    assert with_specials == plain + 2 * len(lines)  # the template really adds BOS/EOS ...
+    assert with_specials == plain + 2 * len(docs)  # the template really adds BOS/EOS ...
     assert r.overall.roundtrip_fidelity == 1.0  # ... and byte-level BPE is lossless
     assert r.overall.unk_tokens == 0
-    assert r.overall.characters == sum(len(s) for s in lines)
+    assert r.overall.characters == sum(len(s) for s in docs)
+    assert r.comparable and r.reference is None
     assert set(r.genres) == set(GENRES)
     assert sum(g.tokens for g in r.genres.values()) == r.overall.tokens
 
 
 def test_lossy_normaliser_fails_round_trip(tmp_path: Path) -> None:
     path = _bpe(tmp_path / "lower.json", lowercase=True)
-    corpus = _corpus(tmp_path / "c", technical="한국어 문장입니다.\nGPU 서버를 늘린다.\n")
+    corpus = _corpus(tmp_path / "c", technical="한국어 문장입니다.\n\nGPU 서버를 늘린다.\n")
     r = measure(path, corpus=corpus)
     assert r.overall.roundtrip_ok == 1 and r.overall.roundtrip_fidelity == pytest.approx(0.5)
     fail = r.overall.first_roundtrip_failure
-    assert fail is not None and fail.genre == "technical" and fail.line == 2
-    assert fail.decoded == "gpu 서버를 늘린다."
+    assert fail is not None and fail.genre == "technical" and fail.line == 3
+    assert fail.decoded == "gpu 서버를 늘린다.\n"
+    assert not r.comparable and "round trip fails on 1 of 2" in r.not_comparable_because[0]
+    assert "normaliser lower-cases text" in r.tokenizer_notes
 
 
 def test_sentencepiece_unk_rate_and_no_bos(tmp_path: Path, sp_model: Path) -> None:
-    corpus = _corpus(tmp_path / "c", conversation="한국어 문장 😀 漢字 테스트\n대한민국 모델\n")
+    corpus = _corpus(tmp_path / "c", conversation="한국어 문장 😀 漢字 테스트\n\n대한민국 모델")
     r = measure(sp_model, corpus=corpus)
     sp = spm.SentencePieceProcessor(model_file=str(sp_model))
-    lines = ["한국어 문장 😀 漢字 테스트", "대한민국 모델"]
+    lines = ["한국어 문장 😀 漢字 테스트\n\n", "대한민국 모델"]
     ids = [sp.encode(s) for s in lines]
     unk = sum(x.count(sp.unk_id()) for x in ids)
     assert unk >= 1  # emoji and hanja were never seen in training
@@ -187,13 +195,15 @@ def test_sentencepiece_unk_rate_and_no_bos(tmp_path: Path, sp_model: Path) -> No
     assert r.overall.tokens == sum(len(x) for x in ids)
     assert r.overall.unk_rate == pytest.approx(unk / r.overall.tokens)
     assert r.overall.roundtrip_ok == 1  # the line with unknown characters cannot come back
-    assert r.tokenizer_kind == "sentencepiece" and r.vocab_size == sp.get_piece_size()
+    assert r.tokenizer_format == "SentencePiece" and r.vocab_size == sp.get_piece_size()
+    assert r.overall.byte_fallback_tokens == 0 and "no byte fallback" in r.tokenizer_notes
 
 
 def test_reference_ratios(tmp_path: Path, bpe: Path, sp_model: Path) -> None:
-    a = measure(sp_model)
+    other = _bpe(tmp_path / "other.json", vocab=300)
+    a = measure(other)
     b = measure(bpe)
-    r = measure(sp_model, reference=bpe)
+    r = measure(other, reference=bpe)
     assert r.reference is not None and r.reference.tokenizer_sha256 == b.tokenizer_sha256
     overall = r.reference.ratios["overall"]
     assert overall["chars_per_token"] == pytest.approx(
@@ -207,6 +217,13 @@ def test_reference_ratios(tmp_path: Path, bpe: Path, sp_model: Path) -> None:
     same = measure(bpe, reference=bpe)
     assert same.reference is not None
     assert same.reference.ratios["overall"]["chars_per_token"] == pytest.approx(1.0)
+    # a tokenizer losing text gets no ratio, and neither does anyone against such a reference
+    lossy = measure(sp_model, reference=bpe)
+    assert not lossy.comparable and lossy.reference is not None
+    assert lossy.reference.ratios == {} and "not comparable" in (lossy.reference.withheld or "")
+    against = measure(bpe, reference=sp_model)
+    assert against.reference is not None and against.reference.ratios == {}
+    assert "the reference is not comparable" in (against.reference.withheld or "")
 
 
 def test_corpus_hash_follows_content(tmp_path: Path, bpe: Path) -> None:
@@ -262,10 +279,14 @@ def test_cli_table_and_json(tmp_path: Path, bpe: Path, sp_model: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "ko.model" in res.output and "rel c/tok" in res.output
     assert "first round-trip failure" in res.output  # SentencePiece NFKC-normalises ㅋ etc.
+    flat = "".join(res.output.split())  # rich wraps long names in the narrow test console
+    assert "NOTCOMPARABLE" in flat and "(notcomparable)" in flat
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert data["format"] == "kaieval/tokenizer-efficiency-report/v1"
+    assert data["format"] == "kaieval/tokenizer-efficiency-report/v2"
     assert [r["tokenizer"] for r in data["results"]] == [str(sp_model), str(bpe)]
     assert data["reference"]["tokenizer"] == str(bpe)
+    assert data["ranking"] == [str(bpe)]  # the lossy SentencePiece model is left out
+    assert data["results"][0]["comparable"] is False
     assert data["results"][1]["reference"]["ratios"]["overall"]["chars_per_token"] == 1.0
     assert set(data["results"][0]["genres"]) == set(GENRES)
     res = CliRunner().invoke(app, ["tokenizer-efficiency", str(bpe), "--per-genre"])

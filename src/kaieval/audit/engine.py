@@ -142,8 +142,10 @@ def tokenizer_figures(ctx: AuditContext) -> tuple[list[Figure], list[Flag]]:
         return none(f"model path {model.path} leaves the dossier's folder; not read"), []
     if not folder.is_dir():
         return none(f"model folder {model.path} not found"), []
-    if not any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer.model")):
-        return none(f"no tokenizer.json or tokenizer.model in {model.path}"), []
+    if not any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer.model",
+                                                  "vocab.json", "vocab.txt")) \
+            and not any(folder.glob("*.tiktoken")):
+        return none(f"no tokenizer file in {model.path}"), []
     from kaieval.audit.tokenizer_efficiency import (
         load_corpus,
         load_tokenizer,
@@ -163,9 +165,11 @@ def tokenizer_figures(ctx: AuditContext) -> tuple[list[Figure], list[Flag]]:
         return none(f"tokenizer could not be measured: {e}"), [
             Flag("malformed", f"tokenizer could not be measured: {e}", where)]
     o = res.overall
-    detail = (f"{res.tokenizer_kind}, vocab {res.vocab_size}, {o.characters} characters of the "
-              f"bundled Korean corpus; round-trip {o.roundtrip_fidelity:.1%}, unk "
-              f"{o.unk_rate:.2%}")
+    detail = (f"{res.tokenizer_format} ({res.tokenizer_kind}), vocab {res.vocab_size}, "
+              f"{o.characters} characters of the bundled Korean corpus; round-trip "
+              f"{o.roundtrip_fidelity:.1%}, unk {o.unk_rate:.2%}"
+              + ("" if res.comparable else "; NOT COMPARABLE: "
+                 + "; ".join(res.not_comparable_because)))
     out = [Figure("tokenizer.chars_per_token", o.chars_per_token, where, detail, "measured"),
            Figure("tokenizer.tokens_per_eojeol", o.tokens_per_eojeol, where, detail,
                   "measured")]

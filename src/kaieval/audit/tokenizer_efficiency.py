@@ -5,47 +5,45 @@ Korean, and vendors claim "N % fewer tokens than GPT-4o" without a shared
 yardstick. We measure every tokenizer on one fixed, bundled Korean corpus
 (four genres, written for kaieval) so the figures are comparable and
 reproducible: characters / UTF-8 bytes per token, tokens per eojeol
-(whitespace-separated word), round-trip fidelity and unknown-token rate, each
-optionally normalised against a reference tokenizer.
+(whitespace-separated word), unknown-token and byte-fallback rates and
+round-trip fidelity, each optionally normalised against a reference tokenizer.
 
 Design choices, and why:
 
-* Counting never adds special tokens (``add_special_tokens=False`` / no BOS or
-  EOS in SentencePiece): a BOS per line would inflate short conversational
-  lines and punish nothing about the vocabulary.
-* Encoding is batched in native code (Rust ``encode_batch`` /
-  SentencePiece's threaded list encode). Python only sums lengths per line.
-* A tokenizer file is parsed by its own library, never unpickled and never
-  imported as code; anything unreadable becomes one-line ``KaiError`` naming
-  the file.
-* The corpus is split into lines; each non-empty, whitespace-stripped line is
-  one sample. Round-trip fidelity is the share of lines for which
-  ``decode(encode(line)) == line`` exactly (special tokens are *not* skipped
-  on decode, so an unknown token shows up as a mismatch).
+* Text is measured as written. A genre file is cut into *documents* after each
+  run of blank lines, so the documents of a file, concatenated, are the file:
+  newlines and spaces count as characters (code points) and may cost tokens,
+  and the characters per token are what a plain reading of the files gives.
+  (Version 1 measured stripped lines, losing every newline: 2-6 % off.)
+* Counting never adds special tokens (no BOS/EOS): a BOS per document would
+  punish nothing about the vocabulary.
+* Tokenizers are read by :mod:`kaieval.tokenizer` (every format models ship,
+  detected by content, read bounded, never unpickled, no repository code) and
+  encoded in native batches (Rust ``encode_batch``, SentencePiece's threaded
+  list encode, tiktoken's threaded batch); Python only sums lengths.
+* A tokenizer whose unknown-token rate is above 1 % or whose round trip fails
+  on more than 1 % of documents is *not comparable*: its figures describe text
+  it did not keep, so it is flagged in words and JSON and left out of ratios
+  against a reference (and a not-comparable reference gives no ratios at all).
 """
 
 from __future__ import annotations
 
 import platform
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from kaieval.artifacts import check_tree
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes
-from kaieval.io import (
-    DATA_MAX_BYTES,
-    TOKENIZER_MAX_BYTES,
-    json_depth_problem,
-    open_regular,
-    parse_json,
-    read_bounded_bytes,
-)
+from kaieval.io import DATA_MAX_BYTES, read_bounded_bytes
+from kaieval.tokenizer import TokenizerFile
+from kaieval.tokenizer import load_tokenizer as _load
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "data" / "corpus_ko"
 GENRES = ("news", "conversation", "legal", "technical")
@@ -53,15 +51,18 @@ OVERALL = "overall"
 #: Figures that get a ratio against the reference (this / reference).
 RATIO_FIGURES = ("chars_per_token", "bytes_per_token", "tokens_per_eojeol",
                  "roundtrip_fidelity", "unk_rate")
-TokenizerKind = Literal["hf-tokenizers", "sentencepiece"]
+#: Above this unknown-token rate, or this share of documents failing the round
+#: trip, a tokenizer is not comparable (left out of ratios and rankings).
+NOT_COMPARABLE_ABOVE = 0.01
+_DOC_BREAK = re.compile(r"\n(?:[ \t\r]*\n)+")
 
 
 class RoundTripFailure(BaseModel):
-    """The first line whose decode(encode(line)) differs from the line."""
+    """The first document whose decode(encode(document)) differs from the document."""
 
     model_config = ConfigDict(extra="forbid")
     genre: str
-    line: int  # 1-based line number in the genre's file
+    line: int  # 1-based line number where the document starts in the genre's file
     original: str
     decoded: str
 
@@ -70,18 +71,20 @@ class Figures(BaseModel):
     """Raw counts and derived figures for one genre (or the whole corpus)."""
 
     model_config = ConfigDict(extra="forbid")
-    lines: int
+    documents: int
     characters: int
     bytes: int
     eojeols: int
     tokens: int
     unk_tokens: int
+    byte_fallback_tokens: int
     roundtrip_ok: int
     chars_per_token: float
     bytes_per_token: float
     tokens_per_eojeol: float
     roundtrip_fidelity: float
     unk_rate: float
+    byte_fallback_rate: float
     first_roundtrip_failure: RoundTripFailure | None = None
 
 
@@ -90,29 +93,35 @@ class ReferenceRatios(BaseModel):
 
     For chars/bytes per token a ratio above 1 means *more* text per token than
     the reference (better); for tokens per eojeol below 1 is better. ``None``
-    where the reference's figure is zero.
+    where the reference's figure is zero. ``withheld`` says why there are no
+    ratios (this tokenizer or the reference is not comparable).
     """
 
     model_config = ConfigDict(extra="forbid")
     tokenizer: str
     tokenizer_sha256: str
     ratios: dict[str, dict[str, float | None]]
+    withheld: str | None = None
 
 
 class EfficiencyResult(BaseModel):
     """Everything measured for one tokenizer on one corpus, with what is needed to reproduce it."""
 
     model_config = ConfigDict(extra="forbid")
-    format: str = "kaieval/tokenizer-efficiency/v1"
+    format: str = "kaieval/tokenizer-efficiency/v2"
     tokenizer: str
     tokenizer_file: str
-    tokenizer_kind: TokenizerKind
+    tokenizer_format: str
+    tokenizer_kind: str
     tokenizer_sha256: str
+    tokenizer_notes: list[str]
     vocab_size: int
     corpus: str
     corpus_sha256: str
     genres: dict[str, Figures]
     overall: Figures
+    comparable: bool
+    not_comparable_because: list[str]
     reference: ReferenceRatios | None = None
     encode_decode_seconds: float
     versions: dict[str, str]
@@ -120,11 +129,11 @@ class EfficiencyResult(BaseModel):
 
 @dataclass(frozen=True)
 class CorpusGenre:
-    """One genre's samples: stripped non-empty lines and their 1-based line numbers."""
+    """One genre's documents (the file cut after blank lines) and their first line numbers."""
 
     name: str
     path: Path
-    lines: list[str]
+    documents: list[str]
     line_numbers: list[int]
 
 
@@ -135,6 +144,30 @@ class Corpus:
     path: Path
     sha256: str
     genres: list[CorpusGenre]
+
+
+def split_documents(text: str) -> tuple[list[str], list[int]]:
+    """Cut ``text`` after each run of blank lines; the pieces concatenated are ``text``.
+
+    Returns the documents and the 1-based line each starts on. Leading blank
+    lines belong to the first document, trailing ones to the last, so nothing
+    the file holds escapes the count.
+    """
+    docs: list[str] = []
+    lines: list[int] = []
+    start = 0
+    for m in _DOC_BREAK.finditer(text):
+        if m.end() < len(text) and text[start:m.end()].strip():
+            docs.append(text[start:m.end()])
+            lines.append(text.count("\n", 0, start) + 1)
+            start = m.end()
+    if text[start:]:
+        if docs and not text[start:].strip():
+            docs[-1] += text[start:]
+        else:
+            docs.append(text[start:])
+            lines.append(text.count("\n", 0, start) + 1)
+    return docs, lines
 
 
 def load_corpus(corpus: Path | None = None) -> Corpus:
@@ -158,164 +191,80 @@ def load_corpus(corpus: Path | None = None) -> Corpus:
         except UnicodeDecodeError as e:
             line = raw[: e.start].count(b"\n") + 1
             raise KaiError(f"not valid UTF-8 at byte {e.start}", where=f"{f}:{line}") from None
-        lines: list[str] = []
-        numbers: list[int] = []
-        for number, raw_line in enumerate(text.splitlines(), start=1):
-            stripped = raw_line.strip()
-            if stripped:
-                lines.append(stripped)
-                numbers.append(number)
-        if not lines:
+        if not text.strip():
             raise KaiError("corpus file has no text", where=str(f))
+        docs, numbers = split_documents(text)
         digest_parts.append(f"{f.name}\n{sha256_bytes(raw)}\n")
-        genres.append(CorpusGenre(f.stem, f, lines, numbers))
+        genres.append(CorpusGenre(f.stem, f, docs, numbers))
     return Corpus(root, sha256_bytes("".join(digest_parts).encode()), genres)
 
 
-class LoadedTokenizer:
-    """A loaded tokenizer behind one batch interface (HF ``tokenizers`` or SentencePiece)."""
-
-    def __init__(self, file: Path, kind: TokenizerKind, impl: Any, unk_id: int | None,
-                 vocab_size: int, sha256: str) -> None:
-        self.file = file
-        self.sha256 = sha256  # of the bytes loaded, not of the file read again later
-        self.kind: TokenizerKind = kind
-        self.impl = impl
-        self.unk_id = unk_id
-        self.vocab_size = vocab_size
-
-    def encode(self, lines: list[str]) -> list[list[int]]:
-        """Token ids of every line, in one native batch call, never with BOS/EOS added."""
-        if self.kind == "hf-tokenizers":
-            return [e.ids for e in self.impl.encode_batch(lines, add_special_tokens=False)]
-        out: list[list[int]] = self.impl.encode(lines, out_type=int, add_bos=False,
-                                                add_eos=False, num_threads=-1)
-        return out
-
-    def decode(self, ids: list[list[int]]) -> list[str]:
-        """Text of every id list; special tokens are kept so an unk shows as a mismatch."""
-        if self.kind == "hf-tokenizers":
-            out: list[str] = self.impl.decode_batch(ids, skip_special_tokens=False)
-            return out
-        out = self.impl.decode(ids, num_threads=-1)
-        return out
+def load_tokenizer(path: Path, *, pattern: str | None = None) -> TokenizerFile:
+    """The tokenizer at ``path`` (any format :mod:`kaieval.tokenizer` reads) with its encoder
+    built, so a file that cannot encode fails here, before any measuring."""
+    tok = _load(path, pattern=pattern)
+    tok.encoder()
+    return tok
 
 
-def _resolve_file(path: Path) -> tuple[Path, TokenizerKind]:
-    """Find the tokenizer file (a directory may hold ``tokenizer.json`` or ``tokenizer.model``)."""
-    if not path.exists():
-        raise KaiError("tokenizer not found", where=str(path))
-    if path.is_dir():
-        check_tree(path)  # special files, oversized tokenizers, links out of the folder
-        for name, kind in (("tokenizer.json", "hf-tokenizers"),
-                           ("tokenizer.model", "sentencepiece")):
-            if (path / name).is_file():
-                return path / name, kind  # type: ignore[return-value]
-        raise KaiError("directory has no tokenizer.json or tokenizer.model", where=str(path))
-    if path.suffix == ".json":
-        return path, "hf-tokenizers"
-    if path.suffix == ".model":
-        return path, "sentencepiece"
-    with open_regular(path) as fh:
-        head = fh.read(64).lstrip()
-    return path, "hf-tokenizers" if head.startswith(b"{") else "sentencepiece"
-
-
-def _hf_unk_id(tok: Any, raw: bytes, file: Path) -> int | None:
-    """The unknown token's id, or None when the model has none (byte-level BPE usually)."""
-    unk = getattr(tok.model, "unk_token", None)  # BPE, WordPiece, WordLevel
-    if isinstance(unk, str):
-        uid = tok.token_to_id(unk)
-        return int(uid) if uid is not None else None
-    if type(tok.model).__name__ == "Unigram":  # the binding does not expose unk_id
-        spec = parse_json(raw, str(file))
-        uid = spec.get("model", {}).get("unk_id")
-        return int(uid) if isinstance(uid, int) else None
-    return None
-
-
-def load_tokenizer(path: Path) -> LoadedTokenizer:
-    """Load a HF ``tokenizer.json`` or a SentencePiece ``.model``; bad file -> one-line KaiError."""
-    file, kind = _resolve_file(path)
-    # read here, bounded, and handed over as bytes: the libraries never open the path
-    raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
-    if kind == "hf-tokenizers":
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:  # pragma: no cover - optional dependency
-            raise KaiError("reading tokenizer.json needs the `tokenizers` package "
-                           "(pip install 'kaieval[hf]')", where=str(file)) from None
-        problem = json_depth_problem(raw)  # the same depth rule as every JSON read
-        if problem is not None:
-            raise KaiError(f"not valid JSON: {problem}", where=str(file))
-        try:  # the Rust loader parses the text once
-            tok = Tokenizer.from_str(raw.decode("utf-8-sig"))
-        except UnicodeDecodeError as e:
-            raise KaiError(f"not a valid tokenizer.json: not UTF-8 ({e.reason} at byte "
-                           f"{e.start})", where=str(file)) from None
-        except Exception as e:  # the Rust loader raises a bare Exception
-            raise KaiError(f"not a valid tokenizer.json: {str(e).splitlines()[0]}",
-                           where=str(file)) from None
-        return LoadedTokenizer(file, kind, tok, _hf_unk_id(tok, raw, file),
-                               int(tok.get_vocab_size(with_added_tokens=True)),
-                               sha256_bytes(raw))
-    try:
-        import sentencepiece as spm
-    except ImportError:  # pragma: no cover - optional dependency
-        raise KaiError("reading a .model needs the `sentencepiece` package "
-                       "(pip install 'kaieval[hf]')", where=str(file)) from None
-    sp = spm.SentencePieceProcessor()
-    try:
-        sp.LoadFromSerializedProto(raw)
-    except (RuntimeError, OSError, TypeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else "unreadable"
-        raise KaiError(f"not a SentencePiece model: {msg}", where=str(file)) from None
-    unk = int(sp.unk_id())
-    return LoadedTokenizer(file, kind, sp, unk if unk >= 0 else None, int(sp.get_piece_size()),
-                           sha256_bytes(raw))
-
-
-def _figures(lines: Sequence[str], ids: Sequence[list[int]], decoded: Sequence[str],
-             unk_id: int | None, genre: str, numbers: Sequence[int]) -> Figures:
-    characters = sum(len(s) for s in lines)
-    nbytes = sum(len(s.encode("utf-8")) for s in lines)
-    eojeols = sum(len(s.split()) for s in lines)
+def _figures(docs: Sequence[str], ids: Sequence[list[int]], decoded: Sequence[str],
+             tok: TokenizerFile, genre: str, numbers: Sequence[int]) -> Figures:
+    characters = sum(len(s) for s in docs)
+    nbytes = sum(len(s.encode("utf-8")) for s in docs)
+    eojeols = sum(len(s.split()) for s in docs)
     tokens = sum(len(x) for x in ids)
-    unk = sum(x.count(unk_id) for x in ids) if unk_id is not None else 0
-    ok = [a == b for a, b in zip(lines, decoded, strict=True)]
+    unk = sum(x.count(tok.unk_id) for x in ids) if tok.unk_id is not None else 0
+    fallback = tok.byte_fallback_ids
+    nbyte = sum(1 for x in ids for i in x if i in fallback) if fallback else 0
+    ok = [a == b for a, b in zip(docs, decoded, strict=True)]
     first: RoundTripFailure | None = None
     if not all(ok):
         i = ok.index(False)
-        first = RoundTripFailure(genre=genre, line=numbers[i], original=lines[i],
+        first = RoundTripFailure(genre=genre, line=numbers[i], original=docs[i],
                                  decoded=decoded[i])
-    return _derive(len(lines), characters, nbytes, eojeols, tokens, unk, sum(ok), first)
+    return _derive(len(docs), characters, nbytes, eojeols, tokens, unk, nbyte, sum(ok), first)
 
 
-def _derive(lines: int, characters: int, nbytes: int, eojeols: int, tokens: int, unk: int,
-            ok: int, first: RoundTripFailure | None) -> Figures:
+def _derive(documents: int, characters: int, nbytes: int, eojeols: int, tokens: int, unk: int,
+            nbyte: int, ok: int, first: RoundTripFailure | None) -> Figures:
     def div(a: int, b: int) -> float:
         return a / b if b else 0.0
 
-    return Figures(lines=lines, characters=characters, bytes=nbytes, eojeols=eojeols,
-                   tokens=tokens, unk_tokens=unk, roundtrip_ok=ok,
+    return Figures(documents=documents, characters=characters, bytes=nbytes, eojeols=eojeols,
+                   tokens=tokens, unk_tokens=unk, byte_fallback_tokens=nbyte, roundtrip_ok=ok,
                    chars_per_token=div(characters, tokens), bytes_per_token=div(nbytes, tokens),
-                   tokens_per_eojeol=div(tokens, eojeols), roundtrip_fidelity=div(ok, lines),
-                   unk_rate=div(unk, tokens), first_roundtrip_failure=first)
+                   tokens_per_eojeol=div(tokens, eojeols),
+                   roundtrip_fidelity=div(ok, documents), unk_rate=div(unk, tokens),
+                   byte_fallback_rate=div(nbyte, tokens), first_roundtrip_failure=first)
 
 
 def _overall(parts: Sequence[Figures]) -> Figures:
     first = next((p.first_roundtrip_failure for p in parts if p.first_roundtrip_failure), None)
-    return _derive(sum(p.lines for p in parts), sum(p.characters for p in parts),
+    return _derive(sum(p.documents for p in parts), sum(p.characters for p in parts),
                    sum(p.bytes for p in parts), sum(p.eojeols for p in parts),
                    sum(p.tokens for p in parts), sum(p.unk_tokens for p in parts),
+                   sum(p.byte_fallback_tokens for p in parts),
                    sum(p.roundtrip_ok for p in parts), first)
+
+
+def not_comparable_because(o: Figures) -> list[str]:
+    """Why a tokenizer's figures may not be ranked or compared (empty: comparable)."""
+    out = []
+    if o.unk_rate > NOT_COMPARABLE_ABOVE:
+        out.append(f"unknown-token rate {o.unk_rate:.2%} is above "
+                   f"{NOT_COMPARABLE_ABOVE:.0%}")
+    failed = 1.0 - o.roundtrip_fidelity
+    if failed > NOT_COMPARABLE_ABOVE:
+        out.append(f"round trip fails on {o.documents - o.roundtrip_ok} of {o.documents} "
+                   f"documents ({failed:.1%}, above {NOT_COMPARABLE_ABOVE:.0%})")
+    return out
 
 
 def _versions() -> dict[str, str]:
     from kaieval.version import code_version
 
     out = {"kaieval": code_version(), "python": platform.python_version()}
-    for mod in ("tokenizers", "sentencepiece"):
+    for mod in ("tokenizers", "sentencepiece", "tiktoken"):
         try:
             out[mod] = str(__import__(mod).__version__)
         except ImportError:  # pragma: no cover - optional dependency
@@ -323,31 +272,37 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def measure_loaded(tok: LoadedTokenizer, corpus: Corpus, *, label: str | None = None
+def measure_loaded(tok: TokenizerFile, corpus: Corpus, *, label: str | None = None
                    ) -> EfficiencyResult:
     """Measure an already-loaded tokenizer on an already-loaded corpus (no reference)."""
-    all_lines = [s for g in corpus.genres for s in g.lines]
+    all_docs = [s for g in corpus.genres for s in g.documents]
+    encoder = tok.encoder()
     t0 = time.perf_counter()
-    ids = tok.encode(all_lines)
-    decoded = tok.decode(ids)
+    ids = encoder.encode(all_docs)
+    decoded = encoder.decode(ids)
     seconds = time.perf_counter() - t0
     genres: dict[str, Figures] = {}
     start = 0
     for g in corpus.genres:
-        end = start + len(g.lines)
-        genres[g.name] = _figures(g.lines, ids[start:end], decoded[start:end], tok.unk_id,
+        end = start + len(g.documents)
+        genres[g.name] = _figures(g.documents, ids[start:end], decoded[start:end], tok,
                                   g.name, g.line_numbers)
         start = end
+    overall = _overall(list(genres.values()))
+    why = not_comparable_because(overall)
     return EfficiencyResult(
-        tokenizer=label or str(tok.file), tokenizer_file=str(tok.file),
-        tokenizer_kind=tok.kind, tokenizer_sha256=tok.sha256,
-        vocab_size=tok.vocab_size, corpus=str(corpus.path), corpus_sha256=corpus.sha256,
-        genres=genres, overall=_overall(list(genres.values())), encode_decode_seconds=seconds,
-        versions=_versions())
+        tokenizer=label or str(tok.path), tokenizer_file=str(tok.files[0]),
+        tokenizer_format=tok.format, tokenizer_kind=tok.kind, tokenizer_sha256=tok.sha256,
+        tokenizer_notes=list(tok.notes), vocab_size=tok.vocab_size, corpus=str(corpus.path),
+        corpus_sha256=corpus.sha256, genres=genres, overall=overall, comparable=not why,
+        not_comparable_because=why, encode_decode_seconds=seconds, versions=_versions())
 
 
 def normalise(result: EfficiencyResult, reference: EfficiencyResult) -> EfficiencyResult:
-    """Return ``result`` with each figure divided by the reference's (same corpus required)."""
+    """Return ``result`` with each figure divided by the reference's (same corpus required).
+
+    No ratios (``withheld`` says why) when either side is not comparable.
+    """
     if result.corpus_sha256 != reference.corpus_sha256:
         raise KaiError("reference was measured on a different corpus", where=reference.tokenizer)
 
@@ -358,19 +313,30 @@ def normalise(result: EfficiencyResult, reference: EfficiencyResult) -> Efficien
             out[name] = float(getattr(a, name)) / den if den else None
         return out
 
-    table = {name: ratios(fig, reference.genres[name]) for name, fig in result.genres.items()}
-    table[OVERALL] = ratios(result.overall, reference.overall)
+    withheld = None
+    if not reference.comparable:
+        withheld = "the reference is not comparable: " + "; ".join(
+            reference.not_comparable_because)
+    elif not result.comparable:
+        withheld = "not comparable: " + "; ".join(result.not_comparable_because)
+    table: dict[str, dict[str, float | None]] = {}
+    if withheld is None:
+        table = {name: ratios(fig, reference.genres[name])
+                 for name, fig in result.genres.items()}
+        table[OVERALL] = ratios(result.overall, reference.overall)
     ref = ReferenceRatios(tokenizer=reference.tokenizer,
-                          tokenizer_sha256=reference.tokenizer_sha256, ratios=table)
+                          tokenizer_sha256=reference.tokenizer_sha256, ratios=table,
+                          withheld=withheld)
     return result.model_copy(update={"reference": ref})
 
 
-def measure(tokenizer: Path, *, corpus: Path | None = None,
-            reference: Path | None = None) -> EfficiencyResult:
+def measure(tokenizer: Path, *, corpus: Path | None = None, reference: Path | None = None,
+            pattern: str | None = None) -> EfficiencyResult:
     """Measure ``tokenizer`` on ``corpus`` (default: bundled Korean corpus), normalised to
     ``reference`` when given. Raises ``KaiError`` (one line naming the file) on bad input."""
     data = load_corpus(corpus)
-    result = measure_loaded(load_tokenizer(tokenizer), data, label=str(tokenizer))
+    result = measure_loaded(load_tokenizer(tokenizer, pattern=pattern), data,
+                            label=str(tokenizer))
     if reference is not None:
         result = normalise(result, measure_loaded(load_tokenizer(reference), data,
                                                    label=str(reference)))
@@ -378,33 +344,42 @@ def measure(tokenizer: Path, *, corpus: Path | None = None,
 
 
 class EfficiencyReport(BaseModel):
-    """Several tokenizers on one corpus (what ``kai tokenizer-efficiency --json`` writes)."""
+    """Several tokenizers on one corpus (what ``kai tokenizer-efficiency --json`` writes).
+
+    ``ranking`` lists the comparable tokenizers by characters per token, best
+    first; a not-comparable one is never in it.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    format: str = "kaieval/tokenizer-efficiency-report/v1"
+    format: str = "kaieval/tokenizer-efficiency-report/v2"
     corpus: str
     corpus_sha256: str
     reference: EfficiencyResult | None = None
     results: list[EfficiencyResult]
+    ranking: list[str]
 
 
 def measure_many(tokenizers: Sequence[Path], *, corpus: Path | None = None,
-                 reference: Path | None = None) -> EfficiencyReport:
+                 reference: Path | None = None, pattern: str | None = None
+                 ) -> EfficiencyReport:
     """Like :func:`measure` for several tokenizers, reading the corpus and reference once.
 
     Every tokenizer is loaded before any is measured, so one bad file fails the
-    whole run at once instead of after minutes of work.
+    whole run at once instead of after minutes of work. ``pattern`` applies to
+    every tiktoken / vocab.json tokenizer among them (not the reference).
     """
     data = load_corpus(corpus)
-    loaded = [(path, load_tokenizer(path)) for path in tokenizers]
+    loaded = [(path, load_tokenizer(path, pattern=pattern)) for path in tokenizers]
     ref = (measure_loaded(load_tokenizer(reference), data, label=str(reference))
            if reference is not None else None)
     out = []
     for path, tok in loaded:
         r = measure_loaded(tok, data, label=str(path))
         out.append(normalise(r, ref) if ref is not None else r)
+    ranking = [r.tokenizer for r in sorted((r for r in out if r.comparable),
+                                           key=lambda r: -r.overall.chars_per_token)]
     return EfficiencyReport(corpus=str(data.path), corpus_sha256=data.sha256, reference=ref,
-                            results=out)
+                            results=out, ranking=ranking)
 
 
 def print_report(report: EfficiencyReport, console: Any, *, per_genre: bool = False) -> None:
@@ -422,7 +397,8 @@ def print_report(report: EfficiencyReport, console: Any, *, per_genre: bool = Fa
     results = [*report.results, ref] if ref is not None else list(report.results)
 
     def name(r: EfficiencyResult) -> str:
-        return r.tokenizer + (" (reference)" if ref is not None and r is ref else "")
+        return (r.tokenizer + (" (reference)" if ref is not None and r is ref else "")
+                + ("" if r.comparable else " (not comparable)"))
 
     def new_table(title: str, first: str) -> Table:
         t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
@@ -430,7 +406,7 @@ def print_report(report: EfficiencyReport, console: Any, *, per_genre: bool = Fa
         t.add_column(first, overflow="fold", min_width=12, ratio=1)
         if not per_genre:
             t.add_column("vocab", justify="right", no_wrap=True)
-        for c in ("c/tok", "B/tok", "tok/ej", "rt", "unk"):
+        for c in ("c/tok", "B/tok", "tok/ej", "rt", "unk", "bytes"):
             t.add_column(c, justify="right", no_wrap=True)
         if ref is not None:
             t.add_column("rel c/tok", justify="right", no_wrap=True)
@@ -439,19 +415,22 @@ def print_report(report: EfficiencyReport, console: Any, *, per_genre: bool = Fa
 
     def cells(r: EfficiencyResult, genre: str, f: Figures) -> list[str]:
         out = [f"{f.chars_per_token:.3f}", f"{f.bytes_per_token:.3f}",
-               f"{f.tokens_per_eojeol:.3f}", f"{f.roundtrip_fidelity:.1%}", f"{f.unk_rate:.2%}"]
+               f"{f.tokens_per_eojeol:.3f}", f"{f.roundtrip_fidelity:.1%}", f"{f.unk_rate:.2%}",
+               f"{f.byte_fallback_rate:.2%}"]
         if ref is not None:
+            withheld = r.reference is not None and r.reference.withheld is not None
             ratios = r.reference.ratios.get(genre, {}) if r.reference is not None else {}
             for key in ("chars_per_token", "tokens_per_eojeol"):
                 x = ratios.get(key, 1.0)
-                out.append("n/a" if x is None else f"{x:.3f}")
+                out.append("—" if withheld else "n/a" if x is None else f"{x:.3f}")
         return out
 
     head = f"Korean tokenizer efficiency on {report.corpus} ({report.corpus_sha256[:19]})"
     if per_genre:
         console.print(head, markup=False)
         for r in results:
-            table = new_table(f"{name(r)}: {r.tokenizer_kind}, vocab {r.vocab_size}", "genre")
+            table = new_table(f"{name(r)}: {r.tokenizer_format} ({r.tokenizer_kind}), vocab "
+                              f"{r.vocab_size}", "genre")
             for genre, f in [*r.genres.items(), (OVERALL, r.overall)]:
                 table.add_row(genre, *cells(r, genre, f))
             console.print(table)
@@ -462,10 +441,24 @@ def print_report(report: EfficiencyReport, console: Any, *, per_genre: bool = Fa
         console.print(table)
     console.print("c/tok, B/tok: characters, UTF-8 bytes per token (higher: fewer tokens); "
                   "tok/ej: tokens per eojeol (lower is better); rt: round-trip fidelity; "
-                  "unk: unknown-token rate" + ("; rel: this / reference" if ref else ""),
+                  "unk: unknown-token rate; bytes: byte-fallback rate"
+                  + ("; rel: this / reference" if ref else ""),
                   markup=False, style="dim")
+    if report.ranking:
+        console.print("ranking by c/tok (comparable tokenizers only): "
+                      + ", ".join(report.ranking), markup=False)
     for r in results:
+        for note in r.tokenizer_notes:
+            console.print(f"{r.tokenizer}: {note}", markup=False)
+        if not r.comparable:
+            console.print(f"{r.tokenizer}: NOT COMPARABLE, left out of the ranking and of "
+                          "ratios: " + "; ".join(r.not_comparable_because), markup=False)
         fail = r.overall.first_roundtrip_failure
         if fail is not None:
-            console.print(f"{r.tokenizer}: first round-trip failure at {fail.genre}:{fail.line}: "
-                          f"{fail.original!r} -> {fail.decoded!r}", markup=False)
+            console.print(f"{r.tokenizer}: first round-trip failure in the document at "
+                          f"{fail.genre}:{fail.line}: {_clip(fail.original)!r} -> "
+                          f"{_clip(fail.decoded)!r}", markup=False)
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

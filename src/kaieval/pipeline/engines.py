@@ -38,7 +38,7 @@ _ENGINE_CODE: dict[Engine, tuple[str, ...]] = {
     "bench": ("bench",),
     "provenance": ("provenance", "registry"),
     "audit": ("audit",),
-    "tokenizer": ("audit/tokenizer_efficiency.py", "audit/data"),
+    "tokenizer": ("audit/tokenizer_efficiency.py", "audit/data", "tokenizer"),
 }
 
 
@@ -365,39 +365,40 @@ def run_audit(inputs: StageInputs, job: Job, verdict: IndependenceVerdict | None
 
 
 def tokenizer_key(inputs: StageInputs, job: Job) -> dict[str, Any]:
-    file = _tokenizer_file(inputs, job)
-    return {"tokenizer": sha256_file(file), "reference": _ref_tokenizer_hash(inputs)}
+    from kaieval.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(_tokenizer_folder(inputs, job))  # any format; hash of what it read
+    return {"tokenizer": tok.sha256, "reference": _ref_tokenizer_hash(inputs)}
 
 
-def _tokenizer_file(inputs: StageInputs, job: Job) -> Path:
+def _tokenizer_folder(inputs: StageInputs, job: Job) -> Path:
+    """The candidate's model folder: the tokenizer loader finds the file in any format."""
     ld, sub = _sub(inputs, job)
-    folder = _candidate_folder(ld, sub)
-    for name in ("tokenizer.json", "tokenizer.model"):
-        if (folder / name).is_file():
-            return folder / name
-    raise KaiError("no tokenizer.json or tokenizer.model in the model folder",
-                   where=str(folder))
+    return _candidate_folder(ld, sub)
 
 
 @_in_dossier
 def run_tokenizer(inputs: StageInputs, job: Job) -> Output:
     from kaieval.audit.tokenizer_efficiency import measure
 
-    file = _tokenizer_file(inputs, job)
-    res = measure(file, reference=inputs.reference_tokenizer)
+    res = measure(_tokenizer_folder(inputs, job), reference=inputs.reference_tokenizer)
     o = res.overall
-    hashes = {"tokenizer": sha256_file(file)}
+    hashes = {"tokenizer": res.tokenizer_sha256}
     ref_hash = _ref_tokenizer_hash(inputs)
     if ref_hash is not None:
         hashes["reference"] = ref_hash
     base = {"stage_id": inputs.stage.id, "team_id": job.team_id, "source": "measured",
             "input_hashes": hashes, "settings": {"corpus": "bundled Korean corpus"}}
-    detail = f"{res.tokenizer_kind}, vocab {res.vocab_size}, {o.characters} characters"
+    detail = (f"{res.tokenizer_format} ({res.tokenizer_kind}), vocab {res.vocab_size}, "
+              f"{o.characters} characters"
+              + ("" if res.comparable else "; NOT COMPARABLE: "
+                 + "; ".join(res.not_comparable_because)))
     out: list[Record] = [
         Measurement(**base, name="tokenizer_chars_per_token", value=o.chars_per_token,
                     unit="chars/token", detail=detail),
         Measurement(**base, name="tokenizer_tokens_per_eojeol", value=o.tokens_per_eojeol,
                     unit="tokens/eojeol", detail=detail)]
+    # a not-comparable tokenizer (or reference) gets no ratio: ratios are empty then
     ratio = (res.reference.ratios.get("overall", {}).get("chars_per_token")
              if res.reference is not None else None)
     if ratio is not None:

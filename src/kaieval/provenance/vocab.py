@@ -17,13 +17,7 @@ import numpy.typing as npt
 
 from kaieval.errors import KaiError
 from kaieval.io import TOKENIZER_MAX_BYTES, load_json_file
-
-_SPACE_MARKERS = ("\u0120", "\u2581")  # byte-level BPE "Ġ", SentencePiece "▁"
-
-
-def normalise(token: str) -> str:
-    """Write the leading-space marker of byte-level BPE and SentencePiece the same way."""
-    return " " + token[1:] if token[:1] in _SPACE_MARKERS else token
+from kaieval.tokenizer.model import normalise
 
 
 def read_vocab(path: Path) -> dict[str, int]:
