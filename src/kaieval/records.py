@@ -212,6 +212,9 @@ class ComponentEvidence(BaseModel):
     fisher_chi2: float | None = None  # Fisher's chi-square over the correlation tests
     fisher_df: int | None = None  # its degrees of freedom (2 x tensors correlated)
     fisher_log10_p: float | None = None  # its p-value as log10 (finite when p underflows)
+    lineage: str | None = None  # tokenizer rows: the tokenizer-lineage verdict word
+    # (identical, extended, extended, shifted, derived, reordered, independent,
+    # inconclusive) or "not measured"; None on weight rows
 
 
 class IndependenceVerdict(Record):

@@ -110,7 +110,36 @@ def test_independent_candidate_is_no_evidence(models: dict[str, Path], tmp_path:
     v = IndependenceVerdict.model_validate_json(out.read_text())
     assert v.verdict == "no_evidence"
     assert v.team_id == "independent"
-    assert not any(e.verdict == "derived" for e in v.evidence)
+    assert not any(e.verdict == "derived" for e in v.evidence if e.component != "tokenizer")
+    # the shared tokenizer is reported beside the weights, with its lineage verdict
+    tok = next(e for e in v.evidence if e.component == "tokenizer")  # these folders have none
+    assert (tok.lineage, tok.verdict, tok.p_value) == ("not measured", "inconclusive", None)
+
+
+def test_tokenizer_line_beside_the_weights(models: dict[str, Path], tmp_path: Path) -> None:
+    """Independent weights shipping the parent's tokenizer with 3 control tokens in front,
+    as vocab.json + merges.txt: the tokenizer line says so (the code of kai
+    tokenizer-lineage); the weight verdict stays no_evidence."""
+    import shutil
+
+    import tokfiles as tf
+
+    ref_json = tf.train_bpe(tf.korean(40000, 1), 600, tmp_path / "ref.json")
+    shifted = tf.write_shifted(ref_json, tmp_path / "shifted.json", 3)
+    for name, tok in (("parent", ref_json), ("independent", shifted)):
+        shutil.copytree(models[name], tmp_path / name)
+        tf.write_bpe_folder(tok, tmp_path / name)
+    out = tmp_path / "v.json"
+    res = runner.invoke(app, ["provenance", str(tmp_path / "independent"), "--ref",
+                              str(tmp_path / "parent"), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert "Verdict: no_evidence" in flat and "do not enter the verdict above" in flat
+    assert "Holm-corrected across the 7 tested" in flat  # the weight lines only
+    v = IndependenceVerdict.model_validate_json(out.read_text())
+    tok = next(e for e in v.evidence if e.component == "tokenizer")
+    assert (tok.lineage, tok.verdict) == ("extended, shifted", "derived")
+    assert tok.p_value is not None and tok.p_value < 0.01
 
 
 def test_two_references_and_same_seed_reproduces(models: dict[str, Path],

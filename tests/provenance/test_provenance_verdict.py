@@ -15,12 +15,18 @@ from kaieval.errors import KaiError
 from kaieval.provenance import check_independence, exact_reuse, open_model, read_vocab
 from kaieval.provenance.tensor_groups import is_language_model, is_norm
 from kaieval.provenance.weight_tests import compare_tensor
-from kaieval.records import IndependenceVerdict, record_from_json
+from kaieval.records import ComponentEvidence, IndependenceVerdict, record_from_json
 
 
 def _check(models: dict[str, Path], cand: str, *refs: str) -> IndependenceVerdict:
     return check_independence(models[cand], [models[r] for r in refs or ("parent",)],
                               stage_id="stage1", team_id=cand)
+
+
+def _split(v: IndependenceVerdict) -> tuple[list[ComponentEvidence], list[ComponentEvidence]]:
+    """Weight lines, and the tokenizer lines (one per reference) that sit beside them."""
+    return ([e for e in v.evidence if e.component != "tokenizer"],
+            [e for e in v.evidence if e.component == "tokenizer"])
 
 
 def _by_component(v: IndependenceVerdict) -> dict[str, list[str]]:
@@ -50,7 +56,10 @@ def test_finetune_is_derived(models: dict[str, Path]) -> None:
 def test_independent_same_architecture_is_no_evidence(models: dict[str, Path]) -> None:
     v = _check(models, "independent")
     assert v.verdict == "no_evidence"
-    assert all(e.verdict == "no_evidence" for e in v.evidence)
+    weights, (tok,) = _split(v)
+    assert all(e.verdict == "no_evidence" for e in weights)
+    # the same tokenizer A on independent weights: derived tokenizer, not weight reuse
+    assert (tok.lineage, tok.verdict) == ("identical", "derived")
     assert "does not prove" in v.summary
     norms = next(e for e in v.evidence if e.component == "norms")
     m = re.search(r"raw cosine (\d\.\d+)-(\d\.\d+)", norms.detail)
@@ -107,7 +116,7 @@ def test_evidence_carries_its_figures_as_fields(models: dict[str, Path]) -> None
         if not e.sites_matched:  # the component's p is Fisher's alone
             assert e.log10_p == pytest.approx(e.fisher_log10_p)
     assert any(e.sites_matched for e in v.evidence if e.component.endswith(".mlp"))
-    assert all(e.tensors_skipped is not None for e in v.evidence)
+    assert all(e.tensors_skipped is not None for e in _split(v)[0])
 
 
 def test_evidence_stored_before_the_fields_still_loads() -> None:
@@ -145,8 +154,12 @@ def test_holm_across_references_names_the_source(models: dict[str, Path]) -> Non
     assert seen[-1][:2] == (22, 22) and seen[0][2] == "embeddings vs independent"
     assert v.verdict == "derived" and v.references == ("independent", "parent")
     assert "from parent" in v.summary
-    for e in v.evidence:
+    weights, toks = _split(v)
+    for e in weights:
         assert e.verdict == ("derived" if "vs parent" in e.detail else "no_evidence")
+    # one tokenizer line per reference; all three share tokenizer A
+    assert [(e.reference, e.lineage) for e in toks] == [("independent", "identical"),
+                                                         ("parent", "identical")]
 
 
 def test_nothing_comparable_is_inconclusive(tmp_path: Path, models: dict[str, Path]) -> None:
@@ -155,8 +168,9 @@ def test_nothing_comparable_is_inconclusive(tmp_path: Path, models: dict[str, Pa
               str(tmp_path / "model.safetensors"))
     v = check_independence(tmp_path, [models["parent"]], stage_id="s", team_id="t")
     assert v.verdict == "inconclusive"
-    assert [e.verdict for e in v.evidence] == ["inconclusive"]
+    assert [e.verdict for e in v.evidence] == ["inconclusive", "inconclusive"]
     assert "absent" in v.evidence[0].detail
+    assert v.evidence[1].lineage == "not measured"  # no tokenizer beside these weights
 
 
 def test_record_is_deterministic_and_round_trips(models: dict[str, Path]) -> None:

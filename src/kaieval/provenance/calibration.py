@@ -36,6 +36,7 @@ from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file, sha256_json
 from kaieval.provenance.safetensors_io import open_model
 from kaieval.provenance.tensor_groups import is_norm
+from kaieval.provenance.tokenizer_lineage import TOKENIZER_TEST
 from kaieval.provenance.verdict import check_independence
 
 SUITE_VERSION = 2  # bump when a control is built differently: cached models rebuild
@@ -480,9 +481,10 @@ def evaluate(pairs: Sequence[Pair], models: dict[str, Path], *, alpha: float = 0
         start = time.perf_counter()
         v = check_independence(models[pair.candidate], [models[pair.reference]], alpha=alpha,
                                stage_id="calibration", team_id=pair.candidate)
+        weights = [e for e in v.evidence if e.test != TOKENIZER_TEST]  # not weight tests
         o = Outcome(pair, v.verdict, round(time.perf_counter() - start, 3),
-                    {e.component: e.p_value for e in v.evidence},
-                    [e.component for e in v.evidence if e.verdict == "derived"],
+                    {e.component: e.p_value for e in weights},
+                    [e.component for e in weights if e.verdict == "derived"],
                     raw_norm_cosine(models[pair.candidate], models[pair.reference]), v.summary)
         out.append(o)
         if progress is not None:

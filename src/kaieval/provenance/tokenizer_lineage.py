@@ -79,6 +79,9 @@ EVIDENCE = STATISTICS[1:]
 #: must hold for ``derived, reordered``.
 DERIVED_MIN_SHARED = 0.5
 BASELINE_FILE = "tokenizer_baseline.json"
+#: Component and test names of the tokenizer line in a verdict record.
+TOKENIZER_COMPONENT = "tokenizer"
+TOKENIZER_TEST = "tokenizer_lineage"
 # The recipe of the bundled baseline: build_baseline(**BASELINE_RECIPE) reproduces the file.
 BASELINE_RECIPE: dict[str, Any] = {
     "n_tokenizers": 30, "vocab_sizes": [800, 1000, 1500, 2000],
@@ -306,17 +309,29 @@ def lineage_evidence(result: TokenizerLineage, reference: str) -> ComponentEvide
 
     ``derived`` here means the *tokenizer* is the reference's (identical, extended,
     shifted or reordered); whether that matters is tokenizer policy, not weight reuse.
-    The p-value is the verdict's (see the module docstring).
+    The p-value is the verdict's (see the module docstring), against the bundled null
+    (not Holm-corrected with the weight tests, which it does not join); ``lineage``
+    carries the verdict word itself.
     """
     word = {"identical": "derived", "extended": "derived", "extended, shifted": "derived",
             "derived, reordered": "derived", "independent": "no_evidence",
             "inconclusive": "inconclusive"}[result.verdict]
     stats = ", ".join(f"{t.name} {t.value:.3f} (null q99 {t.null_q99:.3f}, p {t.p_value:.3g})"
                       for t in result.tests)
+    sides = (f"candidate {result.candidate.format} ({result.candidate.vocab_size} tokens), "
+             f"reference {result.reference.format} ({result.reference.vocab_size} tokens)")
     return ComponentEvidence(
-        component="tokenizer", verdict=word, test="tokenizer_lineage",  # type: ignore[arg-type]
-        statistic=result.identical_ids.value, p_value=result.p_value,
-        reference=reference, detail=f"tokenizer {result.verdict}: {result.reason}; {stats}")
+        component=TOKENIZER_COMPONENT, verdict=word,  # type: ignore[arg-type]
+        test=TOKENIZER_TEST, statistic=result.identical_ids.value, p_value=result.p_value,
+        log10_p=math.log10(result.p_value), reference=reference, lineage=result.verdict,
+        detail=f"tokenizer {result.verdict}: {result.reason}; {sides}; {stats}")
+
+
+def lineage_not_measured(reference: str, why: str) -> ComponentEvidence:
+    """The tokenizer line when one side has no tokenizer this package can read."""
+    return ComponentEvidence(component=TOKENIZER_COMPONENT, verdict="inconclusive",
+                             test=TOKENIZER_TEST, reference=reference, lineage="not measured",
+                             detail=f"tokenizer not measured: {why}")
 
 
 # --- the baseline -------------------------------------------------------------------------

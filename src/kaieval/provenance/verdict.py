@@ -17,6 +17,13 @@ Decision rule (documented in docs/provenance.md):
 * ``no_evidence`` when something was compared and nothing is significant --
   which is not proof of training from scratch, only of no detected dependence;
 * ``inconclusive`` when nothing could be compared at all.
+
+Beside the weight lines, one ``tokenizer`` line per reference gives the tokenizer
+lineage verdict of :mod:`kaieval.provenance.tokenizer_lineage` (the code of ``kai
+tokenizer-lineage``) on the two folders' tokenizers, read by :mod:`kaieval.tokenizer`
+in whatever format they ship; "not measured" where a side has none it can read. A
+shared tokenizer is not weight reuse: these lines join neither the Holm correction
+nor the decision above.
 """
 
 from __future__ import annotations
@@ -51,8 +58,16 @@ from kaieval.provenance.tensor_groups import (
     is_language_model,
     is_norm,
 )
+from kaieval.provenance.tokenizer_lineage import (
+    BASELINE_FILE,
+    compare_loaded,
+    lineage_evidence,
+    lineage_not_measured,
+    load_baseline,
+)
 from kaieval.provenance.vocab import read_vocab, shared_rows
 from kaieval.records import ComponentEvidence, IndependenceVerdict
+from kaieval.tokenizer import TokenizerFile, load_tokenizer
 
 LM_DERIVED_FRACTION = 0.5
 PERMUTATIONS = 999
@@ -464,6 +479,43 @@ def _moved_blocks(found: list[SiteFinding], alpha: float) -> dict[int, int]:
     return out
 
 
+def _model_tokenizer(w: ModelWeights, *, fingerprint: bool = False,
+                     ) -> tuple[TokenizerFile | None, str]:
+    """The tokenizer of a model folder (any format :mod:`kaieval.tokenizer` reads), or why not.
+
+    An unreadable tokenizer does not stop the weight tests: its one-line error becomes
+    the tokenizer line's "not measured" reason.
+    """
+    if fingerprint:
+        return None, "a fingerprint keeps no tokenizer files"
+    if not w.root.is_dir():
+        return None, "a single weights file has no tokenizer folder"
+    try:
+        return load_tokenizer(w.root), ""
+    except KaiError as e:
+        return None, str(e)
+
+
+def _tokenizer_line(cand: tuple[TokenizerFile | None, str],
+                    ref: tuple[TokenizerFile | None, str], name: str, alpha: float,
+                    baseline: dict[str, list[float]]) -> ComponentEvidence:
+    if cand[0] is None:
+        return lineage_not_measured(name, f"candidate: {cand[1]}")
+    if ref[0] is None:
+        return lineage_not_measured(name, f"reference {name}: {ref[1]}")
+    return lineage_evidence(compare_loaded(cand[0], ref[0], alpha=alpha, baseline=baseline),
+                            name)
+
+
+def _tokenizer_hashes(label: str, w: ModelWeights, tok: TokenizerFile | None,
+                      ) -> dict[str, str]:
+    """The tokenizer files read (``tokenizer.json`` is hashed with the weights already)."""
+    if tok is None or not w.root.is_dir():
+        return {}
+    return {f"{label}/{p.relative_to(w.root).as_posix()}": sha256_file(p) for p in tok.files
+            if p.is_file() and p.resolve().is_relative_to(w.root.resolve())}
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -512,6 +564,10 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     cand_full: dict[str, str] = {}  # full hashes, computed only where quick hashes collide
     cand_vocab = read_vocab(cand.tokenizer) if cand.tokenizer else None
     cand_sites = find_sites(cand)
+    cand_tok = _model_tokenizer(cand)
+    tok_baseline = load_baseline()
+    tok_lines: list[ComponentEvidence] = []
+    tok_hashes = _tokenizer_hashes("candidate", cand, cand_tok[0])
     hashing = _BackgroundHashes()
     hashing.add("candidate", cand)
     findings: list[_Finding] = []
@@ -526,6 +582,9 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
         name = given if given not in ref_names else f"{given}#{len(ref_names)}"
         ref_names.append(name)
         hashing.add(f"reference/{name}", ref.weights)
+        ref_tok = _model_tokenizer(ref.weights, fingerprint=ref.fingerprint)
+        tok_lines.append(_tokenizer_line(cand_tok, ref_tok, name, alpha, tok_baseline))
+        tok_hashes.update(_tokenizer_hashes(f"reference/{name}", ref.weights, ref_tok[0]))
         ref_quick = ref.quick_hashes()
         if ref_quick is None:  # a fingerprint without quick hashes: compare every tensor
             want, ref_full = list(cand_quick), ref.hashes()
@@ -576,11 +635,15 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                 "trust_remote_code": trust_remote_code,
                 "matching": {"unit_cap": UNIT_CAP, "sketch_dim": SKETCH_DIM, "seed": seed,
                              "statistics": ["identity_order_spearman", "gate_up_agreement"],
-                             "residual_maps": maps}}
+                             "residual_maps": maps},
+                "tokenizer_lineage": {"null": BASELINE_FILE, "alpha": alpha,
+                                      "in_verdict": False}}
     return IndependenceVerdict(
-        stage_id=stage_id, team_id=team_id, source="measured", input_hashes=hashing.result(),
+        stage_id=stage_id, team_id=team_id, source="measured",
+        input_hashes={**hashing.result(), **tok_hashes},
         settings=settings, verdict=verdict, references=tuple(ref_names), alpha=alpha,
-        evidence=_evidence_list(findings), summary=summary, block_map=tuple(block_map))
+        evidence=_evidence_list(findings) + tuple(tok_lines), summary=summary,
+        block_map=tuple(block_map))
 
 
 def _evidence_list(findings: list[_Finding]) -> tuple[ComponentEvidence, ...]:

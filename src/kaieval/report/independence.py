@@ -51,9 +51,21 @@ def statistic(ev: ComponentEvidence) -> str:
     return "; ".join(parts) if parts else "-"
 
 
+def is_tokenizer_line(ev: ComponentEvidence) -> bool:
+    """The tokenizer-lineage line: evidence beside the weight verdict, not part of it."""
+    return ev.lineage is not None
+
+
+def test_label(ev: ComponentEvidence) -> str:
+    """The test(s) of a line; a tokenizer line also names its lineage verdict."""
+    if is_tokenizer_line(ev):
+        return f"{ev.test} ({ev.lineage})"
+    return ev.test.replace("+", " + ")
+
+
 def effect(ev: ComponentEvidence) -> str:
     """Mean centred correlation (the engine's statistic); exact copies alone have none."""
-    if ev.statistic is None or ev.test in ("none", "exact_reuse"):
+    if ev.statistic is None or ev.test in ("none", "exact_reuse") or is_tokenizer_line(ev):
         return "-"
     return f"{ev.statistic:+.3f}"
 
@@ -75,7 +87,7 @@ def evidence_table(verdict: IndependenceVerdict) -> Table:
     table.add_column("verdict", no_wrap=True)
     for ev in verdict.evidence:
         table.add_row(ev.component, reference_of(ev, verdict.references),
-                      ev.test.replace("+", " + "), statistic(ev), effect(ev), _p_value(ev),
+                      test_label(ev), statistic(ev), effect(ev), _p_value(ev),
                       f"[{VERDICT_STYLE[ev.verdict]}]{ev.verdict}[/]")
     return table
 
@@ -86,7 +98,8 @@ def print_verdict(verdict: IndependenceVerdict, console: Console, *, details: bo
     if details:
         for ev in verdict.evidence:
             console.print(f"  {ev.component}: {ev.detail}", markup=False, highlight=False)
-    tested = sum(1 for ev in verdict.evidence if ev.p_value is not None)
+    tested = sum(1 for ev in verdict.evidence
+                 if ev.p_value is not None and not is_tokenizer_line(ev))
     style = VERDICT_STYLE[verdict.verdict]
     console.print(f"Verdict: [{style}]{verdict.verdict}[/]")
     console.print(verdict.summary, markup=False, highlight=False)
@@ -98,6 +111,11 @@ def print_verdict(verdict: IndependenceVerdict, console: Console, *, details: bo
                   + ", ".join(verdict.references) + "): 'no_evidence' means no dependence on "
                   "them was detected, not that the model was trained from scratch.",
                   markup=False, highlight=False)
+    if any(is_tokenizer_line(ev) for ev in verdict.evidence):
+        console.print("Tokenizer lines: the kai tokenizer-lineage verdict on the two folders' "
+                      "tokenizers, p-value against the bundled null of independent tokenizers "
+                      "(not Holm-corrected). A shared tokenizer is not weight reuse: these "
+                      "lines do not enter the verdict above.", markup=False, highlight=False)
 
 
 def print_blackbox(result: BlackBoxResult, console: Console) -> None:
