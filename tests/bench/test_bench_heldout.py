@@ -86,7 +86,8 @@ def test_pickle_checkpoints_are_refused_unread(models: dict[str, Path], tmp_path
         heldout_measurement(bad, TEXT, stage_id="s", team_id="t")
 
 
-@pytest.mark.parametrize("problem", ["missing", "no-weights", "empty-text", "too-long"])
+@pytest.mark.parametrize("problem", ["missing", "no-weights", "empty-text", "too-long",
+                                     "bad-tokenizer"])
 def test_bad_input_is_one_line_kai_error(models: dict[str, Path], tmp_path: Path,
                                          problem: str) -> None:
     target, text, max_len = models["trained"], TEXT, 64
@@ -96,6 +97,10 @@ def test_bad_input_is_one_line_kai_error(models: dict[str, Path], tmp_path: Path
         target = tmp_path / "copy"
         shutil.copytree(models["trained"], target)
         (target / "model.safetensors").unlink()
+    elif problem == "bad-tokenizer":  # read by kaieval.tokenizer before the weights
+        target = tmp_path / "copy"
+        shutil.copytree(models["trained"], target)
+        (target / "tokenizer.json").write_text("{not json", encoding="utf-8")
     elif problem == "empty-text":
         text = ""
     else:

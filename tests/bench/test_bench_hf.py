@@ -153,6 +153,35 @@ def test_refusals(model_dir: Path, tmp_path: Path) -> None:
         HFBackend(no_chat, chat_template=True)
 
 
+@pytest.mark.parametrize(("case", "message"), [
+    ("not-json", r"tokenizer\.json: not valid JSON"),
+    ("garbage-model", r"tokenizer\.model: not a tokenizer file kaieval can read; tried "
+                      r"SentencePiece \(.*\); .*tiktoken"),
+])
+def test_bad_tokenizer_is_one_line_before_any_model_load(
+        model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str,
+        message: str) -> None:
+    """kaieval.tokenizer reads the folder's tokenizer first (the loader tokenizer efficiency
+    and lineage use): a broken one is its one line, and transformers is never reached."""
+    import transformers
+
+    def never(*_: Any, **__: Any) -> Any:
+        raise AssertionError("transformers was asked to load a folder with a bad tokenizer")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", never)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", never)
+    bad = tmp_path / case
+    shutil.copytree(model_dir, bad)
+    if case == "not-json":
+        (bad / "tokenizer.json").write_text("{not json", encoding="utf-8")
+    else:
+        (bad / "tokenizer.json").unlink()
+        (bad / "tokenizer.model").write_bytes(b"\x0a\x05not a model")
+    with pytest.raises(KaiError, match=message) as err:
+        HFBackend(bad)
+    assert "\n" not in str(err.value)
+
+
 def test_stand_in_chat_template_wraps_chat_requests(model_dir: Path, backend: HFBackend) -> None:
     """Stand-ins carry a chat template, so chat tasks (IFEval) can be measured on them."""
     assert backend._wrap("질문", chat=True) == "<|user|>\n질문\n<|assistant|>\n"

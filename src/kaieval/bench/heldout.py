@@ -34,6 +34,9 @@ def _load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from kaieval.bench.backends.common import check_tokenizer
+
+    check_tokenizer(model_dir)  # a bad tokenizer is one line, before the weights load
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)

@@ -49,7 +49,7 @@ from kaieval.bench.api import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
-from kaieval.bench.backends.common import chat_template_hash
+from kaieval.bench.backends.common import chat_template_hash, check_tokenizer
 from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
 from kaieval.bench.backends.hf_prefix import supports as prefix_supports
 from kaieval.bench.collate import Collator
@@ -111,6 +111,7 @@ class HFBackend:
         self.chat_template, self.shared_prefix = chat_template, shared_prefix
         self.prefix_batching = prefix_batching
         self._torch = torch
+        check_tokenizer(self.path, trust_remote_code=trust_remote_code)  # before the weights
         return_freed_memory()
         try:
             with quiet_transformers():

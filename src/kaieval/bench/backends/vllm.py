@@ -23,7 +23,7 @@ from kaieval.bench.api import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
-from kaieval.bench.backends.common import chat_template_hash
+from kaieval.bench.backends.common import chat_template_hash, check_tokenizer
 from kaieval.bench.backends.hf import TOKENISATION
 from kaieval.errors import KaiError
 
@@ -43,6 +43,7 @@ class VLLMBackend:
                            "'kaieval[vllm]') and a GPU", where="--backend") from exc
         self.path = Path(path).expanduser().resolve()
         check_model_dir(self.path, pickles_beside_safetensors=True)
+        check_tokenizer(self.path, trust_remote_code=trust_remote_code)  # before the engine
         self.dtype, self.batch_size, self.chat_template = dtype, batch_size, chat_template
         self._vllm = vllm
         self.llm: Any = vllm.LLM(model=str(self.path), dtype=dtype,
