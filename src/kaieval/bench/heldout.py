@@ -32,14 +32,14 @@ METRIC = "heldout_bits_per_char"
 
 def _load(model_dir: Path) -> tuple[Any, Any]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from kaieval.bench.backends.common import check_tokenizer
+    from kaieval.bench.backends.common import load_hf_tokenizer
 
-    check_tokenizer(model_dir)  # a bad tokenizer is one line, before the weights load
+    # kaieval.tokenizer reads it (any format it knows); a bad one is one line, before weights
+    tokenizer = load_hf_tokenizer(model_dir)
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
                 model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:

@@ -34,6 +34,9 @@ def eval_(
     chat_template: Annotated[bool, typer.Option(help="Apply the model's chat template.")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model repository's own "
                                                     "code to run (off by default).")] = False,
+    tokenizer_pattern: Annotated[str | None, typer.Option(
+        help="Pre-tokenisation pattern for a tiktoken tokenizer.model whose encoding is not "
+        "in the registry (hf backend).")] = None,
 ) -> None:
     """Run benchmarks on a local model or an OpenAI-compatible endpoint."""
     from kaieval.bench.run import evaluate
@@ -48,6 +51,11 @@ def eval_(
         kwargs["model_name"] = model_name
     if trust_remote_code:
         kwargs["trust_remote_code"] = True
+    if tokenizer_pattern is not None:
+        if backend != "hf":
+            raise KaiError("--tokenizer-pattern is for the hf backend",
+                           where="--tokenizer-pattern")
+        kwargs["tokenizer_pattern"] = tokenizer_pattern
     run = evaluate(model, names, backend=backend, num_fewshot=num_fewshot,
                    batch_size=batch_size, limit=limit, cache_dir=cache_dir,
                    log_samples=log_samples, chat_template=chat_template, **kwargs)

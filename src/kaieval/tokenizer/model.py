@@ -124,6 +124,7 @@ class TokenizerFile:
     byte_fallback_ids: frozenset[int] = frozenset()
     notes: tuple[str, ...] = ()
     build: Callable[[], Encoder] | None = None
+    build_hf: Callable[[], Any] | None = None
     _encoder: Encoder | None = field(default=None, init=False, repr=False)
 
     @property
@@ -138,6 +139,27 @@ class TokenizerFile:
                 raise RuntimeError("tokenizer has no encoder")
             self._encoder = self.build()
         return self._encoder
+
+    def hf_tokenizer(self) -> Any:
+        """This tokenizer as a ``tokenizers.Tokenizer`` (what transformers' fast tokenizers wrap).
+
+        Why: the benchmark engine runs models through transformers, and builds the
+        model's tokenizer from what this loader read rather than from the
+        repository's tokenizer class. ``tokenizer.json``, ``vocab.json`` +
+        ``merges.txt`` and WordPiece ``vocab.txt`` encode with a Rust tokenizer
+        already; a tiktoken rank file is rebuilt as byte-level BPE
+        (:func:`kaieval.tokenizer.tiktoken_file.hf_tokenizer`). SentencePiece has no
+        converter here (transformers' needs ``protobuf``): ``KaiError``.
+        """
+        if self.build_hf is not None:
+            return self.build_hf()
+        enc = self.encoder()
+        if isinstance(enc, HfEncoder):
+            return enc.tok
+        from kaieval.errors import KaiError
+
+        raise KaiError(f"a {self.format} tokenizer cannot be built as a Hugging Face "
+                       "tokenizer here", where=str(self.path))
 
 
 class HfEncoder:

@@ -49,7 +49,7 @@ from kaieval.bench.api import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
-from kaieval.bench.backends.common import chat_template_hash, check_tokenizer
+from kaieval.bench.backends.common import chat_template_hash, load_hf_tokenizer
 from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
 from kaieval.bench.backends.hf_prefix import supports as prefix_supports
 from kaieval.bench.collate import Collator
@@ -96,9 +96,9 @@ class HFBackend:
                  batch_size: int = 8, chat_template: bool = False,
                  trust_remote_code: bool = False, max_length: int | None = None,
                  shared_prefix: bool = True, prefix_batching: bool = False,
-                 prefix_block: int = BLOCK_TOKENS) -> None:
+                 prefix_block: int = BLOCK_TOKENS, tokenizer_pattern: str | None = None) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self.path = Path(path).expanduser().resolve()
         check_model_dir(self.path, pickles_beside_safetensors=True)  # use_safetensors below
@@ -111,12 +111,13 @@ class HFBackend:
         self.chat_template, self.shared_prefix = chat_template, shared_prefix
         self.prefix_batching = prefix_batching
         self._torch = torch
-        check_tokenizer(self.path, trust_remote_code=trust_remote_code)  # before the weights
+        self.tokenizer_pattern = tokenizer_pattern
+        # kaieval.tokenizer reads the tokenizer (any format) before the weights load
+        self.tokenizer: Any = load_hf_tokenizer(self.path, trust_remote_code=trust_remote_code,
+                                                pattern=tokenizer_pattern)
         return_freed_memory()
         try:
             with quiet_transformers():
-                self.tokenizer: Any = AutoTokenizer.from_pretrained(
-                    str(self.path), trust_remote_code=trust_remote_code)
                 model: Any = AutoModelForCausalLM.from_pretrained(
                     str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
                     trust_remote_code=trust_remote_code)
@@ -161,6 +162,8 @@ class HFBackend:
             parts = [TOKENISATION, self._scoring(), model_hash(self.path), self.dtype,
                      self._torch.device(self.device).type, str(self.max_length),
                      f"chat={self.chat_template}:{self.chat_template_hash}"]
+            if self.tokenizer_pattern is not None:  # it changes the tokens; absent otherwise
+                parts.append(f"pattern={self.tokenizer_pattern}")
             self._fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()
         return self._fingerprint
 
@@ -178,7 +181,7 @@ class HFBackend:
                 "max_length": self.max_length, "chat_template": self.chat_template,
                 "chat_template_hash": self.chat_template_hash,
                 "shared_prefix": self.shared_prefix, "prefix_batching": self.prefix_batching,
-                "scoring": self._scoring(),
+                "scoring": self._scoring(), "tokenizer_pattern": self.tokenizer_pattern,
                 "generation": "greedy, batch 1",
                 "tokenisation": TOKENISATION, "fingerprint": self.fingerprint()}
 
