@@ -120,6 +120,55 @@ def test_loglikelihood_by_token_ids_matches_lm_eval_split(srv: LocalOpenAIServer
     assert be.describe()["loglikelihood_split"] == "token_ids"
 
 
+def _tokenizer_as(model_dir: Path, out: Path, fmt: str) -> Path:
+    """The served model's byte-level BPE re-written without tokenizer.json (same ids): a
+    vocab.json + merges.txt folder or a tiktoken rank file; the config names the specials'
+    ids (``added_tokens_decoder``), as a published folder without tokenizer.json does."""
+    import json
+
+    import tokfiles
+
+    out.mkdir()
+    tj = model_dir / "tokenizer.json"
+    config = json.loads((model_dir / "tokenizer_config.json").read_text("utf-8"))
+    config["added_tokens_decoder"] = {
+        str(t["id"]): {"content": t["content"], "special": True}
+        for t in json.loads(tj.read_text("utf-8"))["added_tokens"]}
+    if fmt == "tiktoken":
+        tokfiles.write_tiktoken(tj, out / "tokenizer.model")
+    else:
+        tokfiles.write_bpe_folder(tj, out)
+    (out / "tokenizer_config.json").write_text(json.dumps(config), "utf-8")
+    return out
+
+
+def test_tokenizer_in_any_format_splits_as_tokenizer_json(
+        srv: LocalOpenAIServer, model_dir: Path, tmp_path: Path) -> None:
+    """``tokenizer_path`` is read by kaieval.tokenizer: a vocab.json + merges.txt folder and
+    a tiktoken ``tokenizer.model`` (with its pattern) send the same ids as tokenizer.json,
+    and a tokenizer.json keeps its own file hash in the fingerprint."""
+    import hashlib
+
+    from kaieval.tokenizer.encodings import GPT2_PATTERN
+
+    reqs = [LoglikelihoodRequest(c, x) for c, x in ALIGNED + STRADDLE]
+    ref = backend(srv, tokenizer_path=model_dir)
+    want = ref.loglikelihood(reqs)
+    sent = sorted(map(str, srv.faults.prompts))  # arrival order varies
+    assert ref.describe()["tokenizer"]["sha256"] == hashlib.sha256(
+        (model_dir / "tokenizer.json").read_bytes()).hexdigest()
+    for fmt in ("vocab.json + merges.txt", "tiktoken"):
+        folder = _tokenizer_as(model_dir, tmp_path / fmt.replace(" ", ""), fmt)
+        srv.reset()
+        be = backend(srv, tokenizer_path=folder,
+                     tokenizer_pattern=GPT2_PATTERN if fmt == "tiktoken" else None)
+        assert be.loglikelihood(reqs) == want, fmt
+        assert sorted(map(str, srv.faults.prompts)) == sent, fmt
+        assert be.fingerprint() != ref.fingerprint()
+    with pytest.raises(KaiError, match=r"unknown encoding .*--pattern"):
+        backend(srv, tokenizer_path=tmp_path / "tiktoken")
+
+
 def test_greedy_flag_true_for_the_models_own_argmax(srv: LocalOpenAIServer,
                                                      model_dir: Path) -> None:
     import torch

@@ -31,6 +31,23 @@ def test_openai_backend_needs_a_model_name() -> None:
     assert "--model-name" in res.output
 
 
+def test_tokenizer_options_are_checked_before_any_request(tmp_path: Path) -> None:
+    """``--tokenizer`` (openai) is read by kaieval.tokenizer at once: a file in no known
+    format is one line naming the formats tried, before the endpoint is asked anything."""
+    junk = tmp_path / "tokenizer.model"
+    junk.write_bytes(b"\x00\x01 not a tokenizer")
+    base = ["eval", "--model", "http://127.0.0.1:9/v1", "--tasks", "kobest_copa"]
+    res = runner.invoke(app, [*base, "--backend", "openai", "--model-name", "x",
+                              "--tokenizer", str(junk)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "not a tokenizer file kaieval can read; tried" in res.output
+    res = runner.invoke(app, [*base, "--tokenizer", str(junk)])
+    assert res.exit_code == 2 and "--tokenizer is for the openai backend" in res.output
+    res = runner.invoke(app, [*base, "--backend", "openai", "--model-name", "x",
+                              "--tokenizer-pattern", "x"])
+    assert res.exit_code == 2 and "--tokenizer-pattern" in res.output
+
+
 @pytest.mark.slow
 def test_eval_on_a_real_stand_in_writes_record_and_samples(tmp_path: Path) -> None:
     from kaieval.demo.standins import build_standins

@@ -34,9 +34,13 @@ def eval_(
     chat_template: Annotated[bool, typer.Option(help="Apply the model's chat template.")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model repository's own "
                                                     "code to run (off by default).")] = False,
+    tokenizer: Annotated[Path | None, typer.Option(
+        help="The served model's tokenizer (openai backend): a folder or a file in any "
+        "format kai tokenizer-efficiency reads; prompts are then sent as token ids split "
+        "as lm-eval splits them.")] = None,
     tokenizer_pattern: Annotated[str | None, typer.Option(
         help="Pre-tokenisation pattern for a tiktoken tokenizer.model whose encoding is not "
-        "in the registry (hf backend).")] = None,
+        "in the registry.")] = None,
 ) -> None:
     """Run benchmarks on a local model or an OpenAI-compatible endpoint."""
     from kaieval.bench.run import evaluate
@@ -51,9 +55,14 @@ def eval_(
         kwargs["model_name"] = model_name
     if trust_remote_code:
         kwargs["trust_remote_code"] = True
+    if tokenizer is not None:
+        if backend != "openai":
+            raise KaiError("--tokenizer is for the openai backend (a local model folder's "
+                           "own tokenizer is used)", where="--tokenizer")
+        kwargs["tokenizer_path"] = tokenizer
     if tokenizer_pattern is not None:
-        if backend != "hf":
-            raise KaiError("--tokenizer-pattern is for the hf backend",
+        if backend == "vllm" or (backend == "openai" and tokenizer is None):
+            raise KaiError("--tokenizer-pattern is for the hf backend or with --tokenizer",
                            where="--tokenizer-pattern")
         kwargs["tokenizer_pattern"] = tokenizer_pattern
     run = evaluate(model, names, backend=backend, num_fewshot=num_fewshot,

@@ -40,7 +40,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from kaieval.artifacts import check_tree
 from kaieval.bench.api import (
     GenerationRequest,
     GenerationResponse,
@@ -50,10 +49,7 @@ from kaieval.bench.api import (
 from kaieval.errors import KaiError
 from kaieval.io import (
     CONFIG_MAX_BYTES,
-    TOKENIZER_MAX_BYTES,
-    json_depth_problem,
     load_json_file,
-    read_bounded_bytes,
 )
 
 T = TypeVar("T")
@@ -105,41 +101,48 @@ def _get(obj: Any, path: Sequence[str | int], url: str) -> Any:
 
 
 class _Tokenizer:
-    """The served model's tokenizer (``tokenizers`` only, no torch): lets loglikelihood
-    send token ids split the way lm-eval splits a context/continuation pair."""
+    """The served model's tokenizer, read by :mod:`kaieval.tokenizer` (no torch): lets
+    loglikelihood send token ids split the way lm-eval splits a context/continuation pair.
 
-    def __init__(self, path: Path) -> None:
-        if path.is_dir():
-            check_tree(path)  # special files, oversized tokenizers, links out of the folder
-        file = path / "tokenizer.json" if path.is_dir() else path
-        if not file.exists():
-            raise KaiError("no tokenizer.json found", where=str(path))
-        from tokenizers import Tokenizer
+    Any format the loader reads -- a folder or a file: ``tokenizer.json``, ``vocab.json`` +
+    ``merges.txt``, SentencePiece, WordPiece ``vocab.txt``, tiktoken (``pattern`` for an
+    encoding the registry does not know) -- encoded without BOS/EOS, as before. The hash
+    of a ``tokenizer.json`` is the file's own sha256 (fingerprints of earlier runs hold).
+    """
 
-        raw = read_bounded_bytes(file, TOKENIZER_MAX_BYTES, "tokenizer files")
-        problem = json_depth_problem(raw)  # the same depth rule as every JSON read
-        if problem is not None:
-            raise KaiError(f"not valid JSON: {problem}", where=str(file))
-        try:  # handed over as text: the library never opens the path
-            self._tok = Tokenizer.from_str(raw.decode("utf-8-sig"))
-        except Exception as exc:  # tokenizers raises bare Exception on bad files
-            raise KaiError(f"cannot read tokenizer: {_one_line(str(exc))}",
-                           where=str(file)) from None
-        self.sha256 = hashlib.sha256(raw).hexdigest()
-        self.path = file
-        self.eos_id = self._eos_id(file.parent / "tokenizer_config.json")
+    def __init__(self, path: Path, pattern: str | None = None) -> None:
+        from kaieval.tokenizer import load_tokenizer
 
-    def _eos_id(self, config: Path) -> int | None:
+        loaded = load_tokenizer(path, pattern=pattern)  # bounded reads, one-line errors
+        self._encoder = loaded.encoder()  # built now: an unknown tiktoken pattern fails here
+        self.sha256 = loaded.sha256.removeprefix("sha256:")
+        self.path = loaded.files[0] if len(loaded.files) == 1 else loaded.path
+        self.format = loaded.format
+        folder = path if path.is_dir() else path.parent
+        self.eos_id = self._eos_id(folder / "tokenizer_config.json", loaded)
+
+    @staticmethod
+    def _eos_id(config: Path, loaded: Any) -> int | None:
         if not config.exists():
             return None
         cfg = load_json_file(config, max_bytes=CONFIG_MAX_BYTES, what="config files")
-        eos = cfg.get("eos_token") if isinstance(cfg, dict) else None
+        if not isinstance(cfg, dict):
+            return None
+        eos = cfg.get("eos_token")
         if isinstance(eos, dict):
             eos = eos.get("content")
-        return self._tok.token_to_id(eos) if isinstance(eos, str) else None
+        if not isinstance(eos, str):
+            return None
+        found = loaded.specials.get(eos, loaded.vocab.get(eos))
+        if found is None:  # a rank file's specials are named by the config's id table
+            from kaieval.tokenizer.bpe_folder import config_added_tokens
+
+            found = next((i for c, i, _ in config_added_tokens(cfg, str(config)) if c == eos),
+                         None)
+        return None if found is None else int(found)
 
     def encode(self, text: str) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=False).ids)
+        return list(self._encoder.encode([text])[0])
 
 
 def _split_spaces(context: str, continuation: str) -> tuple[str, str]:
@@ -157,7 +160,8 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
                  chat: bool = False, tokenizer_path: Path | None = None,
-                 backoff_base: float = 0.5, seed: int = 0) -> None:
+                 tokenizer_pattern: str | None = None, backoff_base: float = 0.5,
+                 seed: int = 0) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise KaiError(f"endpoint URL must start with http:// or https://, got {base_url!r}",
                            where="--model")
@@ -175,7 +179,8 @@ class OpenAIBackend:
         self.backoff_base = backoff_base
         self.seed = seed
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self._tokenizer = _Tokenizer(Path(tokenizer_path)) if tokenizer_path else None
+        self._tokenizer = (_Tokenizer(Path(tokenizer_path), tokenizer_pattern) if tokenizer_path
+                           else None)
         self._served: dict[str, Any] | None = None
         self._served_checked = False
         self.attempts = 0  # HTTP attempts made (retries included): for logs and tests
