@@ -53,7 +53,7 @@ from kaieval.provenance.matching import (
 )
 from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights, open_model, read_header
 from kaieval.provenance.tensor_groups import EMBEDDINGS, HEAD, component_of, is_norm
-from kaieval.provenance.vocab import read_vocab
+from kaieval.provenance.vocab import model_vocab
 
 FORMAT = "kaieval-fingerprint"
 VERSION = 2
@@ -151,7 +151,7 @@ def write_fingerprint(model_dir: Path, out: Path, *, trust_remote_code: bool = F
 
     w = open_model(Path(model_dir), trust_remote_code=trust_remote_code)
     tensors: dict[str, np.ndarray[Any, Any]] = {}
-    vocab = read_vocab(w.tokenizer) if w.tokenizer else None
+    vocab = model_vocab(w)
     sampled: dict[str, int] = {}
     for name in w.names():
         info = w.tensors[name]
@@ -262,7 +262,7 @@ def load_reference(path: Path, *, trust_remote_code: bool = False) -> Reference:
     where = str(path)
     meta = _metadata(path) if path.is_file() else {}
     if meta.get("format") != FORMAT:
-        vocab = read_vocab(w.tokenizer) if w.tokenizer else None
+        vocab = model_vocab(w)
         return Reference(w, vocab, find_sites(w), fingerprint=False)
     if meta.get("version") not in READABLE_VERSIONS:
         raise KaiError(f"fingerprint format version {meta.get('version')!r} is not supported "

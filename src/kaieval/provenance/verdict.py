@@ -65,7 +65,7 @@ from kaieval.provenance.tokenizer_lineage import (
     lineage_not_measured,
     load_baseline,
 )
-from kaieval.provenance.vocab import read_vocab, shared_rows
+from kaieval.provenance.vocab import model_vocab, shared_rows
 from kaieval.records import ComponentEvidence, IndependenceVerdict
 from kaieval.tokenizer import TokenizerFile, load_tokenizer
 
@@ -562,7 +562,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     groups = group_by_component(cand.names())
     cand_quick = tw.quick_index(cand)
     cand_full: dict[str, str] = {}  # full hashes, computed only where quick hashes collide
-    cand_vocab = read_vocab(cand.tokenizer) if cand.tokenizer else None
+    cand_vocab = model_vocab(cand)
     cand_sites = find_sites(cand)
     cand_tok = _model_tokenizer(cand)
     tok_baseline = load_baseline()
