@@ -139,10 +139,12 @@ class LocalOpenAIServer:
 
     # --- model work -------------------------------------------------------------------
 
-    def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+    def completion(self, body: dict[str, Any], f: Faults | None = None) -> dict[str, Any]:
+        """``f``: the faults the request arrived under (a request still running when a
+        test resets the server must not take the next test's injected faults)."""
         import torch
 
-        f = self.faults
+        f = self.faults if f is None else f
         with f.lock:  # which of the faults that hit only the first N echoes hit this one
             lie = f.logprob_value is not None and (f.lie_first == 0 or f.lies < f.lie_first)
             drop = not lie and f.drop_logprobs > 0
@@ -155,7 +157,7 @@ class LocalOpenAIServer:
             ids = [int(x) for x in prompt]
             text = self.tok.decode(ids)
             offsets = [len(self.tok.decode(ids[:i])) for i in range(len(ids))]
-        elif self.faults.vllm_style:
+        elif f.vllm_style:
             # As vLLM: BOS first; offsets count the incrementally detokenized tokens
             # ("<s>" is 3 characters; a token ending inside a character adds nothing yet).
             ids = [self.tok.bos_token_id, *self.tok(prompt, add_special_tokens=False).input_ids]
@@ -170,7 +172,7 @@ class LocalOpenAIServer:
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else list(stop)
         with self._model_lock, torch.no_grad():
-            if body.get("echo") and body.get("logprobs") is not None and self.faults.echo:
+            if body.get("echo") and body.get("logprobs") is not None and f.echo:
                 out = self._echo(ids, text, offsets, max_tokens, pieces, lie)
                 if drop:
                     out["choices"][0]["logprobs"] = None
@@ -290,7 +292,7 @@ class LocalOpenAIServer:
                     elif missing:
                         reply = b'{"object": "text_completion", "model": "x"}'
                     elif self.path == "/v1/completions":
-                        reply = json.dumps(server.completion(body)).encode()
+                        reply = json.dumps(server.completion(body, f)).encode()
                     elif self.path == "/v1/chat/completions":
                         reply = json.dumps(server.chat(body)).encode()
                     else:
