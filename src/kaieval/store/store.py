@@ -381,6 +381,27 @@ class Store:
         rows, gone = self._read("reading results", read)
         return [decode_record(row) for row in rows if row.natural_key not in gone]
 
+    def record(self, natural_key: str) -> Record | None:
+        """The stored record with this natural key (retracted or not), or None."""
+        query = select(_RESULTS.c.natural_key, _RESULTS.c.payload).where(
+            _RESULTS.c.natural_key == natural_key)
+        row = self._read_core("reading a result", lambda c: c.execute(query).one_or_none())
+        return None if row is None else decode_record(row)  # type: ignore[arg-type]
+
+    def stored_keys(self, natural_keys: Iterable[str]) -> set[str]:
+        """Which of ``natural_keys`` have a stored record (retracted or not): keys only,
+        nothing decoded."""
+        wanted = sorted(set(natural_keys))
+
+        def read(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), _IN_CHUNK):
+                found.update(conn.scalars(select(_RESULTS.c.natural_key).where(
+                    _RESULTS.c.natural_key.in_(wanted[start:start + _IN_CHUNK]))))
+            return found
+
+        return self._read_core("reading results", read) if wanted else set()
+
     def delete(self, natural_key: str, actor: str, reason: str = "") -> bool:
         """Delete one record (audited, kept in the history); False if no record has that key."""
         _check_actor(actor)

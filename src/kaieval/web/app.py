@@ -102,15 +102,46 @@ def lang(request: Request) -> str:
     return value if value in i18n.LANGS else i18n.DEFAULT
 
 
-def render(request: Request, template: str, status_code: int = 200, **values: Any,
-           ) -> HTMLResponse:
-    """A page: the template with the account, language, CSRF token and ``t`` for text."""
+class _LazyCsrf:
+    """The session's CSRF token, made when a page prints it (``{{ csrf }}``) and not
+    before: a page without a form -- the leaderboard for the public -- leaves the session
+    empty, so no session cookie is sent to someone who never logs in."""
+
+    __slots__ = ("_request", "printed")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.printed = False
+
+    def __str__(self) -> str:
+        self.printed = True
+        return csrf_token(self._request)
+
+    def __html__(self) -> str:  # autoescape: the token is URL-safe text already
+        return str(self)
+
+
+def render(request: Request, template: str, status_code: int = 200, *,
+           anonymous_cache: dict[str, bytes] | None = None, **values: Any) -> HTMLResponse:
+    """A page: the template with the account, language, CSRF token and ``t`` for text.
+
+    ``anonymous_cache``: a dict the caller keeps for as long as ``values`` stay the same
+    (e.g. per set of stored results); the page as a visitor without an account sees it is
+    kept there per language and served from it, so such a view costs no rendering.
+    """
     code = lang(request)
+    account = current_account(request)
+    cache = anonymous_cache if account is None and status_code == 200 else None
+    if cache is not None and (page := cache.get(code)) is not None:
+        return HTMLResponse(page)
     env: Environment = request.app.state.templates
+    csrf = _LazyCsrf(request)
     html = env.get_template(template).render(
-        request=request, account=current_account(request), lang=code,
-        t=lambda key: i18n.translate(key, code), csrf=csrf_token(request),
+        request=request, account=account, lang=code,
+        t=lambda key: i18n.translate(key, code), csrf=csrf,
         programme=request.app.state.ctx.program, **values)
+    if cache is not None and not csrf.printed:  # nothing of this session in the page
+        cache[code] = html.encode()
     return HTMLResponse(html, status_code=status_code)
 
 

@@ -9,7 +9,7 @@ office confirmed it: a decided ``main`` run still open to objections and an unde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -38,6 +38,8 @@ class PublicView:
     results: list[tuple[str, StageResult]]
     stages: list[dict[str, Any]]
     charts: dict[str, str]
+    pages: dict[str, bytes] = field(default_factory=dict)
+    """The leaderboard as the public sees it, per language (``render``'s cache)."""
 
 
 def public_view(ctx: WebContext) -> PublicView:
@@ -96,7 +98,8 @@ def _summary(ctx: WebContext, run: str, r: StageResult) -> dict[str, Any]:
 def leaderboard(request: Request) -> HTMLResponse:
     """The public leaderboard: every stage with a decided result."""
     view = public_view(context(request))
-    return render(request, "leaderboard.html", stages=view.stages, charts=view.charts)
+    return render(request, "leaderboard.html", anonymous_cache=view.pages, stages=view.stages,
+                  charts=view.charts)
 
 
 @router.get("/lang/{code}", dependencies=[Anyone])
