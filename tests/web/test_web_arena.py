@@ -10,6 +10,7 @@ from web_helpers import Web, csrf_of, login  # type: ignore[import-not-found]
 from web_users_helpers import PROMPTS, seed_responses  # type: ignore[import-not-found]
 
 from kaieval.records import UserVote, Vote
+from kaieval.store import Store
 from kaieval.web import users as us
 from kaieval.web.accounts import Role, create_account
 
@@ -181,3 +182,24 @@ def test_vote_through_the_page_with_csrf_and_hostile_text_escaped(web: Web) -> N
                  follow_redirects=False)
     assert res.status_code == 303
     assert len(_votes(web)) == 1
+
+
+def test_office_overview_is_kept_until_the_store_changes(web: Web,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Bradley–Terry refit runs once per state of the store, not once per request; a
+    new vote (here one another process stored) refits."""
+    seed_responses(web.ctx.store)
+    fits: list[int] = []
+    real = us._overview
+    monkeypatch.setattr(us, "_overview", lambda *a: fits.append(1) or real(*a))
+    office = web.client("office")
+    first = office.get("/api/v1/office/arena/s1").json()
+    assert office.get("/api/v1/office/arena/s1").json() == first and len(fits) == 1
+    first["votes"] = -1  # a caller changing its copy changes nothing kept
+    assert us.arena_overview(web.ctx, "s1")["votes"] == 0 and len(fits) == 1
+    other = Store(web.ctx.store._url.render_as_string(hide_password=False))
+    other.put([UserVote(stage_id="s1", team_id="*", source="users",
+                        vote=Vote(voter_id="u1", a="alpha", b="beta", winner="a",
+                                  battle_id="b1"))], actor="elsewhere")
+    other.close()
+    assert office.get("/api/v1/office/arena/s1").json()["votes"] == 1 and len(fits) == 2

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from limits import parse
 from limits.storage import MemoryStorage
@@ -13,6 +14,8 @@ from limits.strategies import MovingWindowRateLimiter
 from kaieval.spec.dossier import Dossier
 from kaieval.spec.program import Program
 from kaieval.store import Store
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -38,6 +41,19 @@ class WebContext:
     (routes/public.py); the key is ``Store.stage_result_stamps()``, so any new or
     changed result rebuilds it."""
     _given: tuple[Dossier, ...] = field(init=False)
+    _memo: dict[str, tuple[object, object]] = field(default_factory=dict, init=False,
+                                                    repr=False)
+
+    def memo(self, name: str, key: object, build: Callable[[], _T]) -> _T:
+        """``build()``, kept under ``name`` and rebuilt when ``key`` changes: ``key`` must
+        be read from the store (e.g. the audit head), so every server process sees a change
+        that any of them or a ``kai`` command made."""
+        kept = self._memo.get(name)
+        if kept is not None and kept[0] == key:
+            return kept[1]  # type: ignore[return-value]
+        value = build()
+        self._memo[name] = (key, value)
+        return value
 
     def __post_init__(self) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
