@@ -203,3 +203,26 @@ def test_office_overview_is_kept_until_the_store_changes(web: Web,
                                   battle_id="b1"))], actor="elsewhere")
     other.close()
     assert office.get("/api/v1/office/arena/s1").json()["votes"] == 1 and len(fits) == 2
+
+
+def test_a_response_changed_later_is_checked_again_before_it_is_drawn(web: Web) -> None:
+    """Battles are drawn from a kept copy of the stage's responses: storing a response
+    again (here one that now names its team) must replace the copy, so it is withheld."""
+    from kaieval.arena import responses as rs
+
+    seed_responses(web.ctx.store)
+    c = web.client("user1")
+    b = c.get(f"{API}/battle").json()
+    c.post(f"{API}/battles/{b['battle_id']}/vote", json={"choice": "tie"})
+    named = {(p.id, "alpha"): "저는 TEAM ALPHA가 만든 모델입니다." for p in PROMPTS}
+    rs.put_responses(web.ctx.store, "s1", named, {"alpha": {"model": "sha256:test"}},
+                     actor="office")
+    for _ in range(6):
+        res = c.get(f"{API}/battle")
+        if res.status_code != 200:
+            break
+        b = res.json()
+        stored = web.ctx.store.get_object(f"battle/s1/user1/{b['battle_id']}")
+        assert stored is not None and "alpha" not in (stored["left"], stored["right"])
+        assert "team alpha" not in (b["left"] + b["right"]).casefold()
+        c.post(f"{API}/battles/{b['battle_id']}/vote", json={"choice": "tie"})

@@ -26,7 +26,17 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import sqlalchemy.exc as sa_exc
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from kaieval.errors import KaiError
@@ -541,6 +551,18 @@ class Store:
                                lambda c: [(k, p) for k, p in c.execute(query)])
         return {k: _object_payload(k, text) for k, text in rows if k.startswith(prefix)}
 
+    def objects_stamp(self, *prefixes: str) -> tuple[int, str]:
+        """``(how many, newest update time)`` of the documents under ``prefixes``: a cheap
+        key for caching what is built from them. Adding, replacing or deleting any of them
+        changes it (a write stamps its documents with its own, later time; a deletion
+        lowers the count), without reading a payload."""
+        conds = [(_OBJECTS.c.kind == p.split("/", 1)[0])
+                 & (func.substr(_OBJECTS.c.key, 1, len(p)) == p) for p in prefixes]
+        query = select(func.count(), func.max(_OBJECTS.c.updated_at)).where(or_(*conds))
+        count, newest = self._read_core("reading application state",
+                                        lambda c: c.execute(query).one())
+        return int(count), str(newest or "")
+
     # -- stage results -------------------------------------------------------------------
 
     def put_stage_result(self, stage_id: str, run_label: str, payload: dict[str, Any],
@@ -852,8 +874,8 @@ def _stored_hashes(session: Session, keys: list[str | None]) -> dict[str, tuple[
     found: dict[str, tuple[int, str]] = {}
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start:start + _IN_CHUNK]
-        query = select(ResultRow.natural_key, ResultRow.id, ResultRow.content_hash).where(
-            ResultRow.natural_key.in_(chunk))
+        query = select(_RESULTS.c.natural_key, _RESULTS.c.id, _RESULTS.c.content_hash).where(
+            _RESULTS.c.natural_key.in_(chunk))
         for key, row_id, content_hash in session.execute(query):
             found[key] = (row_id, content_hash)
     return found

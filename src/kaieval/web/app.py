@@ -64,9 +64,14 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     app = FastAPI(title="kaieval", version=code_version(), docs_url=None, redoc_url=None)
     app.state.ctx = ctx
-    app.state.templates = Environment(loader=FileSystemLoader(TEMPLATES),
-                                      autoescape=select_autoescape(default=True),
-                                      finalize=_visible)
+    templates = Environment(loader=FileSystemLoader(TEMPLATES),
+                            autoescape=select_autoescape(default=True), finalize=_visible,
+                            auto_reload=False, cache_size=-1)
+    for name in templates.list_templates():
+        # compiled now, not by the first requests: under load, dozens of concurrent first
+        # requests each compiled the same template (seen in profiles of the load test)
+        templates.get_template(name)
+    app.state.templates = templates
     app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie="kai_session",
                        max_age=SESSION_HOURS * 3600, same_site="lax",
                        https_only=ctx.secure_cookies)

@@ -192,6 +192,21 @@ def progress(ctx: WebContext, stage_id: str, user: str) -> dict[str, int]:
     return {"votes": done, "cap": cap(ctx, stage_id)}
 
 
+def _material(ctx: WebContext, stage_id: str) -> tuple[
+        list[rs.Prompt], dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], list[str]]]:
+    """The stage's prompts, responses and withheld responses, read and checked once while
+    none of them (nor the dossiers, whose names the check looks for) changes."""
+    stamp = ctx.store.objects_stamp(f"response/{stage_id}/", f"arena/{stage_id}/prompts")
+
+    def build() -> tuple[list[rs.Prompt], dict[tuple[str, str], dict[str, Any]],
+                         dict[tuple[str, str], list[str]]]:
+        have = rs.responses(ctx.store, stage_id)
+        return (rs.stored_prompts(ctx.store, stage_id), have,
+                rs.withheld(ctx.store, stage_id, ctx.dossiers, have))
+
+    return ctx.memo(f"arena-material/{stage_id}", (stamp, tuple(ctx.dossiers)), build)
+
+
 def next_battle(ctx: WebContext, me: Account, stage_id: str) -> dict[str, Any] | None:
     """The user's open battle, else a new one; None when no battle can be drawn.
 
@@ -207,9 +222,7 @@ def next_battle(ctx: WebContext, me: Account, stage_id: str) -> dict[str, Any] |
     if sum(1 for b in mine.values() if b.get("winner")) >= limit:
         raise OverCap(f"you have reached this stage's cap of {limit} votes")
     teams = [d.team.id for d in entrants(ctx, stage_id)]
-    have = rs.responses(ctx.store, stage_id)  # read once: the draw, withheld, the texts
-    hidden = rs.withheld(ctx.store, stage_id, ctx.dossiers, have)
-    prompts = rs.stored_prompts(ctx.store, stage_id)
+    prompts, have, hidden = _material(ctx, stage_id)
     seen = {(b["prompt_id"], frozenset((b["left"], b["right"]))) for b in mine.values()}
     fresh: list[tuple[str, str, str]] = []
     again: list[tuple[str, str, str]] = []
