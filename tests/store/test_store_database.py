@@ -200,3 +200,28 @@ def test_concurrent_writers_in_one_process_all_land(tmp_path: Path) -> None:
     assert store.audit_head()[0] == 80
     assert store.audit_verify() == []
     store.close()
+
+
+def test_writers_get_the_write_lock_in_the_order_they_asked() -> None:
+    """First come, first served: a writer cannot be passed over turn after turn."""
+    from kaieval.store.store import _FifoLock
+
+    lock, order = _FifoLock(), []
+
+    def writer(n: int) -> None:
+        with lock:
+            order.append(n)
+
+    lock.__enter__()
+    threads = []
+    for n in range(5):
+        threads.append(threading.Thread(target=writer, args=(n,)))
+        threads[-1].start()
+        while len(lock._waiting) < n + 1:  # queued before the next one starts
+            threading.Event().wait(0.001)
+    lock.__exit__()
+    for t in threads:
+        t.join()
+    assert order == [0, 1, 2, 3, 4]
+    with lock:  # free again
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from teams_helpers import decide  # type: ignore[import-not-found]
 from web_helpers import Web, login  # type: ignore[import-not-found]
 
@@ -80,3 +81,27 @@ def test_the_cached_public_page_follows_new_results_and_accounts(web: Web) -> No
     assert mine != "<p>the public page</p>" and "kim" in mine  # an account: rendered for them
     assert public_view(web.ctx).pages == {"ko": b"<p>the public page</p>"}  # not cached
     assert web.client().get("/").text == "<p>the public page</p>"
+
+
+def test_the_kept_public_page_is_answered_before_routing_only_while_current(
+        web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kaieval.web.routes import public
+
+    result = _score(web)
+    save_stage_result(web.ctx.store, result, "final", actor="office")
+    c = web.client()
+    page = c.get("/")
+    assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
+
+    def no_route(*_: object) -> None:
+        raise AssertionError("routed")
+
+    monkeypatch.setattr(public, "public_view", no_route)
+    again = c.get("/")  # kept: no routing, same bytes and headers
+    assert again.content == page.content and again.headers == page.headers
+    with pytest.raises(AssertionError, match="routed"):  # a token: the route renders
+        web.client("kim").get("/")
+    monkeypatch.undo()
+    save_stage_result(web.ctx.store, result.model_copy(update={"stage_name": "Renamed"}),
+                      "final", actor="office")  # newer results: the kept page is stale
+    assert "Renamed" in c.get("/").text

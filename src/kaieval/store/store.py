@@ -14,6 +14,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -167,6 +168,34 @@ class _Chain:
         self._session.flush()  # ORM rows the caller added (a stage result)
 
 
+class _FifoLock:
+    """A lock handed to its waiters in the order they came (``threading.Lock`` lets any
+    waiter -- or the releasing thread again -- take it, so under load a few writers wait
+    many turns while others pass: the long tail of the submission latency)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held = False
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+
+    def __enter__(self) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append(turn)
+        turn.acquire()  # released by the holder before us: the lock is ours now
+
+    def __exit__(self, *_: object) -> None:
+        with self._guard:
+            if self._waiting:
+                self._waiting.popleft().release()  # hand over, still held
+            else:
+                self._held = False
+
+
 class Store:
     """Results store over a SQLAlchemy URL (SQLite file or PostgreSQL via psycopg 3).
 
@@ -190,7 +219,7 @@ class Store:
         """The key folder: signing key, public keys, the checkpoints written here."""
         self._engine: Engine | None = None
         self._migrated = False
-        self._write_lock = threading.Lock()
+        self._write_lock = _FifoLock()
         """Write transactions of this store queue here, in-process, before the database's
         own lock (see ``_session``)."""
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kaieval.errors import KaiError
@@ -26,6 +28,8 @@ from kaieval.web.security import csrf_token, current_account
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SESSION_HOURS = 8
+SESSION_COOKIE = "kai_session"
+_VARY = {"Vary": "Cookie"}  # as the session middleware marks every response
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
@@ -58,6 +62,36 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class _KeptPages:
+    """Answers a ``GET`` of a page kept for visitors without an account (the leaderboard,
+    ``render``'s ``anonymous_cache``) before routing, sessions and the thread pool: the
+    same bytes the route would send, for a request with neither a session cookie nor a
+    token. Anything else -- or a page not kept, or kept for results since changed -- goes
+    on to the app as usual."""
+
+    def __init__(self, app: ASGIApp, ctx: WebContext) -> None:
+        self.app, self.ctx = app, ctx
+        # SQLite reads (WAL) never wait and are in-process: checked inline; a database
+        # server is asked from a worker thread, so a slow one cannot stall the event loop
+        self.inline = ctx.store.url.startswith("sqlite")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kept = self.ctx.kept_pages.get(scope["path"]) if scope["type"] == "http" \
+            and scope["method"] == "GET" else None
+        if kept is not None:
+            headers = Headers(scope=scope)
+            cookies = cookie_parser(headers.get("cookie", ""))
+            if "authorization" not in headers and SESSION_COOKIE not in cookies:
+                pages = kept() if self.inline else await anyio.to_thread.run_sync(kept)
+                code = cookies.get("lang", i18n.DEFAULT)
+                page = pages.get(code if code in i18n.LANGS else i18n.DEFAULT) \
+                    if pages is not None else None
+                if page is not None:
+                    await HTMLResponse(page, headers=_VARY)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def create_app(ctx: WebContext) -> FastAPI:
     """The app for one store and programme."""
     from kaieval.web.routes import auth, committee, objections, office, public, teams, users
@@ -72,13 +106,14 @@ def create_app(ctx: WebContext) -> FastAPI:
         # requests each compiled the same template (seen in profiles of the load test)
         templates.get_template(name)
     app.state.templates = templates
-    app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie="kai_session",
+    app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie=SESSION_COOKIE,
                        max_age=SESSION_HOURS * 3600, same_site="lax",
                        https_only=ctx.secure_cookies)
-
+    app.add_middleware(_KeptPages, ctx=ctx)
     app.add_middleware(_SecurityHeaders)
     for module in (public, auth, committee, office, teams, objections, users):
         app.include_router(module.router)
+    ctx.kept_pages["/"] = lambda: public.kept_pages(ctx)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(KaiError, _refused)  # type: ignore[arg-type]
@@ -137,17 +172,28 @@ def render(request: Request, template: str, status_code: int = 200, *,
     code = lang(request)
     account = current_account(request)
     cache = anonymous_cache if account is None and status_code == 200 else None
-    if cache is not None and (page := cache.get(code)) is not None:
+    if cache is not None:
+        ctx: WebContext = request.app.state.ctx
+        with ctx.building("anonymous page"):  # one rendering for a crowd of visitors
+            if (page := cache.get(code)) is None:
+                page = _render(request, template, code, account, cache, values)
         return HTMLResponse(page)
+    return HTMLResponse(_render(request, template, code, account, None, values),
+                        status_code=status_code)
+
+
+def _render(request: Request, template: str, code: str, account: Any,
+            cache: dict[str, bytes] | None, values: dict[str, Any]) -> bytes:
     env: Environment = request.app.state.templates
     csrf = _LazyCsrf(request)
     html = env.get_template(template).render(
         request=request, account=account, lang=code,
         t=lambda key: i18n.translate(key, code), csrf=csrf,
         programme=request.app.state.ctx.program, **values)
+    page = html.encode()
     if cache is not None and not csrf.printed:  # nothing of this session in the page
-        cache[code] = html.encode()
-    return HTMLResponse(html, status_code=status_code)
+        cache[code] = page
+    return page
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

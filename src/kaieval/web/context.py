@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -40,20 +41,37 @@ class WebContext:
     """``(key, value)`` of what the public pages build from stored stage results
     (routes/public.py); the key is ``Store.stage_result_stamps()``, so any new or
     changed result rebuilds it."""
+    kept_pages: dict[str, Callable[[], Mapping[str, bytes] | None]] = field(
+        default_factory=dict, init=False, repr=False)
+    """Path -> the pages kept for visitors without an account, by language, while still
+    current (else None): served before routing (web/app.py ``_KeptPages``)."""
     _given: tuple[Dossier, ...] = field(init=False)
     _memo: dict[str, tuple[object, object]] = field(default_factory=dict, init=False,
                                                     repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False,
+                                         repr=False)
 
     def memo(self, name: str, key: object, build: Callable[[], _T]) -> _T:
         """``build()``, kept under ``name`` and rebuilt when ``key`` changes: ``key`` must
         be read from the store (e.g. the audit head), so every server process sees a change
-        that any of them or a ``kai`` command made."""
+        that any of them or a ``kai`` command made. Built once when many ask at once."""
         kept = self._memo.get(name)
         if kept is not None and kept[0] == key:
             return kept[1]  # type: ignore[return-value]
-        value = build()
-        self._memo[name] = (key, value)
+        with self.building(name):
+            kept = self._memo.get(name)
+            if kept is not None and kept[0] == key:  # another request just built it
+                return kept[1]  # type: ignore[return-value]
+            value = build()
+            self._memo[name] = (key, value)
         return value
+
+    def building(self, name: str) -> threading.Lock:
+        """The lock under which ``name`` is built: under load, fifty requests arriving
+        together at a cold cache wait for one build instead of each doing it."""
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
 
     def __post_init__(self) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())

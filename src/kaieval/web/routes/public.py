@@ -52,6 +52,14 @@ def public_view(ctx: WebContext) -> PublicView:
     cached = ctx.public_cache
     if cached is not None and cached[0] == key:
         return cached[1]  # type: ignore[return-value]
+    with ctx.building("public view"):
+        cached = ctx.public_cache
+        if cached is not None and cached[0] == key:  # built while this request waited
+            return cached[1]  # type: ignore[return-value]
+        return _build_view(ctx, key)
+
+
+def _build_view(ctx: WebContext, key: object) -> PublicView:
     results = []
     for stage in ctx.program.stages:
         for run in PUBLIC_RUNS:
@@ -63,6 +71,16 @@ def public_view(ctx: WebContext) -> PublicView:
                       charts={r.stage_id: totals_svg(r) for _, r in results})
     ctx.public_cache = (key, view)
     return view
+
+
+def kept_pages(ctx: WebContext) -> dict[str, bytes] | None:
+    """The leaderboard pages kept for the public, by language, if the results they show
+    are still the stored ones (else None: the route rebuilds them)."""
+    cached = ctx.public_cache
+    if cached is None or cached[0] != ctx.store.stage_result_stamps():
+        return None
+    view: PublicView = cached[1]  # type: ignore[assignment]
+    return view.pages
 
 
 def public_results(ctx: WebContext) -> list[tuple[str, StageResult]]:
