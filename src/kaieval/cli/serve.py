@@ -34,6 +34,7 @@ def serve(
     from kaieval.store import Store
     from kaieval.web.app import create_app
     from kaieval.web.context import WebContext
+    from kaieval.web.routes.public import public_view
     from kaieval.web.secret import session_secret
     from kaieval.web.stored import load_stored
 
@@ -52,6 +53,8 @@ def serve(
         prog, phash, dossiers = stored
     ctx = WebContext(store=store, program=prog, program_hash=phash, dossiers=dossiers,
                      secret=session_secret(), secure_cookies=secure_cookies)
+    app = create_app(ctx)
+    public_view(ctx)  # parsed and drawn now, not by the first visitors
     err_console.print(f"kai serve: {prog.name} · {len(dossiers)} team(s) · store {store.url} · "
                       f"http://{host}:{port}/", markup=False)
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
