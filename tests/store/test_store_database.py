@@ -88,7 +88,7 @@ def test_fresh_database_migrates_once(store_url: str, raw: Engine) -> None:
         assert MigrationContext.configure(conn).get_current_heads() == (head_revision(),)
         head = conn.execute(text("SELECT id, seq, hash FROM audit_head")).all()
     assert [tuple(r) for r in head] == [(1, 0, "0" * 64)]
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
     store.close()
 
 
@@ -225,3 +225,14 @@ def test_writers_get_the_write_lock_in_the_order_they_asked() -> None:
     assert order == [0, 1, 2, 3, 4]
     with lock:  # free again
         pass
+
+
+def test_login_attempts_are_counted_in_a_moving_window(store: Store) -> None:
+    assert all(store.count_attempt(["ip:a", "name:kim"], 3, 60, now=100 + i) for i in range(3))
+    assert not store.count_attempt(["ip:a", "name:lee"], 3, 60, now=110)  # ip:a is full
+    with Store(store._url.render_as_string(hide_password=False)) as other:
+        assert not other.count_attempt(["ip:a"], 3, 60, now=111)  # another process: shared
+    assert store.count_attempt(["ip:b", "name:lee"], 3, 60, now=111)  # lee counted once
+    assert not store.count_attempt(["name:kim"], 3, 60, now=159)  # oldest still inside
+    assert store.count_attempt(["name:kim"], 3, 60, now=160.5)  # ... and now outside
+    assert store.audit_head()[0] == 0  # attempts are not audited

@@ -19,7 +19,8 @@ import contextlib
 import datetime as dt
 import json
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ from kaieval.store.log import AuditEntry
 from kaieval.store.models import (
     AuditHead,
     AuditRow,
+    LoginAttempt,
     ObjectRow,
     ResultHistoryRow,
     ResultRow,
@@ -83,6 +85,8 @@ _HEAD = _TABLES[AuditHead.__tablename__]
 _AUDIT = _TABLES[AuditRow.__tablename__]
 _OBJECTS = _TABLES[ObjectRow.__tablename__]
 _RESULTS = _TABLES[ResultRow.__tablename__]
+_ATTEMPTS = _TABLES[LoginAttempt.__tablename__]
+_PG_LOGIN_LOCK = 0x6B61_6C67  # "kalg": advisory lock id serialising login counts
 _NO_LOCK = contextlib.nullcontext()
 _READ_OPTIONS: dict[str, dict[str, Any]] = {
     "postgresql": {"isolation_level": "REPEATABLE READ"},
@@ -591,6 +595,30 @@ class Store:
         count, newest = self._read_core("reading application state",
                                         lambda c: c.execute(query).one())
         return int(count), str(newest or "")
+
+    # -- login attempts (not audited) ---------------------------------------------------
+
+    def count_attempt(self, keys: Sequence[str], limit: int, window_s: float,
+                      now: float | None = None) -> bool:
+        """Count one attempt against each key that has fewer than ``limit`` in the last
+        ``window_s`` seconds; True if every key had (a moving window, as ``limits`` counts).
+
+        In the database, so every server process shares the counts; one transaction under
+        a lock (SQLite's write lock, a PostgreSQL advisory lock), so two processes cannot
+        both take the last attempt. Attempts older than the window are deleted here.
+        """
+        at = time.time() if now is None else now
+        with self._session("counting a login attempt", write=True) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(_PG_LOGIN_LOCK)))
+            session.execute(delete(_ATTEMPTS).where(_ATTEMPTS.c.at <= at - window_s))
+            counts: dict[str, int] = {k: n for k, n in session.execute(
+                select(_ATTEMPTS.c.key, func.count()).where(_ATTEMPTS.c.key.in_(set(keys)))
+                .group_by(_ATTEMPTS.c.key))}
+            allowed = [k for k in keys if counts.get(k, 0) < limit]
+            if allowed:
+                session.execute(insert(_ATTEMPTS), [{"key": k, "at": at} for k in allowed])
+        return len(allowed) == len(keys)
 
     # -- stage results -------------------------------------------------------------------
 
