@@ -46,6 +46,7 @@ from pathlib import Path
 import httpx
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC))  # set-up and checks use this checkout's kaieval, as the server does
 RUBRIC = [("quality", 10), ("evidence", 5)]
 _TLS = ssl.create_default_context()
 """One TLS context for every client (the server is plain http): httpx builds a context per
