@@ -266,10 +266,10 @@ class Store:
         signer = self.keys.signer() if write else None
         engine = self._get_engine()
         # Writers are serialised anyway (one audit chain: SQLite's write lock, PostgreSQL's
-        # lock on the chain head). Queueing this process's writers on a plain lock first
+        # lock on the chain head). Queueing this process's writers on our own lock first
         # hands the database lock on at once (SQLite's busy handler polls with sleeps of up
         # to 100 ms) and keeps waiting writers from holding pooled connections that readers
-        # need. Other processes still queue on the database's lock.
+        # need; first come, first served (_FifoLock). Other processes queue on the database's.
         try:
             with self._write_lock if write else _NO_LOCK, \
                     Session(engine, expire_on_commit=False) as session, session.begin():
