@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,8 +144,13 @@ def test_sqlite_file_rolled_back_to_an_older_copy(tmp_path: Path, key_dir: Path,
     db = tmp_path / "roll.sqlite"
     with Store(f"sqlite:///{db}", key_dir=key_dir) as store:
         store.put(samples[:3], actor="a")
-        shutil.copy(db, tmp_path / "old.sqlite")
+        # a live store in WAL mode is copied with SQLite's backup, not cp (docs)
+        live, old = sqlite3.connect(db), sqlite3.connect(tmp_path / "old.sqlite")
+        live.backup(old)
+        live.close()
+        old.close()
         store.put(samples[3:5], actor="a")
+    assert not Path(f"{db}-wal").exists()  # closed: one file again, safe to copy
     shutil.copy(tmp_path / "old.sqlite", db)
     with Store(f"sqlite:///{db}", key_dir=key_dir) as store:
         assert store.audit_verify() == []

@@ -62,3 +62,22 @@ def test_records_and_objects_in_one_transaction(store: Store) -> None:
         store.put([sheet(9)], actor="kim", replace=False, objects={"note/x": {"a": 1}})
     assert store.audit_head() == head and store.get_object("note/x") is None
     assert store.audit_verify() == []
+
+
+def test_prefix_reads_are_exact_and_the_stamp_follows_every_change(store: Store) -> None:
+    store.put_objects({"battle/s1/kim/1": {"a": 1}, "battle/s1/Kim/2": {"a": 2},
+                       "battle/s1/kimberly/3": {"a": 3}, "battle/s10/kim/4": {"a": 4},
+                       "battle/s1/k_m/5": {"a": 5}, "response/s1/p/t": {"text": "x"}},
+                      actor="t")
+    assert list(store.objects("battle/s1/kim/")) == ["battle/s1/kim/1"]  # case, _ and s10
+    assert list(store.objects("battle/s1/k_m/")) == ["battle/s1/k_m/5"]
+    assert store.get_objects(["battle/s1/kim/1", "nope/x"]) == {"battle/s1/kim/1": {"a": 1}}
+    stamps = [store.objects_stamp("battle/s1/kim/", "response/s1/")]
+    assert stamps[0][0] == 2
+    store.put_objects({"battle/s1/Kim/2": {"a": 9}}, actor="t")  # not under the prefixes
+    assert store.objects_stamp("battle/s1/kim/", "response/s1/") == stamps[0]
+    for change in ({"response/s1/p/t": {"text": "y"}}, {"battle/s1/kim/6": {"a": 6}},
+                   {"battle/s1/kim/1": None}):
+        store.put_objects(change, actor="t")
+        stamps.append(store.objects_stamp("battle/s1/kim/", "response/s1/"))
+        assert stamps[-1] != stamps[-2]

@@ -10,6 +10,7 @@ from web_helpers import Web, csrf_of, login  # type: ignore[import-not-found]
 from web_users_helpers import PROMPTS, seed_responses  # type: ignore[import-not-found]
 
 from kaieval.records import UserVote, Vote
+from kaieval.store import Store
 from kaieval.web import users as us
 from kaieval.web.accounts import Role, create_account
 
@@ -184,3 +185,47 @@ def test_vote_through_the_page_with_csrf_and_hostile_text_escaped(web: Web) -> N
                  follow_redirects=False)
     assert res.status_code == 303 and res.headers["location"] == "/arena?stage=s1"
     assert len(_votes(web)) == 1
+
+
+def test_office_overview_is_kept_until_the_store_changes(web: Web,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Bradley–Terry refit runs once per state of the store, not once per request; a
+    new vote (here one another process stored) refits."""
+    seed_responses(web.ctx.store)
+    fits: list[int] = []
+    real = us._overview
+    monkeypatch.setattr(us, "_overview", lambda *a: fits.append(1) or real(*a))
+    office = web.client("office")
+    first = office.get("/api/v1/office/arena/s1").json()
+    assert office.get("/api/v1/office/arena/s1").json() == first and len(fits) == 1
+    first["votes"] = -1  # a caller changing its copy changes nothing kept
+    assert us.arena_overview(web.ctx, "s1")["votes"] == 0 and len(fits) == 1
+    other = Store(web.ctx.store._url.render_as_string(hide_password=False))
+    other.put([UserVote(stage_id="s1", team_id="*", source="users",
+                        vote=Vote(voter_id="u1", a="alpha", b="beta", winner="a",
+                                  battle_id="b1"))], actor="elsewhere")
+    other.close()
+    assert office.get("/api/v1/office/arena/s1").json()["votes"] == 1 and len(fits) == 2
+
+
+def test_a_response_changed_later_is_checked_again_before_it_is_drawn(web: Web) -> None:
+    """Battles are drawn from a kept copy of the stage's responses: storing a response
+    again (here one that now names its team) must replace the copy, so it is withheld."""
+    from kaieval.arena import responses as rs
+
+    seed_responses(web.ctx.store)
+    c = web.client("user1")
+    b = c.get(f"{API}/battle").json()
+    c.post(f"{API}/battles/{b['battle_id']}/vote", json={"choice": "tie"})
+    named = {(p.id, "alpha"): "저는 TEAM ALPHA가 만든 모델입니다." for p in PROMPTS}
+    rs.put_responses(web.ctx.store, "s1", named, {"alpha": {"model": "sha256:test"}},
+                     actor="office")
+    for _ in range(6):
+        res = c.get(f"{API}/battle")
+        if res.status_code != 200:
+            break
+        b = res.json()
+        stored = web.ctx.store.get_object(f"battle/s1/user1/{b['battle_id']}")
+        assert stored is not None and "alpha" not in (stored["left"], stored["right"])
+        assert "team alpha" not in (b["left"] + b["right"]).casefold()
+        c.post(f"{API}/battles/{b['battle_id']}/vote", json={"choice": "tie"})

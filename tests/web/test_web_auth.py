@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 from web_helpers import PATH_VALUES, Web, csrf_of, login  # type: ignore[import-not-found]
 
@@ -169,3 +170,23 @@ def test_token_only_accounts_cannot_log_in(web: Web) -> None:
     c = web.client()
     c.headers["Authorization"] = f"Bearer {token}"
     assert c.get("/api/v1/me").json()["name"] == "bot"
+
+
+def test_the_login_rate_limit_is_shared_by_every_server_process(web: Web) -> None:
+    """Two workers (two apps, one store): attempts made at one count at the other."""
+    from web_helpers import make_ctx  # type: ignore[import-not-found]
+
+    from kaieval.web.app import create_app
+
+    other_ctx = make_ctx(web.ctx.store._url.render_as_string(hide_password=False))
+    other = TestClient(create_app(other_ctx), base_url="http://127.0.0.1")
+    for client in (web.client(), other, web.client(), other, web.client()):
+        page = client.get("/login")
+        res = client.post("/login", data={"name": "kim", "password": "nope",
+                                          "csrf": csrf_of(page.text)})
+        assert res.status_code == 401
+    page = other.get("/login")
+    res = other.post("/login", data={"name": "kim", "password": web.passwords["kim"],
+                                     "csrf": csrf_of(page.text)})
+    assert res.status_code == 429  # 5/minute reached across both processes
+    other_ctx.store.close()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from teams_helpers import decide  # type: ignore[import-not-found]
-from web_helpers import Web  # type: ignore[import-not-found]
+from web_helpers import Web, login  # type: ignore[import-not-found]
 
 from kaieval.pipeline import save_stage_result
 from kaieval.scoring.results import StageResult
@@ -47,3 +48,60 @@ def test_the_public_view_is_rebuilt_when_a_result_changes(web: Web) -> None:
     second = public_view(web.ctx)
     assert second is not first and [r.stage_id for _, r in second.results] == ["s1"]
     assert public_view(web.ctx) is second
+
+
+def test_the_public_page_sets_no_cookie_and_is_served_from_its_cache(web: Web) -> None:
+    from kaieval.web.routes.public import public_view
+
+    result = _score(web)
+    save_stage_result(web.ctx.store, result, "final", actor="office")
+    c = web.client()
+    first = c.get("/")
+    assert first.status_code == 200 and 'data-team="alpha"' in first.text
+    assert "set-cookie" not in first.headers and not c.cookies  # no session for a visitor
+    assert set(public_view(web.ctx).pages) == {"ko"}  # kept per language
+    public_view(web.ctx).pages["ko"] = b"<p>served from the cache</p>"
+    assert c.get("/").text == "<p>served from the cache</p>"
+    c.cookies.set("lang", "en")
+    assert 'data-team="alpha"' in c.get("/").text  # another language: its own page
+    assert set(public_view(web.ctx).pages) == {"ko", "en"}
+
+
+def test_the_cached_public_page_follows_new_results_and_accounts(web: Web) -> None:
+    from kaieval.web.routes.public import public_view
+
+    result = _score(web)
+    c = web.client()
+    assert 'id="no-results"' in c.get("/").text
+    save_stage_result(web.ctx.store, result, "final", actor="office")  # a new result
+    assert 'data-team="alpha"' in c.get("/").text and 'id="no-results"' not in c.get("/").text
+    public_view(web.ctx).pages["ko"] = b"<p>the public page</p>"
+    login(c, "kim", web.passwords["kim"])
+    mine = c.get("/").text
+    assert mine != "<p>the public page</p>" and "kim" in mine  # an account: rendered for them
+    assert public_view(web.ctx).pages == {"ko": b"<p>the public page</p>"}  # not cached
+    assert web.client().get("/").text == "<p>the public page</p>"
+
+
+def test_the_kept_public_page_is_answered_before_routing_only_while_current(
+        web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kaieval.web.routes import public
+
+    result = _score(web)
+    save_stage_result(web.ctx.store, result, "final", actor="office")
+    c = web.client()
+    page = c.get("/")
+    assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
+
+    def no_route(*_: object) -> None:
+        raise AssertionError("routed")
+
+    monkeypatch.setattr(public, "public_view", no_route)
+    again = c.get("/")  # kept: no routing, same bytes and headers
+    assert again.content == page.content and again.headers == page.headers
+    with pytest.raises(AssertionError, match="routed"):  # a token: the route renders
+        web.client("kim").get("/")
+    monkeypatch.undo()
+    save_stage_result(web.ctx.store, result.model_copy(update={"stage_name": "Renamed"}),
+                      "final", actor="office")  # newer results: the kept page is stale
+    assert "Renamed" in c.get("/").text

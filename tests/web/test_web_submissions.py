@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from teams_helpers import DATA, at, dossier_bytes, with_deadline  # type: ignore[import-not-found]
 from web_helpers import Web, csrf_of, login  # type: ignore[import-not-found]
 
@@ -168,3 +169,23 @@ def test_uploads_on_each_backend(web_any: Web) -> None:
     rows = c.get("/api/v1/team/stages").json()
     assert rows[0]["dossier"]["name"] == "alpha.yaml" and len(rows[0]["files"]) == 1
     assert web_any.ctx.store.audit_verify() == []
+
+
+def test_a_dossier_uploaded_at_one_worker_is_used_by_the_others(web: Web) -> None:
+    """``kai serve --workers``: another process took the upload; this one sees it on its
+    next request."""
+    from web_helpers import make_ctx  # type: ignore[import-not-found]
+
+    from kaieval.web.app import create_app
+
+    other_ctx = make_ctx(web.ctx.store._url.render_as_string(hide_password=False))
+    other_ctx.shared = True
+    other = TestClient(create_app(other_ctx), base_url="http://127.0.0.1")
+    assert other.get("/api/v1/public/stages").status_code == 200
+    raw = dossier_bytes(**{"name: Team Alpha": "name: Team Alpha Prime"})
+    res = web.client("alpha-team").post(DOSSIER, files={"file": ("alpha.yaml", raw)})
+    assert res.status_code == 200, res.text
+    assert other_ctx.dossier("alpha").team.name == "Team Alpha"  # type: ignore[union-attr]
+    assert other.get("/api/v1/public/stages").status_code == 200  # any request
+    assert other_ctx.dossier("alpha").team.name == "Team Alpha Prime"  # type: ignore[union-attr]
+    other_ctx.store.close()

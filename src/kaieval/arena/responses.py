@@ -187,11 +187,14 @@ def identity_hits(text: str, words: Sequence[str]) -> list[str]:
 
 
 def withheld(store: Store, stage_id: str, dossiers: Sequence[Dossier],
+             stored: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
              ) -> dict[tuple[str, str], list[str]]:
-    """``(prompt, team) -> identity words named`` for every response kept out of battles."""
+    """``(prompt, team) -> identity words named`` for every response kept out of battles
+    (``stored``: the stage's ``responses`` when the caller has read them already)."""
     words = {d.team.id: identity_words(d, stage_id) for d in dossiers}
     out = {}
-    for (pid, tid), resp in responses(store, stage_id).items():
+    for (pid, tid), resp in (responses(store, stage_id) if stored is None
+                             else stored).items():
         hits = identity_hits(str(resp.get("text", "")), words.get(tid, []))
         if hits:
             out[(pid, tid)] = hits

@@ -94,6 +94,19 @@ def create_store_engine(url: URL) -> Engine:
     so batches are all-or-nothing and writers queue up instead of racing.
     Read-only sessions ask for ``BEGIN DEFERRED`` via ``SQLITE_BEGIN_OPTION``:
     still one consistent snapshot, but no wait for a running writer.
+
+    A SQLite file is put in WAL mode (write-ahead log, ``<file>-wal`` beside it while in
+    use) with ``synchronous=FULL``. WAL: readers never wait for a writer, nor a writer
+    for readers, which is what a web server with many readers needs; a commit appends to
+    the log instead of rewriting pages through a rollback journal. ``FULL``, not the
+    usual WAL pairing ``NORMAL``: the store promises that nothing acknowledged is lost,
+    and only ``FULL`` syncs the log on every commit (one fsync per commit; ``NORMAL``
+    may drop the last commits on a power cut). The mode is stored in the file, so every
+    connection -- another process, the ``sqlite3`` shell -- sees it. While a store is open,
+    recent commits may be only in the ``-wal`` file: copy a live store with SQLite's
+    backup (``sqlite3 kaieval.sqlite ".backup copy.sqlite"``), not ``cp``; when the last
+    connection closes (``Store.close``, the end of a ``kai`` command) SQLite folds the log
+    back into the file and removes it, so a closed store is one file again.
     """
     kwargs: dict[str, Any] = {"future": True}
     if url.get_backend_name() == "postgresql":
@@ -112,9 +125,14 @@ def create_store_engine(url: URL) -> Engine:
 
 
 def _sqlite_explicit_transactions(engine: Engine) -> None:
+    in_memory = engine.url.database in (None, "", ":memory:")
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        if not in_memory:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=FULL")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:

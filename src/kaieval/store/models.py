@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 GENESIS_HASH = "0" * 64
@@ -128,3 +128,14 @@ class ObjectRow(Base):
     kind: Mapped[str] = mapped_column(String(64), index=True)
     payload: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[str] = mapped_column(String(40))
+
+
+class LoginAttempt(Base):
+    """One login attempt counted against ``key`` (an address or a name), at ``at`` (Unix
+    seconds): the rate limit all server processes share. Not audited."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), index=True)
+    at: Mapped[float] = mapped_column(Float, index=True)

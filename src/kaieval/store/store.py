@@ -14,9 +14,13 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,17 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import sqlalchemy.exc as sa_exc
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from kaieval.errors import KaiError
@@ -46,6 +60,7 @@ from kaieval.store.log import AuditEntry
 from kaieval.store.models import (
     AuditHead,
     AuditRow,
+    LoginAttempt,
     ObjectRow,
     ResultHistoryRow,
     ResultRow,
@@ -65,6 +80,14 @@ from kaieval.store.rows import (
 from kaieval.version import code_version
 
 _T = TypeVar("_T")
+_TABLES = AuditHead.metadata.tables  # Core tables, for statements that skip the ORM
+_HEAD = _TABLES[AuditHead.__tablename__]
+_AUDIT = _TABLES[AuditRow.__tablename__]
+_OBJECTS = _TABLES[ObjectRow.__tablename__]
+_RESULTS = _TABLES[ResultRow.__tablename__]
+_ATTEMPTS = _TABLES[LoginAttempt.__tablename__]
+_PG_LOGIN_LOCK = 0x6B61_6C67  # "kalg": advisory lock id serialising login counts
+_NO_LOCK = contextlib.nullcontext()
 _READ_OPTIONS: dict[str, dict[str, Any]] = {
     "postgresql": {"isolation_level": "REPEATABLE READ"},
     "sqlite": {SQLITE_BEGIN_OPTION: "DEFERRED"},
@@ -114,12 +137,13 @@ class _Chain:
     """
 
     def __init__(self, session: Session, actor: str) -> None:
-        head = session.scalars(select(AuditHead).where(AuditHead.id == 1)
+        head = session.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
                                .with_for_update()).one_or_none()
         if head is None:
             raise KaiError("audit head row is missing: the audit log was damaged; "
                            "run `kai audit-log verify`")
-        self._session, self._head, self._actor = session, head, actor
+        self._session, self._actor = session, actor
+        self._seq, self._hash = int(head[0]), str(head[1])
         self._at = _utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
         self._pending: list[dict[str, Any]] = []
 
@@ -131,18 +155,49 @@ class _Chain:
     def append(self, action: str, entity: str, key: str, content_hash: str,
                note: str = "") -> int:
         """Queue the next entry and return its seq; ``write`` stores the queue at once."""
-        entry = log.new_entry(self._head.seq, self._head.hash, self._at, self._actor, action,
+        entry = log.new_entry(self._seq, self._hash, self._at, self._actor, action,
                               entity, key, content_hash, note)
         self._pending.append(dict(vars(entry)))  # flat dataclass: no deep copy needed
-        self._head.seq, self._head.hash = entry.seq, entry.hash
+        self._seq, self._hash = entry.seq, entry.hash
         return entry.seq
 
     def write(self) -> None:
+        # Core statements on the tables: the ORM's bulk paths cost more than the SQL here
         if self._pending:
-            self._session.execute(insert(AuditRow), self._pending)
+            self._session.execute(insert(_AUDIT), self._pending)
+            self._session.execute(update(_HEAD).where(_HEAD.c.id == 1)
+                                  .values(seq=self._seq, hash=self._hash))
             self._pending = []
-            self._session.info[_NEW_HEAD] = (self._head.seq, self._head.hash)
-        self._session.flush()  # the head row's new seq/hash
+            self._session.info[_NEW_HEAD] = (self._seq, self._hash)
+        self._session.flush()  # ORM rows the caller added (a stage result)
+
+
+class _FifoLock:
+    """A lock handed to its waiters in the order they came (``threading.Lock`` lets any
+    waiter -- or the releasing thread again -- take it, so under load a few writers wait
+    many turns while others pass: the long tail of the submission latency)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held = False
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+
+    def __enter__(self) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append(turn)
+        turn.acquire()  # released by the holder before us: the lock is ours now
+
+    def __exit__(self, *_: object) -> None:
+        with self._guard:
+            if self._waiting:
+                self._waiting.popleft().release()  # hand over, still held
+            else:
+                self._held = False
 
 
 class Store:
@@ -168,6 +223,9 @@ class Store:
         """The key folder: signing key, public keys, the checkpoints written here."""
         self._engine: Engine | None = None
         self._migrated = False
+        self._write_lock = _FifoLock()
+        """Write transactions of this store queue here, in-process, before the database's
+        own lock (see ``_session``)."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -207,8 +265,14 @@ class Store:
         # a key that exists but cannot be used refuses the write before anything is written
         signer = self.keys.signer() if write else None
         engine = self._get_engine()
+        # Writers are serialised anyway (one audit chain: SQLite's write lock, PostgreSQL's
+        # lock on the chain head). Queueing this process's writers on our own lock first
+        # hands the database lock on at once (SQLite's busy handler polls with sleeps of up
+        # to 100 ms) and keeps waiting writers from holding pooled connections that readers
+        # need; first come, first served (_FifoLock). Other processes queue on the database's.
         try:
-            with Session(engine, expire_on_commit=False) as session, session.begin():
+            with self._write_lock if write else _NO_LOCK, \
+                    Session(engine, expire_on_commit=False) as session, session.begin():
                 if not write:
                     # One consistent snapshot for multi-table reads (audit_verify),
                     # without queueing behind writers.
@@ -241,6 +305,22 @@ class Store:
     def _read(self, doing: str, fn: Callable[[Session], _T]) -> _T:
         with self._session(doing, write=False) as session:
             return fn(session)
+
+    def _read_core(self, doing: str, fn: Callable[[Connection], _T]) -> _T:
+        """``fn`` on a plain connection in one read transaction: for the small, frequent
+        reads of the web app, without the ORM session's per-call cost."""
+        if not self._migrated:
+            self.migrate()
+        engine = self._get_engine()
+        try:
+            with engine.connect() as conn:
+                conn = conn.execution_options(**_READ_OPTIONS.get(engine.dialect.name, {}))
+                with conn.begin():
+                    return fn(conn)
+        except KaiError:
+            raise
+        except sa_exc.SQLAlchemyError as exc:
+            raise db_error(exc, self.url, doing) from None
 
     # -- records -----------------------------------------------------------------------
 
@@ -310,7 +390,7 @@ class Store:
             # failure in any of them rolls back the whole batch.
             chain.write()
             if new_rows:
-                session.execute(insert(ResultRow), new_rows)
+                session.execute(insert(_RESULTS), new_rows)
             if changed:
                 session.execute(update(ResultRow), [{"id": row_id, **_columns(enc)}
                                                     for row_id, enc in changed])
@@ -343,6 +423,27 @@ class Store:
 
         rows, gone = self._read("reading results", read)
         return [decode_record(row) for row in rows if row.natural_key not in gone]
+
+    def record(self, natural_key: str) -> Record | None:
+        """The stored record with this natural key (retracted or not), or None."""
+        query = select(_RESULTS.c.natural_key, _RESULTS.c.payload).where(
+            _RESULTS.c.natural_key == natural_key)
+        row = self._read_core("reading a result", lambda c: c.execute(query).one_or_none())
+        return None if row is None else decode_record(row)  # type: ignore[arg-type]
+
+    def stored_keys(self, natural_keys: Iterable[str]) -> set[str]:
+        """Which of ``natural_keys`` have a stored record (retracted or not): keys only,
+        nothing decoded."""
+        wanted = sorted(set(natural_keys))
+
+        def read(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), _IN_CHUNK):
+                found.update(conn.scalars(select(_RESULTS.c.natural_key).where(
+                    _RESULTS.c.natural_key.in_(wanted[start:start + _IN_CHUNK]))))
+            return found
+
+        return self._read_core("reading results", read) if wanted else set()
 
     def delete(self, natural_key: str, actor: str, reason: str = "") -> bool:
         """Delete one record (audited, kept in the history); False if no record has that key."""
@@ -454,16 +555,70 @@ class Store:
     def get_object(self, key: str) -> dict[str, Any] | None:
         """The document stored under ``key``, or None."""
         query = select(ObjectRow.payload).where(ObjectRow.key == key)
-        text = self._read("reading application state", lambda s: s.scalars(query).one_or_none())
+        text = self._read_core("reading application state",
+                               lambda c: c.scalars(query).one_or_none())
         return None if text is None else _object_payload(key, text)
+
+    def get_objects(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The documents stored under ``keys`` (those that exist), by key: one query."""
+        wanted = sorted(set(keys))
+
+        def read(conn: Connection) -> list[tuple[str, str]]:
+            rows: list[tuple[str, str]] = []
+            for start in range(0, len(wanted), _IN_CHUNK):
+                rows.extend(conn.execute(select(ObjectRow.key, ObjectRow.payload).where(
+                    ObjectRow.key.in_(wanted[start:start + _IN_CHUNK]))))
+            return rows
+
+        rows = self._read_core("reading application state", read) if wanted else []
+        return {k: _object_payload(k, text) for k, text in rows}
 
     def objects(self, prefix: str) -> dict[str, dict[str, Any]]:
         """Every document whose key starts with ``prefix`` (e.g. ``"user/"``), by key."""
         kind = prefix.split("/", 1)[0]
         query = (select(ObjectRow.key, ObjectRow.payload).where(ObjectRow.kind == kind)
                  .order_by(ObjectRow.key))
-        rows = self._read("reading application state", lambda s: list(s.execute(query)))
+        if len(prefix) > len(kind) + 1:  # narrow in the database (exact, case-sensitive)
+            query = query.where(func.substr(ObjectRow.key, 1, len(prefix)) == prefix)
+        rows = self._read_core("reading application state",
+                               lambda c: [(k, p) for k, p in c.execute(query)])
         return {k: _object_payload(k, text) for k, text in rows if k.startswith(prefix)}
+
+    def objects_stamp(self, *prefixes: str) -> tuple[int, str]:
+        """``(how many, newest update time)`` of the documents under ``prefixes``: a cheap
+        key for caching what is built from them. Adding, replacing or deleting any of them
+        changes it (a write stamps its documents with its own, later time; a deletion
+        lowers the count), without reading a payload."""
+        conds = [(_OBJECTS.c.kind == p.split("/", 1)[0])
+                 & (func.substr(_OBJECTS.c.key, 1, len(p)) == p) for p in prefixes]
+        query = select(func.count(), func.max(_OBJECTS.c.updated_at)).where(or_(*conds))
+        count, newest = self._read_core("reading application state",
+                                        lambda c: c.execute(query).one())
+        return int(count), str(newest or "")
+
+    # -- login attempts (not audited) ---------------------------------------------------
+
+    def count_attempt(self, keys: Sequence[str], limit: int, window_s: float,
+                      now: float | None = None) -> bool:
+        """Count one attempt against each key that has fewer than ``limit`` in the last
+        ``window_s`` seconds; True if every key had (a moving window, as ``limits`` counts).
+
+        In the database, so every server process shares the counts; one transaction under
+        a lock (SQLite's write lock, a PostgreSQL advisory lock), so two processes cannot
+        both take the last attempt. Attempts older than the window are deleted here.
+        """
+        at = time.time() if now is None else now
+        with self._session("counting a login attempt", write=True) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(_PG_LOGIN_LOCK)))
+            session.execute(delete(_ATTEMPTS).where(_ATTEMPTS.c.at <= at - window_s))
+            counts: dict[str, int] = {k: n for k, n in session.execute(
+                select(_ATTEMPTS.c.key, func.count()).where(_ATTEMPTS.c.key.in_(set(keys)))
+                .group_by(_ATTEMPTS.c.key))}
+            allowed = [k for k in keys if counts.get(k, 0) < limit]
+            if allowed:
+                session.execute(insert(_ATTEMPTS), [{"key": k, "at": at} for k in allowed])
+        return len(allowed) == len(keys)
 
     # -- stage results -------------------------------------------------------------------
 
@@ -506,14 +661,14 @@ class Store:
         query = select(StageResultRow.stage_id, StageResultRow.run_label,
                        StageResultRow.input_hash, StageResultRow.created_at,
                        ).order_by(StageResultRow.stage_id, StageResultRow.run_label)
-        rows = self._read("reading stage results", lambda s: list(s.execute(query)))
+        rows = self._read_core("reading stage results", lambda c: list(c.execute(query)))
         return tuple((a, b, c, as_utc(d).isoformat()) for a, b, c, d in rows)
 
     def stage_result(self, stage_id: str, run_label: str = "main") -> dict[str, Any] | None:
         """The stored payload of a stage run, or None if there is none."""
         query = select(StageResultRow.payload).where(StageResultRow.stage_id == stage_id,
                                                      StageResultRow.run_label == run_label)
-        text = self._read("reading a stage result", lambda s: s.scalars(query).one_or_none())
+        text = self._read_core("reading a stage result", lambda c: c.scalars(query).one_or_none())
         if text is None:
             return None
         try:
@@ -648,33 +803,45 @@ def _apply_objects(session: Session, chain: _Chain,
     """Write encoded documents in the caller's transaction; returns the changes logged."""
     if not encoded:
         return 0
-    rows = {r.key: r for r in session.scalars(
-        select(ObjectRow).where(ObjectRow.key.in_(sorted(encoded))))}
+    wanted = sorted(encoded)
+    rows: dict[str, tuple[int, str]] = {}  # key -> (id, stored payload)
+    for start in range(0, len(wanted), _IN_CHUNK):
+        rows.update((k, (i, p)) for k, i, p in session.execute(
+            select(_OBJECTS.c.key, _OBJECTS.c.id, _OBJECTS.c.payload).where(
+                _OBJECTS.c.key.in_(wanted[start:start + _IN_CHUNK]))))
     for key in create_only:
         if key in rows:
             raise KaiError("already exists", where=f"object {key!r}")
-    changed = 0
+    gone: list[int] = []
+    added: list[dict[str, Any]] = []
+    replaced: list[dict[str, Any]] = []
     for key, enc in sorted(encoded.items()):
         row = rows.get(key)
         if enc is None:
             if row is not None:
                 chain.append(log.ACTION_DELETE, log.ENTITY_OBJECT, key,
-                             _object_hash(row.payload), reason.strip())
-                session.delete(row)
-                changed += 1
+                             _object_hash(row[1]), reason.strip())
+                gone.append(row[0])
             continue
         text, digest = enc
-        if row is not None and _object_hash(row.payload) == digest:
+        if row is not None and _object_hash(row[1]) == digest:
             continue
         action = log.ACTION_INSERT if row is None else log.ACTION_REPLACE
         chain.append(action, log.ENTITY_OBJECT, key, digest, reason.strip())
         if row is None:
-            session.add(ObjectRow(key=key, kind=key.split("/", 1)[0], payload=text,
-                                  updated_at=chain.at))
+            added.append({"key": key, "kind": key.split("/", 1)[0], "payload": text,
+                          "updated_at": chain.at})
         else:
-            row.payload, row.updated_at = text, chain.at
-        changed += 1
-    return changed
+            replaced.append({"row_id": row[0], "payload": text, "updated_at": chain.at})
+    # plain Core statements (one executemany each), in the caller's transaction
+    for start in range(0, len(gone), _IN_CHUNK):
+        session.execute(delete(_OBJECTS).where(_OBJECTS.c.id.in_(gone[start:start + _IN_CHUNK])))
+    if added:
+        session.execute(insert(_OBJECTS), added)
+    if replaced:
+        session.execute(update(_OBJECTS).where(_OBJECTS.c.id == bindparam("row_id")).values(
+            payload=bindparam("payload"), updated_at=bindparam("updated_at")), replaced)
+    return len(gone) + len(added) + len(replaced)
 
 
 def _object_hash(text: str) -> str:
@@ -764,8 +931,8 @@ def _stored_hashes(session: Session, keys: list[str | None]) -> dict[str, tuple[
     found: dict[str, tuple[int, str]] = {}
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start:start + _IN_CHUNK]
-        query = select(ResultRow.natural_key, ResultRow.id, ResultRow.content_hash).where(
-            ResultRow.natural_key.in_(chunk))
+        query = select(_RESULTS.c.natural_key, _RESULTS.c.id, _RESULTS.c.content_hash).where(
+            _RESULTS.c.natural_key.in_(chunk))
         for key, row_id, content_hash in session.execute(query):
             found[key] = (row_id, content_hash)
     return found

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kaieval.errors import KaiError
@@ -27,6 +29,8 @@ from kaieval.web.security import csrf_token, current_account
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SESSION_HOURS = 8
+SESSION_COOKIE = "kai_session"
+_VARY = {"Vary": "Cookie"}  # as the session middleware marks every response
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
@@ -59,22 +63,58 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class _KeptPages:
+    """Answers a ``GET`` of a page kept for visitors without an account (the leaderboard,
+    ``render``'s ``anonymous_cache``) before routing, sessions and the thread pool: the
+    same bytes the route would send, for a request with neither a session cookie nor a
+    token. Anything else -- or a page not kept, or kept for results since changed -- goes
+    on to the app as usual."""
+
+    def __init__(self, app: ASGIApp, ctx: WebContext) -> None:
+        self.app, self.ctx = app, ctx
+        # SQLite reads (WAL) never wait and are in-process: checked inline; a database
+        # server is asked from a worker thread, so a slow one cannot stall the event loop
+        self.inline = ctx.store.url.startswith("sqlite")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kept = self.ctx.kept_pages.get(scope["path"]) if scope["type"] == "http" \
+            and scope["method"] == "GET" else None
+        if kept is not None:
+            headers = Headers(scope=scope)
+            cookies = cookie_parser(headers.get("cookie", ""))
+            if "authorization" not in headers and SESSION_COOKIE not in cookies:
+                pages = kept() if self.inline else await anyio.to_thread.run_sync(kept)
+                code = cookies.get("lang", i18n.DEFAULT)
+                page = pages.get(code if code in i18n.LANGS else i18n.DEFAULT) \
+                    if pages is not None else None
+                if page is not None:
+                    await HTMLResponse(page, headers=_VARY)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def create_app(ctx: WebContext) -> FastAPI:
     """The app for one store and programme."""
     from kaieval.web.routes import auth, committee, objections, office, public, teams, users
 
     app = FastAPI(title="kaieval", version=code_version(), docs_url=None, redoc_url=None)
     app.state.ctx = ctx
-    app.state.templates = Environment(loader=FileSystemLoader(TEMPLATES),
-                                      autoescape=select_autoescape(default=True),
-                                      finalize=_visible)
-    app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie="kai_session",
+    templates = Environment(loader=FileSystemLoader(TEMPLATES),
+                            autoescape=select_autoescape(default=True), finalize=_visible,
+                            auto_reload=False, cache_size=-1)
+    for name in templates.list_templates():
+        # compiled now, not by the first requests: under load, dozens of concurrent first
+        # requests each compiled the same template (seen in profiles of the load test)
+        templates.get_template(name)
+    app.state.templates = templates
+    app.add_middleware(SessionMiddleware, secret_key=ctx.secret, session_cookie=SESSION_COOKIE,
                        max_age=SESSION_HOURS * 3600, same_site="lax",
                        https_only=ctx.secure_cookies)
-
+    app.add_middleware(_KeptPages, ctx=ctx)
     app.add_middleware(_SecurityHeaders)
     for module in (public, auth, committee, office, teams, objections, users):
         app.include_router(module.router)
+    ctx.kept_pages["/"] = lambda: public.kept_pages(ctx)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(KaiError, _refused)  # type: ignore[arg-type]
@@ -98,16 +138,58 @@ def lang(request: Request) -> str:
     return value if value in i18n.LANGS else i18n.DEFAULT
 
 
-def render(request: Request, template: str, status_code: int = 200, **values: Any,
-           ) -> HTMLResponse:
-    """A page: the template with the account, language, CSRF token and ``t`` for text."""
+class _LazyCsrf:
+    """The session's CSRF token, made when a page prints it (``{{ csrf }}``) and not
+    before: a page without a form -- the leaderboard for the public -- leaves the session
+    empty, so no session cookie is sent to someone who never logs in."""
+
+    __slots__ = ("_request", "printed")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.printed = False
+
+    def __str__(self) -> str:
+        self.printed = True
+        return csrf_token(self._request)
+
+    def __html__(self) -> str:  # autoescape: the token is URL-safe text already
+        return str(self)
+
+
+def render(request: Request, template: str, status_code: int = 200, *,
+           anonymous_cache: dict[str, bytes] | None = None, **values: Any) -> HTMLResponse:
+    """A page: the template with the account, language, CSRF token and ``t`` for text.
+
+    ``anonymous_cache``: a dict the caller keeps for as long as ``values`` stay the same
+    (e.g. per set of stored results); the page as a visitor without an account sees it is
+    kept there per language and served from it, so such a view costs no rendering.
+    """
     code = lang(request)
+    account = current_account(request)
+    cache = anonymous_cache if account is None and status_code == 200 else None
+    if cache is not None:
+        ctx: WebContext = request.app.state.ctx
+        with ctx.building("anonymous page"):  # one rendering for a crowd of visitors
+            if (page := cache.get(code)) is None:
+                page = _render(request, template, code, account, cache, values)
+        return HTMLResponse(page)
+    return HTMLResponse(_render(request, template, code, account, None, values),
+                        status_code=status_code)
+
+
+def _render(request: Request, template: str, code: str, account: Any,
+            cache: dict[str, bytes] | None, values: dict[str, Any]) -> bytes:
     env: Environment = request.app.state.templates
+    csrf = _LazyCsrf(request)
     html = env.get_template(template).render(
-        request=request, account=current_account(request), lang=code,
-        t=lambda key: i18n.translate(key, code), csrf=csrf_token(request),
+        request=request, account=account, lang=code,
+        t=lambda key: i18n.translate(key, code), csrf=csrf,
         programme=request.app.state.ctx.program, **values)
-    return HTMLResponse(html, status_code=status_code)
+    page = html.encode()
+    if cache is not None and not csrf.printed:  # nothing of this session in the page
+        cache[code] = page
+    return page
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

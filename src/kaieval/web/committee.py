@@ -163,11 +163,17 @@ def draft(ctx: WebContext, slot: Slot) -> dict[str, Any]:
 
 def submitted(ctx: WebContext, slot: Slot) -> CommitteeSheet | None:
     """The slot's submitted sheet, if any (it is then locked)."""
-    for r in ctx.store.records(stage_id=slot.stage_id, kind="sheet", team_id=slot.team_id,
-                               include_retracted=True):
-        if isinstance(r, CommitteeSheet) and r.natural_key() == slot.sheet_key:
-            return r
-    return None
+    r = ctx.store.record(slot.sheet_key)
+    return r if isinstance(r, CommitteeSheet) else None
+
+
+def states(ctx: WebContext, slots: Sequence[Slot]) -> dict[str, str]:
+    """``slot.key -> "submitted" | "in_draft" | "not_started"`` for many slots in two
+    queries (a page of assignments asked once per slot before)."""
+    done = ctx.store.stored_keys(s.sheet_key for s in slots)
+    drafts = ctx.store.get_objects(f"draft/{s.key}" for s in slots if s.sheet_key not in done)
+    return {s.key: "submitted" if s.sheet_key in done else
+            "in_draft" if drafts.get(f"draft/{s.key}") else "not_started" for s in slots}
 
 
 def parse_scores(comp: Component, raw: dict[str, str]) -> tuple[dict[str, float], list[str]]:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from kaieval.spec.dossier import Dossier
 from kaieval.spec.program import Program
 from kaieval.store import Store
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -32,15 +34,48 @@ class WebContext:
     secure_cookies: bool = False
     login_rate: str = "10/minute"
     upload_dir: Path | None = None
-    _limiter: MovingWindowRateLimiter = field(init=False)
+    shared: bool = False
+    """True when other processes serve the same store (``kai serve --workers``): each
+    request then checks, once, whether a team uploaded a dossier elsewhere
+    (``sync_dossiers``)."""
     public_cache: tuple[object, object] | None = field(default=None, init=False, repr=False)
     """``(key, value)`` of what the public pages build from stored stage results
     (routes/public.py); the key is ``Store.stage_result_stamps()``, so any new or
     changed result rebuilds it."""
+    kept_pages: dict[str, Callable[[], Mapping[str, bytes] | None]] = field(
+        default_factory=dict, init=False, repr=False)
+    """Path -> the pages kept for visitors without an account, by language, while still
+    current (else None): served before routing (web/app.py ``_KeptPages``)."""
     _given: tuple[Dossier, ...] = field(init=False)
+    _dossier_stamp: tuple[int, str] = field(default=(0, ""), init=False, repr=False)
+    _memo: dict[str, tuple[object, object]] = field(default_factory=dict, init=False,
+                                                    repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False,
+                                         repr=False)
+
+    def memo(self, name: str, key: object, build: Callable[[], _T]) -> _T:
+        """``build()``, kept under ``name`` and rebuilt when ``key`` changes: ``key`` must
+        be read from the store (e.g. the audit head), so every server process sees a change
+        that any of them or a ``kai`` command made. Built once when many ask at once."""
+        kept = self._memo.get(name)
+        if kept is not None and kept[0] == key:
+            return kept[1]  # type: ignore[return-value]
+        with self.building(name):
+            kept = self._memo.get(name)
+            if kept is not None and kept[0] == key:  # another request just built it
+                return kept[1]  # type: ignore[return-value]
+            value = build()
+            self._memo[name] = (key, value)
+        return value
+
+    def building(self, name: str) -> threading.Lock:
+        """The lock under which ``name`` is built: under load, fifty requests arriving
+        together at a cold cache wait for one build instead of each doing it."""
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
 
     def __post_init__(self) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._given = tuple(self.dossiers)
         self.refresh_dossiers()
 
@@ -50,14 +85,26 @@ class WebContext:
         keeps reading ``dossiers``). Called at start and after each dossier upload."""
         from kaieval.web.submissions import uploaded_dossiers
 
+        stamp = self.store.objects_stamp("dossier/")
         uploaded = uploaded_dossiers(self.store, self.program)
         given = [uploaded.pop(d.team.id, d) for d in self._given]
         self.dossiers = given + [uploaded[t] for t in sorted(uploaded)]
+        self._dossier_stamp = stamp
+
+    def sync_dossiers(self) -> None:
+        """Refresh ``dossiers`` if the stored uploads changed since (in another process:
+        one cheap query when nothing did)."""
+        if self.store.objects_stamp("dossier/") != self._dossier_stamp:
+            self.refresh_dossiers()
 
     def login_allowed(self, *keys: str) -> bool:
-        """Count one login attempt against each key; False once any is over the rate."""
+        """Count one login attempt against each key; False once any is over the rate.
+
+        Counted in the store, not in this process: the server's worker processes (``kai
+        serve --workers``) share one limit."""
         item = parse(self.login_rate)
-        return all([self._limiter.hit(item, "login", k) for k in keys])
+        return self.store.count_attempt([f"login/{k}" for k in keys], item.amount,
+                                        item.get_expiry())
 
     def dossier(self, team_id: str) -> Dossier | None:
         """The dossier of ``team_id``, or None."""

@@ -23,8 +23,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def context(request: Request) -> WebContext:
-    """The app's ``WebContext``."""
+    """The app's ``WebContext`` (with other server processes: its dossiers brought up to
+    date once per request)."""
     ctx: WebContext = request.app.state.ctx
+    if ctx.shared and not getattr(request.state, "synced", False):
+        request.state.synced = True
+        ctx.sync_dossiers()
     return ctx
 
 

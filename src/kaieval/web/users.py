@@ -23,6 +23,7 @@ FastChat's shipped pairwise judgments gave the first-shown answer 52.6 %).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import secrets
 from collections.abc import Sequence
@@ -168,20 +169,46 @@ def _battles(ctx: WebContext, stage_id: str, user: str) -> dict[str, dict[str, A
 
 
 def _public(ctx: WebContext, stage_id: str, battle_id: str, b: dict[str, Any],
-            ) -> dict[str, Any]:
-    """What the voter sees: the prompt and two anonymous responses, never a team."""
-    prompts = {p.id: p.prompt for p in rs.stored_prompts(ctx.store, stage_id)}
-    resp = rs.responses(ctx.store, stage_id)
+            prompts: Sequence[rs.Prompt] | None = None,
+            resp: dict[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the voter sees: the prompt and two anonymous responses, never a team.
+
+    ``prompts``/``resp``: the stage's, when the caller has them; else only the prompt set
+    and the battle's two responses are read (one query)."""
+    pid = b["prompt_id"]
+    if prompts is None or resp is None:
+        keys = [f"arena/{stage_id}/prompts", *(f"response/{stage_id}/{pid}/{b[side]}"
+                                               for side in ("left", "right"))]
+        found = ctx.store.get_objects(keys)
+        prompts = [rs.Prompt(str(p["id"]), str(p["prompt"]))
+                   for p in found.get(keys[0], {}).get("prompts", [])]
+        resp = {(pid, b[side]): found.get(key, {})
+                for side, key in zip(("left", "right"), keys[1:], strict=True)}
     return {"battle_id": battle_id, "stage_id": stage_id,
-            "prompt": prompts.get(b["prompt_id"], ""),
-            "left": str(resp.get((b["prompt_id"], b["left"]), {}).get("text", "")),
-            "right": str(resp.get((b["prompt_id"], b["right"]), {}).get("text", "")),
+            "prompt": next((p.prompt for p in prompts if p.id == pid), ""),
+            "left": str(resp.get((pid, b["left"]), {}).get("text", "")),
+            "right": str(resp.get((pid, b["right"]), {}).get("text", "")),
             "voted": b.get("winner")}
 
 
 def progress(ctx: WebContext, stage_id: str, user: str) -> dict[str, int]:
     done = sum(1 for b in _battles(ctx, stage_id, user).values() if b.get("winner"))
     return {"votes": done, "cap": cap(ctx, stage_id)}
+
+
+def _material(ctx: WebContext, stage_id: str) -> tuple[
+        list[rs.Prompt], dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], list[str]]]:
+    """The stage's prompts, responses and withheld responses, read and checked once while
+    none of them (nor the dossiers, whose names the check looks for) changes."""
+    stamp = ctx.store.objects_stamp(f"response/{stage_id}/", f"arena/{stage_id}/prompts")
+
+    def build() -> tuple[list[rs.Prompt], dict[tuple[str, str], dict[str, Any]],
+                         dict[tuple[str, str], list[str]]]:
+        have = rs.responses(ctx.store, stage_id)
+        return (rs.stored_prompts(ctx.store, stage_id), have,
+                rs.withheld(ctx.store, stage_id, ctx.dossiers, have))
+
+    return ctx.memo(f"arena-material/{stage_id}", (stamp, tuple(ctx.dossiers)), build)
 
 
 def next_battle(ctx: WebContext, me: Account, stage_id: str) -> dict[str, Any] | None:
@@ -195,15 +222,15 @@ def next_battle(ctx: WebContext, me: Account, stage_id: str) -> dict[str, Any] |
     for bid, b in sorted(mine.items(), key=lambda kv: str(kv[1].get("created_at"))):
         if not b.get("winner"):
             return _public(ctx, stage_id, bid, b)
-    if sum(1 for b in mine.values() if b.get("winner")) >= cap(ctx, stage_id):
-        raise OverCap(f"you have reached this stage's cap of {cap(ctx, stage_id)} votes")
+    limit = cap(ctx, stage_id)
+    if sum(1 for b in mine.values() if b.get("winner")) >= limit:
+        raise OverCap(f"you have reached this stage's cap of {limit} votes")
     teams = [d.team.id for d in entrants(ctx, stage_id)]
-    have = rs.responses(ctx.store, stage_id)
-    hidden = rs.withheld(ctx.store, stage_id, ctx.dossiers)
+    prompts, have, hidden = _material(ctx, stage_id)
     seen = {(b["prompt_id"], frozenset((b["left"], b["right"]))) for b in mine.values()}
     fresh: list[tuple[str, str, str]] = []
     again: list[tuple[str, str, str]] = []
-    for p in rs.stored_prompts(ctx.store, stage_id):
+    for p in prompts:
         ok = [t for t in teams if (p.id, t) in have and (p.id, t) not in hidden]
         for i, x in enumerate(ok):
             for y in ok[i + 1:]:
@@ -218,7 +245,7 @@ def next_battle(ctx: WebContext, me: Account, stage_id: str) -> dict[str, Any] |
          "created_at": _now()}
     ctx.store.put_objects({f"battle/{stage_id}/{me.name}/{bid}": b}, actor=me.name,
                           create_only=[f"battle/{stage_id}/{me.name}/{bid}"])
-    return _public(ctx, stage_id, bid, b)
+    return _public(ctx, stage_id, bid, b, prompts, have)
 
 
 def vote(ctx: WebContext, me: Account, stage_id: str, battle_id: str, choice: str,
@@ -230,15 +257,16 @@ def vote(ctx: WebContext, me: Account, stage_id: str, battle_id: str, choice: st
     if choice not in CHOICES:
         raise KaiError(f"choice: one of {', '.join(CHOICES)}")
     key = f"battle/{stage_id}/{me.name}/{battle_id}"
-    b = ctx.store.get_object(key) if "/" not in battle_id else None
+    prompts_key = f"arena/{stage_id}/prompts"
+    found = ctx.store.get_objects([key, prompts_key]) if "/" not in battle_id else {}
+    b = found.get(key)
     if b is None:
         raise LookupError("no such battle of yours")
     if b.get("winner"):
         raise Conflict("already voted: one vote per battle")
     record = UserVote(stage_id=stage_id, team_id="*", source="users",
                       input_hashes={"program": ctx.program_hash,
-                                    "prompts": str((ctx.store.get_object(
-                                        f"arena/{stage_id}/prompts") or {}).get("sha256", ""))},
+                                    "prompts": str(found.get(prompts_key, {}).get("sha256", ""))},
                       settings={"via": "kai serve", "prompt_id": b["prompt_id"],
                                 "left": b["left"], "right": b["right"]},
                       vote=Vote(voter_id=me.name, a=b["left"], b=b["right"],
@@ -255,7 +283,18 @@ def vote(ctx: WebContext, me: Account, stage_id: str, battle_id: str, choice: st
 
 def arena_overview(ctx: WebContext, stage_id: str, replicates: int = BOOTSTRAP,
                    seed: int = 0) -> dict[str, Any]:
-    """Ratings with 95 % bootstrap intervals, points, position bias, counts, withheld."""
+    """Ratings with 95 % bootstrap intervals, points, position bias, counts, withheld.
+
+    Refitting Bradley–Terry ``replicates`` times is the costly part: the overview is kept
+    while the audit log's head stays the same (any vote, retraction, cap or dossier
+    change is a write, which moves it; so does any other write, which merely refits)."""
+    arena_stage(ctx, stage_id)
+    built = ctx.memo(f"arena/{stage_id}/{replicates}/{seed}", ctx.store.audit_head(),
+                     lambda: _overview(ctx, stage_id, replicates, seed))
+    return copy.deepcopy(built)
+
+
+def _overview(ctx: WebContext, stage_id: str, replicates: int, seed: int) -> dict[str, Any]:
     stage = arena_stage(ctx, stage_id)
     comp = users_components(stage, "arena")[0]
     teams = [d.team.id for d in entrants(ctx, stage_id)]

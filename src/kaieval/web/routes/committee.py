@@ -57,7 +57,7 @@ def _others(ctx: WebContext, slot: cm.Slot) -> list[CommitteeSheet]:
 
 
 def _rows(ctx: WebContext, me: Account) -> list[dict[str, Any]]:
-    rows = []
+    slots = []
     for slot in sorted(cm.assignments(ctx), key=lambda s: (s.stage_id, s.component_id,
                                                           s.team_id)):
         if slot.evaluator != me.name:
@@ -65,11 +65,9 @@ def _rows(ctx: WebContext, me: Account) -> list[dict[str, Any]]:
         dossier = ctx.dossier(slot.team_id)
         if dossier is None or cm.conflicted(me, dossier):
             continue
-        done = cm.submitted(ctx, slot) is not None
-        status = "submitted" if done else ("in_draft" if ctx.store.get_object(
-            f"draft/{slot.key}") else "not_started")
-        rows.append({"slot": slot, "status": status, "label": _label(ctx, slot)})
-    return rows
+        slots.append(slot)
+    status = cm.states(ctx, slots)
+    return [{"slot": s, "status": status[s.key], "label": _label(ctx, s)} for s in slots]
 
 
 def _label(ctx: WebContext, slot: cm.Slot) -> str:

@@ -9,7 +9,7 @@ office confirmed it: a decided ``main`` run still open to objections and an unde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -38,6 +38,8 @@ class PublicView:
     results: list[tuple[str, StageResult]]
     stages: list[dict[str, Any]]
     charts: dict[str, str]
+    pages: dict[str, bytes] = field(default_factory=dict)
+    """The leaderboard as the public sees it, per language (``render``'s cache)."""
 
 
 def public_view(ctx: WebContext) -> PublicView:
@@ -50,6 +52,14 @@ def public_view(ctx: WebContext) -> PublicView:
     cached = ctx.public_cache
     if cached is not None and cached[0] == key:
         return cached[1]  # type: ignore[return-value]
+    with ctx.building("public view"):
+        cached = ctx.public_cache
+        if cached is not None and cached[0] == key:  # built while this request waited
+            return cached[1]  # type: ignore[return-value]
+        return _build_view(ctx, key)
+
+
+def _build_view(ctx: WebContext, key: object) -> PublicView:
     results = []
     for stage in ctx.program.stages:
         for run in PUBLIC_RUNS:
@@ -61,6 +71,16 @@ def public_view(ctx: WebContext) -> PublicView:
                       charts={r.stage_id: totals_svg(r) for _, r in results})
     ctx.public_cache = (key, view)
     return view
+
+
+def kept_pages(ctx: WebContext) -> dict[str, bytes] | None:
+    """The leaderboard pages kept for the public, by language, if the results they show
+    are still the stored ones (else None: the route rebuilds them)."""
+    cached = ctx.public_cache
+    if cached is None or cached[0] != ctx.store.stage_result_stamps():
+        return None
+    view: PublicView = cached[1]  # type: ignore[assignment]
+    return view.pages
 
 
 def public_results(ctx: WebContext) -> list[tuple[str, StageResult]]:
@@ -96,7 +116,8 @@ def _summary(ctx: WebContext, run: str, r: StageResult) -> dict[str, Any]:
 def leaderboard(request: Request) -> HTMLResponse:
     """The public leaderboard: every stage with a decided result."""
     view = public_view(context(request))
-    return render(request, "leaderboard.html", stages=view.stages, charts=view.charts)
+    return render(request, "leaderboard.html", anonymous_cache=view.pages, stages=view.stages,
+                  charts=view.charts)
 
 
 @router.get("/lang/{code}", dependencies=[Anyone])
