@@ -54,7 +54,7 @@ def test_draft_submit_lock_through_the_api(web: Web) -> None:
 def test_each_assignment_shows_its_state_also_after_a_retraction(web: Web) -> None:
     _assign(web)
     kim = web.client("kim")
-    assert kim.put(f"{SHEET}/alpha", json={"scores": {"report": 2}}).status_code == 200
+    assert kim.post(f"{SHEET}/alpha/draft", json={"scores": {"report": 2}}).status_code == 200
     assert kim.post(f"{SHEET}/beta/submit",
                     json={"scores": {"report": 7, "logs": 4}}).status_code == 200
     states = {r["team_id"]: r["status"] for r in kim.get("/api/v1/committee/assignments").json()}
@@ -66,7 +66,7 @@ def test_each_assignment_shows_its_state_also_after_a_retraction(web: Web) -> No
     sheet = cm.submitted(web.ctx, slot)
     assert sheet is not None and sheet.scores == {"report": 7.0, "logs": 4.0}
     assert cm.submitted(web.ctx, cm.Slot("s1", "experts", "gamma", "kim")) is None
-    assert kim.put(f"{SHEET}/beta", json={"scores": {"report": 1}}).status_code == 409
+    assert kim.post(f"{SHEET}/beta/draft", json={"scores": {"report": 1}}).status_code == 409
 
 
 def test_bad_scores_are_refused(web: Web) -> None:
