@@ -105,3 +105,29 @@ def test_the_kept_public_page_is_answered_before_routing_only_while_current(
     save_stage_result(web.ctx.store, result.model_copy(update={"stage_name": "Renamed"}),
                       "final", actor="office")  # newer results: the kept page is stale
     assert "Renamed" in c.get("/").text
+
+
+def test_a_result_stored_elsewhere_reaches_the_kept_page_after_the_recheck_window(
+        web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process's write (here: another Store on the same database) is found when
+    the window since the last check has passed; until then the kept page is served
+    without a query. This process's own writes are seen at once (test above)."""
+    from kaieval.store import Store
+    from kaieval.web.routes import public
+
+    result = _score(web)
+    save_stage_result(web.ctx.store, result, "final", actor="office")
+    c = web.client()
+    assert 'data-team="alpha"' in c.get("/").text  # rendered and kept
+    assert 'data-team="alpha"' in c.get("/").text  # kept, found current: the window starts
+    other = Store(web.ctx.store._url.render_as_string(hide_password=False))
+    save_stage_result(other, result.model_copy(update={"stage_name": "Renamed"}),
+                      "final", actor="cli")
+    other.close()
+    stamps = web.ctx.store.stage_result_stamps
+    monkeypatch.setattr(web.ctx.store, "stage_result_stamps",
+                        lambda: pytest.fail("asked the database within the window"))
+    assert "Renamed" not in c.get("/").text  # within the window: kept, no query
+    monkeypatch.setattr(web.ctx.store, "stage_result_stamps", stamps)
+    monkeypatch.setattr(public, "RECHECK_S", 0.0)  # the window has passed
+    assert "Renamed" in c.get("/").text

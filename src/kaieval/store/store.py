@@ -226,6 +226,9 @@ class Store:
         self._write_lock = _FifoLock()
         """Write transactions of this store queue here, in-process, before the database's
         own lock (see ``_session``)."""
+        self.stage_result_writes = 0
+        """Stage results this object stored (changed ones): a cache of what is built from
+        them sees this process's own writes at once, without asking the database."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -652,6 +655,7 @@ class Store:
             chain.append(action, log.ENTITY_STAGE_RESULT, stage_key(stage_id, run_label),
                          audit_hash)
             chain.write()
+        self.stage_result_writes += 1
         return True
 
     def stage_result_stamps(self) -> tuple[tuple[str, str, str, str], ...]:

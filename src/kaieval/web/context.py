@@ -42,6 +42,10 @@ class WebContext:
     """``(key, value)`` of what the public pages build from stored stage results
     (routes/public.py); the key is ``Store.stage_result_stamps()``, so any new or
     changed result rebuilds it."""
+    public_checked: tuple[int, float, object] = field(default=(0, 0.0, None), init=False,
+                                                      repr=False)
+    """``(Store.stage_result_writes, monotonic time, key)`` when the kept public pages were
+    last found current in the database (routes/public.py ``kept_pages``)."""
     kept_pages: dict[str, Callable[[], Mapping[str, bytes] | None]] = field(
         default_factory=dict, init=False, repr=False)
     """Path -> the pages kept for visitors without an account, by language, while still
