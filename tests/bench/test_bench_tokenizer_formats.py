@@ -186,3 +186,39 @@ def test_wordpiece_vocab_txt_folder_builds_the_loaders_tokenizer(tmp_path: Path)
     assert [ours.encode(t, add_special_tokens=False) for t in sample] == \
         loaded.encoder().encode(sample)
     assert ours.pad_token_id == 0 and ours.unk_token_id == 1
+
+
+def test_sentencepiece_only_folder_encodes_as_sentencepiece(tmp_path: Path) -> None:
+    """A Llama-2-style folder (``tokenizer.model`` SentencePiece + ``tokenizer_config.json``,
+    no tokenizer.json) loads for the benchmark engine -- transformers converts it (with
+    protobuf) -- and sends SentencePiece's own ids (identity normaliser, byte fallback)."""
+    import sentencepiece as spm
+
+    model = tokfiles.train_sentencepiece(tokfiles.korean(20000, 2), 1200, tmp_path / "sp")
+    folder = tmp_path / "llama2_style"
+    folder.mkdir()
+    shutil.copy(model, folder / "tokenizer.model")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False}), "utf-8")
+    ours = load_hf_tokenizer(folder)
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    sample = [tokfiles.korean(200, s) for s in range(4)] + ["이모지 😀 와 Zürich"]
+    assert [ours.encode(t, add_special_tokens=False) for t in sample] == \
+        [sp.encode(t) for t in sample]
+    assert ours.bos_token_id == sp.bos_id()
+
+
+def test_heldout_record_hashes_the_tokenizer_files_of_any_format(
+        folders: dict[str, Path]) -> None:
+    """The stored measurement names the tokenizer files the loader read, not only a
+    tokenizer.json: a vocab.json + merges.txt folder's record carries both files."""
+    from kaieval.bench.heldout import heldout_measurement
+    from kaieval.hashing import sha256_file
+
+    folder = folders["vocab.json + merges.txt"]
+    rec = heldout_measurement(folder, tokfiles.korean(200, 6), stage_id="s1", team_id="t",
+                              max_len=64)
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        assert rec.input_hashes[f"model/{name}"] == sha256_file(folder / name)
+    assert "model/tokenizer.json" not in rec.input_hashes

@@ -26,6 +26,7 @@ from kaieval.hashing import sha256_bytes, sha256_file
 from kaieval.quiet import quiet_transformers
 from kaieval.records import Measurement
 from kaieval.spec.program import Source
+from kaieval.tokenizer import load_tokenizer
 
 METRIC = "heldout_bits_per_char"
 
@@ -118,8 +119,11 @@ def heldout_measurement(model_dir: Path, text: str, *, stage_id: str, team_id: s
     hashes = {"text": sha256_bytes(text.encode("utf-8"))}
     for f in check_model_dir(model_dir):
         hashes[f"model/{f.name}"] = sha256_file(f)
-    if (model_dir / "tokenizer.json").is_file():
-        hashes["model/tokenizer.json"] = sha256_file(model_dir / "tokenizer.json")
+    # the tokenizer's own files, in whatever format it shipped (the bits per character
+    # depend on its tokens), and the config that sets its special tokens
+    for f in (*load_tokenizer(model_dir).files, model_dir / "tokenizer_config.json"):
+        if f.is_file():
+            hashes[f"model/{f.name}"] = sha256_file(f)
     return Measurement(
         stage_id=stage_id, team_id=team_id, source=Source.MEASURED, name=METRIC,
         value=value, unit="bits/char", input_hashes=hashes,

@@ -42,12 +42,12 @@ FOLDER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json + merges.txt", 
                 "*.tiktoken")
 
 
-def import_or_explain(module: str, where: str) -> ModuleType:
+def import_or_explain(module: str, where: str, package: str | None = None) -> ModuleType:
     """Import a tokenizer library, or one line saying how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:  # pragma: no cover - optional dependency
-        raise KaiError(f"reading this tokenizer needs the `{module}` package "
+        raise KaiError(f"reading this tokenizer needs the `{package or module}` package "
                        "(pip install 'kaieval[hf]')", where=where) from None
 
 

@@ -120,8 +120,9 @@ def load_hf_tokenizer(model_dir: Path, *, trust_remote_code: bool = False,
     settings and chat template of :func:`tokenizer_settings`.
 
     Left to ``AutoTokenizer`` (as before): ``trust_remote_code`` (the repository's code
-    may define the tokenizer: the explicit-flag path), SentencePiece models (no converter
-    without ``protobuf``; transformers reads them with its SentencePiece classes) and
+    may define the tokenizer: the explicit-flag path), SentencePiece models (transformers
+    converts them with its SentencePiece classes and ``protobuf``, as every harness
+    built on transformers does, so the ids are the ones those harnesses send) and
     folders whose tokenizer file the loader does not know by name. Never remote code
     unless asked.
     """
@@ -131,6 +132,13 @@ def load_hf_tokenizer(model_dir: Path, *, trust_remote_code: bool = False,
     try:
         with quiet_transformers():
             if loaded is None or trust_remote_code or loaded.format == "SentencePiece":
+                if loaded is not None and loaded.format == "SentencePiece":
+                    # transformers converts a SentencePiece model to its fast tokenizer
+                    # through protobuf; without it, it mistakes the file for a tiktoken
+                    # one and fails with a parse error that names neither
+                    from kaieval.tokenizer.load import import_or_explain
+
+                    import_or_explain("google.protobuf", str(loaded.path), "protobuf")
                 from transformers import AutoTokenizer
 
                 return AutoTokenizer.from_pretrained(str(model_dir),
