@@ -100,6 +100,8 @@ class Faults:
     drop_logprobs: int = 0  # this many echoes come back with "logprobs": null
     extra_tokens: int = 0  # every echo carries this many extra token log-probs (wrong count)
     usage_delta: int = 0  # usage.prompt_tokens reported this much above the truth
+    tokenize: bool = False  # serve POST /tokenize as vLLM does (not counted in posts)
+    tokenized: int = 0  # /tokenize requests answered
     lies: int = 0  # echoes that lied or dropped their log-probs so far
     posts: int = 0
     in_flight: int = 0
@@ -272,6 +274,17 @@ class LocalOpenAIServer:
             def do_POST(self) -> None:
                 f = server.faults
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if self.path == "/tokenize":  # vLLM's, beside /v1; off unless asked for
+                    if not f.tokenize:
+                        self._send(404, b'{"detail": "Not Found"}')
+                        return
+                    ids = server.tok(body["prompt"], add_special_tokens=bool(
+                        body.get("add_special_tokens", True)))["input_ids"]
+                    with f.lock:
+                        f.tokenized += 1
+                    self._send(200, json.dumps({"count": len(ids), "max_model_len": 512,
+                                                "tokens": ids, "token_strs": None}).encode())
+                    return
                 with f.lock:
                     f.posts += 1
                     f.in_flight += 1

@@ -52,7 +52,11 @@ def srv(server: LocalOpenAIServer) -> LocalOpenAIServer:
 
 
 def backend(srv: LocalOpenAIServer, **kw: Any) -> OpenAIBackend:
+    """Without a tokenizer, the text-offset split (the server serves no /tokenize unless
+    a test turns it on): what most of these tests check."""
     kw.setdefault("backoff_base", 0.01)
+    if kw.get("tokenizer_path") is None:
+        kw.setdefault("approximate_split", True)
     return OpenAIBackend(srv.base_url, "tiny-ko", **kw)
 
 
@@ -410,7 +414,8 @@ def test_non_finite_or_positive_log_probs_are_an_error_not_a_score(
     assert "\n" not in str(err.value)
     with pytest.raises(KaiError, match="log-probability is finite and at most 0"):
         evaluate(srv.base_url, ["kobest_copa"], backend="openai", model_name="tiny-ko", limit=2,
-                 cache_dir=tmp_path, progress=False, backoff_base=0.01)
+                 cache_dir=tmp_path, progress=False, backoff_base=0.01,
+                 approximate_split=True)
     cache = RequestCache(tmp_path / CACHE_FILE)
     try:
         assert len(cache) == 0  # nothing non-finite is kept for a rerun to score
@@ -429,6 +434,7 @@ def test_kai_eval_against_a_nan_endpoint_exits_with_one_line(srv: LocalOpenAISer
     from kaieval.bench.run import CACHE_FILE
 
     srv.faults.logprob_value = float("nan")
+    srv.faults.tokenize = True  # as vLLM: ids from its /tokenize
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     proc = subprocess.run(
         [sys.executable, "-m", "kaieval.cli", "eval", "--model", srv.base_url, "--backend",
@@ -446,3 +452,50 @@ def test_kai_eval_against_a_nan_endpoint_exits_with_one_line(srv: LocalOpenAISer
     finally:
         cache.close()
     assert b"NaN" not in (tmp_path / CACHE_FILE).read_bytes()
+
+
+def test_without_a_tokenizer_or_tokenize_log_likelihood_is_refused_before_any_post(
+        srv: LocalOpenAIServer) -> None:
+    """Text offsets are an approximation: not taken silently (issue 15)."""
+    be = backend(srv, approximate_split=False)
+    with pytest.raises(KaiError, match=r"--tokenizer PATH.*/tokenize.*--approximate-split"):
+        be.loglikelihood([LoglikelihoodRequest(*ALIGNED[0])])
+    assert srv.faults.posts == 0
+    assert be.generate([GenerationRequest("연금", max_tokens=2)])[0].text is not None
+
+
+def test_the_servers_tokenize_splits_as_the_named_tokenizer(
+        srv: LocalOpenAIServer, model_dir: Path) -> None:
+    """A server that serves /tokenize (vLLM) is asked for the ids: the same prompts, the
+    same numbers as with the tokenizer named, each distinct text tokenized once."""
+    pairs = [(c, x) for c, x in ALIGNED + STRADDLE if c]
+    reqs = [LoglikelihoodRequest(c, x) for c, x in pairs]
+    want = backend(srv, tokenizer_path=model_dir).loglikelihood(reqs)
+    sent = sorted(map(str, srv.faults.prompts))
+    srv.reset()
+    srv.faults.tokenize = True
+    be = backend(srv, approximate_split=False)
+    assert be.loglikelihood(reqs) == want
+    assert sorted(map(str, srv.faults.prompts)) == sent
+    texts = {t for c, x in pairs for t in (c.rstrip(), c + x)}
+    assert srv.faults.tokenized == len(texts) + 1  # + the probe
+    described = be.describe()
+    assert described["loglikelihood_split"] == "server_tokenize" and not described["approximate"]
+    with pytest.raises(KaiError, match=r"empty context.*--tokenizer"):
+        be.loglikelihood([LoglikelihoodRequest("", "연금 신청")])
+    srv.faults.tokenize = False
+    offsets = backend(srv)
+    assert offsets.describe()["approximate"] is True
+    assert be.fingerprint() != offsets.fingerprint()
+
+
+def test_an_approximate_run_says_so_in_every_number(srv: LocalOpenAIServer) -> None:
+    from kaieval.bench.run import evaluate, to_benchmark_results
+
+    run = evaluate(srv.base_url, ["kobest_copa"], backend="openai", model_name="tiny-ko",
+                   limit=2, progress=False, approximate_split=True)
+    assert run.backend["loglikelihood_split"] == "text_offset" and run.backend["approximate"]
+    lines = run.summary_lines()
+    assert lines and all("approximate" in line for line in lines)
+    [rec] = to_benchmark_results(run, stage_id="s1", team_id="t", role="candidate")
+    assert "text offsets" in rec.settings["approximate"]

@@ -56,6 +56,9 @@ def test_generation_matches_transformers_greedy(served: tuple[str, Path]) -> Non
 def test_loglikelihood_refused_with_hint(served: tuple[str, Path]) -> None:
     url, model_dir = served
     be = OpenAIBackend(url, str(model_dir), max_retries=0)
-    with pytest.raises(KaiError, match=r"no echoed log-probs.*multiple_choice_generate") as err:
+    with pytest.raises(KaiError, match=r"no tokenizer to split.*/tokenize"):  # none served
+        be.loglikelihood([LoglikelihoodRequest("연금 신청", " 건수")])
+    be = OpenAIBackend(url, str(model_dir), max_retries=0, tokenizer_path=model_dir)
+    with pytest.raises(KaiError, match=r"multiple_choice_generate") as err:  # ids refused
         be.loglikelihood([LoglikelihoodRequest("연금 신청", " 건수")])
     assert str(err.value).startswith(f"{url}/completions: ")

@@ -92,9 +92,12 @@ class EvalRun(_Frozen):
     wall_s: float
 
     def summary_lines(self) -> list[str]:
-        """One line per (task, metric): value, standard error, 95% interval, n."""
+        """One line per (task, metric): value, standard error, 95% interval, n; marked
+        approximate when log-likelihoods were split by text offsets."""
+        mark = " (approximate: split by text offsets)" if self.backend.get("approximate") \
+            else ""
         return [f"{tr.name:24} {metric:14} {m.value:.4f} ± {m.stderr:.4f} "
-                f"(95% CI {m.ci_low:.4f}–{m.ci_high:.4f}, n={m.n})"
+                f"(95% CI {m.ci_low:.4f}–{m.ci_high:.4f}, n={m.n}){mark}"
                 for tr in self.tasks for metric, m in tr.metrics.items()]
 
 
@@ -239,5 +242,7 @@ def _record_base(run: EvalRun, task: TaskRun, stage_id: str, team_id: str) -> di
         "settings": {"backend": run.backend.get("backend"), "dtype": run.dtype,
                      "batch_size": run.batch_size, "num_fewshot": task.num_fewshot,
                      "chat_template_hash": run.chat_template_hash, "n_docs": task.n_docs,
-                     "metric": task.primary_metric, "seeds": dict(run.seeds)},
+                     "metric": task.primary_metric, "seeds": dict(run.seeds),
+                     **({"approximate": "log-likelihoods split by text offsets"}
+                        if run.backend.get("approximate") else {})},
     }

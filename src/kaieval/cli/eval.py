@@ -41,6 +41,10 @@ def eval_(
     tokenizer_pattern: Annotated[str | None, typer.Option(
         help="Pre-tokenisation pattern for a tiktoken tokenizer.model whose encoding is not "
         "in the registry.")] = None,
+    approximate_split: Annotated[bool, typer.Option(
+        "--approximate-split", help="openai backend without --tokenizer or a server "
+        "/tokenize: split context and continuation by echoed text offsets (approximate; "
+        "every number is marked so).")] = False,
 ) -> None:
     """Run benchmarks on a local model or an OpenAI-compatible endpoint."""
     from kaieval.bench.run import evaluate
@@ -65,6 +69,11 @@ def eval_(
             raise KaiError("--tokenizer-pattern is for the hf backend or with --tokenizer",
                            where="--tokenizer-pattern")
         kwargs["tokenizer_pattern"] = tokenizer_pattern
+    if approximate_split:
+        if backend != "openai":
+            raise KaiError("--approximate-split is for the openai backend",
+                           where="--approximate-split")
+        kwargs["approximate_split"] = True
     run = evaluate(model, names, backend=backend, num_fewshot=num_fewshot,
                    batch_size=batch_size, limit=limit, cache_dir=cache_dir,
                    log_samples=log_samples, chat_template=chat_template, **kwargs)

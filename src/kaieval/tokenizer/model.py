@@ -17,7 +17,6 @@ a partial character (:func:`canonical_bytes`, :func:`canonical_byte_level`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,13 +68,30 @@ def canonical_bytes(raw: bytes) -> str:
         return normalise("".join(to_char[b] for b in raw))  # as canonical_byte_level does
 
 
+def _byte_level_to_latin1() -> dict[int, int]:
+    """``str.translate`` table: each byte-level character to the code point of its byte
+    (so ``.encode("latin-1")`` gives the bytes); a character below 256 that is not in the
+    alphabet goes to one latin-1 cannot encode, as do all others above 255 by themselves."""
+    table = {ord(c): b for c, b in byte_alphabet()[1].items()}
+    for x in range(256):
+        table.setdefault(x, 0x10FFFF)
+    return table
+
+
+_TO_LATIN1 = _byte_level_to_latin1()
+
+
 def canonical_byte_level(token: str) -> str:
-    """A byte-level BPE token back to text where it is whole UTF-8; markers to a space."""
-    table = byte_alphabet()[1]
-    # a special token or a partial character keeps its byte-level spelling
-    with contextlib.suppress(KeyError, UnicodeDecodeError):
-        token = bytes(table[c] for c in token).decode("utf-8")
-    return normalise(token)
+    """A byte-level BPE token back to text where it is whole UTF-8; markers to a space.
+
+    One ``translate`` and two codecs per token, in C, and no per-call set-up: a 150k
+    vocabulary and its merges are 300k tokens, and the per-character Python loop this
+    replaced took seconds of a 2 s budget (docs/performance.md)."""
+    try:  # noqa: SIM105 - contextlib.suppress costs a context manager per call
+        token = token.translate(_TO_LATIN1).encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass  # a special token or a partial character keeps its byte-level spelling
+    return " " + token[1:] if token[:1] in _SPACE_MARKERS else token
 
 
 def learned_order(tokens: Iterable[str], skip: set[str] | None = None) -> tuple[str, ...]:

@@ -4,10 +4,14 @@ Why it looks like this:
 
 * **Log-likelihoods** come from ``/v1/completions`` with ``echo=true, logprobs=1,
   max_tokens=1`` over ``context + continuation`` (what lm-evaluation-harness's
-  ``local-completions`` sends). With ``tokenizer_path`` the prompt is sent as token
-  ids split exactly as lm-eval splits the pair, so numbers match the local HF
-  backend; without it the continuation's tokens are found by the echoed
-  ``text_offset``. An endpoint that returns no echoed log-probs (``transformers
+  ``local-completions`` sends). The prompt is sent as token ids split exactly as
+  lm-eval splits the pair, so numbers match the local HF backend: encoded by the
+  tokenizer the user names (``tokenizer_path``), else by the server's own
+  ``/tokenize`` (vLLM serves it). Without either, splitting by the echoed
+  ``text_offset`` is an approximation (a token that straddles the boundary is counted
+  whole; measured against a real vLLM server, 2 of 42 predictions changed): refused
+  unless ``approximate_split`` asks for it, and then every number says so. An endpoint
+  that returns no echoed log-probs (``transformers
   serve``, most hosted chat APIs) gets one clear error pointing at the
   ``multiple_choice_generate`` task variants instead of silently wrong scores.
 * **Async with a bound.** ``concurrency`` workers share one ``httpx.AsyncClient``;
@@ -57,6 +61,10 @@ T = TypeVar("T")
 _MC_HINT = ("it cannot score log-likelihood (multiple_choice) tasks; use the task's "
             "multiple_choice_generate variant, or serve the model with vLLM (which echoes "
             "prompt log-probs)")
+_NO_SPLIT = ("no tokenizer to split context and continuation into token ids: give the "
+             "served model's tokenizer (--tokenizer PATH), serve /tokenize (vLLM does), or "
+             "accept the text-offset approximation (--approximate-split; every number is "
+             "then marked approximate)")
 _BACKOFF_MAX = 30.0
 _GREEDY_EPS = 1e-6
 BAD_ANSWER_RETRIES = 2
@@ -160,8 +168,8 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
                  chat: bool = False, tokenizer_path: Path | None = None,
-                 tokenizer_pattern: str | None = None, backoff_base: float = 0.5,
-                 seed: int = 0) -> None:
+                 tokenizer_pattern: str | None = None, approximate_split: bool = False,
+                 backoff_base: float = 0.5, seed: int = 0) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise KaiError(f"endpoint URL must start with http:// or https://, got {base_url!r}",
                            where="--model")
@@ -181,8 +189,10 @@ class OpenAIBackend:
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._tokenizer = (_Tokenizer(Path(tokenizer_path), tokenizer_pattern) if tokenizer_path
                            else None)
+        self.approximate_split = approximate_split
         self._served: dict[str, Any] | None = None
         self._served_checked = False
+        self._server_tokenize: bool | None = None  # asked once, when first needed
         self.attempts = 0  # HTTP attempts made (retries included): for logs and tests
 
     # --- Backend Protocol -------------------------------------------------------------
@@ -192,8 +202,35 @@ class OpenAIBackend:
         i.e. weights path, when the server reports one) and the tokenizer used to split."""
         parts = {"base_url": self.base_url, "model": self.model, "chat": self.chat,
                  "served": self._served_model(),
-                 "tokenizer": self._tokenizer.sha256 if self._tokenizer else None}
+                 "tokenizer": self._tokenizer.sha256 if self._tokenizer else
+                 ("server /tokenize" if self._split() == "server_tokenize" else None)}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def _split(self) -> str:
+        """How log-likelihood prompts are split: ``token_ids`` (the named tokenizer),
+        ``server_tokenize`` (the server's /tokenize) or ``text_offset`` (approximate)."""
+        if self._tokenizer is not None:
+            return "token_ids"
+        if self._server_tokenize is None:
+            self._server_tokenize = _run_sync(self._probe_tokenize)
+        return "server_tokenize" if self._server_tokenize else "text_offset"
+
+    @property
+    def _tokenize_url(self) -> str:
+        """vLLM serves /tokenize beside /v1, not under it."""
+        return f"{self.base_url.removesuffix('/v1')}/tokenize"
+
+    async def _probe_tokenize(self) -> bool:
+        """Whether the server tokenizes for this model (``POST /tokenize`` answers ids)."""
+        try:
+            async with self._client() as client:
+                resp = await client.post(self._tokenize_url, json={
+                    "model": self.model, "prompt": "kaieval", "add_special_tokens": False})
+            tokens = resp.json().get("tokens") if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+        return isinstance(tokens, list) and bool(tokens) and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in tokens)
 
     def describe(self) -> dict[str, Any]:
         """Settings for the run record; the API key is deliberately absent."""
@@ -204,7 +241,8 @@ class OpenAIBackend:
                 "api_key_set": self._api_key is not None,
                 "tokenizer": None if tok is None else {"path": str(tok.path),
                                                        "sha256": tok.sha256},
-                "loglikelihood_split": "token_ids" if tok else "text_offset"}
+                "loglikelihood_split": self._split(),
+                "approximate": self._split() == "text_offset" and self.approximate_split}
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]
                       ) -> list[LoglikelihoodResponse]:
@@ -218,7 +256,18 @@ class OpenAIBackend:
     async def aloglikelihood(self, requests: Sequence[LoglikelihoodRequest]
                              ) -> list[LoglikelihoodResponse]:
         """Async twin of :meth:`loglikelihood`, for callers that already run a loop."""
-        prepared = [self._ll_body(r) for r in requests]
+        if not requests:
+            return []
+        if self._tokenizer is None and self._server_tokenize is None:
+            self._server_tokenize = await self._probe_tokenize()
+        if self._tokenizer is None and not self._server_tokenize:
+            if not self.approximate_split:
+                raise KaiError(_NO_SPLIT, where=self.base_url)
+            prepared = [self._ll_body(r) for r in requests]
+        elif self._tokenizer is None:
+            prepared = await self._server_bodies(requests)
+        else:
+            prepared = [self._ll_body(r) for r in requests]
         url = f"{self.base_url}/completions"
 
         async def one(client: httpx.AsyncClient, i: int) -> LoglikelihoodResponse:
@@ -287,6 +336,39 @@ class OpenAIBackend:
             ids = ctx + tok.encode(continuation)
         body["prompt"] = ids
         return body, len(ctx), len(ids)
+
+    async def _server_bodies(self, requests: Sequence[LoglikelihoodRequest]
+                             ) -> list[tuple[dict[str, Any], int, int]]:
+        """:meth:`_ll_body` with the server's /tokenize as the tokenizer: each distinct
+        context and context + continuation is tokenized once."""
+        pairs = [_split_spaces(r.context, r.continuation) for r in requests]
+        if any(not c for c, _ in pairs):
+            raise KaiError("an empty context is scored after the end-of-text token, which "
+                           "/tokenize does not name: give the served model's tokenizer "
+                           "(--tokenizer PATH)", where=self._tokenize_url)
+        texts = sorted({t for c, x in pairs for t in (c, c + x)})
+        url = self._tokenize_url
+
+        def parse(data: Any) -> list[int]:
+            tokens = data.get("tokens") if isinstance(data, dict) else None
+            if not isinstance(tokens, list) or not all(
+                    isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+                raise _BadAnswer("/tokenize answered no list of token ids ('tokens')")
+            return tokens
+
+        async def one(client: httpx.AsyncClient, i: int) -> list[int]:
+            return await self._post(client, url, {"model": self.model, "prompt": texts[i],
+                                                  "add_special_tokens": False}, i, parse)
+
+        ids = dict(zip(texts, await self._map(len(texts), one), strict=True))
+        out = []
+        for context, continuation in pairs:
+            whole = ids[context + continuation]
+            n_ctx = len(ids[context])
+            body = {"model": self.model, "echo": True, "logprobs": 1, "max_tokens": 1,
+                    "temperature": 0, "prompt": whole}
+            out.append((body, n_ctx, len(whole)))
+        return out
 
     def _parse_ll(self, data: Any, url: str, boundary: int, n_prompt: int,
                   prompt_len: int) -> LoglikelihoodResponse:
