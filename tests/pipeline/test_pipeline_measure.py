@@ -250,3 +250,35 @@ def test_a_target_known_only_by_published_figures_is_stored_as_declared(
     assert {k: (r.score, r.source) for k, r in targets.items()} == {
         "copa": (0.91, "declared"), "arc": (0.88, "declared")}
     assert not any(isinstance(r, EngineRun) and r.team_id == "*" for r in recs)
+
+
+def test_an_endpoint_is_split_by_the_dossiers_tokenizer_or_not_measured(
+        programme: Path, tmp_path: Path) -> None:
+    """A server without /tokenize: the dossier's ``model.tokenizer`` gives the ids; without
+    it the bench engine is not measured, with the reason, instead of approximate numbers."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from openai_server import LocalOpenAIServer  # type: ignore[import-not-found]
+
+    p = programme
+    srv = LocalOpenAIServer(p / "models" / "skt", name="skt-served")
+    served = f"model: {{endpoint: '{srv.base_url}', model_name: skt-served"
+    original = (p / "c.yaml").read_text("utf-8")
+    try:
+        (p / "c.yaml").write_text(original.replace("model: {path: models/skt}",
+                                                   served + ", tokenizer: models/skt}"))
+        db = f"sqlite:///{tmp_path / 'with.sqlite'}"
+        code, out = _measure(p, db, "--only", "bench", "--team", "c")
+        assert code == 0, out
+        cand = [r for r in Store(db).records(stage_id="s1")
+                if isinstance(r, BenchmarkResult) and r.role == "candidate"]
+        assert len(cand) == 2 and srv.faults.tokenized == 0
+        (p / "c.yaml").write_text(original.replace("model: {path: models/skt}", served + "}"))
+        db = f"sqlite:///{tmp_path / 'without.sqlite'}"
+        code, out = _measure(p, db, "--only", "bench", "--team", "c")
+    finally:
+        srv.close()
+    assert "model.tokenizer" in out and "--approximate-split" in out, out
+    assert not [r for r in Store(db).records(stage_id="s1")
+                if isinstance(r, BenchmarkResult) and r.role == "candidate"]

@@ -217,3 +217,19 @@ def test_pure_python_parser_gives_the_same_lines(name: str, monkeypatch: pytest.
     text = str(errs[0])
     assert text.startswith(f"{bad / case['file']}:{case['line']}: "), text
     assert all(s in text for s in case["says"]), text
+
+
+def test_an_endpoints_tokenizer_is_checked_like_every_named_file() -> None:
+    """``model.tokenizer`` is for an endpoint only, and is one of the dossier's paths."""
+    from kaieval.spec.dossier import ModelArtifact
+
+    with pytest.raises(ValidationError, match="'tokenizer' is for an endpoint"):
+        ModelArtifact(path="models/x", tokenizer="models/x")
+    served = ModelArtifact(endpoint="http://127.0.0.1:8000/v1",  # type: ignore[arg-type]
+                           model_name="x", tokenizer="tok/tokenizer.json")
+    assert served.tokenizer == "tok/tokenizer.json"
+    dossier = Dossier.model_validate({
+        "schema": "kaieval/dossier/v1", "team": {"id": "t", "name": "T", "lead": "L"},
+        "submissions": {"s1": {"model": served.model_dump(mode="json")}}})
+    assert (("submissions", "s1", "model", "tokenizer"), "tok/tokenizer.json") in \
+        dossier.local_paths()

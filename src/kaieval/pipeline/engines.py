@@ -110,11 +110,30 @@ def _bench_model(inputs: StageInputs, job: Job) -> tuple[str, dict[str, Any]]:
     if sub.model is None:
         raise KaiError("no model submitted for this stage", where=str(ld.path))
     if sub.model.endpoint is not None:
-        return str(sub.model.endpoint), {"endpoint": str(sub.model.endpoint),
-                                         "model_name": sub.model.model_name}
+        key: dict[str, Any] = {"endpoint": str(sub.model.endpoint),
+                               "model_name": sub.model.model_name}
+        if sub.model.tokenizer is not None:
+            tok = _local_tokenizer(ld, sub.model.tokenizer)
+            key["tokenizer"] = folder_hash(tok) if tok.is_dir() else sha256_file(tok)
+        return str(sub.model.endpoint), key
     assert sub.model.path is not None
     path = _local(ld, sub.model.path, "model.path")
     return str(path), {"model": folder_hash(path)}
+
+
+def _local_tokenizer(ld: LoadedDossier, rel: str) -> Path:
+    """An endpoint's tokenizer named by the dossier: a file or folder inside its folder."""
+    root = ld.folder.resolve()
+    where = f"{ld.path}: model.tokenizer"
+    if Path(rel).is_absolute() or not (root / rel).resolve().is_relative_to(root):
+        raise KaiError(f"{rel} leads outside the dossier's folder; not read", where=where)
+    path = (root / rel).resolve()
+    if not path.exists():
+        raise KaiError(f"tokenizer {rel} not found (looked in {root})", where=where)
+    if path.is_dir():
+        with dossier_root(root):
+            check_tree(path)
+    return path
 
 
 def _declared_target(inputs: StageInputs, job: Job) -> list[Record]:
@@ -177,9 +196,11 @@ def run_bench(inputs: StageInputs, job: Job) -> Output:
         raise KaiError("no benchmark could be measured: " + "; ".join(out.notes))
     kwargs: dict[str, Any] = {}
     if endpoint:
-        _, sub = _sub(inputs, job)
+        ld, sub = _sub(inputs, job)
         assert sub.model is not None
         kwargs["model_name"] = sub.model.model_name
+        if sub.model.tokenizer is not None:  # else the server's /tokenize, or refused
+            kwargs["tokenizer_path"] = _local_tokenizer(ld, sub.model.tokenizer)
     names = sorted({r.task for r in usable})
     run = evaluate(model, [tasks[n] for n in names], backend="openai" if endpoint else "hf",
                    batch_size=inputs.batch_size, cache_dir=inputs.cache_dir, progress=False,

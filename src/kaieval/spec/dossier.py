@@ -48,6 +48,10 @@ class ModelArtifact(Strict):
     path: str | None = Field(default=None, min_length=1)
     endpoint: HttpUrl | None = None
     model_name: str | None = None
+    tokenizer: str | None = Field(
+        default=None, min_length=1,
+        description="an endpoint's tokenizer (file or folder, any format kaieval reads): "
+                    "log-likelihood prompts are then split into its token ids")
     components: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description="named sub-components (e.g. vision_encoder) -> folder inside the model")
@@ -65,6 +69,9 @@ class ModelArtifact(Strict):
                              "endpoint")
         if self.endpoint is None and self.model_name is not None:
             raise spec_error("'model_name' only applies to an endpoint", "model_name")
+        if self.tokenizer is not None and self.endpoint is None:
+            raise spec_error("'tokenizer' is for an endpoint (a local model folder's own "
+                             "tokenizer is used)", "tokenizer")
         if self.components and self.path is None:
             raise spec_error("'components' are folders inside a local model 'path'",
                              "components")
@@ -200,6 +207,8 @@ class Dossier(Strict):
                 for name, rel in sub.model.components.items():
                     out.append(((*base, "model", "components", name),
                                 f"{sub.model.path.rstrip('/')}/{rel}"))
+            if sub.model and sub.model.tokenizer:
+                out.append(((*base, "model", "tokenizer"), sub.model.tokenizer))
             if sub.target and sub.target.path:
                 out.append(((*base, "target", "path"), sub.target.path))
             if sub.technical_report:

@@ -62,7 +62,8 @@ _MC_HINT = ("it cannot score log-likelihood (multiple_choice) tasks; use the tas
             "multiple_choice_generate variant, or serve the model with vLLM (which echoes "
             "prompt log-probs)")
 _NO_SPLIT = ("no tokenizer to split context and continuation into token ids: give the "
-             "served model's tokenizer (--tokenizer PATH), serve /tokenize (vLLM does), or "
+             "served model's tokenizer (--tokenizer PATH; in a dossier, model.tokenizer), "
+             "serve /tokenize (vLLM does), or "
              "accept the text-offset approximation (--approximate-split; every number is "
              "then marked approximate)")
 _BACKOFF_MAX = 30.0
