@@ -111,6 +111,7 @@ name: mapped
 output_type: multiple_choice
 data:
   path: sample.jsonl
+  id_field: id
   hf:
     path: example/hub-set
     split: test

@@ -18,15 +18,15 @@ from typing import Any
 
 def postprocess(s: Any) -> str:
     """Gold answers: '3.0' -> '3', '2.50' -> '2.5', anything else stripped as is."""
-    s = str(s).strip()
+    text = str(s).strip()
     try:
-        value = float(s)
+        value = float(text)
     except (ValueError, OverflowError):
-        return s
+        return text
     try:
         return str(int(value)) if value.is_integer() else str(value)
     except (ValueError, OverflowError):
-        return s
+        return text
 
 
 def _remove_boxed(s: str | None) -> str | None:
