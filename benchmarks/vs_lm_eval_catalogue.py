@@ -37,21 +37,22 @@ def _load(name: str, path: Path) -> Any:
     return mod
 
 
-def _lm_eval(model: Path, task: Any, limit: int | None) -> dict[str, Any]:
+def _lm_eval(lm: Any, manager: Any, task: Any, limit: int | None) -> dict[str, Any]:
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=str(model), dtype="float32", device="cpu", batch_size=8)
     out = lm_eval.simple_evaluate(model=lm, tasks=[task], log_samples=True, limit=limit,
-                                  random_seed=0, fewshot_random_seed=1234)
+                                  random_seed=0, fewshot_random_seed=1234,
+                                  task_manager=manager)
     assert out is not None
     name = task.config.task
     res = {k: v for k, v in out["results"][name].items() if "stderr" not in k
            and isinstance(v, float)}
-    samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
-    lls = [[float(r[0][0]) for r in s["resps"]] for s in samples]
-    gens = [str(s["resps"][0][0]) if isinstance(s["resps"][0][0], str) else None
-            for s in samples]
+    # one logged sample per document and filter (GSM8K has two filters): keep one per doc
+    by_doc = {s["doc_id"]: s for s in reversed(out["samples"][name])}
+    samples = [by_doc[d] for d in sorted(by_doc)]
+    gen = bool(samples) and isinstance(samples[0]["resps"][0][0], str)
+    lls = [] if gen else [[float(r[0][0]) for r in s["resps"]] for s in samples]
+    gens = [str(s["resps"][0][0]) for s in samples] if gen else []
     return {"metrics": res, "lls": lls, "gens": gens}
 
 
@@ -61,9 +62,10 @@ def _kaieval(model: Path, task: Any, limit: int | None, log: Path) -> dict[str, 
     run = evaluate(str(model), [task], batch_size=8, limit=limit, log_samples=log,
                    progress=False)
     rows = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()]
+    gen = run.tasks[0].output_type == "generate_until"
     return {"metrics": {k: m.value for k, m in run.tasks[0].metrics.items()},
-            "lls": [r["loglikelihoods"] for r in rows],
-            "gens": [r["generation"] for r in rows]}
+            "lls": [] if gen else [r["loglikelihoods"] for r in rows],
+            "gens": [r["generation"] for r in rows] if gen else []}
 
 
 _KEYS = {"acc": "acc,none", "acc_norm": "acc_norm,none", "f1": "f1,none",
@@ -88,6 +90,13 @@ def main() -> None:
     letters = "".join(f" A B C D 정답: {c}\n" for c in "ABCD" * 100)
     model = bench.build_model(work / "model", hidden=64, layers=2, vocab=1500,
                               extra_text=letters)
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    start = time.perf_counter()
+    manager = TaskManager()  # lm-eval indexes its bundled tasks once (tens of seconds)
+    lm = HFLM(pretrained=str(model), dtype="float32", device="cpu", batch_size=8)
+    print(f"lm-eval set-up (task index, model): {time.perf_counter() - start:.1f} s")
     names = [e.name for e in list_catalog() if e.name != "ifeval"]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
@@ -105,11 +114,15 @@ def main() -> None:
             ours_task = ref.kai_task(case_ref, files)
             gen = ours_task.output_type == "generate_until"
             limit = args.gen_limit if gen else None
-            theirs = _lm_eval(model, ref.lm_task(yaml_path, splits), limit)
+            theirs = _lm_eval(lm, manager, ref.lm_task(yaml_path, splits), limit)
             ours = _kaieval(model, ours_task, limit, work / f"{case_ref}.samples.jsonl")
             dll = max((abs(a - b) for x, y in zip(ours["lls"], theirs["lls"], strict=True)
                        for a, b in zip(x, y, strict=True)), default=0.0) if not gen else 0.0
             worst = max(worst, dll)
+            if len(ours["gens"]) != len(theirs["gens"]):
+                raise SystemExit(f"{case_ref}: {len(ours['gens'])} generations vs "
+                                 f"{len(theirs['gens'])} ({ours['gens'][:2]} / "
+                                 f"{theirs['gens'][:2]})")
             gdiff = sum(1 for a, b in zip(ours["gens"], theirs["gens"], strict=True)
                         if a != b) if gen else 0
             for key, value in ours["metrics"].items():

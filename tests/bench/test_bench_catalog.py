@@ -144,3 +144,19 @@ def test_reference_defaults_not_the_old_ones() -> None:
     mmlu = load_task("mmlu:anatomy")
     assert mmlu.build(mmlu.docs()[0])[0].prompt.startswith(
         "The following are multiple choice questions (with answers) about anatomy.\n\n")
+
+
+def test_every_variant_builds_and_says_how_it_differs() -> None:
+    variants = [(e.name, v) for e in list_catalog() for v in e.variants]
+    assert len(variants) >= 6
+    for name, variant in variants:
+        task = load_task(f"{name}@{variant}")
+        assert task.name.startswith(f"{name}@{variant}")
+        assert len(task.cfg.extra["differs"]) > 30, (name, variant)
+        assert task.protocol() == {"harness": "kaieval", "version": "catalogue",
+                                   "variant": variant, "shots": task.cfg.num_fewshot}
+        for doc in task.docs()[:3]:
+            assert task.build(doc)
+    default = load_task("kormedmcqa")
+    assert default.protocol() == {"harness": "lm-eval", "version": "0.4.13",
+                                  "variant": "default", "shots": 0}
