@@ -90,6 +90,10 @@ def main() -> None:
     letters = "".join(f" A B C D 정답: {c}\n" for c in "ABCD" * 100)
     model = bench.build_model(work / "model", hidden=64, layers=2, vocab=1500,
                               extra_text=letters)
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    if config["max_position_embeddings"] < 4096:  # room for 2,048 new tokens after a prompt
+        config["max_position_embeddings"] = 4096
+        (model / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
