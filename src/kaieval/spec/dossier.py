@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Discriminator, Field, HttpUrl, Tag, model_validator
 
 from kaieval.spec.messages import COUNTRY_PATTERN, ORIGIN_PATTERN, spec_error
 from kaieval.spec.program import Id, Name, Strict
@@ -99,6 +99,19 @@ class PublishedScore(ScoreProtocol):
                         shots=self.shots)
 
 
+def _published_kind(value: object) -> str:
+    """A mapping is a score with its protocol; anything else must be a bare number."""
+    if isinstance(value, dict | PublishedScore):
+        return "protocol"
+    return "number"
+
+
+# Tagged so that a malformed entry gets one message, from the form it was written in.
+Published = Annotated[Annotated[Share, Tag("number")] | Annotated[PublishedScore,
+                                                                   Tag("protocol")],
+                      Discriminator(_published_kind)]
+
+
 class Target(Strict):
     """The declared global reference model (KPI: >= 95 % of a recent frontier model)."""
 
@@ -106,7 +119,7 @@ class Target(Strict):
     released: str = ""
     path: str | None = Field(default=None, min_length=1,
                              description="local copy, measured by the same engine")
-    published: dict[str, Share | PublishedScore] = Field(
+    published: dict[str, Published] = Field(
         default_factory=dict, description="benchmark id -> published score (declared), a "
                                           "fraction 0-1 like every benchmark score, or "
                                           "{score, harness, version, variant, shots}")
