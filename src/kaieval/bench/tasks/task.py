@@ -104,7 +104,9 @@ class ConfiguredTask:
                 "num_fewshot": self.cfg.num_fewshot, "fewshot_sampler": self.cfg.sampler,
                 "fewshot_seed": self.cfg.fewshot_seed, "bootstrap_seed": self.bootstrap_seed,
                 "circular": self.cfg.circular, "task_hash": self.task_hash(),
-                "dataset_hashes": self.dataset_hashes()}
+                "dataset_hashes": self.dataset_hashes(), "variant": self.cfg.variant or "default",
+                "reference": self.cfg.extra.get("reference", ""),
+                "differs": self.cfg.extra.get("differs", ""), "protocol": self.protocol()}
 
     def protocol(self, num_fewshot: int | None = None) -> dict[str, Any] | None:
         """The protocol a score of this task was produced with, for comparing with a
