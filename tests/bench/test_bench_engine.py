@@ -192,6 +192,12 @@ def test_sample_log(backend: Any, tmp_path: Path) -> None:
         assert row["prediction"] == max(range(4), key=lambda i: row["loglikelihoods"][i])
         assert set(row["metrics"]) == {"acc", "acc_norm"} and len(row["prompt_hash"]) == 64
         assert row["loglikelihoods"] == list(score.loglikelihoods)
+    # every request verbatim, so another harness's log can be compared item by item
+    for row, built in zip(rows, out.built, strict=True):
+        sent = [r for b in built for r in b.requests]
+        assert row["requests"] == [{"type": "loglikelihood", "context": r.context,
+                                    "continuation": r.continuation} for r in sent]
+        assert len(row["requests"]) == 4
 
 
 def test_empty_task_is_an_error(backend: Any) -> None:

@@ -55,7 +55,22 @@ def test_evaluate_records_the_run(model_dir: Path, tmp_path: Path) -> None:
     assert r.score == task.metrics["acc"].value and r.item_scores == task.item_scores
     assert r.source == "measured" and r.input_hashes["model"] == run.fingerprint
     assert r.stderr == task.metrics["acc"].stderr
+    assert "protocol" not in r.settings  # a task without a stated reference
     json.loads(r.model_dump_json())
+
+
+def test_results_carry_the_protocol_they_were_produced_with(model_dir: Path) -> None:
+    """A catalogue default reports the harness it reproduces and the shots it used."""
+    for shots, want in ((None, 0), (2, 2)):
+        run = evaluate(str(model_dir), ["kobest_copa"], limit=3, num_fewshot=shots,
+                       progress=False)
+        (r,) = to_benchmark_results(run, stage_id="s1", team_id="nc")
+        assert r.settings["protocol"] == {"harness": "lm-eval", "version": "0.4.13",
+                                          "variant": "default", "shots": want}
+    run = evaluate(str(model_dir), ["kmmlu@kaieval-v1"], limit=2, progress=False)
+    (r,) = to_benchmark_results(run, stage_id="s1", team_id="nc")
+    assert r.settings["protocol"] == {"harness": "kaieval", "version": "catalogue",
+                                      "variant": "kaieval-v1", "shots": 5}
 
 
 def test_evaluate_bad_input(model_dir: Path, tmp_path: Path) -> None:

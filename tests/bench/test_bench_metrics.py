@@ -80,3 +80,25 @@ def test_instruction_checks() -> None:
     assert verdicts == [False, True]
     with pytest.raises(KaiError, match="unsupported instruction"):
         M.check_instructions("x", ["detectable_format:rephrase"], [{}])
+
+
+def test_macro_f1_matches_the_definition() -> None:
+    from kaieval.bench.metrics import macro_f1
+
+    pairs = [(0, 0), (0, 1), (1, 1), (1, 1), (0, 0), (1, 0)]
+    # class 0: tp 2, fp 1, fn 1 -> 4/6; class 1: tp 2, fp 1, fn 1 -> 4/6
+    assert macro_f1(pairs) == pytest.approx(2 / 3)
+    assert macro_f1([(0, 1), (0, 1)]) == 0.0  # labels {0, 1}, no true positive
+    sklearn = pytest.importorskip("sklearn.metrics")
+    golds, preds = [0, 1, 2, 2, 1, 0, 2], [0, 2, 2, 1, 1, 0, 0]
+    assert macro_f1(list(zip(golds, preds, strict=True))) == pytest.approx(
+        sklearn.f1_score(golds, preds, average="macro"))
+
+
+def test_kormedmcqa_choice_cascade() -> None:
+    from kaieval.bench.metrics import choice_cascade
+
+    assert choice_cascade("정답: B 입니다. 아니 정답: C") == "C"  # last match of the first rule
+    assert choice_cascade("정답은 d 입니다") == "D"
+    assert choice_cascade("A. 틀림, E. 맞음") == "E"
+    assert choice_cascade("모르겠습니다") == ""

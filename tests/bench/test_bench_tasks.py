@@ -244,7 +244,7 @@ def test_implements_task_protocol_and_describes_itself() -> None:
 
     task: Task = load_task("kobest_copa")  # mypy checks the Protocol here
     info = load_task("kobest_copa").describe()
-    assert info["fewshot_seed"] == 1234 and info["num_fewshot"] == 5
+    assert info["fewshot_seed"] == 1234 and info["num_fewshot"] == 0  # lm-eval's default
     assert info["task_hash"] == task.task_hash()
     assert set(info["dataset_hashes"]) == {"eval"}
 
@@ -255,7 +255,7 @@ def test_letter_task_as_generation_keeps_its_own_prompt() -> None:
     (b,) = task.build(doc, num_fewshot=0)
     (req,) = b.requests
     assert isinstance(req, GenerationRequest)
-    assert req.context.endswith("D. " + str(doc.fields["D"]) + "\n정답:")
+    assert req.context.endswith("D. " + str(doc.fields["D"]) + "\n정답：")
     letter = "ABCD"[b.target]  # type: ignore[index]
     assert task.score([b], [[GenerationResponse(f" {letter}")]]).metrics["acc"] == 1.0
     with pytest.raises(KaiError, match="cannot run a generate_until task"):

@@ -22,7 +22,8 @@ from kaieval.bench.tasks import load_task
 from kaieval.errors import KaiError
 
 TASK_DIR = Path(__file__).resolve().parents[1] / "data" / "lm_eval_tasks"
-NAMES = ["ko_copa_mini", "ko_kmmlu_letters", "gsm_mini_gen", "ko_sentineg_csv"]
+NAMES = ["ko_copa_mini", "ko_kmmlu_letters", "gsm_mini_gen", "ko_sentineg_csv",
+         "ko_kormed_described"]
 
 
 def _ours(name: str) -> list[tuple[Any, ...]]:
@@ -128,7 +129,8 @@ def _lm_yaml(tmp: Path, extra: str) -> Path:
 @pytest.mark.parametrize(("extra", "key"), [
     ("process_docs: !function utils.process_docs\n", "process_docs"),
     ("include: base.yaml\n", "include"),
-    ("description: 'hi'\n", "description"),
+    ("description: [1]\n", "description"),
+    ("fewshot_config:\n  doc_to_text: [1]\n", "fewshot_config.doc_to_text"),
     ("group: g\n", "group"),
     ("metric_list:\n  - metric: bleu\n", "metric_list.0.metric"),
     ("metric_list:\n  - metric: acc\n    aggregation: median\n", "metric_list.0.aggregation"),

@@ -54,17 +54,24 @@ def test_eval_on_a_real_stand_in_writes_record_and_samples(tmp_path: Path) -> No
 
     model = build_standins(tmp_path / "models", names=["nc"])["nc"]
     out, samples = tmp_path / "run.json", tmp_path / "samples.jsonl"
-    args = ["eval", "--model", str(model), "--tasks", "kobest_copa,kmmlu", "--limit", "6",
+    args = ["eval", "--model", str(model), "--tasks", "kobest_copa,haerae", "--limit", "6",
             "--output", str(out), "--log-samples", str(samples), "--cache-dir",
             str(tmp_path / "cache")]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     run = json.loads(out.read_text())
     assert run["schema_version"] == "kaieval/eval-run/v1"
-    assert [t["name"] for t in run["tasks"]] == ["kobest_copa", "kmmlu"]
+    assert [t["name"] for t in run["tasks"]] == ["kobest_copa", "haerae"]
     assert all(t["n_docs"] == 6 for t in run["tasks"])
     lines = [json.loads(x) for x in samples.read_text().splitlines()]
     assert len(lines) == 12 and all("loglikelihoods" in x for x in lines)
+    # each request as sent: one (context, continuation) per choice
+    assert all(len(x["requests"]) == len(x["loglikelihoods"]) for x in lines)
+    assert all(r["continuation"].startswith(" ") for x in lines for r in x["requests"])
+    haerae = next(t for t in run["tasks"] if t["name"] == "haerae")
+    assert "acc:general_knowledge" in haerae["metrics"]  # per subset beside the group
+    assert haerae["protocol"] == {"harness": "lm-eval", "version": "0.4.13",
+                                  "variant": "default", "shots": 0}
     # a rerun is served from the request cache and gives the same numbers
     res = runner.invoke(app, args)
     again = json.loads(out.read_text())

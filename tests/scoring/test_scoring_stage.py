@@ -272,3 +272,37 @@ def test_out_of_range_or_unknown_sheet_scores_are_refused(program: Program) -> N
                           component_id="experts", evaluator_id="e9", scores={"zz": 1.0})
     with pytest.raises(KaiError, match="unknown rubric item"):
         run_stage(program, program.stage("s1"), _entrants(), [*recs, bad2], replicates=0)
+
+
+def _bench(res: object, team: str) -> tuple[float | None, tuple[str, ...]]:
+    comp = next(c for c in res.team(team).components if c.component_id == "bench")  # type: ignore[attr-defined]
+    return comp.points, comp.evidence
+
+
+def test_declared_figures_compare_only_under_the_same_protocol(program: Program) -> None:
+    """A published figure that names its protocol is divided into a measured score only
+    when harness, version, variant and shots match; otherwise 'not comparable'."""
+    from kaieval.spec.dossier import PublishedScore
+
+    declared = PublishedScore(score=0.8, harness="lm-eval", version="0.4.13",
+                              variant="default", shots=5)
+    sub = Submission(target=Target(name="Frontier", published={"b1": declared}))
+    entrants = [Entrant(t, t.title(), sub, f"sha256:{t}") for t in TEAMS]
+    proto = {"harness": "lm-eval", "version": "0.4.13", "variant": "default"}
+    recs = []
+    for r in _records():
+        if isinstance(r, BenchmarkResult):
+            shots = 5 if r.team_id != "beta" else 0  # beta measured 0-shot
+            r = r.model_copy(update={"settings": {"protocol": {**proto, "shots": shots}}})
+        recs.append(r)
+    res = run_stage(program, program.stage("s1"), entrants, recs, seed=1)
+    points, evidence = _bench(res, "alpha")
+    assert points is not None and points > 0 and "vs Frontier 0.8000 (declared)" in evidence[0]
+    points, evidence = _bench(res, "beta")
+    assert points == 0.0
+    assert "not comparable (declared with lm-eval 0.4.13 default 5-shot, measured with " \
+           "lm-eval 0.4.13 default 0-shot)" in evidence[0]
+    # a bare number (no protocol stated) is compared as before
+    plain = run_stage(program, program.stage("s1"), _entrants(), recs, seed=1)
+    points, evidence = _bench(plain, "beta")
+    assert points is not None and points > 0 and "not comparable" not in evidence[0]

@@ -75,6 +75,7 @@ class TaskOutcome:
     metrics: dict[str, MetricSummary]
     stats: AnswerStats
     wall_s: float
+    built: tuple[tuple[DocRequests, ...], ...] = ()  # per doc, the requests it sent
 
 
 class _RateColumn(ProgressColumn):
@@ -180,11 +181,28 @@ def run_task(task: Task, backend: Backend, *, num_fewshot: int | None = None,
         scores.append(task.score(per_doc, responses))
     metrics = task.aggregate(scores)
     return TaskOutcome(task=task, docs=tuple(docs), scores=tuple(scores), metrics=metrics,
-                       stats=stats, wall_s=time.perf_counter() - start)
+                       stats=stats, wall_s=time.perf_counter() - start,
+                       built=tuple(tuple(b) for b in built))
 
 
-def sample_record(task_name: str, score: DocScore) -> dict[str, Any]:
-    """One line of the per-sample log (plus per-item values, e.g. IFEval verdicts, if any)."""
+def request_record(request: Request) -> dict[str, Any]:
+    """A request exactly as sent: context and continuation, or prompt and settings."""
+    if isinstance(request, LoglikelihoodRequest):
+        return {"type": "loglikelihood", "context": request.context,
+                "continuation": request.continuation}
+    return {"type": "generate_until", "context": request.context, "until": list(request.stop),
+            "max_gen_toks": request.max_tokens, "do_sample": False, "temperature": 0.0,
+            "chat": request.chat}
+
+
+def sample_record(task_name: str, score: DocScore,
+                  built: Sequence[DocRequests] = ()) -> dict[str, Any]:
+    """One line of the per-sample log: scores, and every request the doc sent, verbatim.
+
+    ``requests`` lets anyone compare kaieval with another harness item by item (lm-eval's
+    ``--log_samples`` writes the same pairs as ``arguments``); under CircularEval each
+    rotation's requests are listed in rotation order.
+    """
     record: dict[str, Any] = {
         "task": task_name, "doc_id": score.doc_id, "prompt_hash": score.prompt_hash,
         "loglikelihoods": list(score.loglikelihoods), "prediction": score.prediction,
@@ -192,6 +210,8 @@ def sample_record(task_name: str, score: DocScore) -> dict[str, Any]:
         "metrics": dict(score.metrics)}
     if score.item_values:
         record["item_values"] = {k: list(v) for k, v in score.item_values.items()}
+    if built:
+        record["requests"] = [request_record(r) for b in built for r in b.requests]
     return record
 
 
@@ -201,7 +221,9 @@ def write_sample_log(path: Path, outcomes: Sequence[TaskOutcome]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, "".join(
-            json.dumps(sample_record(outcome.task.name, score), ensure_ascii=False) + "\n"
-            for outcome in outcomes for score in outcome.scores))
+            json.dumps(sample_record(outcome.task.name, score, built), ensure_ascii=False) + "\n"
+            for outcome in outcomes
+            for score, built in zip(outcome.scores, outcome.built or [()] * len(outcome.scores),
+                                    strict=True)))
     except OSError as exc:
         raise KaiError(f"cannot write the sample log: {exc.strerror}", where=str(path)) from exc

@@ -98,7 +98,7 @@ def regex_extract(text: str, pattern: str, *, group_select: int = 0,
         return fallback
     if isinstance(match, tuple):
         non_empty = [m for m in match if m]
-        match = non_empty[0] if non_empty else ""
+        match = non_empty[0] if non_empty else fallback
     return str(match).strip()
 
 
@@ -149,3 +149,42 @@ def extract_letter(text: str, n_choices: int) -> int | None:
 
 
 # IFEval-style checks live in kaieval.bench.ifeval; re-exported for existing callers.
+
+
+_CHOICE_CASCADE = (
+    re.compile(r"정답[:\s]*([ABCDE])", re.IGNORECASE),
+    re.compile(r"정답은\s*([ABCDE])\s*입니다", re.IGNORECASE),
+    re.compile(r"\b([ABCDE])\.", re.IGNORECASE),
+    re.compile(r"\b([ABCDE])\b", re.IGNORECASE),
+)
+
+
+def choice_cascade(text: str) -> str:
+    """KorMedMCQA's answer extraction (paper, appendix B; lm-eval's ExtractChoiceFilter).
+
+    The last match of the first pattern that matches, upper-cased; '' when none does.
+    """
+    for pattern in _CHOICE_CASCADE:
+        found = pattern.findall(text)
+        if found:
+            return str(found[-1]).upper()
+    return ""
+
+
+def macro_f1(pairs: Sequence[tuple[int, int]]) -> float:
+    """Macro-averaged F1 over (gold, prediction) pairs, as scikit-learn's ``f1_score``.
+
+    Labels are every class seen as gold or prediction; a class with no true positive
+    scores 0 (scikit-learn's zero_division default). KoBEST reports this as ``f1``.
+    """
+    if not pairs:
+        raise KaiError("macro F1 of zero documents")
+    labels = sorted({g for g, _ in pairs} | {p for _, p in pairs})
+    scores = []
+    for label in labels:
+        tp = sum(1 for g, p in pairs if g == label and p == label)
+        fp = sum(1 for g, p in pairs if g != label and p == label)
+        fn = sum(1 for g, p in pairs if g == label and p != label)
+        denom = 2 * tp + fp + fn
+        scores.append(0.0 if denom == 0 else 2 * tp / denom)
+    return sum(scores) / len(scores)

@@ -68,6 +68,9 @@ class TaskRun(_Frozen):
     cache_hits: int
     computed: int
     wall_s: float
+    # harness, version, variant and shots the score was produced with (see
+    # ConfiguredTask.protocol); None for a task without a stated reference
+    protocol: dict[str, Any] | None = None
 
 
 class EvalRun(_Frozen):
@@ -140,7 +143,12 @@ def _task_run(outcome: TaskOutcome, num_fewshot: int | None) -> TaskRun:
         doc_ids=tuple(s.doc_id for s in outcome.scores), item_scores=tuple(items),
         n_requests=outcome.stats.n_requests, n_unique_requests=outcome.stats.n_unique,
         cache_hits=outcome.stats.cache_hits, computed=outcome.stats.computed,
-        wall_s=round(outcome.wall_s, 3))
+        wall_s=round(outcome.wall_s, 3), protocol=_protocol(task, num_fewshot))
+
+
+def _protocol(task: Task, num_fewshot: int | None) -> dict[str, Any] | None:
+    method = getattr(task, "protocol", None)
+    return method(num_fewshot) if callable(method) else None
 
 
 def load_tasks(refs: Sequence[str]) -> list[Task]:
@@ -244,5 +252,6 @@ def _record_base(run: EvalRun, task: TaskRun, stage_id: str, team_id: str) -> di
                      "chat_template_hash": run.chat_template_hash, "n_docs": task.n_docs,
                      "metric": task.primary_metric, "seeds": dict(run.seeds),
                      **({"approximate": "log-likelihoods split by text offsets"}
-                        if run.backend.get("approximate") else {})},
+                        if run.backend.get("approximate") else {}),
+                     **({"protocol": task.protocol} if task.protocol is not None else {})},
     }

@@ -17,8 +17,10 @@ app = typer.Typer()
 @user_errors
 def eval_(
     model: Annotated[str, typer.Option("--model", help="Local model folder or endpoint URL.")],
-    tasks: Annotated[str, typer.Option(help="Comma-separated catalogue names or task YAML "
-                                       "paths (ours or lm-eval's).")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated catalogue references "
+                                       "(name[@variant][:subset], e.g. kmmlu, "
+                                       "kmmlu:Korean-History) or task YAML paths (ours or "
+                                       "lm-eval's).")],
     backend: Annotated[str, typer.Option(help="hf, openai or vllm.")] = "hf",
     model_name: Annotated[str | None, typer.Option(help="Served model name (openai).")] = None,
     num_fewshot: Annotated[int | None, typer.Option(help="Override the tasks' few-shot "
@@ -26,7 +28,7 @@ def eval_(
     batch_size: Annotated[int, typer.Option(help="Batch size (results do not depend on "
                                             "it).")] = 8,
     limit: Annotated[int | None, typer.Option(help="Only the first N documents per "
-                                              "task.")] = None,
+                                              "task (per subset of a whole benchmark).")] = None,
     log_samples: Annotated[Path | None, typer.Option(help="Write per-sample JSONL here.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write the run record (JSON) here.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Request cache folder (default "

@@ -141,12 +141,21 @@ def _declared_target(inputs: StageInputs, job: Job) -> list[Record]:
     ld, sub = _sub(inputs, job)
     if sub.target is None or sub.target.path is not None:
         return []
-    return [BenchmarkResult(stage_id=inputs.stage.id, team_id=job.team_id, source="declared",
-                            input_hashes={"dossier": ld.sha256},
-                            settings={"published_by": sub.target.name},
-                            benchmark_id=r.id, task=r.task, role="target",
-                            model_ref=sub.target.name, score=sub.target.published[r.id])
-            for r in _refs(inputs) if r.id in sub.target.published]
+    target = sub.target
+    out: list[Record] = []
+    for r in _refs(inputs):
+        if r.id not in target.published:
+            continue
+        protocol = target.published_protocol(r.id)
+        settings: dict[str, Any] = {"published_by": target.name}
+        if protocol is not None:
+            settings["protocol"] = protocol.model_dump()
+        out.append(BenchmarkResult(stage_id=inputs.stage.id, team_id=job.team_id,
+                                   source="declared", input_hashes={"dossier": ld.sha256},
+                                   settings=settings, benchmark_id=r.id, task=r.task,
+                                   role="target", model_ref=target.name,
+                                   score=target.published_score(r.id)))
+    return out
 
 
 def bench_key(inputs: StageInputs, job: Job) -> dict[str, Any]:

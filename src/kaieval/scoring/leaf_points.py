@@ -62,6 +62,29 @@ def share(rel: Array | float, m: RelativeMapping) -> Array:
     return np.clip((np.asarray(rel, dtype=np.float64) - m.floor) / (m.full - m.floor), 0.0, m.cap)
 
 
+def not_comparable(declared: object, measured: object) -> str:
+    """Why a declared figure cannot be divided into a measured score ('' when it can).
+
+    A bare published number (no protocol) is compared as before; a figure that states
+    its protocol (harness, version, variant, shots) is compared only with a score
+    produced under the same one.
+    """
+    if not isinstance(declared, dict):
+        return ""
+    if not isinstance(measured, dict):
+        return f"declared with {_show(declared)}, measured with no stated protocol"
+    if all(measured.get(k) == declared.get(k) for k in _PROTOCOL):
+        return ""
+    return f"declared with {_show(declared)}, measured with {_show(measured)}"
+
+
+_PROTOCOL = ("harness", "version", "variant", "shots")
+
+
+def _show(p: dict[str, object]) -> str:
+    return f"{p.get('harness')} {p.get('version')} {p.get('variant')} {p.get('shots')}-shot"
+
+
 def benchmark_scores(comp: Component, teams: Sequence[str], subs: Sequence[Submission | None],
                      records: Sequence[Record], plan: BootstrapPlan | None) -> LeafScores:
     """Relative performance against each team's declared target, mapped to points.
@@ -97,13 +120,23 @@ def benchmark_scores(comp: Component, teams: Sequence[str], subs: Sequence[Submi
                                        + _why_not(records, tid, "bench"))
                 continue
             tgt_rec = res.get((tid, "target", b.id))
+            declared: object = None
             if tgt_rec is not None:
                 tgt, tsrc = tgt_rec.score, tgt_rec.source.value
+                if tsrc == "declared":
+                    declared = tgt_rec.settings.get("protocol")
             elif target is not None and b.id in target.published:
-                tgt, tsrc = target.published[b.id], "declared"
+                tgt, tsrc = target.published_score(b.id), "declared"
+                proto = target.published_protocol(b.id)
+                declared = proto.model_dump() if proto is not None else None
             else:
                 out.evidence[i].append(f"{b.id}: score {cand.score:.4f} but no target score "
                                        "(0 points)")
+                continue
+            why = not_comparable(declared, cand.settings.get("protocol"))
+            if why:
+                out.evidence[i].append(f"{b.id}: score {cand.score:.4f}; the target's figure "
+                                       f"is not comparable ({why}) (0 points)")
                 continue
             if tgt <= 0:
                 out.evidence[i].append(f"{b.id}: target score {tgt} is not positive (0 points)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Discriminator, Field, HttpUrl, Tag, model_validator
 
 from kaieval.spec.messages import COUNTRY_PATTERN, ORIGIN_PATTERN, spec_error
 from kaieval.spec.program import Id, Name, Strict
@@ -78,6 +78,47 @@ class ModelArtifact(Strict):
         return self
 
 
+class ScoreProtocol(Strict):
+    """How a benchmark figure was produced; two figures compare only under the same one.
+
+    ``harness`` and ``version`` name the evaluation code (``lm-eval`` ``0.4.13``; kaieval's
+    default catalogue variants reproduce lm-eval's definitions and report that protocol),
+    ``variant`` the task definition (``default`` = the harness's own), ``shots`` the
+    number of few-shot examples.
+    """
+
+    harness: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    variant: str = "default"
+    shots: int = Field(ge=0, strict=True)
+
+    def describe(self) -> str:
+        return f"{self.harness} {self.version} {self.variant} {self.shots}-shot"
+
+
+class PublishedScore(ScoreProtocol):
+    """A published score with the protocol it was produced with."""
+
+    score: Share
+
+    def protocol(self) -> ScoreProtocol:
+        return ScoreProtocol(harness=self.harness, version=self.version, variant=self.variant,
+                        shots=self.shots)
+
+
+def _published_kind(value: object) -> str:
+    """A mapping is a score with its protocol; anything else must be a bare number."""
+    if isinstance(value, dict | PublishedScore):
+        return "protocol"
+    return "number"
+
+
+# Tagged so that a malformed entry gets one message, from the form it was written in.
+Published = Annotated[Annotated[Share, Tag("number")] | Annotated[PublishedScore,
+                                                                   Tag("protocol")],
+                      Discriminator(_published_kind)]
+
+
 class Target(Strict):
     """The declared global reference model (KPI: >= 95 % of a recent frontier model)."""
 
@@ -85,9 +126,19 @@ class Target(Strict):
     released: str = ""
     path: str | None = Field(default=None, min_length=1,
                              description="local copy, measured by the same engine")
-    published: dict[str, Share] = Field(
+    published: dict[str, Published] = Field(
         default_factory=dict, description="benchmark id -> published score (declared), a "
-                                          "fraction 0-1 like every benchmark score")
+                                          "fraction 0-1 like every benchmark score, or "
+                                          "{score, harness, version, variant, shots}")
+
+    def published_score(self, benchmark: str) -> float:
+        value = self.published[benchmark]
+        return value.score if isinstance(value, PublishedScore) else float(value)
+
+    def published_protocol(self, benchmark: str) -> ScoreProtocol | None:
+        """The declared figure's protocol; None when the dossier gives a bare number."""
+        value = self.published.get(benchmark)
+        return value.protocol() if isinstance(value, PublishedScore) else None
 
 
 class Ownership(StrEnum):

@@ -27,6 +27,9 @@ class CatalogEntry:
     n_items: int  # bundled sample size
     dataset: str  # Hugging Face id (and config) of the full public dataset
     path: Path
+    reference: str = ""  # the definition the default variant reproduces
+    subsets: tuple[str, ...] = ()  # selectable as name:subset; the name alone runs them all
+    variants: tuple[str, ...] = ()  # selectable as name@variant
 
 
 def catalog_names() -> list[str]:
@@ -48,13 +51,20 @@ def list_catalog() -> list[CatalogEntry]:
         hf = data.get("data", {}).get("hf") or {}
         n = len(read_local(path.parent / local)) if local else 0
         ds = hf.get("path", "") + (f" ({hf['name']})" if hf.get("name") else "")
+        subsets = data.get("subsets") or {}
+        items = subsets.get("items", []) if isinstance(subsets, dict) else []
         out.append(CatalogEntry(name=name, description=str(data.get("description", "")),
                                 language=str(data.get("language", "")),
                                 output_type=data.get("output_type", "multiple_choice"),
-                                n_items=n, dataset=ds, path=path))
+                                n_items=n, dataset=ds, path=path,
+                                reference=str(data.get("reference", "")),
+                                subsets=tuple(str(i.get("name")) for i in items
+                                              if isinstance(i, dict)),
+                                variants=tuple(sorted(data.get("variants") or {}))))
     return out
 
 
 def unknown_task(ref: str) -> KaiError:
     return KaiError(f"unknown task {ref!r}: not a catalogue name ("
-                    + ", ".join(catalog_names()) + ") nor an existing YAML file")
+                    + ", ".join(catalog_names()) + ", optionally @variant and :subset) nor an "
+                    "existing YAML file")

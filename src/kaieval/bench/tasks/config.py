@@ -17,13 +17,23 @@ Sampler = Literal["default", "first_n", "per_doc"]
 
 @dataclass(frozen=True)
 class MetricConfig:
-    """A metric and its options (exact_match: ignore_case, ignore_punctuation, strip...)."""
+    """A metric and its options (exact_match: ignore_case, ignore_punctuation, strip...).
+
+    ``filter`` names the answer-extraction pipeline (``TaskConfig.filters``) whose output
+    the metric scores; the reported key is then ``metric,filter`` as in lm-eval's tables
+    (GSM8K reports ``exact_match,strict-match`` and ``exact_match,flexible-extract``).
+    """
 
     name: str
     options: tuple[tuple[str, Any], ...] = ()
+    filter: str = ""
 
     def kwargs(self) -> dict[str, Any]:
         return dict(self.options)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name},{self.filter}" if self.filter else self.name
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,21 @@ class RegexFilter:
     """lm-eval's regex filter then take_first: what a generation is reduced to before scoring."""
 
     pattern: str
+    group_select: int = 0
+    fallback: str = "[invalid]"
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """One named answer-extraction pipeline applied to a generation before scoring.
+
+    ``kind``: ``regex`` (lm-eval's regex filter then take_first) or ``choice_cascade``
+    (KorMedMCQA's answer-letter cascade from the paper's appendix B).
+    """
+
+    name: str
+    kind: Literal["regex", "choice_cascade"] = "regex"
+    pattern: str = ""
     group_select: int = 0
     fallback: str = "[invalid]"
 
@@ -112,6 +137,15 @@ class TaskConfig:
     language: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     row_map: RowMap | None = None  # applied to every row read (hub sources only)
+    # --- reference-definition options (defaults keep older task hashes unchanged) ---
+    preamble: str = ""  # lm-eval's `description`: text (template) before the few-shot examples
+    fewshot_text: Any = None  # lm-eval's fewshot_config.doc_to_text (None: doc_to_text)
+    fewshot_target: Any = None  # lm-eval's fewshot_config.doc_to_target (None: doc_to_target)
+    process: str = ""  # a named document processor (kaieval.bench.tasks.process)
+    row_filter: str = ""  # template; a row is kept when it renders "True"
+    select: tuple[str, str] | None = None  # (field, value): the bundled sample's subset rows
+    filters: tuple[FilterConfig, ...] = ()  # named extraction pipelines for metric.filter
+    variant: str = ""  # the catalogue variant this config was built from ("" = default)
 
     def canonical(self) -> dict[str, Any]:
         """JSON-able content (paths made relative) for the task hash."""
@@ -120,6 +154,15 @@ class TaskConfig:
         data.pop("extra")
         if data.get("row_map") is None:
             data.pop("row_map", None)  # keeps the hashes of tasks without a mapping stable
+        defaults = {"preamble": "", "fewshot_text": None, "fewshot_target": None,
+                    "process": "", "row_filter": "", "select": None, "filters": (),
+                    "variant": ""}
+        for key, default in defaults.items():
+            if key in data and data[key] == default:
+                data.pop(key, None)
+        for m in data.get("metrics", []):
+            if m.get("filter") == "":
+                m.pop("filter")
         for key in ("eval_split", "fewshot_split"):
             split = data.get(key)
             if isinstance(split, dict) and "path" in split and isinstance(split["path"], Path):

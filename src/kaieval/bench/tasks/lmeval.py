@@ -21,6 +21,7 @@ SUPPORTED_KEYS = frozenset({
     "validation_split", "test_split", "fewshot_split", "doc_to_text", "doc_to_choice",
     "doc_to_target", "target_delimiter", "fewshot_delimiter", "fewshot_config", "num_fewshot",
     "output_type", "metric_list", "generation_kwargs", "filter_list", "metadata", "repeats",
+    "description",
 })
 _FORMATS = {"json", "csv", "parquet"}
 _METRICS = {"acc", "acc_norm", "exact_match"}
@@ -153,8 +154,14 @@ def parse_lm_eval(doc: LoadedYaml) -> TaskConfig:
     if not isinstance(fs_cfg, dict):
         raise _fail(doc, ("fewshot_config",), "must be a mapping")
     for key in fs_cfg:
-        if key != "sampler":
-            raise _fail(doc, ("fewshot_config", key), "not supported (only sampler)")
+        if key not in {"sampler", "doc_to_text", "doc_to_target"}:
+            raise _fail(doc, ("fewshot_config", key),
+                        "not supported (only sampler, doc_to_text, doc_to_target)")
+        if key != "sampler" and not isinstance(fs_cfg[key], str):
+            raise _fail(doc, ("fewshot_config", key), "must be a field name or a template")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise _fail(doc, ("description",), "must be text (or a template)")
     sampler = fs_cfg.get("sampler", "default")
     if sampler not in {"default", "first_n"}:
         raise _fail(doc, ("fewshot_config", "sampler"), f"{sampler!r} not supported "
@@ -193,4 +200,6 @@ def parse_lm_eval(doc: LoadedYaml) -> TaskConfig:
         fewshot_delimiter=fewshot_delimiter, num_fewshot=num_fewshot, sampler=sampler,
         stop=stop if output_type == "generate_until" else (), max_tokens=max_tokens,
         metrics=_metrics(doc, output_type), regex_filter=_regex_filter(doc),
+        preamble=description, fewshot_text=fs_cfg.get("doc_to_text"),
+        fewshot_target=fs_cfg.get("doc_to_target"),
     )

@@ -7,7 +7,10 @@ if it is correct under every rotation of its options.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import numpy as np
 
 from kaieval.bench import metrics as M
 from kaieval.bench.api import (
@@ -18,6 +21,7 @@ from kaieval.bench.api import (
     MetricSummary,
     Response,
 )
+from kaieval.bench.mathanswer import math_equiv
 from kaieval.bench.stats import summarize
 from kaieval.bench.tasks.config import TaskConfig
 from kaieval.errors import KaiError
@@ -49,9 +53,12 @@ def _target_index(b: DocRequests) -> int:
     return b.target
 
 
+CORPUS_METRICS = frozenset({"f1"})  # computed over all documents' (gold, prediction) pairs
+
+
 def _score_mc(cfg: TaskConfig, built: Sequence[DocRequests],
               responses: Sequence[Sequence[Response]]) -> DocScore:
-    names = [m.name for m in cfg.metrics]
+    names = [m.name for m in cfg.metrics if m.name not in CORPUS_METRICS]
     ok = {n: True for n in names}
     first_lls: list[float] = []
     first_pred = -1
@@ -88,21 +95,37 @@ def _score_mcg(cfg: TaskConfig, built: Sequence[DocRequests],
                     prediction=first_pred, target=b0.target, generation=first_text)
 
 
+def apply_filter(cfg: TaskConfig, name: str, raw: str) -> str:
+    """A generation reduced by the named pipeline ('' = the task's answer_regex, if any)."""
+    if not name:
+        f = cfg.regex_filter
+        if f is None:
+            return raw
+        return M.regex_extract(raw, f.pattern, group_select=f.group_select, fallback=f.fallback)
+    for fc in cfg.filters:
+        if fc.name == name:
+            if fc.kind == "choice_cascade":
+                return M.choice_cascade(raw)
+            return M.regex_extract(raw, fc.pattern, group_select=fc.group_select,
+                                   fallback=fc.fallback)
+    raise KaiError(f"unknown filter {name!r}")
+
+
 def _score_gen(cfg: TaskConfig, b: DocRequests, resp: Sequence[Response]) -> DocScore:
     raw = _text(resp, b.doc.doc_id)
-    pred = raw
-    if cfg.regex_filter is not None:
-        f = cfg.regex_filter
-        pred = M.regex_extract(raw, f.pattern, group_select=f.group_select, fallback=f.fallback)
+    first = cfg.metrics[0].filter if cfg.metrics else ""
+    pred = apply_filter(cfg, first, raw)
     target = str(b.target)
     values: dict[str, float] = {}
     items: dict[str, tuple[float, ...]] = {}
     verdicts: dict[bool, list[bool]] = {}
     for m in cfg.metrics:
         if m.name == "exact_match":
-            values[m.name] = M.exact_match(pred, target, **m.kwargs())
+            values[m.key] = M.exact_match(apply_filter(cfg, m.filter, raw), target, **m.kwargs())
         elif m.name == "numeric_match":
-            values[m.name] = M.numeric_match(pred, target)
+            values[m.key] = M.numeric_match(apply_filter(cfg, m.filter, raw), target)
+        elif m.name == "math_equiv":
+            values[m.key] = math_equiv(apply_filter(cfg, m.filter, raw), target)
         elif m.name in INSTRUCTION_METRICS:
             loose = "loose" in m.name
             if loose not in verdicts:
@@ -148,6 +171,9 @@ def aggregate(names: Sequence[str], scores: Sequence[DocScore], *, seed: int,
         raise KaiError("no scored documents to aggregate")
     out = {}
     for name in names:
+        if name in CORPUS_METRICS:
+            out[name] = _f1_summary(scores, resamples=resamples, seed=seed)
+            continue
         missing = [s.doc_id for s in scores if name not in s.metrics]
         if missing:
             raise KaiError(f"metric {name!r} missing for docs {missing[:5]}")
@@ -159,3 +185,37 @@ def aggregate(names: Sequence[str], scores: Sequence[DocScore], *, seed: int,
             values = [s.metrics[name] for s in scores]
         out[name] = summarize(values, resamples=resamples, seed=seed)
     return out
+
+
+def _f1_summary(scores: Sequence[DocScore], *, resamples: int, seed: int) -> MetricSummary:
+    """Macro-F1 over the docs' (gold, prediction) pairs; stderr and CI by a seeded bootstrap."""
+    pairs = []
+    for s in scores:
+        if not isinstance(s.target, int) or not isinstance(s.prediction, int):
+            raise KaiError(f"f1 needs choice indices (doc {s.doc_id})")
+        pairs.append((s.target, s.prediction))
+    value = M.macro_f1(pairs)
+    boots = _bootstrap_macro_f1(pairs, resamples=resamples, seed=seed)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    stderr = float(np.std(boots, ddof=1)) if len(pairs) > 1 else math.nan
+    return MetricSummary(value=value, stderr=stderr, ci_low=float(lo), ci_high=float(hi),
+                         n=len(pairs))
+
+
+def _bootstrap_macro_f1(pairs: Sequence[tuple[int, int]], *, resamples: int, seed: int
+                        ) -> np.ndarray:
+    """Macro-F1 of ``resamples`` seeded resamples of the pairs (labels present per resample)."""
+    gold = np.array([g for g, _ in pairs])
+    pred = np.array([p for _, p in pairs])
+    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(resamples, len(pairs)))
+    g, p = gold[idx], pred[idx]
+    total = np.zeros(resamples)
+    present = np.zeros(resamples)
+    for label in sorted(set(gold.tolist()) | set(pred.tolist())):
+        gl, pl = g == label, p == label
+        tp = (gl & pl).sum(axis=1)
+        denom = gl.sum(axis=1) + pl.sum(axis=1)
+        seen = denom > 0
+        total += np.where(seen, 2 * tp / np.maximum(denom, 1), 0.0)
+        present += seen
+    return total / np.maximum(present, 1)

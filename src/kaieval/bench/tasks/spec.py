@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kaieval.bench.api import OutputType
 from kaieval.bench.tasks.config import (
+    FilterConfig,
     Gather,
     HFSplit,
     LocalSplit,
@@ -30,10 +31,10 @@ from kaieval.spec.yamlload import LoadedYaml, parse_model
 SCHEMA = "kaieval/task/v1"
 _IFEVAL_METRICS = {"prompt_level_strict_acc", "inst_level_strict_acc",
                    "prompt_level_loose_acc", "inst_level_loose_acc"}
-KNOWN_METRICS = frozenset({"acc", "acc_norm", "exact_match", "numeric_match",
-                           *_IFEVAL_METRICS})
-_MC_METRICS = {"acc", "acc_norm"}
-_GEN_METRICS = {"exact_match", "numeric_match", *_IFEVAL_METRICS}
+KNOWN_METRICS = frozenset({"acc", "acc_norm", "f1", "exact_match", "numeric_match",
+                           "math_equiv", *_IFEVAL_METRICS})
+_MC_METRICS = {"acc", "acc_norm", "f1"}
+_GEN_METRICS = {"exact_match", "numeric_match", "math_equiv", *_IFEVAL_METRICS}
 
 
 class _Strict(BaseModel):
@@ -83,6 +84,12 @@ class DataSpec(_Strict):
 class FewshotSpec(_Strict):
     sampler: Literal["per_doc", "first_n", "default"] = "per_doc"
     seed: int = 1234
+    prompt: str | None = None  # lm-eval's fewshot_config.doc_to_text for the examples
+    target: str | None = None  # lm-eval's fewshot_config.doc_to_target ("" = text only)
+    # draw k+1 and drop the evaluated doc (lm-eval does when its fewshot_split equals its
+    # test_split, both unset included: HellaSwag, GPQA); None: only when the pool is the
+    # evaluated split
+    exclude_self: bool | None = None
 
 
 class GenerationSpec(_Strict):
@@ -93,6 +100,7 @@ class GenerationSpec(_Strict):
 
 class MetricSpec(_Strict):
     name: str
+    filter: str = ""  # the `filters` pipeline whose output this metric scores
     ignore_case: bool = False
     ignore_punctuation: bool = False
     strip: bool = False
@@ -103,6 +111,41 @@ class RegexSpec(_Strict):
     pattern: str
     group: int = 0
     fallback: str = "[invalid]"
+
+
+class FilterSpec(_Strict):
+    """A named answer-extraction pipeline (lm-eval's filter_list entry)."""
+
+    name: str
+    regex: str | None = None
+    group: int = 0
+    fallback: str = "[invalid]"
+    cascade: Literal["kormedmcqa"] | None = None
+
+
+class SubsetSpec(_Strict):
+    """One subject / subset of a benchmark, with the options that differ per subset."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    hf_name: str | None = None  # hub configuration (by: config); default: the subset's name
+    filter: str | None = None  # template; a row belongs to the subset when it renders True
+    preamble: str | None = None
+    prompt: str | None = None
+
+
+class SubsetsSpec(_Strict):
+    """A whole benchmark: its subsets and how their scores make the benchmark's score.
+
+    ``by: config``: each subset is a hub configuration; the bundled sample names each
+    row's subset in ``field``. ``by: filter``: each subset keeps the rows its ``filter``
+    accepts, hub and bundled alike. ``weighting: size`` is lm-eval's weight_by_size (the
+    benchmark score is the mean over all documents); ``mean`` averages subset scores.
+    """
+
+    by: Literal["config", "filter"] = "config"
+    field: str | None = None
+    weighting: Literal["size", "mean"] = "size"
+    items: list[SubsetSpec] = Field(min_length=1)
 
 
 class InstructionSpec(_Strict):
@@ -131,6 +174,14 @@ class TaskSpec(_Strict):
     options: list[str] | str | None = None  # the doc field(s) CircularEval rotates
     instructions: InstructionSpec | None = None
     answer_prefix: str = "Answer:"
+    preamble: str = ""  # lm-eval's `description`: before the few-shot examples (template)
+    process: str = ""  # named document processor (kaieval.bench.tasks.process)
+    filter: str = ""  # template; rows rendering anything but "True" are dropped
+    filters: list[FilterSpec] = Field(default_factory=list)
+    subsets: SubsetsSpec | None = None
+    reference: str = ""  # the definition this default reproduces (e.g. "lm-eval 0.4.13 kmmlu")
+    variant: str = ""  # set by a `variants:` entry; "" is the reference default
+    differs: str = ""  # what a variant changes relative to the reference default
 
     @field_validator("metrics")
     @classmethod
@@ -157,15 +208,72 @@ def _metric_configs(spec: TaskSpec) -> tuple[MetricConfig, ...]:
                                            ("ignore_punctuation", m.ignore_punctuation),
                                            ("strip", m.strip),
                                            ("regexes_to_ignore", tuple(m.regexes_to_ignore))]
-            out.append(MetricConfig(m.name, tuple(opts)))
+            out.append(MetricConfig(m.name, tuple(opts), filter=m.filter))
     return tuple(out)
 
 
-def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
-    """Validate a ``kaieval/task/v1`` YAML into a TaskConfig (local data unless source='hf')."""
+def _filter_configs(spec: TaskSpec, doc: LoadedYaml) -> tuple[FilterConfig, ...]:
+    out = []
+    for i, f in enumerate(spec.filters):
+        if (f.regex is None) == (f.cascade is None):
+            raise KaiError("filters: give exactly one of `regex` or `cascade`",
+                           where=doc.where(("filters", i)))
+        if f.regex is not None:
+            out.append(FilterConfig(f.name, "regex", f.regex, f.group, f.fallback))
+        else:
+            out.append(FilterConfig(f.name, "choice_cascade"))
+    names = {f.name for f in out}
+    for m in spec.metrics:
+        if isinstance(m, MetricSpec) and m.filter and m.filter not in names:
+            raise KaiError(f"metrics: filter {m.filter!r} is not one of `filters`",
+                           where=doc.where(("metrics",)))
+    return tuple(out)
+
+
+def subset_names(doc: LoadedYaml) -> list[str]:
+    """The subsets a task file declares (empty: the task is one set)."""
+    subsets = doc.data.get("subsets") if isinstance(doc.data, dict) else None
+    if not isinstance(subsets, dict) or not isinstance(subsets.get("items"), list):
+        return []
+    return [str(i.get("name")) for i in subsets["items"] if isinstance(i, dict)]
+
+
+def subset_weighting(doc: LoadedYaml) -> str:
+    subsets = doc.data.get("subsets") if isinstance(doc.data, dict) else None
+    return str(subsets.get("weighting", "size")) if isinstance(subsets, dict) else "size"
+
+
+def _subset(spec: TaskSpec, name: str | None, doc: LoadedYaml) -> SubsetSpec | None:
+    if spec.subsets is None:
+        if name is not None:
+            raise KaiError(f"task {spec.name} has no subsets (asked for {name!r})",
+                           where=str(doc.path))
+        return None
+    if name is None:
+        raise KaiError(f"task {spec.name} has subsets: load it as a group or name one",
+                       where=str(doc.path))
+    for item in spec.subsets.items:
+        if item.name == name:
+            return item
+    raise KaiError(f"task {spec.name} has no subset {name!r} (subsets: "
+                   + ", ".join(i.name for i in spec.subsets.items) + ")", where=str(doc.path))
+
+
+def parse_ours(doc: LoadedYaml, *, source: str | None = None, subset: str | None = None,
+               data_files: dict[str, Path] | None = None) -> TaskConfig:
+    """Validate a ``kaieval/task/v1`` YAML into a TaskConfig (local data unless source='hf').
+
+    ``subset`` names one subset of a task with ``subsets``. ``data_files`` (keys ``eval``
+    and optionally ``fewshot``) reads the documents from local files in the hub's column
+    layout instead of the bundled sample or the hub: the reference-identity tests use it
+    to feed lm-eval and kaieval the same documents. Few-shot exclusion then follows the
+    hub splits: a doc is left out of its own draw only when the few-shot split is the
+    evaluated split, as in lm-eval.
+    """
     spec = parse_model(TaskSpec, doc)
     where = str(doc.path)
     metrics = _metric_configs(spec)
+    filters = _filter_configs(spec, doc)
     allowed = _MC_METRICS if spec.output_type == "multiple_choice" else (
         {"acc"} if spec.output_type == "multiple_choice_generate" else _GEN_METRICS)
     for m in metrics:
@@ -177,12 +285,30 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
                        where=doc.where(("choices",)))
     if spec.circular and spec.output_type == "generate_until":
         raise KaiError("circular: needs a multiple choice task", where=doc.where(("circular",)))
-    use_hf = source == "hf" or (source is None and spec.data.path is None)
+    sub = _subset(spec, subset, doc)
+    use_hf = data_files is None and (source == "hf" or (source is None and spec.data.path is None))
     eval_split: LocalSplit | HFSplit
     fewshot_split: LocalSplit | HFSplit | None = None
     prompt, choices, target, options = spec.prompt, spec.choices, spec.target, spec.options
+    preamble, row_filter = spec.preamble, spec.filter
+    select: tuple[str, str] | None = None
     row_map: RowMap | None = None
-    if use_hf:
+    exclude_self: bool | None = None
+    if sub is not None:
+        prompt = sub.prompt if sub.prompt is not None else prompt
+        preamble = sub.preamble if sub.preamble is not None else preamble
+        if sub.filter is not None:
+            row_filter = sub.filter
+    by_config = spec.subsets is not None and spec.subsets.by == "config"
+    if data_files is not None:
+        if "eval" not in data_files:
+            raise KaiError("data_files: needs an 'eval' file", where=where)
+        eval_split = LocalSplit(data_files["eval"])
+        if "fewshot" in data_files:
+            fewshot_split = LocalSplit(data_files["fewshot"])
+        hf = spec.data.hf
+        exclude_self = hf is not None and hf.fewshot_split == hf.split
+    elif use_hf:
         hf = spec.data.hf
         if hf is None:
             raise KaiError("data.hf: this task has no Hugging Face source",
@@ -192,9 +318,13 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
         target = hf.target if hf.target is not None else target
         options = hf.options if "options" in hf.model_fields_set else options
         row_map = _row_map(hf)
-        eval_split = HFSplit(hf.path, hf.name, hf.split, hf.revision)
+        hf_name = hf.name
+        if sub is not None and by_config:
+            hf_name = sub.hf_name or sub.name
+        eval_split = HFSplit(hf.path, hf_name, hf.split, hf.revision)
         if hf.fewshot_split:
-            fewshot_split = HFSplit(hf.path, hf.name, hf.fewshot_split, hf.revision)
+            fewshot_split = HFSplit(hf.path, hf_name, hf.fewshot_split, hf.revision)
+            exclude_self = hf.fewshot_split == hf.split
     else:
         if spec.data.path is None:
             raise KaiError("data.path: this task has no local data", where=doc.where(("data",)))
@@ -204,6 +334,16 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
             fewshot_split = LocalSplit(resolve_data_path(
                 spec.data.fewshot_path, doc.path.parent,
                 where=doc.where(("data", "fewshot_path"))))
+        if sub is not None and by_config:
+            assert spec.subsets is not None
+            if not spec.subsets.field:
+                raise KaiError("subsets.field: the bundled sample needs the column naming each "
+                               "row's subset", where=doc.where(("subsets",)))
+            select = (spec.subsets.field, sub.name)
+    if exclude_self is None:
+        exclude_self = fewshot_split is None
+    if spec.fewshot.exclude_self is not None:
+        exclude_self = spec.fewshot.exclude_self
     regex: RegexFilter | None = None
     if isinstance(spec.answer_regex, str):
         regex = RegexFilter(spec.answer_regex)
@@ -215,9 +355,12 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
     if ins is None and any(m.name in _IFEVAL_METRICS for m in metrics):
         raise KaiError("instructions: required by the instruction-following metrics",
                        where=where)
+    name = spec.name if sub is None else f"{spec.name}:{sub.name}"
+    if spec.variant:
+        name = f"{spec.name}@{spec.variant}" + ("" if sub is None else f":{sub.name}")
     return TaskConfig(
-        name=spec.name, source_file=doc.path, dialect="kaieval", output_type=spec.output_type,
-        eval_split=eval_split, fewshot_split=fewshot_split, exclude_self=fewshot_split is None,
+        name=name, source_file=doc.path, dialect="kaieval", output_type=spec.output_type,
+        eval_split=eval_split, fewshot_split=fewshot_split, exclude_self=exclude_self,
         doc_to_text=prompt, doc_to_choice=choices,
         doc_to_target=target, target_delimiter=spec.target_delimiter,
         fewshot_delimiter=spec.fewshot_delimiter, num_fewshot=spec.num_fewshot,
@@ -228,8 +371,11 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None) -> TaskConfig:
         answer_prefix=spec.answer_prefix, chat=spec.generation.chat,
         id_field=spec.data.id_field, description=spec.description, language=spec.language,
         extra={"hf": spec.data.hf.model_dump() if spec.data.hf else None,
-               "local_path": spec.data.path},
-        row_map=row_map,
+               "local_path": spec.data.path, "reference": spec.reference,
+               "differs": spec.differs},
+        row_map=row_map, preamble=preamble, fewshot_text=spec.fewshot.prompt,
+        fewshot_target=spec.fewshot.target, process=spec.process, row_filter=row_filter,
+        select=select, filters=filters, variant=spec.variant,
     )
 
 

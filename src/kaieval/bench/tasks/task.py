@@ -33,6 +33,7 @@ from kaieval.bench.tasks import render, scoring
 from kaieval.bench.tasks.config import Split, TaskConfig
 from kaieval.bench.tasks.data import read_split, split_hash
 from kaieval.bench.tasks.hubmap import map_rows
+from kaieval.bench.tasks.process import apply_processor
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_json
 
@@ -44,7 +45,7 @@ class ConfiguredTask:
         self.cfg = cfg
         self.name = cfg.name
         self.output_type: OutputType = cfg.output_type
-        self.metrics: tuple[str, ...] = tuple(m.name for m in cfg.metrics)
+        self.metrics: tuple[str, ...] = tuple(m.key for m in cfg.metrics)
         self._docs: list[Doc] | None = None
         self._index: dict[str, int] = {}
         self._pool: list[Mapping[str, Any]] | None = None
@@ -58,10 +59,15 @@ class ConfiguredTask:
         return f"{self.cfg.source_file} (task {self.name}, doc {doc_id})"
 
     def docs(self, limit: int | None = None) -> list[Doc]:
+        docs = self.all_docs()
+        if not docs:
+            raise KaiError("the task has no documents", where=str(self.cfg.source_file))
+        return docs if limit is None else docs[:limit]
+
+    def all_docs(self) -> list[Doc]:
+        """Every document, possibly none (a subset the bundled sample does not cover)."""
         if self._docs is None:
             rows = self._read(self.cfg.eval_split)
-            if not rows:
-                raise KaiError("the task has no documents", where=str(self.cfg.source_file))
             docs: list[Doc] = []
             for i, row in enumerate(rows):
                 doc_id = str(row[self.cfg.id_field]) if self.cfg.id_field and (
@@ -71,7 +77,7 @@ class ConfiguredTask:
                 self._index[doc_id] = i
                 docs.append(Doc(doc_id=doc_id, fields=row))
             self._docs = docs
-        return self._docs if limit is None else self._docs[:limit]
+        return self._docs
 
     def _read(self, split: Split) -> list[dict[str, Any]]:
         rows = read_split(split)
@@ -82,7 +88,14 @@ class ConfiguredTask:
             # do the same so templates and few-shot equality behave as under lm-eval.
             keys = list(dict.fromkeys(k for r in rows for k in r))
             rows = [{k: r.get(k) for k in keys} for r in rows]
-        return rows
+        where = str(self.cfg.source_file)
+        if self.cfg.select is not None:
+            field, value = self.cfg.select
+            rows = [r for r in rows if str(r.get(field)) == value]
+        if self.cfg.row_filter:
+            rows = [r for r in rows
+                    if render.render(self.cfg.row_filter, r, where=where).strip() == "True"]
+        return apply_processor(self.cfg.process, rows, where=where)
 
     def describe(self) -> dict[str, Any]:
         """What to record in a run: definition file, dialect, seeds, few-shot, data hashes."""
@@ -91,7 +104,23 @@ class ConfiguredTask:
                 "num_fewshot": self.cfg.num_fewshot, "fewshot_sampler": self.cfg.sampler,
                 "fewshot_seed": self.cfg.fewshot_seed, "bootstrap_seed": self.bootstrap_seed,
                 "circular": self.cfg.circular, "task_hash": self.task_hash(),
-                "dataset_hashes": self.dataset_hashes()}
+                "dataset_hashes": self.dataset_hashes(), "variant": self.cfg.variant or "default",
+                "reference": self.cfg.extra.get("reference", ""),
+                "differs": self.cfg.extra.get("differs", ""), "protocol": self.protocol()}
+
+    def protocol(self, num_fewshot: int | None = None) -> dict[str, Any] | None:
+        """The protocol a score of this task was produced with, for comparing with a
+        declared figure: a default catalogue variant reports the harness and version it
+        reproduces (``reference: "lm-eval 0.4.13 ..."``), a named variant reports kaieval
+        and the variant; a task without a stated reference has none (None)."""
+        shots = self.cfg.num_fewshot if num_fewshot is None else num_fewshot
+        if self.cfg.variant:
+            return {"harness": "kaieval", "version": "catalogue", "variant": self.cfg.variant,
+                    "shots": shots}
+        words = str(self.cfg.extra.get("reference") or "").split()
+        if len(words) < 2:
+            return None
+        return {"harness": words[0], "version": words[1], "variant": "default", "shots": shots}
 
     def _fewshot_pool(self) -> list[Mapping[str, Any]]:
         if self._pool is None:
@@ -197,10 +226,13 @@ class ConfiguredTask:
     def _example(self, fields: Mapping[str, Any], where: str) -> str:
         """One few-shot example, as lm-eval's build_qa_turn writes it."""
         has_choices = self.cfg.doc_to_choice is not None
-        text = render.doc_to_text(self.cfg.doc_to_text, fields, has_choices=has_choices,
-                                  where=where)
+        text_spec = self.cfg.fewshot_text if self.cfg.fewshot_text is not None else (
+            self.cfg.doc_to_text)
+        target_spec = self.cfg.fewshot_target if self.cfg.fewshot_target is not None else (
+            self.cfg.doc_to_target)
+        text = render.doc_to_text(text_spec, fields, has_choices=has_choices, where=where)
         choices = self._choices(fields, where)
-        target = render.doc_to_target(self.cfg.doc_to_target, fields, has_choices=has_choices,
+        target = render.doc_to_target(target_spec, fields, has_choices=has_choices,
                                       where=where)
         if self._mcg() and choices is not None:
             idx = render.target_index(target, choices, where=where)
@@ -210,6 +242,15 @@ class ConfiguredTask:
             return text
         return (text + self.cfg.target_delimiter + render.answer_text(target, choices)
                 + self.cfg.fewshot_delimiter)
+
+    def _preamble(self, doc: Doc, where: str) -> str:
+        """lm-eval's ``description``: a field of the doc or a template over it, else ''."""
+        spec = self.cfg.preamble
+        if not spec:
+            return ""
+        if spec in doc.fields:
+            return str(doc.fields[spec])
+        return render.render(spec, doc.fields, where=where)
 
     def _rotated(self, fields: Mapping[str, Any], r: int, where: str) -> dict[str, Any]:
         """The doc with its option fields rotated left by ``r`` (CircularEval)."""
@@ -231,7 +272,8 @@ class ConfiguredTask:
         if k < 0:
             raise KaiError(f"num_fewshot must be >= 0, got {k}")
         where = self._where(doc.doc_id)
-        prefix = "".join(self._cached_example(fs, where) for fs in self._fewshot_docs(doc, k))
+        prefix = self._preamble(doc, where) + "".join(
+            self._cached_example(fs, where) for fs in self._fewshot_docs(doc, k))
         if self.output_type == "generate_until":
             return [self._build_generation(doc, prefix, where)]
         has_choices = True
