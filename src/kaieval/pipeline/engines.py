@@ -66,18 +66,21 @@ def _sub(inputs: StageInputs, job: Job) -> tuple[LoadedDossier, Submission]:
     return ld, ld.dossier.submissions[inputs.stage.id]
 
 
-def _local(ld: LoadedDossier, rel: str, what: str) -> Path:
-    """A dossier-relative folder, checked now (the dossier was loaded without file checks,
-    so that one team's missing folder does not stop the others)."""
+def _local(ld: LoadedDossier, rel: str, what: str, *, file_ok: bool = False) -> Path:
+    """A dossier-relative folder (or, with ``file_ok``, a file), checked now (the dossier
+    was loaded without file checks, so that one team's missing folder does not stop the
+    others)."""
     root = ld.folder.resolve()
     where = f"{ld.path}: {what}"
     if Path(rel).is_absolute() or not (root / rel).resolve().is_relative_to(root):
         raise KaiError(f"{rel} leads outside the dossier's folder; not read", where=where)
     path = (root / rel).resolve()
-    if not path.is_dir():
-        raise KaiError(f"model folder {rel} not found (looked in {root})", where=where)
-    with dossier_root(root):
-        check_tree(path)  # special files, oversized files, links out of the dossier's folder
+    if not (path.is_dir() or (file_ok and path.exists())):
+        kind = "tokenizer" if file_ok else "model folder"
+        raise KaiError(f"{kind} {rel} not found (looked in {root})", where=where)
+    if path.is_dir():
+        with dossier_root(root):
+            check_tree(path)  # special files, oversized files, links out of the dossier's folder
     return path
 
 
@@ -113,27 +116,12 @@ def _bench_model(inputs: StageInputs, job: Job) -> tuple[str, dict[str, Any]]:
         key: dict[str, Any] = {"endpoint": str(sub.model.endpoint),
                                "model_name": sub.model.model_name}
         if sub.model.tokenizer is not None:
-            tok = _local_tokenizer(ld, sub.model.tokenizer)
+            tok = _local(ld, sub.model.tokenizer, "model.tokenizer", file_ok=True)
             key["tokenizer"] = folder_hash(tok) if tok.is_dir() else sha256_file(tok)
         return str(sub.model.endpoint), key
     assert sub.model.path is not None
     path = _local(ld, sub.model.path, "model.path")
     return str(path), {"model": folder_hash(path)}
-
-
-def _local_tokenizer(ld: LoadedDossier, rel: str) -> Path:
-    """An endpoint's tokenizer named by the dossier: a file or folder inside its folder."""
-    root = ld.folder.resolve()
-    where = f"{ld.path}: model.tokenizer"
-    if Path(rel).is_absolute() or not (root / rel).resolve().is_relative_to(root):
-        raise KaiError(f"{rel} leads outside the dossier's folder; not read", where=where)
-    path = (root / rel).resolve()
-    if not path.exists():
-        raise KaiError(f"tokenizer {rel} not found (looked in {root})", where=where)
-    if path.is_dir():
-        with dossier_root(root):
-            check_tree(path)
-    return path
 
 
 def _declared_target(inputs: StageInputs, job: Job) -> list[Record]:
@@ -209,7 +197,8 @@ def run_bench(inputs: StageInputs, job: Job) -> Output:
         assert sub.model is not None
         kwargs["model_name"] = sub.model.model_name
         if sub.model.tokenizer is not None:  # else the server's /tokenize, or refused
-            kwargs["tokenizer_path"] = _local_tokenizer(ld, sub.model.tokenizer)
+            kwargs["tokenizer_path"] = _local(ld, sub.model.tokenizer, "model.tokenizer",
+                                              file_ok=True)
     names = sorted({r.task for r in usable})
     run = evaluate(model, [tasks[n] for n in names], backend="openai" if endpoint else "hf",
                    batch_size=inputs.batch_size, cache_dir=inputs.cache_dir, progress=False,
