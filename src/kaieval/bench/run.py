@@ -178,7 +178,8 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
     try:
         for task in task_objs:
             outcomes.append(run_task(task, be, num_fewshot=num_fewshot, limit=limit,
-                                     cache=cache, contexts_per_chunk=max(batch_size, 16),
+                                     cache=cache,
+                                     contexts_per_chunk=_contexts_per_chunk(be, batch_size),
                                      progress=progress))
     finally:
         if cache is not None:
@@ -196,6 +197,14 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
         cache_path=str(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None,
         tasks=tuple(_task_run(o, num_fewshot) for o in outcomes),
         wall_s=round(time.perf_counter() - start, 3))
+
+
+def _contexts_per_chunk(backend: Any, batch_size: int) -> int:
+    """Contexts per backend call: the backend's own fixed number if it packs by content
+    (so the packs, and hence the rounding, cannot depend on ``--batch-size``), else at
+    least the batch size."""
+    fixed = getattr(backend, "contexts_per_call", None)
+    return int(fixed) if fixed else max(batch_size, 16)
 
 
 def _make_backend(name: str, model: str, *, batch_size: int, chat_template: bool, seed: int,
