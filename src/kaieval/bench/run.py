@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,8 +26,10 @@ from kaieval.bench.backends import get_backend
 from kaieval.bench.cache import RequestCache
 from kaieval.bench.engine import TaskOutcome, run_task, write_sample_log
 from kaieval.errors import KaiError
-from kaieval.records import BenchmarkResult
 from kaieval.version import code_version
+
+if TYPE_CHECKING:  # the store's records pull in the programme spec (~0.3 s): not for kai eval
+    from kaieval.records import BenchmarkResult
 
 SCHEMA = "kaieval/eval-run/v1"
 CACHE_FILE = "requests.sqlite"
@@ -226,6 +228,8 @@ def to_benchmark_results(run: EvalRun, *, stage_id: str, team_id: str,
                          role: Literal["candidate", "target"] = "candidate"
                          ) -> list[BenchmarkResult]:
     """One ``BenchmarkResult`` per task: primary metric, per-document scores, stderr."""
+    from kaieval.records import BenchmarkResult
+
     results = []
     for task in run.tasks:
         metric = task.metrics.get(task.primary_metric)

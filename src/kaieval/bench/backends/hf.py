@@ -33,8 +33,9 @@ share a pass with other neighbours and differ by float rounding, ~1e-6.) Without
 the tree scorer each distinct prefix gets its own pass. On a GPU,
 ``prefix_batching=True`` runs ``batch_size`` prefixes per pass (right padding,
 attention mask, position ids that continue each row's own prefix): faster there,
-invariant to ~1e-5 only. Generation is greedy, ``GEN_ROWS`` prompts per pass in
-an order decided by content (``hf_generate``), so it is batch-size invariant too.
+invariant to ~1e-5 only. Generation is greedy, up to ``GEN_ROWS`` prompts per
+pass in batches decided by content (``hf_generate``), so it is batch-size
+invariant too.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from kaieval.bench.api import (
     LoglikelihoodResponse,
 )
 from kaieval.bench.backends.common import chat_template_hash, load_hf_tokenizer
-from kaieval.bench.backends.hf_generate import GEN_ROWS, GreedyDecoder, Prompt
+from kaieval.bench.backends.hf_generate import GEN_ROWS, GEN_TOKENS, GreedyDecoder, Prompt
 from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
 from kaieval.bench.backends.hf_prefix import supports as prefix_supports
 from kaieval.bench.collate import Collator
@@ -173,7 +174,7 @@ class HFBackend:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            parts = [TOKENISATION, self._scoring(), f"greedy-rows-{GEN_ROWS}",
+            parts = [TOKENISATION, self._scoring(), f"greedy-rows-{GEN_ROWS}-{GEN_TOKENS}",
                      model_hash(self.path), self.dtype,
                      self._torch.device(self.device).type, str(self.max_length),
                      f"chat={self.chat_template}:{self.chat_template_hash}"]
@@ -197,7 +198,7 @@ class HFBackend:
                 "chat_template_hash": self.chat_template_hash,
                 "shared_prefix": self.shared_prefix, "prefix_batching": self.prefix_batching,
                 "scoring": self._scoring(), "tokenizer_pattern": self.tokenizer_pattern,
-                "generation": f"greedy, {GEN_ROWS} prompts per pass",
+                "generation": f"greedy, up to {GEN_ROWS} prompts per pass",
                 "tokenisation": TOKENISATION, "fingerprint": self.fingerprint()}
 
     # ---------------------------------------------------------------- tokens
@@ -370,7 +371,8 @@ class HFBackend:
     # ---------------------------------------------------------------- generation
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        """Greedy, ``GEN_ROWS`` prompts per pass (``hf_generate``); same text as one by one."""
+        """Greedy, up to ``GEN_ROWS`` prompts per pass (``hf_generate``); same text as one
+        prompt at a time."""
         prompts = []
         for request in requests:
             budget = max(1, self.max_length - request.max_tokens)

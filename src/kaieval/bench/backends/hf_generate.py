@@ -9,11 +9,13 @@ every prompt.
 How: prompts that share leading blocks with another prompt (the few-shot
 examples) are grouped by those blocks, sorted longest first (ties by their
 tokens) and cut into batches of ``GEN_ROWS`` -- a fixed number, never the batch
-size, so every batch size builds the same batches and decodes the same way. A
+size, and capped in tokens by ``GEN_TOKENS`` -- so every batch size builds the
+same batches and decodes the same way. A
 batch's shared blocks come from the tree scorer's block cache (the few-shot
 prefix is computed once per task, not once per prompt); the rest of
 each prompt is left-padded into one prefill pass, then every step decodes one
-token for every unfinished row with the KV cache. A row stops at EOS, at its
+token for every row with the KV cache (finished rows leave the batch once half
+of it is done: each removal copies the whole cache). A row stops at EOS, at its
 token budget, or as soon as one of its stop strings appears, checked on the
 decoded tail of the new tokens only (a stop missed there would only cost more
 tokens: the final text is the whole decode cut at the stops, as before).
@@ -28,7 +30,8 @@ from typing import Any
 from kaieval.bench.backends.hf_pack import shared_run
 from kaieval.bench.backends.hf_prefix import attention_mask
 
-GEN_ROWS = 16  # prompts decoded together (fixed: the batch size never changes an output)
+GEN_ROWS = 64  # prompts decoded together at most (fixed: the batch size never changes an output)
+GEN_TOKENS = 16384  # ...and at most this many rows x (longest prompt + its new tokens)
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,14 @@ class GreedyDecoder:
     """Batched greedy decoding with a KV cache (see the module docstring)."""
 
     def __init__(self, model: Any, tokenizer: Any, device: str, *, cache_arg: str,
-                 keep_arg: str | None, scorer: Any = None, rows: int = GEN_ROWS) -> None:
+                 keep_arg: str | None, scorer: Any = None, rows: int = GEN_ROWS,
+                 tokens: int = GEN_TOKENS) -> None:
         import torch
 
         self._torch = torch
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.cache_arg, self.keep_arg = cache_arg, keep_arg
-        self.scorer, self.rows = scorer, rows
+        self.scorer, self.rows, self.tokens = scorer, rows, tokens
         self.passes = 0  # counter, for tests and profiling
 
     def run(self, prompts: Sequence[Prompt]) -> list[list[int]]:
@@ -76,12 +80,26 @@ class GreedyDecoder:
         out: list[list[int]] = [[] for _ in prompts]
         for run in sorted(by_run):
             order = sorted(by_run[run], key=lambda i: (-len(prompts[i].ids), prompts[i].ids))
-            for start in range(0, len(order), self.rows):
-                batch = order[start:start + self.rows]
+            for batch in self._batches([prompts[i] for i in order], order):
                 for i, ids in zip(batch, self._decode([prompts[i] for i in batch], len(run)),
                                   strict=True):
                     out[i] = ids
         return out
+
+    def _batches(self, prompts: Sequence[Prompt], order: list[int]) -> list[list[int]]:
+        """Consecutive runs of ``order`` (longest prompt first) within the row and token caps."""
+        batches: list[list[int]] = []
+        width = 0
+        for i, p in zip(order, prompts, strict=True):
+            size = len(p.ids) + p.max_tokens
+            if batches and len(batches[-1]) < self.rows and (
+                    (len(batches[-1]) + 1) * max(width, size) <= self.tokens):
+                batches[-1].append(i)
+                width = max(width, size)
+            else:
+                batches.append([i])
+                width = size
+        return batches
 
     def _past(self, prompts: Sequence[Prompt], n_past: int) -> Any:
         """Keys/values of the batch's shared leading blocks, from the block cache."""
@@ -120,7 +138,8 @@ class GreedyDecoder:
                             for k, v in past], config=self.model.config)
         eos = self.tokenizer.eos_token_id
         generated: list[list[int]] = [[] for _ in prompts]
-        live = list(range(rows))  # rows still decoding, in cache order
+        live = list(range(rows))  # rows in the batch, in cache order
+        done: set[int] = set()  # rows that stopped (left in the batch until half are done)
         step_ids, step_pos = ids, positions
         while True:
             kwargs: dict[str, Any] = {
@@ -132,25 +151,28 @@ class GreedyDecoder:
             logits = self.model(**kwargs).logits[:, -1]
             self.passes += 1
             tokens = logits.float().argmax(-1).cpu().tolist()
-            keep: list[int] = []
-            for j, (r, token) in enumerate(zip(live, tokens, strict=True)):
+            for r, token in zip(live, tokens, strict=True):
+                if r in done:  # a finished row still in the batch: its output is ignored
+                    continue
                 p = prompts[r]
                 if eos is not None and token == eos:
+                    done.add(r)
                     continue
                 generated[r].append(token)
                 if len(generated[r]) >= p.max_tokens or (
                         p.stops and _stopped(self.tokenizer, generated[r], p.stops)):
-                    continue
-                keep.append(j)
+                    done.add(r)
+            keep = [j for j, r in enumerate(live) if r not in done]
             if not keep:
                 return generated
-            if len(keep) < len(live):
+            if 2 * len(keep) <= len(live):  # compact only when half the rows are done:
+                # each compaction copies the whole cache; a finished row costs little
                 index = torch.tensor(keep)
                 cache.reorder_cache(index.to(self.device))
                 keys = keys.index_select(0, index)
                 live = [live[j] for j in keep]
             keys = torch.cat([keys, torch.ones((len(live), 1), dtype=torch.bool)], dim=1)
             visible = keys[:, None, :]
-            step_ids = torch.tensor([[generated[r][-1]] for r in live])
-            step_pos = torch.tensor([[len(prompts[r].ids) + len(generated[r]) - 1]
+            step_ids = torch.tensor([[generated[r][-1] if generated[r] else 0] for r in live])
+            step_pos = torch.tensor([[len(prompts[r].ids) + len(generated[r]) + (r in done) - 1]
                                      for r in live])
