@@ -28,6 +28,14 @@ def test_shared_run_counts_only_blocks_another_context_shares() -> None:
     assert shared_run([(1,), (1,)], block=1) == [0, 0]
 
 
+def test_a_run_shared_by_chance_is_not_cached() -> None:
+    # twelve contexts: two start with the same block by chance, ten begin alike
+    chance = [(1, 2, 3, 4, 50 + i, 0) for i in range(2)]
+    common = [(7, 7, 7, 7, 60 + i, 0) for i in range(10)]
+    got = shared_run(chance + common, block=4)
+    assert got == [0, 0] + [4] * 10  # 2 of 12 is under a quarter; 10 of 12 is not
+
+
 def _by_group(packs: list[Pack], prefixes: list[tuple[int, ...]]
               ) -> list[tuple[int, tuple[tuple[tuple[int, ...], int, int], ...]]]:
     """Packs described by content (context, cached, length), not by group number."""

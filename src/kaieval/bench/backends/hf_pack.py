@@ -9,11 +9,15 @@ question brings its own few-shot examples the block cache had nothing to share.
 This module decides, from the token ids alone, two things:
 
 * **Shared runs.** A context's first ``j * block`` tokens come from the block
-  cache only if at least one *other* context of the same call starts with the
+  cache only if a quarter of the call's contexts (at least two) start with the
   same ``j * block`` tokens: a few-shot block common to every question is
   computed once; examples drawn per question are not cut into blocks that
   nobody reuses (they go through the packed tree pass instead, which is one
-  pass for several questions rather than one pass per block).
+  pass for several questions rather than one pass per block). The quarter is
+  there because a run shared by chance -- two questions whose first drawn
+  example is the same -- saved a few dozen tokens but split the call into many
+  small packs, one per run, each with its own block passes (measured: 2.4x
+  slower on a 5-shot one-letter task with shots drawn per item).
 * **Packs.** Trees (context tail + every choice's tokens but its last) whose
   contexts share the same cached run are sorted longest first and cut greedily
   into packs of at most ``budget`` tokens, counted as rows x (run + longest
@@ -53,11 +57,13 @@ class Pack:
 
 
 def shared_run(prefixes: Sequence[Sequence[int]], block: int) -> list[int]:
-    """Per context: how many leading tokens (a multiple of ``block``) another context shares.
+    """Per context: how many leading tokens (a multiple of ``block``) it shares with at
+    least ``min_share(len(prefixes))`` contexts of the call, itself included.
 
     A run must leave the context's last token outside (its logits score every
     answer's first token), so at most ``(len - 1) // block`` blocks count.
     """
+    need = min_share(len(prefixes))
     limits = [(len(p) - 1) // block for p in prefixes]
     counts: Counter[tuple[int, ...]] = Counter()
     for prefix, n_blocks in zip(prefixes, limits, strict=True):
@@ -66,10 +72,15 @@ def shared_run(prefixes: Sequence[Sequence[int]], block: int) -> list[int]:
     out = []
     for prefix, n_blocks in zip(prefixes, limits, strict=True):
         j = n_blocks
-        while j > 0 and counts[tuple(prefix[:j * block])] < 2:
+        while j > 0 and counts[tuple(prefix[:j * block])] < need:
             j -= 1
         out.append(j * block)
     return out
+
+
+def min_share(n_contexts: int) -> int:
+    """Contexts that must share a run for it to be cached: a quarter of the call, at least 2."""
+    return max(2, -(-n_contexts // 4))
 
 
 def plan(prefixes: Sequence[Sequence[int]], branch_tokens: Sequence[int], block: int,
