@@ -137,6 +137,8 @@ def test_batched_generation_equals_one_prompt_at_a_time(model_dir: Path) -> None
     assert backend.prefix_scorer is not None and backend.prefix_scorer.blocks_computed > 0
     for bs in (1, 32):
         assert HFBackend(model_dir, batch_size=bs, prefix_block=16).generate(reqs) == got
+    # without the tree scorer (e.g. a sliding-window model) prompts go one at a time
+    assert HFBackend(model_dir, shared_prefix=False).generate(reqs[:3]) == got[:3]
 
 
 def test_fingerprint_tracks_files_and_settings(model_dir: Path, backend: HFBackend,

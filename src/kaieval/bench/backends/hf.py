@@ -372,7 +372,12 @@ class HFBackend:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Greedy, up to ``GEN_ROWS`` prompts per pass (``hf_generate``); same text as one
-        prompt at a time."""
+        prompt at a time. Models the tree scorer does not take (sliding-window or
+        flash attention: our explicit 4-D masks would be wrong or refused there) decode
+        one prompt at a time."""
+        if self.prefix_scorer is None:
+            with self._torch.inference_mode():
+                return [self._generate_one(r) for r in requests]
         prompts = []
         for request in requests:
             budget = max(1, self.max_length - request.max_tokens)
