@@ -1,20 +1,30 @@
 """kaieval's benchmark engine vs lm-evaluation-harness: same model, same tasks, one run, CPU.
 
 Builds a small Llama-architecture model locally (random weights, seeded; a
-byte-level BPE tokenizer trained on the generated Korean corpus), writes two
-lm-eval-format task YAMLs with local JSONL data -- a 5-shot multiple choice
-with full-sentence answers (KoBEST / HAE-RAE style) and a 5-shot multiple
-choice with one-letter answers (KMMLU style) -- plus a 3-shot GSM8K-style
-``generate_until`` task (greedy, stop strings, exact_match), and runs each task
-with lm-eval's HF backend and with kaieval's engine on the *same YAML*, each in
-its own subprocess so peak RSS is measured fairly. Prints wall time, peak RSS,
-accuracy, the largest per-choice log-likelihood difference (multiple choice),
-exact match and the number of differing generations (generation) and the speed
-ratio, then checks kaieval's batch-size invariance (1, 8, 32). lm-eval's task
-index (built once per process, 35-40 s here) is timed apart, not in "wall s".
+byte-level BPE tokenizer trained on the generated Korean corpus), writes
+lm-eval-format task YAMLs with local JSONL data -- multiple choice with
+full-sentence answers (KoBEST / HAE-RAE style) and with one-letter answers
+(KMMLU style), each 5-shot with the same shots for every item (``first_n``),
+5-shot with shots drawn per item (lm-eval's default sampler, ``_peritem``) and
+0-shot (``_0shot``) -- plus a 3-shot GSM8K-style ``generate_until`` task
+(greedy, stop strings, exact_match), and runs each task with lm-eval's HF
+backend and with kaieval's engine on the *same YAML*.
 
-    .venv/bin/python benchmarks/vs_lm_eval.py            # full size (a few minutes)
+Each tool is measured twice per task, back to back:
+
+* **in-process** (``in-proc s``): a worker subprocess imports torch and
+  transformers and builds lm-eval's task index (35-40 s here) before its clock
+  starts; it also returns per-choice log-likelihoods / generations to compare;
+* **whole process** (``whole s``): the tool's own command line (``lm-eval run``,
+  ``kai eval``) timed from start to exit, as a user times it; its peak RSS comes
+  from ``wait4``. The headline ratio is this one.
+
+Then kaieval's batch-size invariance (1, 8, 32) is checked: log-likelihoods,
+predictions and generations.
+
+    .venv/bin/python benchmarks/vs_lm_eval.py            # everything (15-25 minutes)
     .venv/bin/python benchmarks/vs_lm_eval.py --quick    # tiny, for a smoke run
+    .venv/bin/python benchmarks/vs_lm_eval.py --only mc --tasks-only ko_letter_mc_0shot
 
 The builders are importable: tests/bench/test_bench_parity_lm_eval.py uses them.
 """
@@ -26,6 +36,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -34,7 +45,10 @@ from typing import Any
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-TASKS = ("ko_fulltext_mc", "ko_letter_mc")
+TASKS = ("ko_fulltext_mc_peritem", "ko_letter_mc_0shot", "ko_fulltext_mc",
+         "ko_fulltext_mc_0shot", "ko_letter_mc_peritem", "ko_letter_mc")
+SHOTS = {"": "5-shot, same shots for all", "_peritem": "5-shot, shots per item",
+         "_0shot": "0-shot"}
 GEN_TASK = "ko_gen_until"
 GEN_STOPS = ("\n\n", "질문:", ".")
 
@@ -47,8 +61,12 @@ def _sentences(n_chars: int, seed: int) -> list[str]:
     return [s + "." for s in out if 12 <= len(s) <= 90]
 
 
-def write_tasks(root: Path, *, n_docs: int, seed: int = 7, num_fewshot: int = 5) -> Path:
-    """Write both task YAMLs and their JSONL data under ``root``; return the YAML folder."""
+def write_tasks(root: Path, *, n_docs: int, seed: int = 7, num_fewshot: int = 5,
+                n_train: int = 40) -> Path:
+    """Write every multiple-choice task YAML and its JSONL data under ``root``; return the
+    YAML folder. Per kind (full-sentence, one-letter): ``NAME`` (shots: the first
+    ``num_fewshot`` training docs for every item), ``NAME_peritem`` (lm-eval's default
+    sampler: shots drawn per item from ``n_train`` docs) and ``NAME_0shot``."""
     rng = random.Random(seed)
     sents = _sentences(400_000, seed)
     rng.shuffle(sents)
@@ -72,16 +90,17 @@ def write_tasks(root: Path, *, n_docs: int, seed: int = 7, num_fewshot: int = 5)
                 "B": opts[1], "C": opts[2], "D": opts[3], "answer": rng.randrange(4)}
 
     for name, make in (("ko_fulltext_mc", fulltext_doc), ("ko_letter_mc", letter_doc)):
-        for split, n in (("train", num_fewshot), ("test", n_docs)):
+        for split, n in (("train", max(n_train, num_fewshot)), ("test", n_docs)):
             with (data / f"{name}_{split}.jsonl").open("w", encoding="utf-8") as fh:
                 for _ in range(n):
                     fh.write(json.dumps(make(), ensure_ascii=False) + "\n")
-    common = (f"dataset_path: json\ndataset_kwargs:\n  data_files:\n"
+    common = ("dataset_path: json\ndataset_kwargs:\n  data_files:\n"
               "    train: {train}\n    test: {test}\ntest_split: test\nfewshot_split: train\n"
-              f"output_type: multiple_choice\nnum_fewshot: {num_fewshot}\n"
-              "fewshot_config:\n  sampler: first_n\nmetric_list:\n"
+              "output_type: multiple_choice\nmetric_list:\n"
               "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
               "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n")
+    variants = {"": f"num_fewshot: {num_fewshot}\nfewshot_config:\n  sampler: first_n\n",
+                "_peritem": f"num_fewshot: {num_fewshot}\n", "_0shot": "num_fewshot: 0\n"}
     bodies = {
         "ko_fulltext_mc": 'doc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\n'
                           "doc_to_target: label\n",
@@ -91,8 +110,10 @@ def write_tasks(root: Path, *, n_docs: int, seed: int = 7, num_fewshot: int = 5)
     }
     for name, body in bodies.items():
         files = {s: str((data / f"{name}_{s}.jsonl").resolve()) for s in ("train", "test")}
-        (tasks / f"{name}.yaml").write_text(f"task: {name}\n" + common.format(**files) + body,
-                                            encoding="utf-8")
+        for suffix, shots in variants.items():
+            (tasks / f"{name}{suffix}.yaml").write_text(
+                f"task: {name}{suffix}\n" + common.format(**files) + shots + body,
+                encoding="utf-8")
     return tasks
 
 
@@ -314,17 +335,78 @@ def _worker(args: argparse.Namespace) -> None:
 
 def _spawn(tool: str, model: Path, tasks: Path, task: str, bs: int, out: Path,
            threads: int) -> dict[str, Any]:
+    """The in-process measurement: a worker subprocess that times the evaluation only."""
     cmd = [sys.executable, __file__, "--worker", tool, "--model", str(model), "--tasks",
            str(tasks), "--task", task, "--batch-size", str(bs), "--out", str(out)]
     start = time.perf_counter()
-    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads)}
-    proc = subprocess.run(cmd, env=env, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(cmd, env=_env(threads), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{tool} on {task} failed:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     result["process_s"] = time.perf_counter() - start
+    return result
+
+
+def _env(threads: int) -> dict[str, str]:
+    return {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads)}
+
+
+def _script(name: str, module: str) -> list[str]:
+    """The console script a user types (beside this Python), else ``python -m``."""
+    exe = Path(sys.executable).parent / name
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", module]
+
+
+def whole_process(tool: str, model: Path, tasks: Path, task: str, bs: int, out: Path,
+                  threads: int) -> dict[str, Any]:
+    """Each tool's own command line, timed as a user times it: start-up to exit.
+
+    Returns wall seconds, the process's own peak RSS (``wait4``) and the headline
+    metric read back from the tool's output files.
+    """
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    if tool == "lm_eval":
+        cmd = [*_script("lm-eval", "lm_eval"), "run", "--model", "hf", "--model_args",
+               f"pretrained={model},dtype=float32", "--tasks", task, "--include_path",
+               str(tasks), "--device", "cpu", "--batch_size", str(bs), "--output_path",
+               str(out), "--log_samples"]
+    else:
+        cmd = [*_script("kai", "kaieval.cli"), "eval", "--model", str(model), "--tasks",
+               str(tasks / f"{task}.yaml"), "--batch-size", str(bs), "--output",
+               str(out / "run.json"), "--log-samples", str(out / "samples.jsonl")]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=_env(threads), stdout=subprocess.DEVNULL,
+                            stderr=(out / "stderr.txt").open("w"))
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        err = (out / "stderr.txt").read_text(encoding="utf-8", errors="replace")
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return {"whole_s": wall, "whole_rss_mb": usage.ru_maxrss / 1024,
+            "whole_metric": _read_metric(tool, out, task)}
+
+
+def _read_metric(tool: str, out: Path, task: str) -> float:
+    """acc (multiple choice) or exact_match (generation) from the tool's own output."""
+    if tool == "lm_eval":
+        res = json.loads(next(out.rglob("results_*.json")).read_text(encoding="utf-8"))
+        row = res["results"][task]
+        return float(row.get("acc,none", row.get("exact_match,none", float("nan"))))
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    metrics = run["tasks"][0]["metrics"]
+    return float(metrics.get("acc", metrics.get("exact_match", {"value": float("nan")}))["value"])
+
+
+def measure(tool: str, args: argparse.Namespace, model: Path, tasks: Path, task: str,
+            work: Path) -> dict[str, Any]:
+    """The in-process run and then the whole-process run of one tool on one task."""
+    result = _spawn(tool, model, tasks, task, args.batch_size, work / f"{tool}.json",
+                    args.threads)
+    if "whole" in args.modes:
+        result.update(whole_process(tool, model, tasks, task, args.batch_size,
+                                    work / f"cli-{tool}", args.threads))
     return result
 
 
@@ -336,11 +418,16 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--vocab", type=int, default=8000)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads per tool (same for both; 1 is stable on a shared box)")
-    ap.add_argument("--gen-docs", type=int, default=60,
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads per tool (the same for both)")
+    ap.add_argument("--gen-docs", type=int, default=120,
                     help="documents of the generate_until task")
     ap.add_argument("--only", choices=["mc", "gen"], help="run only one kind of task")
+    ap.add_argument("--tasks-only", default=",".join(TASKS),
+                    help="comma-separated multiple-choice tasks to run (default: all six)")
+    ap.add_argument("--modes", default="in,whole",
+                    help="'in' (evaluation only, in-process clock) and/or 'whole' (each "
+                         "tool's command line, start-up included)")
     ap.add_argument("--no-invariance", action="store_true",
                     help="skip the batch-size invariance check (1, 8, 32)")
     ap.add_argument("--quick", action="store_true", help="tiny model and 20 docs")
@@ -353,78 +440,97 @@ def main() -> None:
         return
     if args.quick:
         args.docs, args.gen_docs, args.hidden, args.layers, args.vocab = 20, 10, 64, 2, 2000
-    work = Path(args.workdir) / f"h{args.hidden}-l{args.layers}-v{args.vocab}-d{args.docs}-v2"
+    work = Path(args.workdir) / f"h{args.hidden}-l{args.layers}-v{args.vocab}-d{args.docs}-v3"
     tasks = write_tasks(work, n_docs=args.docs)
     letters = "".join(f" A B C D 정답: {c}\n" for c in "ABCD" * 200)
     model = build_model(work / "model", hidden=args.hidden, layers=args.layers,
                         vocab=args.vocab, extra_text=letters)
     print(f"model: Llama hidden={args.hidden} layers={args.layers} vocab={args.vocab} fp32, "
           f"{args.docs} docs/task, batch size {args.batch_size}, torch threads {args.threads}, "
-          f"cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-    if args.only != "mc":
-        _gen_row(args, work, model)
+          f"cpu count {os.cpu_count()}, load average {_load()}")
     if args.only != "gen":
         _mc_rows(args, work, model, tasks)
+    if args.only != "mc":
+        _gen_row(args, work, model)
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+HEAD = (f"{'task':22} {'tool':8} {'in-proc s':>9} {'cpu s':>7} {'whole s':>8} "
+        f"{'peak RSS MB':>11} {'score':>7} {'check':>10} {'x in-proc':>9} {'x whole':>8}")
+
+
+def _print_pair(task: str, theirs: dict[str, Any], ours: dict[str, Any], score: str,
+                check: str) -> None:
+    for tool, r in (("lm-eval", theirs), ("kaieval", ours)):
+        whole = f"{r['whole_s']:8.2f}" if "whole_s" in r else f"{'-':>8}"
+        rss = r.get("whole_rss_mb", r["peak_rss_mb"])
+        line = (f"{task:22} {tool:8} {r['wall_s']:9.2f} {r['cpu_s']:7.2f} {whole} {rss:11.0f} "
+                f"{r[score]:7.4f}")
+        if tool == "kaieval":
+            ratio = (f"{theirs['whole_s'] / ours['whole_s']:7.2f}x" if "whole_s" in r
+                     else f"{'-':>8}")
+            line += f" {check:>10} {theirs['wall_s'] / ours['wall_s']:8.2f}x {ratio}"
+        print(line, flush=True)
+        if "whole_metric" in r and abs(r["whole_metric"] - r[score]) > 1e-12:
+            print(f"  !! {tool}'s command line scored {r['whole_metric']} (in-process "
+                  f"{r[score]})", flush=True)
 
 
 def _gen_row(args: argparse.Namespace, work: Path, model: Path) -> None:
     tasks = write_gen_task(work / f"gen-d{args.gen_docs}", model, n_docs=args.gen_docs)
-    theirs = _spawn("lm_eval", model, tasks, GEN_TASK, args.batch_size, work / "lm.json",
-                    args.threads)
-    ours = _spawn("kaieval", model, tasks, GEN_TASK, args.batch_size, work / "kai.json",
-                  args.threads)
+    theirs = measure("lm_eval", args, model, tasks, GEN_TASK, work)
+    ours = measure("kaieval", args, model, tasks, GEN_TASK, work)
     diff = compare_generations(ours, theirs)
     meta = json.loads((tasks / f"{GEN_TASK}.meta.json").read_text(encoding="utf-8"))
-    head = (f"{'task':14} {'tool':9} {'wall s':>8} {'cpu s':>7} {'proc s':>8} {'peak RSS MB':>12} "
-            f"{'exact_match':>12} {'differing gens':>15} {'differing EM':>13} {'speed-up':>9} "
-            f"{'cpu ratio':>9}")
-    print(head)
-    print("-" * len(head))
-    for tool, r in (("lm-eval", theirs), ("kaieval", ours)):
-        extra = (f" {len(diff['gen_diff']):15d} {len(diff['em_diff']):13d} "
-                 f"{theirs['wall_s'] / ours['wall_s']:8.2f}x "
-                 f"{theirs['cpu_s'] / ours['cpu_s']:8.2f}x" if tool == "kaieval" else "")
-        print(f"{GEN_TASK:14} {tool:9} {r['wall_s']:8.2f} {r['cpu_s']:7.2f} {r['process_s']:8.2f} "
-              f"{r['peak_rss_mb']:12.0f} {r['exact_match']:12.4f}{extra}")
-    print(f"lm-eval task index (not in wall s, in proc s): {theirs['index_s']:.1f} s")
+    print(HEAD.replace("check", "diff gens"))
+    print("-" * len(HEAD))
+    _print_pair(GEN_TASK, theirs, ours, "exact_match", f"{len(diff['gen_diff'])} of "
+                f"{meta['docs']}")
+    print(f"lm-eval task index (not in in-proc s, in whole s): {theirs['index_s']:.1f} s; "
+          f"differing exact_match docs: {len(diff['em_diff'])}")
     print(f"{meta['docs']} docs, stops {meta['stops']}; reference generations cut by a stop: "
           f"{meta['cut_by_a_stop']}, empty after the cut: {meta['empty']}; differing doc "
           f"ids: {diff['gen_diff'][:10]}")
+    if args.no_invariance:
+        return
+    runs = {bs: run_kaieval(model, tasks, GEN_TASK, bs,
+                            work / f"inv-{GEN_TASK}-{bs}.jsonl")["gens"] for bs in (1, 8, 32)}
+    same = all(runs[bs] == runs[1] for bs in (8, 32))
+    print(f"batch-size invariance (generations at bs 1, 8, 32): "
+          f"{'identical' if same else 'DIFFERENT'}")
 
 
 def _mc_rows(args: argparse.Namespace, work: Path, model: Path, tasks: Path) -> None:
-    rows = []
-    for task in TASKS:
-        theirs = _spawn("lm_eval", model, tasks, task, args.batch_size, work / "lm.json",
-                        args.threads)
-        ours = _spawn("kaieval", model, tasks, task, args.batch_size, work / "kai.json",
-                      args.threads)
-        diff = _align(ours["lls"], theirs["lls"])
-        rows.append((task, theirs, ours, diff))
-    head = (f"{'task':16} {'tool':9} {'wall s':>8} {'cpu s':>7} {'proc s':>8} "
-            f"{'peak RSS MB':>12} {'acc':>7} {'acc_norm':>9} {'max |dLL|':>10} {'speed-up':>9} "
-            f"{'cpu ratio':>9}")
-    print(head)
-    print("-" * len(head))
-    for task, theirs, ours, diff in rows:
-        print(f"{task:16} {'lm-eval':9} {theirs['wall_s']:8.2f} {theirs['cpu_s']:7.2f} "
-              f"{theirs['process_s']:8.2f} {theirs['peak_rss_mb']:12.0f} {theirs['acc']:7.4f} "
-              f"{theirs['acc_norm']:9.4f}")
-        print(f"{task:16} {'kaieval':9} {ours['wall_s']:8.2f} {ours['cpu_s']:7.2f} "
-              f"{ours['process_s']:8.2f} {ours['peak_rss_mb']:12.0f} {ours['acc']:7.4f} "
-              f"{ours['acc_norm']:9.4f} {diff:10.2e} {theirs['wall_s'] / ours['wall_s']:8.2f}x "
-              f"{theirs['cpu_s'] / ours['cpu_s']:8.2f}x")
-    print("lm-eval task index (not in wall s, in proc s): "
-          + ", ".join(f"{task} {theirs['index_s']:.1f} s" for task, theirs, _o, _d in rows))
+    print(HEAD.replace("check", "max|dLL|"))
+    print("-" * len(HEAD))
+    names = [t.strip() for t in args.tasks_only.split(",") if t.strip()]
+    index = []
+    for task in names:
+        theirs = measure("lm_eval", args, model, tasks, task, work)
+        ours = measure("kaieval", args, model, tasks, task, work)
+        _print_pair(task, theirs, ours, "acc", f"{_align(ours['lls'], theirs['lls']):.2e}")
+        if ours["acc_norm"] != theirs["acc_norm"]:
+            print(f"  !! acc_norm differs: {ours['acc_norm']} vs {theirs['acc_norm']}")
+        index.append(f"{theirs['index_s']:.1f}")
+    print(f"lm-eval task index (not in in-proc s, in whole s): {', '.join(index)} s")
     if args.no_invariance:
         return
-    inv = {}
-    for task in TASKS:
+    for task in names:
         runs = {bs: run_kaieval(model, tasks, task, bs, work / f"inv-{task}-{bs}.jsonl",
-                                limit=40)["lls"] for bs in (1, 8, 32)}
-        inv[task] = max(_align(runs[bs], runs[1]) for bs in (8, 32))
-    print("batch-size invariance, first 40 docs (max per-choice |LL(bs) - LL(1)|, bs 8 and 32): "
-          + ", ".join(f"{t} {v:.2e}" for t, v in inv.items()))
+                                limit=40) for bs in (1, 8, 32)}
+        worst = max(_align(runs[bs]["lls"], runs[1]["lls"]) for bs in (8, 32))
+        preds = all(_argmax(runs[bs]["lls"]) == _argmax(runs[1]["lls"]) for bs in (8, 32))
+        print(f"batch-size invariance, {task}, first 40 docs: max per-choice "
+              f"|LL(bs) - LL(1)| over bs 8, 32 = {worst:.2e}; predictions "
+              f"{'identical' if preds else 'DIFFERENT'}")
+
+
+def _argmax(lls: dict[str, list[float]]) -> dict[str, int]:
+    return {k: max(range(len(v)), key=v.__getitem__) for k, v in lls.items()}
 
 
 if __name__ == "__main__":

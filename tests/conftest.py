@@ -21,6 +21,8 @@ def _key_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     """Point the signing-key folder at an empty temp folder: no test signs with, or writes
     checkpoints into, a real ``~/.config/kaieval/keys`` (tests that want a key create one)."""
     monkeypatch.setenv("KAI_KEY_DIR", str(tmp_path_factory.mktemp("keys") / "keys"))
+    # remembered file digests (kaieval.filehash) go to a temp file, not ~/.cache
+    monkeypatch.setenv("KAI_HASH_CACHE", str(tmp_path_factory.getbasetemp() / "file-hashes.json"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kaieval.errors import KaiError
+from kaieval.filehash import sha256_hex
 from kaieval.io import CONFIG_MAX_BYTES, INDEX_MAX_BYTES, TOKENIZER_MAX_BYTES, size_error
 
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt"})
@@ -169,7 +170,9 @@ def model_hash(path: Path) -> str:
     (build stamps, temp files) do not, so rebuilding identical files keeps the hash.
     Computed once per process for files whose names, sizes and modification times are
     unchanged: planning a stage, keying its jobs and checking its references all ask
-    for the same folders' hashes.
+    for the same folders' hashes. Across processes, each large file's digest is
+    remembered by its identity and state (:mod:`kaieval.filehash`), so a run does not
+    read every weight before its first forward pass.
     """
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()
@@ -180,12 +183,8 @@ def model_hash(path: Path) -> str:
     if known is not None:
         return known
     outer = hashlib.sha256()
-    for file in files:
-        inner = hashlib.sha256()
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                inner.update(block)
-        outer.update(f"{file.relative_to(path).as_posix()}\0{inner.hexdigest()}\n".encode())
+    for file in files:  # each large file's digest is remembered across processes
+        outer.update(f"{file.relative_to(path).as_posix()}\0{sha256_hex(file)}\n".encode())
     _HASHES[sig] = outer.hexdigest()
     return _HASHES[sig]
 

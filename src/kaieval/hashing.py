@@ -12,14 +12,12 @@ def sha256_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: Path) -> str:
+    """``sha256:<hex>`` of a regular file's bytes (large files: remembered, ``filehash``)."""
+    from kaieval.filehash import sha256_hex
     from kaieval.io import open_regular  # a FIFO or device is refused, never waited on
 
-    h = hashlib.sha256()
-    with open_regular(path) as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + sha256_hex(path, opener=open_regular)
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -85,3 +85,17 @@ def test_evaluate_bad_input(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(KaiError, match="model-name"):
         evaluate("http://127.0.0.1:9/v1", [MiniTask(n_docs=2)], backend="openai",
                  progress=False)
+
+
+def test_batch_size_changes_no_number_of_a_run(model_dir: Path, tmp_path: Path) -> None:
+    """Through the engine: 40 questions (more than one call of the old 16 or 32 contexts),
+    shots shared by most of them; batch sizes 1, 8 and 32 give bit-identical numbers."""
+    lls = {}
+    for bs in (1, 8, 32):
+        log = tmp_path / f"samples-{bs}.jsonl"
+        evaluate(str(model_dir), [MiniTask(n_docs=40)], batch_size=bs, log_samples=log,
+                 progress=False)
+        lls[bs] = [json.loads(line)["loglikelihoods"]
+                   for line in log.read_text(encoding="utf-8").splitlines()]
+    assert len(lls[1]) == 40
+    assert lls[8] == lls[1] and lls[32] == lls[1]

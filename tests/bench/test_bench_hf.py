@@ -110,6 +110,37 @@ def test_generation_greedy_stops_and_is_batch_invariant(backend: HFBackend) -> N
     assert backend.generate(reqs[:1]) == both[:1]  # deterministic
 
 
+def _gen_requests() -> list[GenerationRequest]:
+    """Few-shot prompts sharing their shots, a few on their own; stops, budgets, a zero."""
+    from kaieval.synth.corpus import corpus_text
+
+    text = corpus_text("train", 3000, seed=3)
+    shots = "".join(f"질문: {text[i * 60:i * 60 + 40]}\n답: {i * 7}\n\n" for i in range(3))
+    reqs = [GenerationRequest(f"{shots}질문: {text[900 + q * 45:930 + q * 45 + 3 * q]}\n답:",
+                              stop=("\n\n", "다"), max_tokens=6 + 3 * (q % 4))
+            for q in range(12)]
+    reqs += [GenerationRequest(text[1500 + q * 90:1520 + q * 90 + 8 * q], max_tokens=10)
+             for q in range(5)]
+    reqs.append(GenerationRequest("오늘", max_tokens=0))
+    return reqs
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(model_dir: Path) -> None:
+    reqs = _gen_requests()
+    backend = HFBackend(model_dir, batch_size=8, prefix_block=16)
+    got = backend.generate(reqs)
+    with backend._torch.inference_mode():
+        ref = [backend._generate_one(r) for r in reqs]
+    assert got == ref
+    assert got[-1].text == ""
+    assert sum(len(g.text) for g in got) > 50  # the prompts generated something
+    assert backend.prefix_scorer is not None and backend.prefix_scorer.blocks_computed > 0
+    for bs in (1, 32):
+        assert HFBackend(model_dir, batch_size=bs, prefix_block=16).generate(reqs) == got
+    # without the tree scorer (e.g. a sliding-window model) prompts go one at a time
+    assert HFBackend(model_dir, shared_prefix=False).generate(reqs[:3]) == got[:3]
+
+
 def test_fingerprint_tracks_files_and_settings(model_dir: Path, backend: HFBackend,
                                                tmp_path: Path) -> None:
     assert backend.fingerprint() == HFBackend(model_dir).fingerprint()

@@ -1,7 +1,8 @@
 """Parity with lm-evaluation-harness on a tiny local model (not timed), both task types.
 
 Runs lm-eval's own HF backend and kaieval's engine on the same lm-eval task
-YAMLs (5-shot, full-sentence answers and one-letter answers) and asserts every
+YAMLs (5-shot, full-sentence answers and one-letter answers; the same shots for
+every item, and shots drawn per item by lm-eval's default sampler) and asserts every
 per-choice log-likelihood agrees within 1e-4 and the accuracies are identical.
 The builders come from benchmarks/vs_lm_eval.py, which times the same run.
 """
@@ -25,7 +26,8 @@ _spec.loader.exec_module(bench)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["ko_fulltext_mc", "ko_letter_mc"])
+@pytest.mark.parametrize("task", ["ko_fulltext_mc", "ko_letter_mc",
+                                  "ko_fulltext_mc_peritem"])
 def test_loglikelihoods_and_accuracy_match_lm_eval(
         task: str, tmp_path_factory: pytest.TempPathFactory,
         monkeypatch: pytest.MonkeyPatch) -> None:

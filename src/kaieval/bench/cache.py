@@ -115,3 +115,15 @@ class RequestCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def default_request_cache() -> Path:
+    """``$KAI_CACHE_DIR/requests``, else ``$XDG_CACHE_HOME/kaieval/requests`` or
+    ``~/.cache/kaieval/requests``: benchmark answers kept across runs and stages."""
+    import os
+
+    env = os.environ.get("KAI_CACHE_DIR")
+    if env:
+        return Path(env) / "requests"
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "kaieval" / "requests"

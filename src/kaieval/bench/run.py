@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,8 +26,10 @@ from kaieval.bench.backends import get_backend
 from kaieval.bench.cache import RequestCache
 from kaieval.bench.engine import TaskOutcome, run_task, write_sample_log
 from kaieval.errors import KaiError
-from kaieval.records import BenchmarkResult
 from kaieval.version import code_version
+
+if TYPE_CHECKING:  # the store's records pull in the programme spec (~0.3 s): not for kai eval
+    from kaieval.records import BenchmarkResult
 
 SCHEMA = "kaieval/eval-run/v1"
 CACHE_FILE = "requests.sqlite"
@@ -189,7 +191,8 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
     try:
         for task in task_objs:
             outcomes.append(run_task(task, be, num_fewshot=num_fewshot, limit=limit,
-                                     cache=cache, contexts_per_chunk=max(batch_size, 16),
+                                     cache=cache,
+                                     contexts_per_chunk=_contexts_per_chunk(be, batch_size),
                                      progress=progress))
     finally:
         if cache is not None:
@@ -207,6 +210,14 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
         cache_path=str(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None,
         tasks=tuple(_task_run(o, num_fewshot) for o in outcomes),
         wall_s=round(time.perf_counter() - start, 3))
+
+
+def _contexts_per_chunk(backend: Any, batch_size: int) -> int:
+    """Contexts per backend call: the backend's own fixed number if it packs by content
+    (so the packs, and hence the rounding, cannot depend on ``--batch-size``), else at
+    least the batch size."""
+    fixed = getattr(backend, "contexts_per_call", None)
+    return int(fixed) if fixed else max(batch_size, 16)
 
 
 def _make_backend(name: str, model: str, *, batch_size: int, chat_template: bool, seed: int,
@@ -228,6 +239,8 @@ def to_benchmark_results(run: EvalRun, *, stage_id: str, team_id: str,
                          role: Literal["candidate", "target"] = "candidate"
                          ) -> list[BenchmarkResult]:
     """One ``BenchmarkResult`` per task: primary metric, per-document scores, stderr."""
+    from kaieval.records import BenchmarkResult
+
     results = []
     for task in run.tasks:
         metric = task.metrics.get(task.primary_metric)

@@ -45,7 +45,9 @@ def arena_generate(
     items = rs.load_prompts(prompts)
     backends = {ld.dossier.team.id: rs.backend_for(ld.folder, ld.dossier, stage, chat=chat,
                                                    device=device) for ld in loaded}
-    cache = cache_dir or Path.home() / ".cache" / "kaieval" / "requests"
+    from kaieval.bench.cache import default_request_cache
+
+    cache = cache_dir or default_request_cache()
     n = rs.generate(Store(db), stage, backends, items, cache_dir=cache, max_tokens=max_tokens,
                     chat=chat, actor=actor)
     typer.echo(f"stored {n} responses ({len(items)} prompts x {len(backends)} teams) "

@@ -49,6 +49,7 @@ def eval_(
         "every number is marked so).")] = False,
 ) -> None:
     """Run benchmarks on a local model or an OpenAI-compatible endpoint."""
+    from kaieval.bench.cache import default_request_cache
     from kaieval.bench.run import evaluate
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -77,7 +78,8 @@ def eval_(
                            where="--approximate-split")
         kwargs["approximate_split"] = True
     run = evaluate(model, names, backend=backend, num_fewshot=num_fewshot,
-                   batch_size=batch_size, limit=limit, cache_dir=cache_dir,
+                   batch_size=batch_size, limit=limit,
+                   cache_dir=cache_dir if cache_dir is not None else default_request_cache(),
                    log_samples=log_samples, chat_template=chat_template, **kwargs)
     if output is not None:
         from kaieval.io import atomic_write_text

@@ -46,8 +46,9 @@ def stage_measure(
     """
     from rich.console import Console
 
+    from kaieval.bench.cache import default_request_cache
     from kaieval.pipeline import measure_stage, parse_only, plan_stage
-    from kaieval.pipeline.inputs import default_request_cache, stage_inputs
+    from kaieval.pipeline.inputs import stage_inputs
     from kaieval.report.progress import live_grid, print_measurement_summary
     from kaieval.spec.load import load_dossiers, load_program
     from kaieval.store import Store

@@ -40,16 +40,6 @@ def resolve_registry(stage: Stage, program_path: Path | None, override: Path | N
     return load_registry(default_registry_dir())
 
 
-def default_request_cache() -> Path:
-    """``$KAI_CACHE_DIR/requests``, else ``$XDG_CACHE_HOME/kaieval/requests`` or
-    ``~/.cache/kaieval/requests``: benchmark answers kept across runs and stages."""
-    import os
-
-    env = os.environ.get("KAI_CACHE_DIR")
-    if env:
-        return Path(env) / "requests"
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "kaieval" / "requests"
 
 
 def gate_alpha(stage: Stage) -> float:

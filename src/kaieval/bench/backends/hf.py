@@ -16,19 +16,26 @@ pass only when every answer is one token; here a 5-shot question with four
 sentence answers costs about one prefix pass instead of four.
 
 On a full-attention model with sdpa or eager attention (the default on CPU) the
-exact mode goes further (``hf_prefix.PrefixScorer``): the context's KV is cached
-in fixed 64-token blocks shared across questions (the few-shot block is computed
-once per task, not once per question), and the context's tail plus every
-choice's tokens go through ONE tree-masked pass. Other models use the path below.
+exact mode goes further (``hf_prefix.PrefixScorer``): context blocks that
+several questions share (a common few-shot block) are computed once in fixed
+64-token blocks and cached, and the rest of each context plus every choice's
+tokens form one tree; several questions' trees go through one forward pass,
+packed by content up to a fixed token budget (``hf_pack``). Other models use the
+path below.
 
-Batch-size invariance, exactly: by default each distinct prefix gets its own
-pass (no padding at all) and all its multi-token choices one more pass, so no
-tensor shape a request sees depends on the batch size or on its neighbours, and
-each request's sum is taken in float64 in token order -- batch sizes 1, 8 and 32
-give bit-identical log-likelihoods. On a GPU, ``prefix_batching=True`` runs
-``batch_size`` prefixes per pass (right padding, attention mask, position ids
-that continue each row's own prefix): faster there, invariant to ~1e-5 only.
-Generation is greedy at batch 1 (trivially batch invariant).
+Batch-size invariance, exactly: the engine hands this backend a fixed number of
+contexts per call (``CONTEXTS_PER_CALL``), and inside a call the packs depend
+only on the token ids and fixed constants, so no tensor shape a request sees
+depends on ``--batch-size``, and each request's sum is taken in float64 in token
+order -- batch sizes 1, 8 and 32 give bit-identical log-likelihoods. (A request
+scored in another call -- a resumed run, a different set of documents -- may
+share a pass with other neighbours and differ by float rounding, ~1e-6.) Without
+the tree scorer each distinct prefix gets its own pass. On a GPU,
+``prefix_batching=True`` runs ``batch_size`` prefixes per pass (right padding,
+attention mask, position ids that continue each row's own prefix): faster there,
+invariant to ~1e-5 only. Generation is greedy, up to ``GEN_ROWS`` prompts per
+pass in batches decided by content (``hf_generate``), so it is batch-size
+invariant too.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from kaieval.bench.api import (
     LoglikelihoodResponse,
 )
 from kaieval.bench.backends.common import chat_template_hash, load_hf_tokenizer
+from kaieval.bench.backends.hf_generate import GEN_ROWS, GEN_TOKENS, GreedyDecoder, Prompt
 from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
 from kaieval.bench.backends.hf_prefix import supports as prefix_supports
 from kaieval.bench.collate import Collator
@@ -59,6 +67,7 @@ from kaieval.quiet import quiet_transformers
 DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
 TOKENIZER_INFINITY = 1000000000000000019884624838656
+CONTEXTS_PER_CALL = 64  # contexts per engine call: packs and decode batches form inside one
 TOKENISATION = "lm-eval-hflm-v1"  # bump if the request -> tokens mapping ever changes
 
 
@@ -143,6 +152,12 @@ class HFBackend:
             PrefixScorer(self.model, device, cache_arg=self._cache_arg, keep_arg=self._keep_arg,
                          block=prefix_block)
             if shared_prefix and not prefix_batching and prefix_supports(self.model) else None)
+        self.decoder = GreedyDecoder(self.model, self.tokenizer, device,
+                                     cache_arg=self._cache_arg, keep_arg=self._keep_arg,
+                                     scorer=self.prefix_scorer)
+        # the engine hands this many contexts per call whatever the batch size, so the
+        # scorer's packs (and hence every rounding) are the same for every batch size
+        self.contexts_per_call = CONTEXTS_PER_CALL
 
     # ---------------------------------------------------------------- identity
 
@@ -159,7 +174,8 @@ class HFBackend:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            parts = [TOKENISATION, self._scoring(), model_hash(self.path), self.dtype,
+            parts = [TOKENISATION, self._scoring(), f"greedy-rows-{GEN_ROWS}-{GEN_TOKENS}",
+                     model_hash(self.path), self.dtype,
                      self._torch.device(self.device).type, str(self.max_length),
                      f"chat={self.chat_template}:{self.chat_template_hash}"]
             if self.tokenizer_pattern is not None:  # it changes the tokens; absent otherwise
@@ -172,7 +188,7 @@ class HFBackend:
         so answers computed by one path (equal only up to float rounding) are never mixed
         with another's."""
         if self.prefix_scorer is not None:
-            return f"tree-blocks-{self.prefix_scorer.block}"
+            return f"packed-trees-{self.prefix_scorer.block}-{self.prefix_scorer.pack_tokens}"
         return "prefix-batched" if self.prefix_batching else "prefix-cache"
 
     def describe(self) -> dict[str, Any]:
@@ -182,7 +198,7 @@ class HFBackend:
                 "chat_template_hash": self.chat_template_hash,
                 "shared_prefix": self.shared_prefix, "prefix_batching": self.prefix_batching,
                 "scoring": self._scoring(), "tokenizer_pattern": self.tokenizer_pattern,
-                "generation": "greedy, batch 1",
+                "generation": f"greedy, up to {GEN_ROWS} prompts per pass",
                 "tokenisation": TOKENISATION, "fingerprint": self.fingerprint()}
 
     # ---------------------------------------------------------------- tokens
@@ -249,18 +265,21 @@ class HFBackend:
                                            length=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         answers: dict[int, LoglikelihoodResponse] = {}
         with self._torch.inference_mode():
-            per_pass = self.batch_size if self.prefix_batching else 1
-            for batch in collator.batches(per_pass):
-                if self.prefix_scorer is not None and per_pass == 1 and self.prefix_scorer.fits(
-                        batch[0].indices, pairs):
-                    for i, (logprob, greedy, n) in zip(
-                            batch[0].indices, self.prefix_scorer.score(batch[0].indices, pairs),
-                            strict=True):
-                        answers[i] = LoglikelihoodResponse(logprob=logprob, greedy=greedy,
-                                                           n_tokens=n)
-                    continue
-                prefixes = [pairs[g.indices[0]][0] for g in batch]
-                self._score_batch(prefixes, [list(g.indices) for g in batch], pairs, answers)
+            if self.prefix_scorer is not None and not self.prefix_batching:
+                scorer = self.prefix_scorer
+                packed = [g.indices for g in collator.groups if scorer.fits(g.indices, pairs)]
+                for i, (logprob, greedy, n) in scorer.score_groups(packed, pairs).items():
+                    answers[i] = LoglikelihoodResponse(logprob=logprob, greedy=greedy,
+                                                       n_tokens=n)
+                rest = [g for g in collator.groups if g.indices[0] not in answers]
+                for g in rest:  # a tree over TREE_MAX_TOKENS: one context per pass
+                    self._score_batch([pairs[g.indices[0]][0]], [list(g.indices)], pairs, answers)
+            else:
+                per_pass = self.batch_size if self.prefix_batching else 1
+                for batch in collator.batches(per_pass):
+                    prefixes = [pairs[g.indices[0]][0] for g in batch]
+                    self._score_batch(prefixes, [list(g.indices) for g in batch], pairs,
+                                      answers)
         return collator.restore(answers)
 
     def _full_sequence(self, request: LoglikelihoodRequest) -> LoglikelihoodResponse:
@@ -352,9 +371,37 @@ class HFBackend:
     # ---------------------------------------------------------------- generation
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        return [self._generate_one(r) for r in requests]
+        """Greedy, up to ``GEN_ROWS`` prompts per pass (``hf_generate``); same text as one
+        prompt at a time. Models the tree scorer does not take (sliding-window or
+        flash attention: our explicit 4-D masks would be wrong or refused there) decode
+        one prompt at a time."""
+        if self.prefix_scorer is None:
+            with self._torch.inference_mode():
+                return [self._generate_one(r) for r in requests]
+        prompts = []
+        for request in requests:
+            budget = max(1, self.max_length - request.max_tokens)
+            ids = self._encode(self._wrap(request.context, request.chat))[-budget:]
+            prompts.append(Prompt(tuple(ids), request.max_tokens,
+                                  tuple(s for s in request.stop if s)))
+        todo = [i for i, p in enumerate(prompts) if p.max_tokens >= 1]
+        generated: list[list[int]] = [[] for _ in prompts]
+        with self._torch.inference_mode():
+            for i, ids in zip(todo, self.decoder.run([prompts[i] for i in todo]), strict=True):
+                generated[i] = ids
+        return [GenerationResponse(text=self._finish(ids, r.stop))
+                for ids, r in zip(generated, requests, strict=True)]
+
+    def _finish(self, generated: list[int], stops: Sequence[str]) -> str:
+        """The generated text cut at each stop string in turn (lm-eval's post-processing)."""
+        result = str(self.tokenizer.decode(generated, skip_special_tokens=True))
+        for stop in stops:
+            if stop:
+                result = result.split(stop)[0]
+        return result
 
     def _generate_one(self, request: GenerationRequest) -> GenerationResponse:
+        """Reference path: one prompt, one token per pass (what ``generate`` must equal)."""
         torch = self._torch
         text = self._wrap(request.context, request.chat)
         budget = max(1, self.max_length - request.max_tokens)
@@ -381,8 +428,4 @@ class HFBackend:
                                  for s in stops):
                     break
                 step = torch.tensor([[token]], device=self.device)
-        result = str(self.tokenizer.decode(generated, skip_special_tokens=True))
-        for stop in request.stop:
-            if stop:
-                result = result.split(stop)[0]
-        return GenerationResponse(text=result)
+        return GenerationResponse(text=self._finish(generated, request.stop))
