@@ -3,7 +3,10 @@
 Every instruction id of the IFEval paper (Zhou et al. 2023; the 25 that
 google/IFEval and lm-eval's ``ifeval`` task use) is a small function
 ``check(response, **kwargs) -> bool``, with kwargs named as in the public data,
-so hub rows run unchanged. The predicates follow lm-eval's implementation, with
+so hub rows run unchanged. These are the ``script`` checks (``ifeval@kaieval-v1``
+and the default for users' own task files); the catalogue's ``ifeval`` uses lm-eval's
+own (``checks: lm-eval``, in ``kaieval.bench.ifeval_reference``, which reuses the
+predicates here that lm-eval shares). They follow lm-eval's implementation, with
 three deliberate differences, because the catalogue also serves Korean:
 
 * sentences are split on ``. ! ? 。 ！ ？`` followed by whitespace (lm-eval uses
