@@ -113,6 +113,13 @@ def detect_language(text: str) -> str | None:
         return None
 
 
+def require() -> None:
+    """Fail with one line before any generation if a reference check could not run."""
+    _sentence_tokenizer()
+    _word_tokenizer()
+    detect_language("ready")
+
+
 def _pattern(text: str, iid: str) -> re.Pattern[str]:
     try:
         return re.compile(text, flags=re.IGNORECASE)
