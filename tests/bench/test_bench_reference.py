@@ -302,6 +302,10 @@ def _lm_scores(task: Any, bench: str, rnd: random.Random, kind: str) -> tuple[di
             per[d][0].resps = [text]
             answers.append(text)
     task.apply_filters()
+    if bench == "ifeval":  # lm-eval leaves langdetect unseeded; kaieval seeds it with 0
+        from langdetect import DetectorFactory
+
+        DetectorFactory.seed = 0
     values: dict[str, list[Any]] = defaultdict(list)
     for d in sorted(per):
         insts = per[d]
