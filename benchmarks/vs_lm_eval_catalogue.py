@@ -41,6 +41,10 @@ def _lm_eval(lm: Any, manager: Any, task: Any, limit: int | None,
              chat: bool = False) -> dict[str, Any]:
     import lm_eval
 
+    if task.config.task == "ifeval":  # lm-eval leaves langdetect unseeded; kaieval seeds 0
+        from langdetect import DetectorFactory
+
+        DetectorFactory.seed = 0
     out = lm_eval.simple_evaluate(model=lm, tasks=[task], log_samples=True, limit=limit,
                                   random_seed=0, fewshot_random_seed=1234,
                                   task_manager=manager, apply_chat_template=chat)
