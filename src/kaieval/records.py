@@ -233,7 +233,9 @@ class ComponentEvidence(BaseModel):
     kind: EvidenceKind | None = None  # weight rows: what the evidence shows (copied,
     # derived by training, co-adapted, no evidence, not comparable); None on tokenizer and
     # behaviour rows and in records written before it existed
-    effect_size: float | None = None  # the stronger of mean centred r and matched rank rho
+    effect_size: float | None = None  # mean centred r of the aligned tensors (the matched
+    # rank rho where no tensor was correlated; 1 for a component only copies compared)
+    match_rho: float | None = None  # MLPs: matched hidden units' rank correlation
     parameters: int | None = None  # the candidate's parameters in this component
     not_compared: str | None = None  # why nothing (or not everything) could be compared
 

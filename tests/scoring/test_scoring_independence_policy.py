@@ -62,6 +62,13 @@ def test_co_adaptation_alone_passes_the_stage1_rule() -> None:
     assert out.status == "pass" and out.decided_by == "co_adapted: pass"
 
 
+def test_no_dependence_passes_on_no_line() -> None:
+    out = gate_outcome(_gate(policy={}), _verdict({"head": "no_evidence"}, "no_evidence"), {},
+                       0.0)
+    assert out.status == "pass" and out.decided_by == "no line applies: pass"
+    assert "no component is copied" in out.sentence
+
+
 def test_a_policy_that_tolerates_copies_passes_them() -> None:
     policy = IndependencePolicy(copied="pass", derived_by_training="pass")
     out = gate_outcome(_gate(policy=policy.model_dump()), _verdict(ISSUE), {}, 0.0)

@@ -613,17 +613,10 @@ def measure_thresholds(checked: Sequence[tuple[Pair, IndependenceVerdict]],
     """Per component type, the smallest effect of a Holm-significant, not copied component
     of the fine-tune and continued-pretraining controls: the low end of the range that
     training a foreign model produces. Empty when neither control was run."""
-    effects: dict[str, dict[str, float | None]] = {}
-    significant: dict[str, list[str]] = {}
-    for pair, v in checked:
-        if pair.kind not in TRAINED_CONTROLS:
-            continue
-        lines = [e for e in v.evidence if is_weight_line(e)]
-        effects[pair.kind] = {e.component: e.effect_size for e in lines}
-        significant[pair.kind] = [e.component for e in lines
-                                  if e.verdict == "derived" and not e.tensors_copied]
-    by_type = effect_thresholds(effects, significant)
-    return EffectThresholds(by_type, f"calibration suite ({', '.join(sorted(effects))})"
+    lines = {pair.kind: [e for e in v.evidence if is_weight_line(e)]
+             for pair, v in checked if pair.kind in TRAINED_CONTROLS}
+    by_type = effect_thresholds(lines)
+    return EffectThresholds(by_type, f"calibration suite ({', '.join(sorted(lines))})"
                             if by_type else "not calibrated")
 
 

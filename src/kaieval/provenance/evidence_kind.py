@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,7 @@ KIND_WORDS: dict[str, str] = {"copied": "copied", "derived_by_training": "derive
                               "co_adapted": "co-adapted (weak)", "no_evidence": "no evidence",
                               "not_comparable": "not comparable"}
 TRAINED_CONTROLS = ("finetune", "continued-pretraining")
+MATCHING = "_matching"  # threshold key suffix: the bar for an MLP's matched rank rho
 
 
 def component_type(component: str) -> str:
@@ -73,10 +74,14 @@ class EffectThresholds:
     by_type: dict[str, float] = field(default_factory=dict)
     source: str = "not calibrated"
 
-    def threshold(self, component: str) -> float | None:
-        if not self.by_type:
+    def threshold(self, component: str, *, matching: bool = False) -> float | None:
+        """The bar for the component's effect size (``matching``: for its matched rho)."""
+        if matching:
+            return self.by_type.get(component_type(component) + MATCHING)
+        plain = {k: v for k, v in self.by_type.items() if not k.endswith(MATCHING)}
+        if not plain:
             return None
-        return self.by_type.get(component_type(component), min(self.by_type.values()))
+        return plain.get(component_type(component), min(plain.values()))
 
     @classmethod
     def from_summary(cls, path: Path) -> EffectThresholds:
@@ -90,19 +95,21 @@ class EffectThresholds:
             return cls()
 
 
-def effect_thresholds(effects: dict[str, dict[str, float | None]],
-                      significant: dict[str, list[str]]) -> dict[str, float]:
-    """Per component type, the smallest effect among the trained controls' significant
-    components. ``effects[control][component]``; ``significant[control]`` lists the
-    components that were Holm-significant (copies excluded: they are no training)."""
+def effect_thresholds(lines: Mapping[str, Sequence[ComponentEvidence]]) -> dict[str, float]:
+    """Per component type, the smallest effect among the trained controls' significant,
+    not copied components (``lines[control]``: its weight evidence lines); for MLPs also
+    the smallest matched rho (key ``mlp_matching``). Floored to 4 decimals, never
+    rounded up: a control must meet the bar measured on it."""
     out: dict[str, float] = {}
-    for control, comps in effects.items():
-        for comp, eff in comps.items():
-            if eff is None or comp not in significant.get(control, []):
+    for evs in lines.values():
+        for ev in evs:
+            if ev.verdict != "derived" or ev.tensors_copied:
                 continue
-            t = component_type(comp)
-            out[t] = min(out.get(t, math.inf), eff)
-    return {k: round(v, 4) for k, v in sorted(out.items())}
+            t = component_type(ev.component)
+            for key, value in ((t, ev.effect_size), (t + MATCHING, ev.match_rho)):
+                if value is not None:
+                    out[key] = min(out.get(key, math.inf), value)
+    return {k: math.floor(v * 1e4) / 1e4 for k, v in sorted(out.items())}
 
 
 def classify(ev: ComponentEvidence, thresholds: EffectThresholds) -> EvidenceKind:
@@ -113,12 +120,18 @@ def classify(ev: ComponentEvidence, thresholds: EffectThresholds) -> EvidenceKin
         return "copied"
     if ev.verdict != "derived":
         return "no_evidence"
-    if ev.effect_size is not None and ev.effect_size >= IDENTICAL_EFFECT:
+    if ev.effect_size is not None and ev.effect_size >= IDENTICAL_EFFECT and \
+            ev.tensors_correlated:
         return "copied"
     bar = thresholds.threshold(ev.component)
-    if bar is not None and (ev.effect_size is None or ev.effect_size < bar):
-        return "co_adapted"
-    return "derived_by_training"
+    if bar is None:
+        return "derived_by_training"
+    rho_bar = thresholds.threshold(ev.component, matching=True)
+    if ev.effect_size is not None and ev.effect_size >= bar:
+        return "derived_by_training"
+    if rho_bar is not None and ev.match_rho is not None and ev.match_rho >= rho_bar:
+        return "derived_by_training"
+    return "co_adapted"
 
 
 def is_weight_line(ev: ComponentEvidence) -> bool:
@@ -288,8 +301,10 @@ def decide(evidence: Sequence[ComponentEvidence], references: Sequence[str], *, 
             if k == "co_adapted":
                 effs = [ev.effect_size for ev in evs if ev.effect_size is not None]
                 if effs:
-                    extra = (f", effect {min(effs):.2f}-{max(effs):.2f}, below what the "
-                             "calibration suite's fine-tunes produce")
+                    span = (f"{min(effs):.2f}" if f"{min(effs):.2f}" == f"{max(effs):.2f}"
+                            else f"{min(effs):.2f}-{max(effs):.2f}")
+                    extra = (f", effect {span}, below what the calibration suite's "
+                             "fine-tunes produce")
             parts.append(f"{KIND_WORDS[k]}: {name_components(s.components)} "
                          f"({_pct(s.share)} of the parameters; {how}{extra})")
         srcs = sorted({ev.reference for ev in weights

@@ -375,22 +375,26 @@ def _not_compared(f: _Finding) -> str | None:
     return ", ".join(why) or "not comparable"
 
 
-def _effect_size(f: _Finding) -> float | None:
-    """The stronger of mean centred r and the matched rank correlation: how much survives.
+def _match_rho(f: _Finding) -> float | None:
+    """Mean over matched sites of the stronger rank statistic (identity order, gate/up)."""
+    rhos = [max(s.result.rho_identity, s.result.rho_gate_up or -1.0)
+            for s in f.matched if s.result is not None]
+    return float(np.mean(rhos)) if rhos else None
 
-    Both are correlations of aligned weights (1 for a copy, ~0 for independent models),
-    so the stronger is the one that saw through the transform: a permuted MLP keeps
-    its units' order only to the matching, a residual-mapped one to the correlation.
+
+def _effect_size(f: _Finding) -> float | None:
+    """Mean centred r of the aligned tensors: how much of the weights survives.
+
+    Where no tensor could be correlated, the matched rank rho stands in; a component
+    compared by exact hashes only is 1 when it holds copies. The rank rho is kept apart
+    (``match_rho``) because it measures order, not weights: a fine-tune keeps its MLP
+    units' order perfectly (rho = 1) while its weights move.
     """
-    vals = []
     if f.results:
-        vals.append(float(np.mean([r.r for r in f.results])))
+        return float(np.mean([r.r for r in f.results]))
     if f.matched:
-        vals.append(float(np.mean([max(s.result.rho_identity, s.result.rho_gate_up or -1.0)
-                                   for s in f.matched if s.result is not None])))
-    if not vals:
-        return 1.0 if f.copies else None
-    return max(vals)
+        return _match_rho(f)
+    return 1.0 if f.copies else None
 
 
 def _evidence(f: _Finding, parameters: int | None = None) -> ComponentEvidence:
@@ -415,7 +419,7 @@ def _evidence(f: _Finding, parameters: int | None = None) -> ComponentEvidence:
         component=f.component, verdict="derived" if f.derived else "no_evidence", test=test,
         statistic=stat, p_value=None if lp is None else math.exp(lp), detail=_detail(f),
         reference=f.reference, log10_p=None if lp is None else tw.log10(lp), **_counts(f),
-        effect_size=_effect_size(f), **extra)
+        effect_size=_effect_size(f), match_rho=_match_rho(f), **extra)
 
 
 def _counts(f: _Finding) -> dict[str, Any]:

@@ -21,7 +21,10 @@ _FLAG: dict[str, Status] = {"pass": "pass", "fail": "fail", "flag": "not_measure
 def policy_words(line: str) -> str:
     """What a policy line is about, in words (its field description)."""
     name = line.split(":", 1)[0]
-    return IndependencePolicy.model_fields[name].description or name
+    field = IndependencePolicy.model_fields.get(name)
+    if field is None:
+        return "no component is copied, derived by training or co-adapted"
+    return field.description or name
 
 
 def _applies(v: IndependenceVerdict) -> set[str]:
