@@ -138,7 +138,11 @@ def test_decide_issue_case_from_records() -> None:
 def test_decide_whole_model_and_coverage() -> None:
     trained = [_line(c, effect=0.9) for c in
                ("embeddings", "block.0.attention", "block.0.mlp", "head")]
-    assert decide(trained, ["parent"], alpha=0.01, thresholds=BARS).verdict == "derived"
+    d = decide(trained, ["parent"], alpha=0.01, thresholds=BARS)
+    assert d.verdict == "derived" and "Copied as-is" not in d.sentence
+    copied = [*trained[:3], _line("head", copied=2, effect=1.0)]
+    d = decide(copied, ["parent"], alpha=0.01, thresholds=BARS)
+    assert d.verdict == "derived" and "Copied as-is: head (25 % of the parameters)" in d.sentence
     # most of the model not comparable: the sentence leads with it
     few = [_line("norms", verdict="no_evidence", params=10)] + [
         _line(c, verdict="inconclusive", effect=None, params=500)

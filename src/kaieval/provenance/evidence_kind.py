@@ -284,9 +284,12 @@ def decide(evidence: Sequence[ComponentEvidence], references: Sequence[str], *, 
     if lm_share is not None:
         strong = [ev for ev in per_comp.values()
                   if ev.kind in ("copied", "derived_by_training")]
+        copied = by_kind["copied"]
+        named = (f" Copied as-is: {name_components(copied.components)} ({_pct(copied.share)} "
+                 "of the parameters)." if copied.components else "")
         text = (f"{cover} Derived from {ref}: {_pct(lm_share)} of the compared language-model "
                 f"parameters are copied or derived by training "
-                f"({len(strong)} components, {_p_words(strong) or 'copies'}; {sure}).")
+                f"({len(strong)} components, {_p_words(strong) or 'copies'}; {sure}).{named}")
         return Decision("derived", text, ref, tuple(by_kind.values()), evidence)
     found: list[EvidenceKind] = [k for k in ("copied", "derived_by_training", "co_adapted")
                                  if by_kind[k].components]
