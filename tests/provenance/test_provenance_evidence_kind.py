@@ -131,7 +131,10 @@ def test_decide_issue_case_from_records() -> None:
         "block.2.attention", "block.2.mlp", "block.3.attention", "block.3.mlp", "embeddings",
         "head"}
     assert "copied: attention and MLP of blocks 0-1" in d.sentence
-    assert "co-adapted (weak)" in d.sentence and "effect 0.02-0.04" in d.sentence
+    assert "co-adapted (weak)" in d.sentence and "effect 0.02-0.04, below" in d.sentence
+    # the thresholds that applied are stated
+    assert "fine-tunes produce: attention 0.46, embeddings 0.46, head 0.84, mlp 0.50" \
+        in d.sentence
     assert "the rest was trained by the team" in d.sentence
 
 

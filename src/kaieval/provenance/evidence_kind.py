@@ -233,6 +233,20 @@ def _p_words(evs: Sequence[ComponentEvidence]) -> str:
     return f"p <= {10 ** worst:.2g}" if worst > -300 else f"p <= 1e{worst:.0f}"
 
 
+def _bars(evs: Sequence[ComponentEvidence], thresholds: EffectThresholds) -> str:
+    """The thresholds that applied to these lines, e.g. 'head 0.84' (the report states them)."""
+    out: dict[str, str] = {}
+    for ev in evs:
+        t = component_type(ev.component)
+        bar = thresholds.threshold(ev.component)
+        if bar is not None:
+            out[t] = f"{t} {bar:.2f}"
+        rho = thresholds.threshold(ev.component, matching=True)
+        if rho is not None and ev.match_rho is not None:
+            out[t + MATCHING] = f"{t} matched rho {rho:.2f}"
+    return ", ".join(out[k] for k in sorted(out))
+
+
 @dataclass(frozen=True)
 class Decision:
     """The overall verdict, its plain sentence, and the shares it rests on."""
@@ -301,13 +315,13 @@ def decide(evidence: Sequence[ComponentEvidence], references: Sequence[str], *, 
             how = ("byte-identical or identical after alignment" if k == "copied"
                    else _p_words(evs))
             extra = ""
-            if k == "co_adapted":
-                effs = [ev.effect_size for ev in evs if ev.effect_size is not None]
-                if effs:
-                    span = (f"{min(effs):.2f}" if f"{min(effs):.2f}" == f"{max(effs):.2f}"
-                            else f"{min(effs):.2f}-{max(effs):.2f}")
-                    extra = (f", effect {span}, below what the calibration suite's "
-                             "fine-tunes produce")
+            effs = [ev.effect_size for ev in evs if ev.effect_size is not None]
+            if k != "copied" and effs and thresholds.by_type:
+                span = (f"{min(effs):.2f}" if f"{min(effs):.2f}" == f"{max(effs):.2f}"
+                        else f"{min(effs):.2f}-{max(effs):.2f}")
+                side = "below" if k == "co_adapted" else "at or above"
+                extra = (f", effect {span}, {side} the smallest the calibration suite's "
+                         f"fine-tunes produce: {_bars(evs, thresholds)}")
             parts.append(f"{KIND_WORDS[k]}: {name_components(s.components)} "
                          f"({_pct(s.share)} of the parameters; {how}{extra})")
         srcs = sorted({ev.reference for ev in weights
