@@ -237,6 +237,7 @@ class ComponentEvidence(BaseModel):
     # rank rho where no tensor was correlated; 1 for a component only copies compared)
     match_rho: float | None = None  # MLPs: matched hidden units' rank correlation
     parameters: int | None = None  # the candidate's parameters in this component
+    parameters_copied: int | None = None  # of which in byte-identical tensors
     not_compared: str | None = None  # why nothing (or not everything) could be compared
 
 

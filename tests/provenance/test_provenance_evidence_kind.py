@@ -91,6 +91,12 @@ BARS = EffectThresholds({"attention": 0.46, "mlp": 0.5, "mlp_matching": 1.0, "he
 
 def test_classify_by_effect_size() -> None:
     assert classify(_line("block.0.mlp", copied=2), BARS) == "copied"
+    # one untouched tensor of a fine-tuned encoder: the effect size decides, not the copy
+    tuned = _line("vision_encoder", copied=1, effect=0.997).model_copy(
+        update={"parameters_copied": 10, "parameters": 1000})
+    assert classify(tuned, BARS) == "derived_by_training"
+    most = tuned.model_copy(update={"parameters_copied": 600, "effect_size": 0.2})
+    assert classify(most, BARS) == "copied"
     assert classify(_line("block.0.attention", effect=IDENTICAL_EFFECT), BARS) == "copied"
     assert classify(_line("block.0.attention", effect=0.6), BARS) == "derived_by_training"
     assert classify(_line("block.0.attention", effect=0.05), BARS) == "co_adapted"

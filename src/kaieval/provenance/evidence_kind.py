@@ -7,9 +7,11 @@ rest trained" into "derived: 8 of 10 components". Significance says *that* a com
 depends on a reference; the effect size says *how much*. So each compared component gets
 one kind:
 
-* ``copied``: a byte-identical tensor, or a correlation of at least
-  :data:`IDENTICAL_EFFECT` after the alignments the engine applies (permutation, residual
-  map): numerically the same weights;
+* ``copied``: byte-identical tensors holding at least half of the component's
+  parameters, or a correlation of at least :data:`IDENTICAL_EFFECT` after the
+  alignments the engine applies (permutation, residual map): numerically the same
+  weights. A lightly fine-tuned encoder whose one untouched tensor is byte-identical
+  is not "used as-is": its effect size decides, like any other;
 * ``derived_by_training``: significant after Holm, with an effect size at least the
   smallest that the calibration suite's fine-tune and continued-pretraining controls
   produced for that type of component (:class:`EffectThresholds`, read from the suite's
@@ -116,7 +118,8 @@ def classify(ev: ComponentEvidence, thresholds: EffectThresholds) -> EvidenceKin
     """The kind of one weight evidence line (see the module docstring)."""
     if ev.verdict == "inconclusive":
         return "not_comparable"
-    if ev.tensors_copied:
+    if ev.tensors_copied and (ev.parameters_copied is None or not ev.parameters
+                              or 2 * ev.parameters_copied >= ev.parameters):
         return "copied"
     if ev.verdict != "derived":
         return "no_evidence"

@@ -120,6 +120,7 @@ class _Finding:
     compared_block: int | None = None  # reference block compared with, when not the same
     basis: str | None = None  # residual map applied to the candidate's tensors, if any
     kinship: list[str] = field(default_factory=list)
+    copied_parameters: int = 0  # the candidate's parameters in byte-identical tensors
 
     @property
     def comparable(self) -> bool:
@@ -398,7 +399,8 @@ def _effect_size(f: _Finding) -> float | None:
 
 
 def _evidence(f: _Finding, parameters: int | None = None) -> ComponentEvidence:
-    extra: dict[str, Any] = {"parameters": parameters, "not_compared": _not_compared(f)}
+    extra: dict[str, Any] = {"parameters": parameters, "not_compared": _not_compared(f),
+                             "parameters_copied": f.copied_parameters}
     if not f.comparable:
         return ComponentEvidence(component=f.component, verdict="inconclusive", test="none",
                                  detail=_detail(f), reference=f.reference, **_counts(f),
@@ -618,6 +620,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
             f = _compare_component(cand, ref.weights, name, comp, names, vocabs, seed,
                                    permutations, moved, rmap, ref.subs)
             f.copies = [c for c in copies if component_of(c.candidate) == comp]
+            f.copied_parameters = sum(math.prod(cand.tensors[n].shape)
+                                      for n in {c.candidate for c in f.copies})
             f.sites = [s for s in found if f"block.{s.block}.mlp" == comp]
             f.kinship = [f"{a}/{b} log10 p={tw.log10(lp):.1f}" for a, b, lp in kin
                          if a.startswith(f"block {comp.split('.')[1]} ")
