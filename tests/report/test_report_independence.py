@@ -68,6 +68,16 @@ def test_table_shows_kind_effect_and_coverage_fields() -> None:
                                             "partly: shapes differ"]
 
 
+def test_tokenizer_line_coverage_is_measured_or_not() -> None:
+    v = verdict_with_fields()
+    tok = ComponentEvidence(component="tokenizer", verdict="inconclusive",
+                            test="tokenizer_lineage", lineage="inconclusive", reference="parent")
+    gone = tok.model_copy(update={"component": "tokenizer2", "lineage": "not measured"})
+    text = _render(v.model_copy(update={"evidence": (tok, gone)}))
+    assert _row(text, "tokenizer")[6] == "compared"
+    assert _row(text, "tokenizer2")[6] == "not measured"
+
+
 def test_sentence_comes_before_the_table() -> None:
     v = verdict_with_fields().model_copy(update={"sentence": "Compared 3 of 4 components."})
     console = Console(record=True, width=200, highlight=False)

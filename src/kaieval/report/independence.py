@@ -76,7 +76,10 @@ def kind_label(ev: ComponentEvidence) -> str:
 
 
 def coverage(ev: ComponentEvidence) -> str:
-    """Compared, partly compared, or not comparable, and why."""
+    """Compared, partly compared, or not comparable, and why (tokenizer lines: measured or
+    not; their lineage word says the rest)."""
+    if is_tokenizer_line(ev):
+        return "not measured" if ev.lineage == "not measured" else "compared"
     if ev.verdict == "inconclusive" or ev.kind == "not_comparable":
         return f"not comparable: {ev.not_compared or 'nothing to compare'}"
     if ev.not_compared:

@@ -64,6 +64,8 @@ def policy_decision(policy: IndependencePolicy, v: IndependenceVerdict) -> tuple
 
 
 def _coverage(e: ComponentEvidence) -> str:
+    if e.lineage is not None:  # tokenizer lineage: measured or not; the verdict word says more
+        return "not measured" if e.lineage == "not measured" else "compared"
     if e.kind == "not_comparable" or e.verdict == "inconclusive":
         return f"not comparable: {e.not_compared or 'nothing to compare'}"
     if e.not_compared:
