@@ -10,6 +10,7 @@ nothing duplicated.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -55,13 +56,16 @@ def test_comparable_hashes_ignore_only_the_executor() -> None:
     assert comparable_hashes([run]) != comparable_hashes([other])
 
 
+# decided at collection, so that no model is built for a test that would then skip
+needs_cluster = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None or not os.environ.get(RAY_ENV),
+    reason=f"ray not installed or {RAY_ENV} not set (make test-ray installs the 'ray' "
+           "extra, starts a cluster and sets it)")
+
+
 @pytest.fixture()
 def cluster() -> str:
-    pytest.importorskip("ray", reason="ray not installed (pip install 'kaieval[ray]')")
-    address = os.environ.get(RAY_ENV)
-    if not address:
-        pytest.skip(f"{RAY_ENV} not set (make test-ray starts a cluster and sets it)")
-    return address
+    return os.environ[RAY_ENV]
 
 
 @pytest.fixture()
@@ -106,6 +110,7 @@ def _registry(p: Path) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
+@needs_cluster
 def test_local_and_ray_store_equal_records_and_a_rerun_redoes_nothing(
         programme: Path, cluster: str, pg_schemas: Callable[[], str]) -> None:
     _registry(programme)
@@ -152,6 +157,7 @@ def _kill_once(marks: Path, team: str, engine: str, point: str) -> Callable[[str
 
 @pytest.mark.ray
 @pytest.mark.slow
+@needs_cluster
 def test_a_worker_killed_mid_job_is_retried_and_nothing_is_duplicated(
         programme: Path, cluster: str, pg_schemas: Callable[[], str],
         tmp_path: Path) -> None:
