@@ -199,6 +199,23 @@ class JobRunner:
         return summary.inserted + summary.replaced
 
 
+def _import_before_threads() -> None:
+    """Resolve the transformers names the engines use, once, in this thread.
+
+    transformers' lazy module is not thread-safe: two threads that first import
+    ``AutoModelForCausalLM`` at the same moment get ``ImportError: cannot import name``
+    (transformers 5.x, reproduced 3 times out of 3), which made the second benchmark job
+    of ``--jobs 2`` "not measured". After this, imports in the threads find the names
+    resolved."""
+    try:
+        import transformers
+    except ImportError:  # the hf extra is not installed: no engine here imports it
+        return
+    for name in ("AutoModelForCausalLM", "AutoTokenizer", "PreTrainedTokenizerFast",
+                 "DynamicCache"):
+        getattr(transformers, name, None)
+
+
 def measure_stage(inputs: StageInputs, plan: Plan, store: Store, *, actor: str,
                   jobs: int = 1, listen: Listener | None = None) -> StageMeasurement:
     """Run ``plan`` against ``store``: audits after the verdicts they read, the rest first."""
@@ -211,6 +228,8 @@ def measure_stage(inputs: StageInputs, plan: Plan, store: Store, *, actor: str,
         runner.listen(o)
     first = [o for o in outcomes if o.job.engine != "audit"]
     second = [o for o in outcomes if o.job.engine == "audit"]
+    if jobs > 1:
+        _import_before_threads()
     for phase in (first, second):
         if jobs == 1:
             for o in phase:
