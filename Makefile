@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test lint typecheck clean test-ray
+.PHONY: demo test lint typecheck clean
 
 $(VENV)/.ok-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ test: $(VENV)/.ok-dev
 # The Ray executor's tests: installs the `ray` extra, starts a local cluster on
 # 127.0.0.1 (2 CPUs, small object store, bounded waits), runs the tests marked `ray`,
 # stops the cluster. Needs KAI_TEST_POSTGRES_URL (.ci/postgres.sh).
+.PHONY: test-ray
 test-ray: $(VENV)/.ok-dev
 	$(PY) -m pip install -q -e '.[hf,postgres,web,dev,ray]'
 	VENV=$(VENV) bash .ci/ray-tests.sh
