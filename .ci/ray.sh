@@ -7,7 +7,14 @@
 # Small on purpose: the machines have 2 cores shared with other jobs. Every wait is
 # bounded (start 120 s, ready 60 s); exits non-zero with the log tail on failure.
 # Note: `ray stop` stops every Ray process of this user on the machine.
+#
+# Token authentication is on (RAY_AUTH_MODE=token, token in ~/.ray/auth_token, made
+# here if missing): Ray 2.60 turns it on by itself once that file exists (a local
+# `ray.init()` writes it), and a client without the token is then refused, so the
+# mode is chosen here rather than left to whatever ran before. Clients (the tests,
+# `kai stage measure`) need RAY_AUTH_MODE=token too; .ci/ray-tests.sh exports it.
 set -euo pipefail
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
 
 RAY="${RAY_BIN:-ray}"
 PORT="${KAI_RAY_PORT:-6391}"
@@ -18,6 +25,9 @@ die() { echo "ray.sh: error: $*" >&2; exit 1; }
 
 case "${1:-}" in
   start)
+    if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}" ]; then
+      timeout 60 "$RAY" get-auth-token --generate >/dev/null || die "could not make a Ray token"
+    fi
     log "starting a Ray head on $ADDR (temp dir $TMP)"
     timeout 120 "$RAY" start --head --node-ip-address 127.0.0.1 --port "$PORT" \
       --num-cpus 2 --num-gpus 0 --object-store-memory 100000000 \

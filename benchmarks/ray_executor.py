@@ -138,6 +138,8 @@ def main() -> int:
     _run([*kai, "registry", "add", str(root / "models" / "foreign-base"), "--name",
           "foreign-base", "--origin", "US", "--registry", str(root / "registry")])
     ray_sh = str(Path(__file__).resolve().parent.parent / ".ci" / "ray.sh")
+    # token authentication, as .ci/ray.sh sets it up; the kai commands inherit it
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     env = {**os.environ, "RAY_BIN": str(Path(sys.executable).with_name("ray")),
            "KAI_RAY_PORT": str(PORT)}
     t0 = time.perf_counter()

@@ -201,3 +201,39 @@ def test_a_worker_killed_mid_job_is_retried_and_nothing_is_duplicated(
     again = measure_stage_ray(inputs, plan, db, actor="test", executor=RayExecutor(cluster))
     assert {o.status for o in again.outcomes} == {"cached"}
     assert [e.entity_key for e in store.audit_entries()] == keys
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_cluster
+def test_a_job_whose_worker_always_dies_is_not_measured_and_the_others_go_on(
+        programme: Path, cluster: str, pg_schemas: Callable[[], str],
+        tmp_path: Path) -> None:
+    from kaieval.pipeline import plan_stage
+    from kaieval.pipeline.inputs import stage_inputs
+    from kaieval.pipeline.ray_executor import RETRIES
+    from kaieval.spec.load import load_dossiers, load_program
+
+    db = pg_schemas()
+    prog, phash = load_program(str(programme / "program.yaml"))
+    dossiers = load_dossiers([programme / f"{t}.yaml" for t in "abc"], prog, check_files=False)
+    inputs = stage_inputs(prog, phash, "s1", dossiers, program_path=programme / "program.yaml",
+                          teams=None, cache_dir=tmp_path / "requests",
+                          reference_tokenizer=programme / "models" / "foreign-base")
+    plan = plan_stage(inputs, {"tokenizer"})
+    tries = tmp_path / "tries"
+    tries.mkdir()
+
+    def always(at: str, job: Job) -> None:
+        if job.team_id == "a" and at == "start":
+            (tries / str(os.getpid())).write_text("")
+            os._exit(1)
+
+    got = measure_stage_ray(inputs, plan, db, actor="test", executor=RayExecutor(cluster),
+                            hook=always)
+    status = {o.job.team_id: o for o in got.outcomes}
+    assert status["a"].status == "not_measured" and "Worker" in status["a"].reason
+    assert len(list(tries.iterdir())) == RETRIES + 1  # Ray's retries, none of our own
+    assert status["b"].status == status["c"].status == "measured"
+    # nothing stored for the job Ray gave up on: the next run measures it
+    assert sorted(r.team_id for r in Store(db).records(kind="engine_run")) == ["b", "c"]
