@@ -66,6 +66,7 @@ _NO_SPLIT = ("no tokenizer to split context and continuation into token ids: giv
              "serve /tokenize (vLLM does), or "
              "accept the text-offset approximation (--approximate-split; every number is "
              "then marked approximate)")
+LL_VIA = ("auto", "echo", "prompt_logprobs")
 _BACKOFF_MAX = 30.0
 _GREEDY_EPS = 1e-6
 BAD_ANSWER_RETRIES = 2
@@ -170,7 +171,11 @@ class OpenAIBackend:
                  concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
                  chat: bool = False, tokenizer_path: Path | None = None,
                  tokenizer_pattern: str | None = None, approximate_split: bool = False,
-                 backoff_base: float = 0.5, seed: int = 0) -> None:
+                 backoff_base: float = 0.5, seed: int = 0,
+                 loglikelihood_via: str = "auto") -> None:
+        if loglikelihood_via not in LL_VIA:
+            raise KaiError(f"loglikelihood_via must be one of {', '.join(LL_VIA)}, got "
+                           f"{loglikelihood_via!r}", where="openai backend")
         if not base_url.startswith(("http://", "https://")):
             raise KaiError(f"endpoint URL must start with http:// or https://, got {base_url!r}",
                            where="--model")
@@ -194,6 +199,10 @@ class OpenAIBackend:
         self._served: dict[str, Any] | None = None
         self._served_checked = False
         self._server_tokenize: bool | None = None  # asked once, when first needed
+        self.loglikelihood_via = loglikelihood_via
+        # echo (OpenAI's echo + logprobs) or prompt_logprobs (vLLM's extension): found by
+        # the first log-likelihood request unless asked for
+        self._ll_via: str | None = None if loglikelihood_via == "auto" else loglikelihood_via
         self.attempts = 0  # HTTP attempts made (retries included): for logs and tests
 
     # --- Backend Protocol -------------------------------------------------------------
@@ -243,6 +252,7 @@ class OpenAIBackend:
                 "tokenizer": None if tok is None else {"path": str(tok.path),
                                                        "sha256": tok.sha256},
                 "loglikelihood_split": self._split(),
+                "loglikelihood_via": self._ll_via,
                 "approximate": self._split() == "text_offset" and self.approximate_split}
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]
@@ -270,13 +280,51 @@ class OpenAIBackend:
         else:
             prepared = [self._ll_body(r) for r in requests]
         url = f"{self.base_url}/completions"
+        by_ids = prepared[0][2] >= 0
+        if not by_ids and self._ll_via == "prompt_logprobs":
+            raise KaiError("prompt_logprobs needs token ids: give --tokenizer or serve "
+                           "/tokenize", where=self.base_url)
+        if self._ll_via is None:
+            self._ll_via = await self._detect_via(url, prepared[0][0]) if by_ids else "echo"
+        via = self._ll_via
 
         async def one(client: httpx.AsyncClient, i: int) -> LoglikelihoodResponse:
             body, boundary, n_prompt = prepared[i]
+            if via == "prompt_logprobs":
+                return await self._post(client, url, _prompt_logprobs_body(body), i,
+                                        lambda data: _parse_prompt_logprobs(
+                                            data, url, boundary, body["prompt"]), hint=_MC_HINT)
             return await self._post(client, url, body, i, lambda data: self._parse_ll(
                 data, url, boundary, n_prompt, len(body["prompt"])), hint=_MC_HINT)
 
         return await self._map(len(requests), one)
+
+    async def _detect_via(self, url: str, body: dict[str, Any]) -> str:
+        """Which way this server gives prompt log-probs, asked with the first request:
+        ``echo`` (the OpenAI API: ``echo`` + ``logprobs``) when it answers echoed token
+        log-probs, else ``prompt_logprobs`` (vLLM's extension) when it answers those,
+        else ``echo`` -- whose answers then fail with the one-line hint."""
+
+        def echoed(data: Any) -> bool:
+            lp = _get(data, ["choices", 0], url).get("logprobs")
+            return isinstance(lp, dict) and isinstance(lp.get("token_logprobs"), list)
+
+        def prompt_lps(data: Any) -> bool:
+            choice = _get(data, ["choices", 0], url)
+            return isinstance(choice, dict) and isinstance(choice.get("prompt_logprobs"), list)
+
+        async with self._client() as client:
+            try:
+                if await self._post(client, url, body, 0, echoed):
+                    return "echo"
+            except KaiError:
+                pass  # rejected echo (HTTP 400): perhaps the extension works
+            try:
+                if await self._post(client, url, _prompt_logprobs_body(body), 0, prompt_lps):
+                    return "prompt_logprobs"
+            except KaiError:
+                pass
+        return "echo"
 
     async def agenerate(self, requests: Sequence[GenerationRequest]
                         ) -> list[GenerationResponse]:
@@ -582,6 +630,39 @@ def _tail_by_offsets(data: Any, url: str, n_lps: int, tokens: list[Any], prompt_
     start = end - cont_len
     ends = [*offsets[1:n], end]
     return [i for i in range(n) if offsets[i] >= start or ends[i] > start]
+
+
+def _prompt_logprobs_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The echo body asked instead through vLLM's ``prompt_logprobs`` extension."""
+    out = {k: v for k, v in body.items() if k not in ("echo", "logprobs")}
+    out["prompt_logprobs"] = 1
+    return out
+
+
+def _parse_prompt_logprobs(data: Any, url: str, boundary: int, prompt: list[int]
+                           ) -> LoglikelihoodResponse:
+    """Sum the continuation's entries of ``choices[0].prompt_logprobs`` (one dict per
+    prompt token, keyed by token id, the first ``null``); greedy when each has rank 1."""
+    choice = _get(data, ["choices", 0], url)
+    lps = choice.get("prompt_logprobs") if isinstance(choice, dict) else None
+    if not isinstance(lps, list):
+        raise _BadAnswer(f"the endpoint returned no choices[0].prompt_logprobs; {_MC_HINT}")
+    if len(lps) != len(prompt):
+        raise _BadAnswer(f"choices[0].prompt_logprobs has {len(lps)} entries for a prompt of "
+                         f"{len(prompt)} tokens")
+    total, greedy = 0.0, True
+    for i in range(boundary, len(prompt)):
+        entry = lps[i].get(str(prompt[i])) if isinstance(lps[i], dict) else None
+        value = entry.get("logprob") if isinstance(entry, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise _BadAnswer(f"choices[0].prompt_logprobs[{i}] has no log-prob for token "
+                             f"{prompt[i]}")
+        if not math.isfinite(value) or value > _GREEDY_EPS:
+            raise _BadAnswer(f"choices[0].prompt_logprobs[{i}] is {value!r}: a "
+                             "log-probability is finite and at most 0")
+        total += float(value)
+        greedy = greedy and entry.get("rank") == 1  # type: ignore[union-attr]
+    return LoglikelihoodResponse(logprob=total, greedy=greedy, n_tokens=len(prompt) - boundary)
 
 
 def _retry_after(value: str | None) -> float | None:
