@@ -49,5 +49,11 @@ $(VLLM_VENV)/.ok-vllm: pyproject.toml
 
 vllm-env: $(VLLM_VENV)/.ok-vllm
 
+# The vLLM backend and a real vLLM server against the HF backend (skipped in `make test`,
+# whose venv has no vllm). Each module starts one engine: 1-3 minutes on a busy machine.
+test-vllm: $(VLLM_VENV)/.ok-vllm
+	PYTHONPATH=$(CURDIR)/src $(VLLM_PY) -m pytest -p no:cacheprovider \
+	  tests/bench/test_bench_vllm.py tests/bench/test_bench_openai_vllm.py
+
 clean:
 	rm -rf $(VENV) kai-demo .pytest_cache .mypy_cache .ruff_cache

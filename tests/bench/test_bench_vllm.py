@@ -57,7 +57,7 @@ def vllm_backend(model_dir: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def hf_backend(model_dir: Path, vllm_backend: Any) -> HFBackend:
-    # the same context: vLLM keeps max_model_len - 1 + 1 tokens, HF max_length + 1
+    # the same context: both keep max_length + 1 tokens (vLLM: max_model_len - 1)
     return HFBackend(model_dir, max_length=vllm_backend.max_length)
 
 
@@ -138,7 +138,7 @@ def test_run_record_has_engine_settings(vllm_backend: Any) -> None:
     engine = info["engine"]
     assert engine["enable_prefix_caching"] is True
     assert engine["tensor_parallel_size"] == 1 and engine["data_parallel_size"] == 1
-    assert engine["max_model_len"] == 512 and info["max_length"] == 511
+    assert engine["max_model_len"] == 512 and info["max_length"] == 510
     assert info["cpu_kv_cache_gib"] == "1" and info["vllm"] != "?"
     assert len(vllm_backend.fingerprint()) == 64
 

@@ -87,9 +87,14 @@ class _BadAnswer(Exception):
     """A 200 whose content is wrong (missing field, non-finite log-prob, counts that
     contradict the request): retried a little, then reported; never kept."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, no_echo: bool = False) -> None:
         super().__init__(what)
         self.what = what
+        self.no_echo = no_echo
+
+
+class _NoEchoError(KaiError):
+    """The endpoint answered no echoed prompt log-probs (reported after the retries)."""
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -284,9 +289,26 @@ class OpenAIBackend:
         if not by_ids and self._ll_via == "prompt_logprobs":
             raise KaiError("prompt_logprobs needs token ids: give --tokenizer or serve "
                            "/tokenize", where=self.base_url)
-        if self._ll_via is None:
-            self._ll_via = await self._detect_via(url, prepared[0][0]) if by_ids else "echo"
-        via = self._ll_via
+        if self._ll_via is not None or not by_ids:
+            return await self._ll_pass(url, prepared, self._ll_via or "echo")
+        # auto: the OpenAI API's echo first; a server that answers no echoed log-probs
+        # gets vLLM's prompt_logprobs extension before the run is refused
+        try:
+            answers = await self._ll_pass(url, prepared, "echo")
+        except _NoEchoError as no_echo:
+            try:
+                answers = await self._ll_pass(url, prepared, "prompt_logprobs")
+            except KaiError:
+                raise no_echo from None
+            self._ll_via = "prompt_logprobs"
+            return answers
+        self._ll_via = "echo"
+        return answers
+
+    async def _ll_pass(self, url: str, prepared: list[tuple[dict[str, Any], int, int]],
+                       via: str) -> list[LoglikelihoodResponse]:
+        """Every prepared log-likelihood request, asked one way (``echo`` or
+        ``prompt_logprobs``)."""
 
         async def one(client: httpx.AsyncClient, i: int) -> LoglikelihoodResponse:
             body, boundary, n_prompt = prepared[i]
@@ -297,34 +319,7 @@ class OpenAIBackend:
             return await self._post(client, url, body, i, lambda data: self._parse_ll(
                 data, url, boundary, n_prompt, len(body["prompt"])), hint=_MC_HINT)
 
-        return await self._map(len(requests), one)
-
-    async def _detect_via(self, url: str, body: dict[str, Any]) -> str:
-        """Which way this server gives prompt log-probs, asked with the first request:
-        ``echo`` (the OpenAI API: ``echo`` + ``logprobs``) when it answers echoed token
-        log-probs, else ``prompt_logprobs`` (vLLM's extension) when it answers those,
-        else ``echo`` -- whose answers then fail with the one-line hint."""
-
-        def echoed(data: Any) -> bool:
-            lp = _get(data, ["choices", 0], url).get("logprobs")
-            return isinstance(lp, dict) and isinstance(lp.get("token_logprobs"), list)
-
-        def prompt_lps(data: Any) -> bool:
-            choice = _get(data, ["choices", 0], url)
-            return isinstance(choice, dict) and isinstance(choice.get("prompt_logprobs"), list)
-
-        async with self._client() as client:
-            try:
-                if await self._post(client, url, body, 0, echoed):
-                    return "echo"
-            except KaiError:
-                pass  # rejected echo (HTTP 400): perhaps the extension works
-            try:
-                if await self._post(client, url, _prompt_logprobs_body(body), 0, prompt_lps):
-                    return "prompt_logprobs"
-            except KaiError:
-                pass
-        return "echo"
+        return await self._map(len(prepared), one)
 
     async def agenerate(self, requests: Sequence[GenerationRequest]
                         ) -> list[GenerationResponse]:
@@ -425,7 +420,7 @@ class OpenAIBackend:
         lp = choice.get("logprobs") if isinstance(choice, dict) else None
         if not isinstance(lp, dict) or not isinstance(lp.get("token_logprobs"), list):
             raise _BadAnswer(f"the endpoint returned no echoed log-probs "
-                             f"(choices[0].logprobs); {_MC_HINT}")
+                             f"(choices[0].logprobs); {_MC_HINT}", no_echo=True)
         token_lps: list[Any] = lp["token_logprobs"]
         top: list[Any] = lp.get("top_logprobs") or []
         tokens: list[Any] = lp.get("tokens") or []
@@ -519,8 +514,9 @@ class OpenAIBackend:
                 bad += 1
                 if bad == bad_attempts or attempt + 1 == attempts:
                     again = f"; the same after {bad} attempts" if bad > 1 else ""
-                    raise KaiError(f"bad answer: {err.what}{again} (nothing from it was "
-                                   "cached or scored)", where=url) from None
+                    error = _NoEchoError if err.no_echo else KaiError
+                    raise error(f"bad answer: {err.what}{again} (nothing from it was "
+                                "cached or scored)", where=url) from None
             except _Retryable as err:
                 if attempt + 1 == attempts:
                     raise KaiError(f"{err.what} (gave up after {attempts} attempts)",

@@ -11,11 +11,11 @@ Why it looks like this:
   differently (another class, remote code) cannot change a number.
 * **Log-likelihood** is lm-eval's vLLM recipe: ``prompt_logprobs=1, max_tokens=1`` on
   ``prefix + continuation``, summing the continuation tokens' prompt log-probs;
-  greedy means every continuation token has rank 1. The engine's context holds
-  ``max_model_len`` tokens and the prompt must fit it whole, so the request is
-  truncated to ``max_length = max_model_len - 1`` + 1 tokens (lm-eval's vLLM model
-  keeps ``max_length`` tokens; the HF backend ``max_length + 1`` of which it feeds all
-  but the last): equal to the HF backend whenever the request fits.
+  greedy means every continuation token has rank 1. vLLM wants the whole prompt
+  plus the one token it generates inside ``max_model_len``, so the request is
+  truncated to ``max_length + 1`` tokens with ``max_length = max_model_len - 2``
+  (the HF backend keeps ``max_length + 1`` and feeds all but the last): with the
+  same ``max_length`` both backends score the same tokens, also when truncated.
 * **Generation** is greedy with the request's stop strings, all prompts in one
   engine call (vLLM batches them itself). Without vLLM's detokenizer the stop strings
   are applied here: the text is cut at them exactly as the HF backend cuts it, and the
@@ -96,8 +96,8 @@ class VLLMBackend(LMEvalTokens):
         if tensor_parallel_size < 1 or data_parallel_size < 1:
             raise KaiError("tensor and data parallel sizes must be >= 1", where="--backend")
         model_len = max_length or _config_max_length(self.path)
-        if model_len is not None and model_len < 2:
-            raise KaiError(f"max length must be >= 2, got {model_len}", where="--max-length")
+        if model_len is not None and model_len < 3:
+            raise KaiError(f"max length must be >= 3, got {model_len}", where="--max-length")
         # our tokenizer, read before the engine starts (a broken one is one line, not a
         # traceback from a spawned process a minute later)
         self.tokenizer: Any = load_hf_tokenizer(self.path, trust_remote_code=trust_remote_code,
@@ -121,7 +121,7 @@ class VLLMBackend(LMEvalTokens):
             raise KaiError(f"vLLM cannot load the model: {first}", where=str(self.path)) from exc
         model_config = self.llm.llm_engine.model_config
         self.engine_args["max_model_len"] = int(model_config.max_model_len)
-        self.max_length = int(model_config.max_model_len) - 1
+        self.max_length = int(model_config.max_model_len) - 2  # prompt + 1 new token fit
         self._init_tokens()
         self.device = _device_type()
         self.kv_cache_gib = os.environ.get(CPU_KV_ENV) if self.device == "cpu" else None
