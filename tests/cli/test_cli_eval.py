@@ -31,6 +31,23 @@ def test_openai_backend_needs_a_model_name() -> None:
     assert "--model-name" in res.output
 
 
+def test_parallel_sizes_are_for_the_vllm_backend(tmp_path: Path) -> None:
+    """vLLM's tensor/data parallel sizes: refused in one line for another backend; the
+    vllm backend without vLLM installed is one line too (the main venv has none)."""
+    base = ["eval", "--model", str(tmp_path), "--tasks", "kobest_copa"]
+    res = runner.invoke(app, [*base, "--tensor-parallel-size", "2"])
+    assert res.exit_code == 2 and "--tensor-parallel-size: is for the vllm backend" in res.output
+    res = runner.invoke(app, [*base, "--backend", "openai", "--model-name", "x",
+                              "--data-parallel-size", "2"])
+    assert res.exit_code == 2 and "--data-parallel-size" in res.output
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        res = runner.invoke(app, [*base, "--backend", "vllm", "--tensor-parallel-size", "2"])
+        assert res.exit_code == 2 and "Traceback" not in res.output
+        assert "vllm backend needs vLLM installed" in res.output
+
+
 def test_tokenizer_options_are_checked_before_any_request(tmp_path: Path) -> None:
     """``--tokenizer`` (openai) is read by kaieval.tokenizer at once: a file in no known
     format is one line naming the formats tried, before the endpoint is asked anything."""
