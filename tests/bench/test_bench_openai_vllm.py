@@ -87,12 +87,15 @@ def _assert_parity(got: list[Any], want: list[Any]) -> None:
     assert [a.greedy for a in got] == [b.greedy for b in want]
 
 
-@pytest.mark.parametrize("via", ["auto", "prompt_logprobs"])
+@pytest.mark.parametrize(("via", "per_request"), [("auto", 1), ("prompt_logprobs", 1),
+                                                  ("auto", 8), ("prompt_logprobs", 8)])
 def test_token_ids_from_our_tokenizer_match_hf(server: str, model_dir: Path, hf: HFBackend,
-                                               via: str) -> None:
+                                               via: str, per_request: int) -> None:
+    """Echo (found by auto) and vLLM's prompt_logprobs; one prompt per HTTP request, and
+    a list of 8 (the last list shorter: 33 requests)."""
     reqs = _requests()
     be = OpenAIBackend(server, NAME, tokenizer_path=model_dir, concurrency=4,
-                       loglikelihood_via=via)
+                       loglikelihood_via=via, prompts_per_request=per_request)
     _assert_parity(be.loglikelihood(reqs), hf.loglikelihood(reqs))
     info = be.describe()
     assert info["loglikelihood_split"] == "token_ids"

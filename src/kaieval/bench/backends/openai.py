@@ -177,7 +177,10 @@ class OpenAIBackend:
                  chat: bool = False, tokenizer_path: Path | None = None,
                  tokenizer_pattern: str | None = None, approximate_split: bool = False,
                  backoff_base: float = 0.5, seed: int = 0,
-                 loglikelihood_via: str = "auto") -> None:
+                 loglikelihood_via: str = "auto", prompts_per_request: int = 1) -> None:
+        if prompts_per_request < 1:
+            raise KaiError(f"prompts_per_request must be >= 1, got {prompts_per_request}",
+                           where="openai backend")
         if loglikelihood_via not in LL_VIA:
             raise KaiError(f"loglikelihood_via must be one of {', '.join(LL_VIA)}, got "
                            f"{loglikelihood_via!r}", where="openai backend")
@@ -205,6 +208,7 @@ class OpenAIBackend:
         self._served_checked = False
         self._server_tokenize: bool | None = None  # asked once, when first needed
         self.loglikelihood_via = loglikelihood_via
+        self.prompts_per_request = prompts_per_request
         # echo (OpenAI's echo + logprobs) or prompt_logprobs (vLLM's extension): found by
         # the first log-likelihood request unless asked for
         self._ll_via: str | None = None if loglikelihood_via == "auto" else loglikelihood_via
@@ -258,6 +262,7 @@ class OpenAIBackend:
                                                        "sha256": tok.sha256},
                 "loglikelihood_split": self._split(),
                 "loglikelihood_via": self._ll_via,
+                "prompts_per_request": self.prompts_per_request,
                 "approximate": self._split() == "text_offset" and self.approximate_split}
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]
@@ -308,18 +313,42 @@ class OpenAIBackend:
     async def _ll_pass(self, url: str, prepared: list[tuple[dict[str, Any], int, int]],
                        via: str) -> list[LoglikelihoodResponse]:
         """Every prepared log-likelihood request, asked one way (``echo`` or
-        ``prompt_logprobs``)."""
+        ``prompt_logprobs``), ``prompts_per_request`` token-id prompts per HTTP request
+        (the completions API takes a list of prompts; text prompts go one by one)."""
+        k = self.prompts_per_request if prepared and prepared[0][2] >= 0 else 1
+        groups = [list(range(i, min(i + k, len(prepared)))) for i in range(0, len(prepared), k)]
 
-        async def one(client: httpx.AsyncClient, i: int) -> LoglikelihoodResponse:
+        def parse_one(data: Any, i: int) -> LoglikelihoodResponse:
             body, boundary, n_prompt = prepared[i]
             if via == "prompt_logprobs":
-                return await self._post(client, url, _prompt_logprobs_body(body), i,
-                                        lambda data: _parse_prompt_logprobs(
-                                            data, url, boundary, body["prompt"]), hint=_MC_HINT)
-            return await self._post(client, url, body, i, lambda data: self._parse_ll(
-                data, url, boundary, n_prompt, len(body["prompt"])), hint=_MC_HINT)
+                return _parse_prompt_logprobs(data, url, boundary, body["prompt"])
+            return self._parse_ll(data, url, boundary, n_prompt, len(body["prompt"]))
 
-        return await self._map(len(prepared), one)
+        def parse_group(data: Any, group: list[int]) -> list[LoglikelihoodResponse]:
+            if len(group) == 1:
+                return [parse_one(data, group[0])]
+            choices = _get(data, ["choices"], url)
+            if not isinstance(choices, list) or len(choices) != len(group):
+                raise _BadAnswer(f"{len(group)} prompts sent, "
+                                 f"{len(choices) if isinstance(choices, list) else 0} "
+                                 "choices answered")
+            by_index = {c.get("index"): c for c in choices if isinstance(c, dict)}
+            if set(by_index) != set(range(len(group))):
+                raise _BadAnswer("choices[].index does not number the prompts sent")
+            # usage covers the whole list, so each prompt is checked without it
+            return [parse_one({"choices": [by_index[j]]}, i) for j, i in enumerate(group)]
+
+        async def one(client: httpx.AsyncClient, g: int) -> list[LoglikelihoodResponse]:
+            group = groups[g]
+            body = dict(prepared[group[0]][0])
+            if len(group) > 1:
+                body["prompt"] = [prepared[i][0]["prompt"] for i in group]
+            if via == "prompt_logprobs":
+                body = _prompt_logprobs_body(body)
+            return await self._post(client, url, body, g, lambda data: parse_group(data, group),
+                                    hint=_MC_HINT)
+
+        return [a for answers in await self._map(len(groups), one) for a in answers]
 
     async def agenerate(self, requests: Sequence[GenerationRequest]
                         ) -> list[GenerationResponse]:

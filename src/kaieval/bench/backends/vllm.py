@@ -16,6 +16,8 @@ Why it looks like this:
   truncated to ``max_length + 1`` tokens with ``max_length = max_model_len - 2``
   (the HF backend keeps ``max_length + 1`` and feeds all but the last): with the
   same ``max_length`` both backends score the same tokens, also when truncated.
+  vLLM does not read its prefix cache for prompt-log-prob requests (cached positions
+  would have none), so each request computes its whole prompt.
 * **Generation** is greedy with the request's stop strings, all prompts in one
   engine call (vLLM batches them itself). Without vLLM's detokenizer the stop strings
   are applied here: the text is cut at them exactly as the HF backend cuts it, and the
