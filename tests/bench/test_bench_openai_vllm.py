@@ -118,12 +118,14 @@ def test_kai_eval_against_the_server_matches_hf(server: str, model_dir: Path, hf
     res = CliRunner().invoke(app, [
         "eval", "--model", server, "--backend", "openai", "--model-name", NAME,
         "--tokenizer", str(model_dir), "--tasks", ",".join(TASKS), "--limit", "8",
+        "--concurrency", "4", "--prompts-per-request", "16",
         "--log-samples", str(samples), "--output", str(out),
         "--cache-dir", str(tmp_path / "cache")])
     assert res.exit_code == 0, res.output
     assert "approximate" not in res.output
     run = json.loads(out.read_text("utf-8"))
     assert run["backend"]["loglikelihood_via"] == "echo"
+    assert run["backend"]["prompts_per_request"] == 16 and run["backend"]["concurrency"] == 4
     lines = [json.loads(line) for line in samples.read_text("utf-8").splitlines()]
     want = {(t.name, s.doc_id): s for t in load_tasks(list(TASKS))
             for s in run_task(t, hf, limit=8, progress=False).scores}

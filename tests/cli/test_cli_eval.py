@@ -31,15 +31,22 @@ def test_openai_backend_needs_a_model_name() -> None:
     assert "--model-name" in res.output
 
 
-def test_parallel_sizes_are_for_the_vllm_backend(tmp_path: Path) -> None:
-    """vLLM's tensor/data parallel sizes: refused in one line for another backend; the
-    vllm backend without vLLM installed is one line too (the main venv has none)."""
+def test_backend_options_are_refused_for_other_backends(tmp_path: Path) -> None:
+    """vLLM's tensor/data parallel sizes and the openai backend's batching: refused in
+    one line for another backend or a bad value; the vllm backend without vLLM installed
+    is one line too (the main venv has none)."""
     base = ["eval", "--model", str(tmp_path), "--tasks", "kobest_copa"]
     res = runner.invoke(app, [*base, "--tensor-parallel-size", "2"])
     assert res.exit_code == 2 and "--tensor-parallel-size: is for the vllm backend" in res.output
     res = runner.invoke(app, [*base, "--backend", "openai", "--model-name", "x",
                               "--data-parallel-size", "2"])
     assert res.exit_code == 2 and "--data-parallel-size" in res.output
+    res = runner.invoke(app, [*base, "--prompts-per-request", "16"])
+    assert res.exit_code == 2 and "--prompts-per-request: is for the openai" in res.output
+    res = runner.invoke(app, ["eval", "--model", "http://127.0.0.1:9/v1", "--tasks",
+                              "kobest_copa", "--backend", "openai", "--model-name", "x",
+                              "--prompts-per-request", "0"])
+    assert res.exit_code == 2 and "prompts_per_request must be >= 1" in res.output
     try:
         import vllm  # noqa: F401
     except ImportError:
