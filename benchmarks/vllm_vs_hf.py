@@ -47,7 +47,7 @@ GEN_TASK = "gsm8k"
 GEN_SHOTS = 0  # few-shot prompts exceed the 512-token model: a server refuses them
 # (concurrency, via, prompts per HTTP request)
 VARIANTS = ((8, "auto", 1), (64, "auto", 1), (64, "prompt_logprobs", 1), (8, "auto", 16),
-            (8, "auto", 64))
+            (8, "prompt_logprobs", 16))
 
 
 def load() -> str:

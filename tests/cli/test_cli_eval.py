@@ -47,6 +47,10 @@ def test_backend_options_are_refused_for_other_backends(tmp_path: Path) -> None:
                               "kobest_copa", "--backend", "openai", "--model-name", "x",
                               "--prompts-per-request", "0"])
     assert res.exit_code == 2 and "prompts_per_request must be >= 1" in res.output
+    res = runner.invoke(app, ["eval", "--model", "http://127.0.0.1:9/v1", "--tasks",
+                              "kobest_copa", "--backend", "openai", "--model-name", "x",
+                              "--loglikelihood-via", "smoke"])
+    assert res.exit_code == 2 and "--loglikelihood-via: must be one of" in res.output
     try:
         import vllm  # noqa: F401
     except ImportError:

@@ -52,6 +52,9 @@ def eval_(
     prompts_per_request: Annotated[int | None, typer.Option(
         help="openai backend: token-id log-likelihood prompts sent per completions request "
         "(default 1; 16 halved the time against a vLLM server here).")] = None,
+    loglikelihood_via: Annotated[str | None, typer.Option(
+        help="openai backend: auto (echo, else vLLM's prompt_logprobs), echo or "
+        "prompt_logprobs.")] = None,
     tensor_parallel_size: Annotated[int | None, typer.Option(
         help="vllm backend: GPUs each model copy is split across (vLLM's "
         "tensor_parallel_size).")] = None,
@@ -87,7 +90,8 @@ def eval_(
     for flag, value, owner in (("tensor_parallel_size", tensor_parallel_size, "vllm"),
                                ("data_parallel_size", data_parallel_size, "vllm"),
                                ("concurrency", concurrency, "openai"),
-                               ("prompts_per_request", prompts_per_request, "openai")):
+                               ("prompts_per_request", prompts_per_request, "openai"),
+                               ("loglikelihood_via", loglikelihood_via, "openai")):
         if value is not None:
             if backend != owner:
                 raise KaiError(f"is for the {owner} backend",

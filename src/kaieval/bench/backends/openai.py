@@ -182,8 +182,8 @@ class OpenAIBackend:
             raise KaiError(f"prompts_per_request must be >= 1, got {prompts_per_request}",
                            where="openai backend")
         if loglikelihood_via not in LL_VIA:
-            raise KaiError(f"loglikelihood_via must be one of {', '.join(LL_VIA)}, got "
-                           f"{loglikelihood_via!r}", where="openai backend")
+            raise KaiError(f"must be one of {', '.join(LL_VIA)}, got {loglikelihood_via!r}",
+                           where="--loglikelihood-via")
         if not base_url.startswith(("http://", "https://")):
             raise KaiError(f"endpoint URL must start with http:// or https://, got {base_url!r}",
                            where="--model")
