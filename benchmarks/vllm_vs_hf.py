@@ -146,9 +146,12 @@ def main() -> None:
     gen = [r for r in gen if len(vl.prompt_ids(r.context, r.chat, 0)) + r.max_tokens
            <= vl.max_length]
     print(f"{len(gen)} generation requests fit the model's 512 tokens")
-    if not args.only_served:
-        steady(model, vl, vl_start, ll, gen)
-    served(model, work, vl, ll, gen)
+    try:
+        if not args.only_served:
+            steady(model, vl, vl_start, ll, gen)
+        served(model, work, vl, ll, gen)
+    finally:
+        vl.close()
 
 
 def steady(model: Path, vl: Any, vl_start: float, ll: list[Any], gen: list[Any]) -> None:

@@ -51,8 +51,10 @@ def vllm_backend(model_dir: Path) -> Iterator[Any]:
 
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     backend = VLLMBackend(model_dir, dtype="float32", enforce_eager=True, cpu_kv_cache_gib=1)
-    yield backend
-    del backend.llm
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 @pytest.fixture(scope="module")

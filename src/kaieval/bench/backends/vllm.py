@@ -131,6 +131,14 @@ class VLLMBackend(LMEvalTokens):
         self._stop_ids: dict[tuple[str, ...], list[int]] = {}
         self._vocab_text: list[str] | None = None
 
+    def close(self) -> None:
+        """Stop vLLM's engine process now. Left to garbage collection, a process whose
+        engine saw an error was seen to hang at exit with the engine still running."""
+        engine = getattr(getattr(self, "llm", None), "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
     # ---------------------------------------------------------------- identity
 
     def fingerprint(self) -> str:
