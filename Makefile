@@ -56,4 +56,4 @@ test-vllm: $(VLLM_VENV)/.ok-vllm
 	  tests/bench/test_bench_vllm.py tests/bench/test_bench_openai_vllm.py
 
 clean:
-	rm -rf $(VENV) kai-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) kai-demo .pytest_cache .mypy_cache .ruff_cache
