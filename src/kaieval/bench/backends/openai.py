@@ -66,6 +66,7 @@ _NO_SPLIT = ("no tokenizer to split context and continuation into token ids: giv
              "serve /tokenize (vLLM does), or "
              "accept the text-offset approximation (--approximate-split; every number is "
              "then marked approximate)")
+LL_VIA = ("auto", "echo", "prompt_logprobs")
 _BACKOFF_MAX = 30.0
 _GREEDY_EPS = 1e-6
 BAD_ANSWER_RETRIES = 2
@@ -86,9 +87,14 @@ class _BadAnswer(Exception):
     """A 200 whose content is wrong (missing field, non-finite log-prob, counts that
     contradict the request): retried a little, then reported; never kept."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, no_echo: bool = False) -> None:
         super().__init__(what)
         self.what = what
+        self.no_echo = no_echo
+
+
+class _NoEchoError(KaiError):
+    """The endpoint answered no echoed prompt log-probs (reported after the retries)."""
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -170,7 +176,14 @@ class OpenAIBackend:
                  concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
                  chat: bool = False, tokenizer_path: Path | None = None,
                  tokenizer_pattern: str | None = None, approximate_split: bool = False,
-                 backoff_base: float = 0.5, seed: int = 0) -> None:
+                 backoff_base: float = 0.5, seed: int = 0,
+                 loglikelihood_via: str = "auto", prompts_per_request: int = 1) -> None:
+        if prompts_per_request < 1:
+            raise KaiError(f"prompts_per_request must be >= 1, got {prompts_per_request}",
+                           where="openai backend")
+        if loglikelihood_via not in LL_VIA:
+            raise KaiError(f"must be one of {', '.join(LL_VIA)}, got {loglikelihood_via!r}",
+                           where="--loglikelihood-via")
         if not base_url.startswith(("http://", "https://")):
             raise KaiError(f"endpoint URL must start with http:// or https://, got {base_url!r}",
                            where="--model")
@@ -194,6 +207,11 @@ class OpenAIBackend:
         self._served: dict[str, Any] | None = None
         self._served_checked = False
         self._server_tokenize: bool | None = None  # asked once, when first needed
+        self.loglikelihood_via = loglikelihood_via
+        self.prompts_per_request = prompts_per_request
+        # echo (OpenAI's echo + logprobs) or prompt_logprobs (vLLM's extension): found by
+        # the first log-likelihood request unless asked for
+        self._ll_via: str | None = None if loglikelihood_via == "auto" else loglikelihood_via
         self.attempts = 0  # HTTP attempts made (retries included): for logs and tests
 
     # --- Backend Protocol -------------------------------------------------------------
@@ -243,6 +261,8 @@ class OpenAIBackend:
                 "tokenizer": None if tok is None else {"path": str(tok.path),
                                                        "sha256": tok.sha256},
                 "loglikelihood_split": self._split(),
+                "loglikelihood_via": self._ll_via,
+                "prompts_per_request": self.prompts_per_request,
                 "approximate": self._split() == "text_offset" and self.approximate_split}
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]
@@ -270,13 +290,65 @@ class OpenAIBackend:
         else:
             prepared = [self._ll_body(r) for r in requests]
         url = f"{self.base_url}/completions"
+        by_ids = prepared[0][2] >= 0
+        if not by_ids and self._ll_via == "prompt_logprobs":
+            raise KaiError("prompt_logprobs needs token ids: give --tokenizer or serve "
+                           "/tokenize", where=self.base_url)
+        if self._ll_via is not None or not by_ids:
+            return await self._ll_pass(url, prepared, self._ll_via or "echo")
+        # auto: the OpenAI API's echo first; a server that answers no echoed log-probs
+        # gets vLLM's prompt_logprobs extension before the run is refused
+        try:
+            answers = await self._ll_pass(url, prepared, "echo")
+        except _NoEchoError as no_echo:
+            try:
+                answers = await self._ll_pass(url, prepared, "prompt_logprobs")
+            except KaiError:
+                raise no_echo from None
+            self._ll_via = "prompt_logprobs"
+            return answers
+        self._ll_via = "echo"
+        return answers
 
-        async def one(client: httpx.AsyncClient, i: int) -> LoglikelihoodResponse:
+    async def _ll_pass(self, url: str, prepared: list[tuple[dict[str, Any], int, int]],
+                       via: str) -> list[LoglikelihoodResponse]:
+        """Every prepared log-likelihood request, asked one way (``echo`` or
+        ``prompt_logprobs``), ``prompts_per_request`` token-id prompts per HTTP request
+        (the completions API takes a list of prompts; text prompts go one by one)."""
+        k = self.prompts_per_request if prepared and prepared[0][2] >= 0 else 1
+        groups = [list(range(i, min(i + k, len(prepared)))) for i in range(0, len(prepared), k)]
+
+        def parse_one(data: Any, i: int) -> LoglikelihoodResponse:
             body, boundary, n_prompt = prepared[i]
-            return await self._post(client, url, body, i, lambda data: self._parse_ll(
-                data, url, boundary, n_prompt, len(body["prompt"])), hint=_MC_HINT)
+            if via == "prompt_logprobs":
+                return _parse_prompt_logprobs(data, url, boundary, body["prompt"])
+            return self._parse_ll(data, url, boundary, n_prompt, len(body["prompt"]))
 
-        return await self._map(len(requests), one)
+        def parse_group(data: Any, group: list[int]) -> list[LoglikelihoodResponse]:
+            if len(group) == 1:
+                return [parse_one(data, group[0])]
+            choices = _get(data, ["choices"], url)
+            if not isinstance(choices, list) or len(choices) != len(group):
+                raise _BadAnswer(f"{len(group)} prompts sent, "
+                                 f"{len(choices) if isinstance(choices, list) else 0} "
+                                 "choices answered")
+            by_index = {c.get("index"): c for c in choices if isinstance(c, dict)}
+            if set(by_index) != set(range(len(group))):
+                raise _BadAnswer("choices[].index does not number the prompts sent")
+            # usage covers the whole list, so each prompt is checked without it
+            return [parse_one({"choices": [by_index[j]]}, i) for j, i in enumerate(group)]
+
+        async def one(client: httpx.AsyncClient, g: int) -> list[LoglikelihoodResponse]:
+            group = groups[g]
+            body = dict(prepared[group[0]][0])
+            if len(group) > 1:
+                body["prompt"] = [prepared[i][0]["prompt"] for i in group]
+            if via == "prompt_logprobs":
+                body = _prompt_logprobs_body(body)
+            return await self._post(client, url, body, g, lambda data: parse_group(data, group),
+                                    hint=_MC_HINT)
+
+        return [a for answers in await self._map(len(groups), one) for a in answers]
 
     async def agenerate(self, requests: Sequence[GenerationRequest]
                         ) -> list[GenerationResponse]:
@@ -377,7 +449,7 @@ class OpenAIBackend:
         lp = choice.get("logprobs") if isinstance(choice, dict) else None
         if not isinstance(lp, dict) or not isinstance(lp.get("token_logprobs"), list):
             raise _BadAnswer(f"the endpoint returned no echoed log-probs "
-                             f"(choices[0].logprobs); {_MC_HINT}")
+                             f"(choices[0].logprobs); {_MC_HINT}", no_echo=True)
         token_lps: list[Any] = lp["token_logprobs"]
         top: list[Any] = lp.get("top_logprobs") or []
         tokens: list[Any] = lp.get("tokens") or []
@@ -471,8 +543,9 @@ class OpenAIBackend:
                 bad += 1
                 if bad == bad_attempts or attempt + 1 == attempts:
                     again = f"; the same after {bad} attempts" if bad > 1 else ""
-                    raise KaiError(f"bad answer: {err.what}{again} (nothing from it was "
-                                   "cached or scored)", where=url) from None
+                    error = _NoEchoError if err.no_echo else KaiError
+                    raise error(f"bad answer: {err.what}{again} (nothing from it was "
+                                "cached or scored)", where=url) from None
             except _Retryable as err:
                 if attempt + 1 == attempts:
                     raise KaiError(f"{err.what} (gave up after {attempts} attempts)",
@@ -582,6 +655,39 @@ def _tail_by_offsets(data: Any, url: str, n_lps: int, tokens: list[Any], prompt_
     start = end - cont_len
     ends = [*offsets[1:n], end]
     return [i for i in range(n) if offsets[i] >= start or ends[i] > start]
+
+
+def _prompt_logprobs_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The echo body asked instead through vLLM's ``prompt_logprobs`` extension."""
+    out = {k: v for k, v in body.items() if k not in ("echo", "logprobs")}
+    out["prompt_logprobs"] = 1
+    return out
+
+
+def _parse_prompt_logprobs(data: Any, url: str, boundary: int, prompt: list[int]
+                           ) -> LoglikelihoodResponse:
+    """Sum the continuation's entries of ``choices[0].prompt_logprobs`` (one dict per
+    prompt token, keyed by token id, the first ``null``); greedy when each has rank 1."""
+    choice = _get(data, ["choices", 0], url)
+    lps = choice.get("prompt_logprobs") if isinstance(choice, dict) else None
+    if not isinstance(lps, list):
+        raise _BadAnswer(f"the endpoint returned no choices[0].prompt_logprobs; {_MC_HINT}")
+    if len(lps) != len(prompt):
+        raise _BadAnswer(f"choices[0].prompt_logprobs has {len(lps)} entries for a prompt of "
+                         f"{len(prompt)} tokens")
+    total, greedy = 0.0, True
+    for i in range(boundary, len(prompt)):
+        entry = lps[i].get(str(prompt[i])) if isinstance(lps[i], dict) else None
+        value = entry.get("logprob") if isinstance(entry, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise _BadAnswer(f"choices[0].prompt_logprobs[{i}] has no log-prob for token "
+                             f"{prompt[i]}")
+        if not math.isfinite(value) or value > _GREEDY_EPS:
+            raise _BadAnswer(f"choices[0].prompt_logprobs[{i}] is {value!r}: a "
+                             "log-probability is finite and at most 0")
+        total += float(value)
+        greedy = greedy and entry.get("rank") == 1  # type: ignore[union-attr]
+    return LoglikelihoodResponse(logprob=total, greedy=greedy, n_tokens=len(prompt) - boundary)
 
 
 def _retry_after(value: str | None) -> float | None:
