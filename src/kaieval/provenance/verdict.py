@@ -581,6 +581,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     if not 0.0 < alpha < 1.0:
         raise KaiError(f"alpha must be in (0, 1), got {alpha}", where="check_independence")
     cand = open_model(Path(candidate), trust_remote_code=trust_remote_code)
+    hashing = _BackgroundHashes()  # started first: it reads every byte, the rest samples
+    hashing.add("candidate", cand)
     groups = group_by_component(cand.names())
     cand_quick = tw.quick_index(cand)
     cand_full: dict[str, str] = {}  # full hashes, computed only where quick hashes collide
@@ -590,8 +592,6 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     tok_baseline = load_baseline()
     tok_lines: list[ComponentEvidence] = []
     tok_hashes = _tokenizer_hashes("candidate", cand, cand_tok[0])
-    hashing = _BackgroundHashes()
-    hashing.add("candidate", cand)
     findings: list[_Finding] = []
     ref_names: list[str] = []
     maps: dict[str, str] = {}
