@@ -217,6 +217,7 @@ class ChildRun:
     cpu_s: float  # user + system: what the run costs when it has the cores to itself
     code: int
     peak_rss: int  # bytes, of exactly that process
+    disk_read: int  # bytes it made the kernel read from storage (ru_inblock x 512)
 
 
 LAUNCHER = """
@@ -231,7 +232,8 @@ if pid == 0:
 _, status, ru = os.wait4(pid, 0)
 wall = time.perf_counter() - t0
 print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
-                  "code": os.waitstatus_to_exitcode(status), "maxrss_kb": ru.ru_maxrss}))
+                  "code": os.waitstatus_to_exitcode(status), "maxrss_kb": ru.ru_maxrss,
+                  "inblock": ru.ru_inblock}))
 """
 """Runs the timed command as its grandchild; why: see :func:`run_child`."""
 
@@ -250,7 +252,8 @@ def run_child(argv: list[str], log: Path, env: dict[str, str]) -> ChildRun:
                           capture_output=True, text=True, check=True)
     got = json.loads(proc.stdout)
     return ChildRun(got["wall"], got["cpu"], got["code"],
-                    got["maxrss_kb"] * 1024)  # Linux: ru_maxrss is in kilobytes
+                    got["maxrss_kb"] * 1024,  # Linux: ru_maxrss is in kilobytes
+                    got["inblock"] * 512)  # and ru_inblock in 512-byte blocks
 
 
 def _profile(kai: Path, cand: Path, ref: Path, work: Path) -> None:
@@ -384,6 +387,9 @@ def main() -> int:
                  f"CPU {run.cpu_s:.1f} s ({run.cpu_s / run.wall_s:.2f} cores busy); verdict "
                  f"{verdict['verdict']} ({n_der}/{n_ev} evidence rows derived)",
                  "PASS" if ok_verdict else "FAIL (expected derived)"),
+                ("  read from storage by kai", f"{run.disk_read / 1e9:.2f} GB",
+                 f"{run.disk_read / total:.2f} x the checkpoints (cold: 1.00 = every byte "
+                 "read once)", ""),
                 ("  ratio comparison / raw read", f"{ratio:.1f} x",
                  f"target <= {args.target_ratio:g} x (CPU time / raw read: "
                  f"{run.cpu_s / raw_s:.1f} x)", "PASS" if ok_time else "FAIL"),
