@@ -26,8 +26,11 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 ENV = "KAI_PROVENANCE_THREADS"
-MAX_THREADS = 8
-"""More threads than this only add contention: the tests are short and share the disk."""
+MAX_THREADS = 4
+"""Threads at most, whatever the cores: each running test holds its own read span and
+sub-matrices (~40-60 MB on a 2 GB model), and the peak RSS must stay within twice the
+largest tensor + 300 MB. Measured on the benchmark's 2 x 2.1 GB pair (bound 562 MB):
+340 MB on 1 thread, 341-380 MB on 2, 420 MB on 4, 666 MB on 8 (2026-12-07)."""
 
 
 def thread_count() -> int:
