@@ -187,6 +187,18 @@ def shard_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
 
+def largest_tensor(files: list[Path]) -> int:
+    """Bytes of the largest tensor as stored, read from the safetensors headers."""
+    out = 0
+    for f in files:
+        with f.open("rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+        out = max([out, *(e["data_offsets"][1] - e["data_offsets"][0]
+                          for k, e in header.items() if k != "__metadata__")])
+    return out
+
+
 def drop_caches() -> bool:
     """Flush dirty pages, then drop the page cache; False if not permitted here."""
     os.sync()
@@ -329,7 +341,7 @@ def main() -> int:
         gen_s = time.perf_counter() - t0
         files = shard_files(ref) + shard_files(cand)
         total = sum(p.stat().st_size for p in files)
-        largest = 2 * max(int(np.prod(sh)) for _, sh in tensor_specs(shape))
+        largest = largest_tensor(files)  # from the files: a reused --dir may hold other shapes
 
         env = dict(os.environ)
         if not args.hash_memo:  # a remembered digest would skip reading every input byte
