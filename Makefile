@@ -10,7 +10,7 @@ PYTHON ?= python3
 
 $(VENV)/.ok-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[hf]'
+	$(PY) -m pip install -q -e '.[hf,ifeval]'
 	touch $@
 
 $(VENV)/.ok-dev: pyproject.toml $(VENV)/.ok-run

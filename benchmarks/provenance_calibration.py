@@ -2,6 +2,7 @@
 
 Derived controls (fine-tune, continued pre-training, permuted + fine-tuned,
 pruned in depth and width, depth up-scaled, vocabulary-extended, first blocks
+copied then trained, blocks or embeddings copied and frozen, a vision encoder
 copied) are checked against their parent; every pair of independent models
 (other seeds, other tokenizers) is a negative. Issue 4's target: every derived
 control detected at alpha 0.01, no independent pair called derived or partial.
@@ -41,8 +42,9 @@ def _fmt_rate(r: dict[str, Any]) -> str:
 
 def format_table(summary: dict[str, Any]) -> str:
     """The per-pair table and the rates, as Markdown (what the docs quote)."""
-    lines = ["| pair | kind | expected | verdict | ok | derived components | min p |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| pair | kind | expected | verdict | ok | derived components | min p | "
+             "copied / trained / co-adapted |",
+             "|---|---|---|---|---|---|---|---|"]
     for p in summary["pairs"]:
         ps = [v for v in p["p_values"].values() if v is not None]
         comps = ", ".join(p["derived_components"][:5]) + (
@@ -52,7 +54,21 @@ def format_table(summary: dict[str, Any]) -> str:
         minp = "-" if not ps else "<1e-300" if min(ps) < 1e-300 else f"{min(ps):.2g}"
         lines.append(f"| {p['candidate']} vs {p['reference']} | {p['kind']} | "
                      f"{'/'.join(p['expected'])} | {p['verdict']} | {ok} | {comps or '-'} | "
-                     f"{minp} |")
+                     f"{minp} | {_kind_shares(p)} |")
+    if "partial_controls" in summary:
+        pc = summary["partial_controls"]
+        lines += ["", f"- Partial controls detected: {_fmt_rate(pc['detected'])}; with exactly "
+                  f"the expected label (partial, the copied part named with its kind, nothing "
+                  f"else copied or derived by training): {_fmt_rate(pc['as_expected'])}"]
+    et = summary.get("effect_thresholds") or {}
+    if et.get("by_type"):
+        bars = ", ".join(f"{k} {v:.4f}" for k, v in et["by_type"].items())
+        lines.append(f"- Effect-size thresholds (smallest effect of a significant component of "
+                     f"{', '.join(et['controls'])}): {bars}; largest trained effect "
+                     f"{et['max_trained']:.4f} (copied means >= {et['identical_effect']})")
+        lines.append(f"- Share of compared LM parameters copied or derived by training: "
+                     f"derived controls >= {et['min_share_of_derived']:.3f}, partial controls "
+                     f"<= {et['max_share_of_partial']:.3f} (bar {et['whole_model_share']})")
     n, pp = summary["null_component_p"], summary["null_pair_bonferroni_p"]
     hn = summary["high_norm_cosine"]
     lines += ["", f"- True-positive rate (derived or partial) at alpha {summary['alpha']}: "
@@ -78,6 +94,18 @@ def format_table(summary: dict[str, Any]) -> str:
                      f"(min {hn['min_raw_cosine']:.4f}); called derived or partial: "
                      f"{hn['detected']}")
     return "\n".join(lines)
+
+
+def _kind_shares(pair: dict[str, Any]) -> str:
+    """Share of the candidate's weight parameters that is copied / derived by training /
+    co-adapted, in per cent ('-' for summaries written before the kinds existed)."""
+    kinds, params = pair.get("kinds") or {}, pair.get("parameters") or {}
+    total = sum(n or 0 for n in params.values())
+    if not kinds or not total:
+        return "-"
+    share = [sum(params.get(c) or 0 for c, k in kinds.items() if k == want) / total
+             for want in ("copied", "derived_by_training", "co_adapted")]
+    return " / ".join(f"{100 * x:.0f} %" for x in share)
 
 
 def _git(*args: str) -> str:

@@ -37,12 +37,17 @@ def _load(name: str, path: Path) -> Any:
     return mod
 
 
-def _lm_eval(lm: Any, manager: Any, task: Any, limit: int | None) -> dict[str, Any]:
+def _lm_eval(lm: Any, manager: Any, task: Any, limit: int | None,
+             chat: bool = False) -> dict[str, Any]:
     import lm_eval
 
+    if task.config.task == "ifeval":  # lm-eval leaves langdetect unseeded; kaieval seeds 0
+        from langdetect import DetectorFactory
+
+        DetectorFactory.seed = 0
     out = lm_eval.simple_evaluate(model=lm, tasks=[task], log_samples=True, limit=limit,
                                   random_seed=0, fewshot_random_seed=1234,
-                                  task_manager=manager)
+                                  task_manager=manager, apply_chat_template=chat)
     assert out is not None
     name = task.config.task
     res = {k: v for k, v in out["results"][name].items() if "stderr" not in k
@@ -66,6 +71,21 @@ def _kaieval(model: Path, task: Any, limit: int | None, log: Path) -> dict[str, 
     return {"metrics": {k: m.value for k, m in run.tasks[0].metrics.items()},
             "lls": [] if gen else [r["loglikelihoods"] for r in rows],
             "gens": [r["generation"] for r in rows] if gen else []}
+
+
+# IFEval is a chat message in kaieval's catalogue (lm-eval: --apply_chat_template), so
+# the tiny model gets a minimal chat template; the other tasks never use it.
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def _add_chat_template(model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    if getattr(tok, "chat_template", None) != CHAT_TEMPLATE:
+        tok.chat_template = CHAT_TEMPLATE
+        tok.save_pretrained(str(model))
 
 
 _KEYS = {"acc": "acc,none", "acc_norm": "acc_norm,none", "f1": "f1,none",
@@ -94,6 +114,7 @@ def main() -> None:
     if config["max_position_embeddings"] < 4096:  # room for 2,048 new tokens after a prompt
         config["max_position_embeddings"] = 4096
         (model / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    _add_chat_template(model)
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
@@ -101,7 +122,7 @@ def main() -> None:
     manager = TaskManager()  # lm-eval indexes its bundled tasks once (tens of seconds)
     lm = HFLM(pretrained=str(model), dtype="float32", device="cpu", batch_size=8)
     print(f"lm-eval set-up (task index, model): {time.perf_counter() - start:.1f} s")
-    names = [e.name for e in list_catalog() if e.name != "ifeval"]
+    names = [e.name for e in list_catalog()]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     print(f"model: tiny Llama (hidden 64, 2 layers, fp32), load average "
@@ -118,7 +139,8 @@ def main() -> None:
             ours_task = ref.kai_task(case_ref, files)
             gen = ours_task.output_type == "generate_until"
             limit = args.gen_limit if gen else None
-            theirs = _lm_eval(lm, manager, ref.lm_task(yaml_path, splits), limit)
+            theirs = _lm_eval(lm, manager, ref.lm_task(yaml_path, splits), limit,
+                              chat=bool(ours_task.cfg.chat))
             ours = _kaieval(model, ours_task, limit, work / f"{case_ref}.samples.jsonl")
             dll = max((abs(a - b) for x, y in zip(ours["lls"], theirs["lls"], strict=True)
                        for a, b in zip(x, y, strict=True)), default=0.0) if not gen else 0.0

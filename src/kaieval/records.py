@@ -186,6 +186,21 @@ class Retraction(Record):
         return f"retraction/{self.target}"
 
 
+EvidenceKind = Literal["copied", "derived_by_training", "co_adapted", "no_evidence",
+                       "not_comparable"]
+
+
+class ComponentShare(BaseModel):
+    """How much of a candidate one kind of evidence covers: components and parameter share."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: EvidenceKind
+    components: tuple[str, ...] = ()
+    parameters: int = 0
+    share: float = 0.0  # of the candidate's parameters in weight components
+
+
 class ComponentEvidence(BaseModel):
     """One (component, reference) line of an independence verdict.
 
@@ -215,6 +230,15 @@ class ComponentEvidence(BaseModel):
     lineage: str | None = None  # tokenizer rows: the tokenizer-lineage verdict word
     # (identical, extended, extended, shifted, derived, reordered, independent,
     # inconclusive) or "not measured"; None on weight rows
+    kind: EvidenceKind | None = None  # weight rows: what the evidence shows (copied,
+    # derived by training, co-adapted, no evidence, not comparable); None on tokenizer and
+    # behaviour rows and in records written before it existed
+    effect_size: float | None = None  # mean centred r of the aligned tensors (the matched
+    # rank rho where no tensor was correlated; 1 for a component only copies compared)
+    match_rho: float | None = None  # MLPs: matched hidden units' rank correlation
+    parameters: int | None = None  # the candidate's parameters in this component
+    parameters_copied: int | None = None  # of which in byte-identical tensors
+    not_compared: str | None = None  # why nothing (or not everything) could be compared
 
 
 class IndependenceVerdict(Record):
@@ -227,6 +251,11 @@ class IndependenceVerdict(Record):
     evidence: tuple[ComponentEvidence, ...] = ()
     summary: str = ""
     block_map: tuple[str, ...] = ()  # "parent: cand block 3 <- ref block 1", significant sites
+    shares: tuple[ComponentShare, ...] = ()  # per kind of evidence, for the reference the
+    # verdict is about (empty in records written before it existed)
+    effect_thresholds: dict[str, float] = Field(default_factory=dict)  # component type ->
+    # smallest effect size the calibration suite's fine-tunes produced (derived by training)
+    sentence: str = ""  # one plain sentence: what was compared, found, how sure
 
     def natural_key(self) -> str:
         return f"verdict/{self.stage_id}/{self.team_id}"

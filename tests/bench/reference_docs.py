@@ -217,12 +217,33 @@ def arc(seed: int, n_test: int = 20, n_train: int = 6) -> Splits:
             "validation": [row(200 + i) for i in range(3)]}
 
 
+_IFEVAL_SETS: list[tuple[str, list[str], list[dict[str, Any]]]] = [
+    ("Do not use commas.", ["punctuation:no_comma"], [{}]),
+    ("Answer in Korean, in fewer than 40 words.",
+     ["language:response_language", "length_constraints:number_words"],
+     [{"language": "ko"}, {"num_words": 40, "relation": "less than"}]),
+    ("Write at least 3 sentences in lowercase English.",
+     ["length_constraints:number_sentences", "change_case:english_lowercase"],
+     [{"num_sentences": 3, "relation": "at least"}, {}]),
+    ("Use the letter e at least 5 times and add a P.S.",
+     ["keywords:letter_frequency", "detectable_content:postscript"],
+     [{"letter": "e", "let_frequency": 5, "let_relation": "at least"},
+      {"postscript_marker": "P.S."}]),
+    ("Do not say 'water'; use fewer than 3 capitalised words.",
+     ["keywords:forbidden_words", "change_case:capital_word_frequency"],
+     [{"forbidden_words": ["water"]}, {"capital_frequency": 3, "capital_relation": "less than"}]),
+]
+
+
 def ifeval(seed: int, n: int = 20) -> Splits:
+    """google/IFEval's layout: every kwargs dict holds the hub's keys, null where unused."""
     rnd = random.Random(f"ifeval/{seed}")
+    keys = sorted({k for _, _, kws in _IFEVAL_SETS for kw in kws for k in kw} | {"relation"})
     rows = []
     for i in range(n):
-        rows.append({"key": 1000 + i, "prompt": f"Write about {_en(rnd, 3)}. Do not use commas.\n"
+        ask, ids, kwargs = _IFEVAL_SETS[i % len(_IFEVAL_SETS)]
+        rows.append({"key": 1000 + i, "prompt": f"Write about {_en(rnd, 3)}. {ask}\n"
                                                  f"{_ko(rnd)}",
-                     "instruction_id_list": ["punctuation:no_comma"],
-                     "kwargs": [{"relation": None, "num_words": None}]})
+                     "instruction_id_list": ids,
+                     "kwargs": [{k: kw.get(k) for k in keys} for kw in kwargs]})
     return {"train": rows}

@@ -15,8 +15,12 @@ and the group's size-weighted figure. Intended differences: docs/reference-tasks
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import random
+import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from importlib import util
@@ -42,8 +46,24 @@ assert _spec is not None and _spec.loader is not None
 docs_mod: Any = util.module_from_spec(_spec)
 _spec.loader.exec_module(docs_mod)
 
+_pspec = util.spec_from_file_location("punkt_offline", Path(__file__).with_name(
+    "punkt_offline.py"))
+assert _pspec is not None and _pspec.loader is not None
+punkt_offline: Any = util.module_from_spec(_pspec)
+_pspec.loader.exec_module(punkt_offline)
+
 SEED = 17
 MIN_DOCS = 20
+
+
+@functools.cache
+def _local_punkt_tab() -> None:
+    """lm-eval's IFEval module downloads punkt_tab on import unless NLTK finds it."""
+    if util.find_spec("punkt") is None or util.find_spec("nltk") is None:
+        return  # without them lm-eval's scorer does not import either (see lm_task)
+    root = Path(tempfile.mkdtemp(prefix="kai-nltk-"))
+    atexit.register(shutil.rmtree, root, True)
+    punkt_offline.install_punkt_tab(root)
 
 
 def _lm() -> tuple[Path, Any, Any, Any]:
@@ -70,9 +90,11 @@ def _by_dataset_name(folder: str, prefix: str) -> dict[str, Path]:
 def lm_task(yaml_path: Path, splits: dict[str, list[dict[str, Any]]]) -> Any:
     """lm-eval's own task object from its YAML, reading ``splits`` instead of the hub."""
     _, configurable, load_yaml, datasets = _lm()
+    if "ifeval" in str(yaml_path):
+        _local_punkt_tab()
     try:
         cfg = load_yaml(yaml_path, resolve_func=True)
-    except ImportError:  # IFEval's scorer needs langdetect; requests do not
+    except ImportError:  # IFEval's scorer needs langdetect (dev extra); requests do not
         cfg = load_yaml(yaml_path, resolve_func=False)
         cfg.pop("process_results", None)
     cfg = {k: v for k, v in cfg.items() if k not in {"group", "group_alias"}}
@@ -254,6 +276,9 @@ def _generation(rnd: random.Random, bench: str, gold: str) -> str:
         letter = rnd.choice("ABCDEFGHIJ")
         return rnd.choice([f"... the answer is ({gold})", f"the answer is {letter}",
                            f"Answer: {gold}", "the answer is (Z)"])
+    if bench == "ifeval":  # the sample rows ask for no commas
+        return rnd.choice(["No commas in this answer", "Commas, here, and there",
+                           "Sure, here it is:\nno commas below", "", "  \n", "Full-width\uff0c"])
     raise AssertionError(bench)
 
 
@@ -277,6 +302,10 @@ def _lm_scores(task: Any, bench: str, rnd: random.Random, kind: str) -> tuple[di
             per[d][0].resps = [text]
             answers.append(text)
     task.apply_filters()
+    if bench == "ifeval":  # lm-eval leaves langdetect unseeded; kaieval seeds it with 0
+        from langdetect import DetectorFactory
+
+        DetectorFactory.seed = 0
     values: dict[str, list[Any]] = defaultdict(list)
     for d in sorted(per):
         insts = per[d]
@@ -291,7 +320,9 @@ def _lm_scores(task: Any, bench: str, rnd: random.Random, kind: str) -> tuple[di
 
 _KEYS = {"acc": "acc,none", "acc_norm": "acc_norm,none", "f1": "f1,none",
          "math_equiv": "exact_match,none"}
-SCORED = [b for b in BENCHMARKS if b != "ifeval"]  # lm-eval's IFEval scorer needs langdetect
+# lm-eval's IFEval scorer needs langdetect and punkt_tab (tests/bench/punkt_offline.py);
+# every instruction type is compared in test_bench_ifeval_parity.py
+SCORED = [b for b in BENCHMARKS if b != "ifeval" or util.find_spec("langdetect") is not None]
 
 
 @pytest.mark.parametrize("bench", SCORED)

@@ -83,9 +83,13 @@ def test_derived_candidate_table_and_json(models: dict[str, Path], tmp_path: Pat
                               "--stage", "stage1", "--team", "teamx"],
                         env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
-    for header in ("component", "reference", "statistic", "effect", "p-value", "verdict"):
+    for header in ("component", "reference", "test", "effect", "p-value", "evidence",
+                   "coverage"):
         assert header in res.output
     assert "Verdict: derived" in res.output
+    # the plain sentence comes first, before the table
+    assert res.output.index("Compared ") < res.output.index("Independence evidence")
+    assert "derived by training" in res.output
     assert "Holm" in res.output and "alpha = 0.01" in res.output
     assert "against the listed references only (parent)" in res.output
     v = IndependenceVerdict.model_validate_json(out.read_text())
@@ -183,8 +187,8 @@ def test_table_comes_from_evidence_fields(models: dict[str, Path],
         assert res.exit_code == 0, res.output
         row = next(ln for ln in res.output.splitlines() if "block.0.mlp" in ln and "│" in ln)
         cells = [c.strip() for c in row.split("│")[1:-1]]
-        assert cells == ["block.0.mlp", "other", "exact_reuse + correlation",
-                         "3 identical; chi2=55.5 df=4", "+1.000", "1e-812", "derived"]
+        assert cells == ["block.0.mlp", "other", "exact_reuse + correlation", "+1.000",
+                         "1e-812", "derived", "compared"]
         assert ("vs elsewhere" in res.output) is details
 
 

@@ -58,7 +58,8 @@ def test_pairs_cover_derived_and_all_independent_pairs() -> None:
     pairs = suite_pairs(SuiteConfig())
     derived = [p for p in pairs if p.role == "derived"]
     independent = [p for p in pairs if p.role == "independent"]
-    assert len(derived) == 10 and all(p.reference == "parent" for p in derived)
+    assert len(derived) == 14
+    assert all(p.reference == "parent" for p in derived if p.kind != "encoder-copied")
     assert len(independent) == math.comb(1 + 5 + 2, 2)  # parent, 5 seeds, 2 tokenizers
     assert len({(p.candidate, p.reference) for p in pairs}) == len(pairs)
 
@@ -68,9 +69,34 @@ def test_partial_copy_must_name_the_copied_blocks() -> None:
     assert pair.must_name == ("block.0.attention", "block.0.mlp", "block.1.attention",
                               "block.1.mlp")
     wrong = Outcome(pair, "partial", 0.0, derived_components=["head"])
-    right = Outcome(pair, "partial", 0.0, derived_components=[*pair.must_name, "norms"])
+    right = Outcome(pair, "partial", 0.0, derived_components=[*pair.must_name, "norms"],
+                    kinds={c: "derived_by_training" for c in pair.must_name})
     assert wrong.detected and not wrong.as_expected and right.as_expected
     assert not Outcome(pair, "no_evidence", 0.0).detected
+
+
+def test_partial_controls_must_show_the_kind_and_nothing_else_strong() -> None:
+    pair = next(p for p in suite_pairs(SuiteConfig()) if p.kind == "frozen-copy-2")
+    assert pair.expected == ("partial",) and pair.must_be == ("copied",)
+    kinds = {c: "copied" for c in pair.must_name}
+    ok = Outcome(pair, "partial", 0.0, derived_components=[*pair.must_name, "head"],
+                 kinds={**kinds, "head": "co_adapted", "embeddings": "no_evidence"})
+    assert ok.as_expected
+    trained = Outcome(pair, "partial", 0.0, derived_components=list(pair.must_name),
+                      kinds={**kinds, "block.0.mlp": "derived_by_training"})
+    assert not trained.as_expected  # copied as-is, so "derived by training" is the wrong label
+    more = Outcome(pair, "partial", 0.0, derived_components=[*pair.must_name, "head"],
+                   kinds={**kinds, "head": "derived_by_training"})
+    assert not more.as_expected  # the rest was trained by the team
+    assert not Outcome(pair, "derived", 0.0, derived_components=list(pair.must_name),
+                       kinds=kinds).as_expected
+    enc = next(p for p in suite_pairs(SuiteConfig()) if p.kind == "encoder-copied")
+    assert (enc.reference, enc.must_name) == ("parent-vision", ("vision_encoder",))
+
+
+def test_frozen_control_needs_enough_layers() -> None:
+    with pytest.raises(KaiError, match="copies 4 blocks; the models have 2"):
+        SuiteConfig(layers=2, kinds=("frozen-copy-4",))
 
 
 def test_finetune_is_derived_and_other_seed_is_not(outcomes: list[Outcome]) -> None:
@@ -87,6 +113,13 @@ def test_summary_rates_and_measured_rates(outcomes: list[Outcome], tmp_path: Pat
     summary = summarise(outcomes, alpha=0.01, config=TINY)
     tp, fp = summary["true_positive"], summary["false_positive"]
     assert (tp["n"], fp["n"]) == (2, 1)
+    # measured on the fine-tune: every trained component meets its own bar
+    bars = summary["effect_thresholds"]["by_type"]
+    assert bars and summary["effect_thresholds"]["controls"] == ["finetune"]
+    fine = _by_candidate(outcomes)["finetune"]
+    assert all(fine.effects[c] is None or fine.effects[c] >= bars[c.rsplit(".", 1)[-1]]
+               or fine.kinds[c] != "derived_by_training" for c in fine.kinds)
+    assert summary["effect_thresholds"]["max_trained"] < 0.9999
     assert tp["k"] == sum(o.detected for o in outcomes if o.pair.role == "derived")
     assert tp["ci95"] == list(clopper_pearson(tp["k"], tp["n"]))
     assert summary["high_norm_cosine"]["pairs"] == 1
@@ -113,7 +146,7 @@ def test_builds_are_deterministic(built: dict[str, Path], tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("kind", ["pruned-depth", "pruned-width", "depth-upscaled",
                                   "vocab-extended", "partial-copy", "residual-permuted",
-                                  "moe-upcycled"])
+                                  "moe-upcycled", "frozen-copy-2", "embeddings-copied"])
 def test_surgery_changes_what_it_says(built: dict[str, Path], tmp_path: Path,
                                       kind: str) -> None:
     """Each transform, before healing: the shapes and copied tensors it promises."""
@@ -148,6 +181,17 @@ def test_surgery_changes_what_it_says(built: dict[str, Path], tmp_path: Path,
         assert not np.array_equal(emb, before)
         # every column is a parent column, possibly negated: a signed permutation
         assert sorted(map(tuple, np.abs(emb).T)) == sorted(map(tuple, np.abs(before).T))
+        assert not (out.load(up) == parent.load(up)).all()
+    elif kind == "frozen-copy-2":  # attention and MLP of blocks 0-1 copied, norms fresh
+        q = "model.layers.1.self_attn.q_proj.weight"
+        assert (out.load(q) == parent.load(q)).all() and (out.load(up) == parent.load(up)).all()
+        norm = "model.layers.0.input_layernorm.weight"
+        emb = "model.embed_tokens.weight"
+        assert not (out.load(emb) == parent.load(emb)).all()
+        assert out.tensors[norm].shape == parent.tensors[norm].shape
+    elif kind == "embeddings-copied":
+        emb = "model.embed_tokens.weight"
+        assert (out.load(emb) == parent.load(emb)).all()
         assert not (out.load(up) == parent.load(up)).all()
     else:  # partial-copy: block 0 copied, block 1 and the embeddings fresh
         assert (out.load(up) == parent.load(up)).all()

@@ -9,8 +9,11 @@ import pytest
 from report_factories import BANNER, make_selection, make_stage1
 
 from kaieval.errors import KaiError
+from kaieval.records import ComponentEvidence, IndependenceVerdict
 from kaieval.report import render_html
-from kaieval.scoring.results import StageResult
+from kaieval.scoring.gates import gate_outcome
+from kaieval.scoring.results import GateOutcome, StageResult
+from kaieval.spec.program import Gate
 
 VOID = {"meta", "br", "link", "img", "input", "hr", "wbr", "source", "col", "area", "base"}
 
@@ -219,3 +222,50 @@ def test_minimal_stage_without_optional_parts_renders() -> None:
     parser = _Balance()
     parser.feed(_render([empty], banner=None))
     assert parser.errors == [] and parser.stack == []
+
+
+def _independence_gate(team: str, kinds: dict[str, str], verdict: str) -> GateOutcome:
+    """A gate outcome as scoring makes it, from a verdict record and a policy."""
+    lines = tuple(ComponentEvidence(
+        component=c, verdict="inconclusive" if k == "not_comparable" else
+        "no_evidence" if k == "no_evidence" else "derived",
+        test="none" if k == "not_comparable" else "weight_correlation", reference="parent",
+        p_value=None if k == "not_comparable" else 1e-9, effect_size=None if k ==
+        "not_comparable" else 0.03, kind=k, parameters=100,  # type: ignore[arg-type]
+        not_compared="shapes differ" if k == "not_comparable" else None,
+        detail=f"engine prose {c} <b>") for c, k in kinds.items())
+    n_compared = sum(k != "not_comparable" for k in kinds.values())
+    v = IndependenceVerdict(stage_id="stage1", team_id=team, source="measured",
+                            verdict=verdict, references=("parent",),  # type: ignore[arg-type]
+                            alpha=0.01, evidence=lines, summary="s",
+                            sentence=f"Compared {n_compared} of {len(kinds)} weight "
+                                     "components with parent.")
+    gate = Gate.model_validate({"id": "independence", "kind": "independence",
+                                "rule": "Foreign weights used as-is fail", "policy": {}})
+    return gate_outcome(gate, v, {}, 0.0)
+
+
+def test_gate_leads_with_a_sentence_then_a_table_and_folds_the_engine_detail() -> None:
+    base = make_stage1()
+    gates = {"alpha": _independence_gate("alpha", {"block.0.mlp": "copied",
+                                                   "head": "co_adapted"}, "partial"),
+             "beta": _independence_gate("beta", {"block.0.mlp": "not_comparable",
+                                                 "head": "not_comparable",
+                                                 "norms": "no_evidence"}, "no_evidence")}
+    teams = tuple(t.model_copy(update={"gates": (gates[t.team_id],)}) if t.team_id in gates
+                  else t for t in base.teams)
+    html = _render([base.model_copy(update={"teams": teams})])
+    section = html.split("<h3>Gates</h3>")[1].split("<h3>")[0]
+    alpha = section.split('data-team="alpha"')[1].split('data-team="')[0]
+    assert "Compared 2 of 2 weight components with parent." in alpha
+    assert "The gate fails by policy line &#34;copied: fail&#34;" in alpha
+    assert '<code class="policy-line">copied: fail</code>' in alpha
+    assert alpha.index("gate-sentence") < alpha.index("independence-rows") \
+        < alpha.index("<details")
+    assert 'data-kind="copied"' in alpha and "co-adapted (weak)" in alpha
+    assert "engine prose head &lt;b&gt;" in alpha  # escaped, inside the folded details
+    beta = section.split('data-team="beta"')[1].split('data-team="')[0]
+    # mostly not comparable reads as such, not like a team tested throughout
+    assert "Compared 1 of 3 weight components with parent." in beta
+    assert beta.count("not comparable: shapes differ") == 2
+    assert "The gate passes by policy line &#34;no line applies: pass&#34;" in beta

@@ -48,15 +48,42 @@ def _row(text: str, component: str) -> list[str]:
 def test_table_shows_the_fields_not_the_detail() -> None:
     text = _render(verdict_with_fields())
     assert "elsewhere" not in text and "99 identical" not in text and "1e-7" not in text
-    assert _row(text, "embeddings") == ["embeddings", "parent", "correlation",
-                                        "chi2=3741.1 df=2", "+0.990", "1e-812", "derived"]
+    assert _row(text, "embeddings") == ["embeddings", "parent", "correlation", "+0.990",
+                                        "1e-812", "derived", "compared"]
     assert _row(text, "block.0.mlp") == ["block.0.mlp", "other", "exact_reuse + correlation",
-                                         "3 identical; chi2=55.5 df=4", "+1.000", "2.5e-12",
-                                         "derived"]
+                                         "+1.000", "2.5e-12", "derived", "compared"]
     # no component p recorded: Fisher's log10 p gives the order of magnitude
-    assert _row(text, "norms")[5] == "1e-400"
+    assert _row(text, "norms")[4] == "1e-400"
     # no reference recorded and several references: unknown, not guessed from the prose
     assert _row(text, "head")[1:4] == ["?", "none", "-"]
+    assert _row(text, "head")[6] == "not comparable: nothing to compare"
+
+
+def test_table_shows_kind_effect_and_coverage_fields() -> None:
+    v = verdict_with_fields()
+    ev = v.evidence[0].model_copy(update={"kind": "co_adapted", "effect_size": 0.031,
+                                          "not_compared": "shapes differ"})
+    text = _render(v.model_copy(update={"evidence": (ev,)}))
+    assert _row(text, "embeddings")[3:] == ["+0.031", "1e-812", "co-adapted (weak)",
+                                            "partly: shapes differ"]
+
+
+def test_tokenizer_line_coverage_is_measured_or_not() -> None:
+    v = verdict_with_fields()
+    tok = ComponentEvidence(component="tokenizer", verdict="inconclusive",
+                            test="tokenizer_lineage", lineage="inconclusive", reference="parent")
+    gone = tok.model_copy(update={"component": "tokenizer2", "lineage": "not measured"})
+    text = _render(v.model_copy(update={"evidence": (tok, gone)}))
+    assert _row(text, "tokenizer")[6] == "compared"
+    assert _row(text, "tokenizer2")[6] == "not measured"
+
+
+def test_sentence_comes_before_the_table() -> None:
+    v = verdict_with_fields().model_copy(update={"sentence": "Compared 3 of 4 components."})
+    console = Console(record=True, width=200, highlight=False)
+    print_verdict(v, console, details=False)
+    text = console.export_text()
+    assert text.index("Compared 3 of 4 components.") < text.index("Independence evidence")
 
 
 def test_fmt_p() -> None:

@@ -6,6 +6,7 @@ from report_factories import BANNER, make_selection, make_stage1
 from rich.console import Console
 
 from kaieval.report import print_summary
+from kaieval.scoring.results import GateOutcome
 
 
 def _row_block(text: str, team_name: str) -> str:
@@ -51,3 +52,18 @@ def test_summary_without_banner_repechage_or_robustness() -> None:
     assert "No repechage in this stage." in text
     assert "Robustness was not computed" in text
     assert "제타 AI" in text
+
+
+def test_independence_sentences_follow_the_decisions() -> None:
+    base = make_stage1()
+    team = base.teams[0]
+    gate = GateOutcome(gate_id="independence", rule="r", status="fail", reason="short",
+                       sentence="Compared 2 of 2 weight components with parent. Partial: "
+                                "copied: MLP of block 0. The gate fails by policy line "
+                                '"copied: fail".', decided_by="copied: fail")
+    teams = tuple(t.model_copy(update={"gates": (gate,)}) if t.team_id == team.team_id else t
+                  for t in base.teams)
+    text = _text(base.model_copy(update={"teams": teams}))
+    assert text.index("Decisions:") < text.index("Independence:")
+    assert f"{team.team_name} (independence, fail): Compared 2 of 2 weight components" in text
+    assert text.count("Compared ") == 1  # only gates that carry a sentence

@@ -236,3 +236,29 @@ def test_login_attempts_are_counted_in_a_moving_window(store: Store) -> None:
     assert not store.count_attempt(["name:kim"], 3, 60, now=159)  # oldest still inside
     assert store.count_attempt(["name:kim"], 3, 60, now=160.5)  # ... and now outside
     assert store.audit_head()[0] == 0  # attempts are not audited
+
+
+@pytest.mark.parametrize("idle_s, survives", [(0.0, True), (3600.0, False)])
+def test_a_pooled_connection_that_died_while_idle_is_pinged_and_replaced(
+        store_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch, idle_s: float,
+        survives: bool) -> None:
+    """Idle longer than the threshold: pinged, found dead, replaced -- the read works.
+    Used a moment ago: not pinged (no round trip per request), so a connection the server
+    killed in that moment fails once with a one-line error."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL connection pool")
+    import kaieval.store.database as database
+
+    monkeypatch.setattr(database, "PG_PING_IDLE_S", idle_s)
+    with Store(store_url) as store:
+        store.put_objects({"x/a": {"n": 1}}, actor="kim")
+        pid = store._read_core("reading", lambda c: c.execute(text("SELECT pg_backend_pid()"))
+                               .scalar())
+        with raw.begin() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        if survives:
+            assert store.get_object("x/a") == {"n": 1}
+        else:
+            with pytest.raises(KaiError, match="reading application state failed"):
+                store.get_object("x/a")
+            assert store.get_object("x/a") == {"n": 1}  # the pool was dropped: reconnected

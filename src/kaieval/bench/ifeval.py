@@ -3,7 +3,10 @@
 Every instruction id of the IFEval paper (Zhou et al. 2023; the 25 that
 google/IFEval and lm-eval's ``ifeval`` task use) is a small function
 ``check(response, **kwargs) -> bool``, with kwargs named as in the public data,
-so hub rows run unchanged. The predicates follow lm-eval's implementation, with
+so hub rows run unchanged. These are the ``script`` checks (``ifeval@kaieval-v1``
+and the default for users' own task files); the catalogue's ``ifeval`` uses lm-eval's
+own (``checks: lm-eval``, in ``kaieval.bench.ifeval_reference``, which reuses the
+predicates here that lm-eval shares). They follow lm-eval's implementation, with
 three deliberate differences, because the catalogue also serves Korean:
 
 * sentences are split on ``. ! ? 。 ！ ？`` followed by whitespace (lm-eval uses
@@ -333,26 +336,45 @@ def _run(check: Callable[..., bool], iid: str, response: str, kwargs: dict[str, 
         raise KaiError(f"instruction {iid!r}: bad arguments {kwargs}: {exc}") from None
 
 
+CHECK_SETS = ("script", "lm-eval")
+
+
 def check_instructions(response: str, instruction_ids: Sequence[str],
                        kwargs: Sequence[Mapping[str, Any] | None], *,
-                       loose: bool = False) -> list[bool]:
+                       loose: bool = False, checks: str = "script") -> list[bool]:
     """One verdict per instruction; ``loose``: followed by any non-empty loose variant.
 
-    Kwargs whose value is None are dropped (the public data stores every key of every
-    instruction, null where unused).
+    ``checks`` picks the predicates: ``script`` (this module's, Korean-aware, no extra
+    dependency) or ``lm-eval`` (lm-evaluation-harness 0.4.13's, in
+    ``kaieval.bench.ifeval_reference``; the catalogue's default). With ``script``,
+    kwargs whose value is None are dropped (the public data stores every key of every
+    instruction, null where unused); ``lm-eval`` drops every falsy value, as lm-eval does.
     """
     if len(instruction_ids) != len(kwargs):
         raise KaiError(f"{len(instruction_ids)} instruction ids but {len(kwargs)} kwargs")
+    if checks == "lm-eval":
+        from kaieval.bench import ifeval_reference as R
+
+        table, clean_args = R.CHECKS, R.arguments
+    elif checks == "script":
+        table, clean_args = INSTRUCTION_CHECKS, _drop_none
+    else:
+        raise KaiError(f"instruction checks must be one of {', '.join(CHECK_SETS)}, "
+                       f"got {checks!r}")
     variants = loose_variants(response) if loose else [response]
     out: list[bool] = []
     for iid, kw in zip(instruction_ids, kwargs, strict=True):
-        check = INSTRUCTION_CHECKS.get(iid)
+        check = table.get(iid)
         if check is None:
             raise KaiError(f"unsupported instruction id {iid!r}; supported: "
-                           + ", ".join(sorted(INSTRUCTION_CHECKS)))
-        clean = {k: v for k, v in (kw or {}).items() if v is not None}
+                           + ", ".join(sorted(table)))
+        clean = clean_args(iid, kw)
         if loose:
             out.append(any(v.strip() and _run(check, iid, v, clean) for v in variants))
         else:  # an empty response follows no instruction (IFEval's rule)
             out.append(bool(response.strip()) and _run(check, iid, response, clean))
     return out
+
+
+def _drop_none(iid: str, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (kwargs or {}).items() if v is not None}

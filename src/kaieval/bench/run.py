@@ -184,6 +184,11 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
     loaded = load_tasks([t for t in tasks if isinstance(t, str)])
     objects = iter(loaded)
     task_objs: list[Task] = [next(objects) if isinstance(t, str) else t for t in tasks]
+    if any(getattr(getattr(t, "cfg", None), "instruction_checks", "") == "lm-eval"
+           for t in task_objs):  # before the model generates, not after
+        from kaieval.bench.ifeval_reference import require
+
+        require()
     be = _make_backend(backend, model, batch_size=batch_size, chat_template=chat_template,
                        seed=seed, **backend_kwargs)
     cache = RequestCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None

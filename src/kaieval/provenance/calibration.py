@@ -34,20 +34,40 @@ from scipy.special import betaincinv
 
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file, sha256_json
+from kaieval.provenance.evidence_kind import (
+    IDENTICAL_EFFECT,
+    TRAINED_CONTROLS,
+    WHOLE_MODEL_SHARE,
+    EffectThresholds,
+    decide,
+    effect_thresholds,
+    is_weight_line,
+    lm_strong_share,
+)
 from kaieval.provenance.safetensors_io import open_model
 from kaieval.provenance.tensor_groups import is_norm
 from kaieval.provenance.tokenizer_lineage import TOKENIZER_TEST
 from kaieval.provenance.verdict import check_independence
+from kaieval.records import ComponentEvidence, IndependenceVerdict
 
 SUITE_VERSION = 2  # bump when a control is built differently: cached models rebuild
 STAMP = ".kaieval-calibration.json"
 DETECTED = ("derived", "partial")
 DERIVED_KINDS = ("finetune", "continued-pretraining", "permuted-finetune", "pruned-depth",
                  "pruned-width", "depth-upscaled", "vocab-extended", "partial-copy",
-                 "residual-permuted", "moe-upcycled")
-_EXPECTED: dict[str, tuple[str, ...]] = {"partial-copy": ("partial", "derived")}
+                 "residual-permuted", "moe-upcycled", "frozen-copy-2", "frozen-copy-4",
+                 "embeddings-copied", "encoder-copied")
+PARTIAL_KINDS = ("partial-copy", "frozen-copy-2", "frozen-copy-4", "embeddings-copied",
+                 "encoder-copied")
+"""Controls where only a part of the model comes from the parent: expected ``partial``,
+naming that part (as copied, or derived by training for ``partial-copy``, whose copied
+blocks were trained on with the rest), and nothing else copied or derived by training."""
 _SURGERY = ("permuted-finetune", "pruned-depth", "pruned-width", "depth-upscaled",
-            "vocab-extended", "partial-copy", "residual-permuted", "moe-upcycled")
+            "vocab-extended", "partial-copy", "residual-permuted", "moe-upcycled",
+            "frozen-copy-2", "frozen-copy-4", "embeddings-copied")
+_FROZEN = ("frozen-copy-2", "frozen-copy-4", "embeddings-copied")
+ENCODER_REFERENCE = "parent-vision"  # the parent with a vision encoder: encoder-copied's source
+STRONG = ("copied", "derived_by_training")
 Progress = Callable[[str], None]
 
 
@@ -79,6 +99,15 @@ class SuiteConfig:
             raise KaiError(f"unknown control kind(s) {unknown}; known: {list(DERIVED_KINDS)}")
         if self.layers < 2 and any(k in self.kinds for k in ("pruned-depth", "partial-copy")):
             raise KaiError("pruned-depth and partial-copy need at least 2 layers")
+        for k in self.kinds:
+            if k.startswith("frozen-copy-") and frozen_blocks(k) > self.layers:
+                raise KaiError(f"{k} copies {frozen_blocks(k)} blocks; the models have "
+                               f"{self.layers}")
+
+
+def frozen_blocks(kind: str) -> int:
+    """frozen-copy-N -> N: how many leading blocks the control copies and freezes."""
+    return int(kind.rsplit("-", 1)[1])
 
 
 @dataclass(frozen=True)
@@ -91,6 +120,7 @@ class Pair:
     role: str  # "derived" or "independent"
     expected: tuple[str, ...]
     must_name: tuple[str, ...] = ()  # components the verdict must call derived
+    must_be: tuple[str, ...] = ()  # the kinds must_name components must have (any of)
 
 
 @dataclass
@@ -104,6 +134,12 @@ class Outcome:
     derived_components: list[str] = field(default_factory=list)
     raw_norm_cosine: float | None = None
     summary: str = ""
+    kinds: dict[str, str] = field(default_factory=dict)  # component -> kind of evidence
+    effects: dict[str, float | None] = field(default_factory=dict)  # component -> effect
+    parameters: dict[str, int | None] = field(default_factory=dict)
+    lm_strong_share: float | None = None  # compared LM parameters copied / derived
+    evidence: tuple[ComponentEvidence, ...] = ()  # the record's lines, kinds set
+    thresholds: dict[str, float] = field(default_factory=dict)  # effect thresholds used
 
     @property
     def detected(self) -> bool:
@@ -111,9 +147,20 @@ class Outcome:
 
     @property
     def as_expected(self) -> bool:
-        """The expected verdict, naming the components known to be copied (for partial-copy)."""
-        return (self.verdict in self.pair.expected
-                and set(self.pair.must_name) <= set(self.derived_components))
+        """The expected verdict, naming the components known to come from the parent with
+        the kind of evidence they should show; for a partial control nothing else is
+        copied or derived by training (the rest was trained by the team)."""
+        if self.verdict not in self.pair.expected or \
+                not set(self.pair.must_name) <= set(self.derived_components):
+            return False
+        if self.pair.must_be and any(self.kinds.get(c) not in self.pair.must_be
+                                     for c in self.pair.must_name):
+            return False
+        if self.pair.kind in PARTIAL_KINDS:
+            return not [c for c, k in self.kinds.items()
+                        if k in STRONG and c not in self.pair.must_name
+                        and c != "norms"]  # norms hold the copied blocks' norm weights
+        return True
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -155,12 +202,29 @@ def independent_names(config: SuiteConfig) -> list[str]:
             + [f"tokenizer-{i}" for i in range(1, len(config.other_vocab_sizes) + 1)])
 
 
+def _blocks(n: int) -> tuple[str, ...]:
+    return tuple(f"block.{i}.{part}" for i in range(n) for part in ("attention", "mlp"))
+
+
+def _derived_pair(kind: str, config: SuiteConfig) -> Pair:
+    """A derived control against its source, with what the verdict must say about it."""
+    if kind == "partial-copy":
+        return Pair(kind, "parent", kind, "derived", ("partial",),
+                    _blocks(max(1, config.layers // 2)), STRONG)
+    if kind.startswith("frozen-copy-"):
+        return Pair(kind, "parent", kind, "derived", ("partial",),
+                    _blocks(frozen_blocks(kind)), ("copied",))
+    if kind == "embeddings-copied":
+        return Pair(kind, "parent", kind, "derived", ("partial",), ("embeddings",), ("copied",))
+    if kind == "encoder-copied":
+        return Pair(kind, ENCODER_REFERENCE, kind, "derived", ("partial",),
+                    ("vision_encoder",), ("copied",))
+    return Pair(kind, "parent", kind, "derived", ("derived",))
+
+
 def suite_pairs(config: SuiteConfig) -> list[Pair]:
     """Every derived control against the parent, every independent pair all-vs-all."""
-    copied = tuple(f"block.{i}.{part}" for i in range(max(1, config.layers // 2))
-                   for part in ("attention", "mlp"))
-    pairs = [Pair(k, "parent", k, "derived", _EXPECTED.get(k, ("derived",)),
-                  copied if k == "partial-copy" else ()) for k in config.kinds]
+    pairs = [_derived_pair(k, config) for k in config.kinds]
     pool = independent_names(config)
     for i, ref in enumerate(pool):
         for cand in pool[i + 1:]:
@@ -201,6 +265,22 @@ def _recipes(config: SuiteConfig) -> list[Any]:
         "name": k, "role": f"calibration: {k} of parent", "tokenizer": shared,
         "init": {"mode": "finetune", "source": "parent"}, "train": t})
         for k, t in tuned.items() if k in c.kinds]
+    if "encoder-copied" in c.kinds:  # a vision encoder copied into an independent model
+        vit = {"hidden_size": 32, "layers": 2, "heads": 2, "intermediate_size": 64}
+        out.append(Recipe.model_validate({
+            "name": ENCODER_REFERENCE, "role": "calibration: the parent with a vision encoder",
+            "tokenizer": shared, "init": {"mode": "finetune", "source": "parent"},
+            "train": train(0, c.lr, s + 4, 1),
+            "vision_encoder": {"mode": "scratch", "seed": s + 5, "architecture": vit,
+                               "steps": 40}}))
+        out.append(Recipe.model_validate({
+            "name": "encoder-copied", "role": "calibration: vision encoder copied as-is into "
+                                              "an independent language model",
+            "tokenizer": shared, "architecture": arch,
+            "init": {"mode": "scratch", "seed": s + 70},
+            "train": train(c.parent_steps, c.lr, s + 70, 1),
+            "vision_encoder": {"mode": "copy", "source": ENCODER_REFERENCE,
+                               "finetune_steps": 0}}))
     return out
 
 
@@ -241,7 +321,7 @@ def _build_surgery(kind: str, parent: Path, cache_dir: Path, config: SuiteConfig
     try:
         start = time.perf_counter()
         seed = config.seed * 1000 + 100 + DERIVED_KINDS.index(kind)
-        scratch = kind == "partial-copy"
+        scratch = kind == "partial-copy" or kind in _FROZEN
         with deterministic_torch():
             say(f"{kind}: transforming the parent's weights")
             _surgery(kind, parent, tmp / "raw", seed)
@@ -255,7 +335,8 @@ def _build_surgery(kind: str, parent: Path, cache_dir: Path, config: SuiteConfig
                 "train": {"steps": steps, "lr": float(lr), "batch_size": config.batch_size,
                           "seq_len": config.seq_len, "seed": seed,
                           "corpus_chars": config.corpus_chars, "corpus_seed": 2}})
-            train_language_model(recipe, tmp / "model", tmp, say)
+            train_language_model(recipe, tmp / "model", tmp, say,
+                                 frozen=_frozen_names(kind))
         stamp = {"key": key, "kind": kind, "config": asdict(config),
                  "build_seconds": round(time.perf_counter() - start, 3)}
         (tmp / "model" / STAMP).write_text(json.dumps(stamp, indent=2), encoding="utf-8")
@@ -268,6 +349,17 @@ def _build_surgery(kind: str, parent: Path, cache_dir: Path, config: SuiteConfig
 
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+_ATTN_MLP = re.compile(r"^model\.layers\.(\d+)\.(self_attn|mlp)\.")
+
+
+def _frozen_names(kind: str) -> Callable[[str], bool] | None:
+    """Which parameters a frozen control keeps as copied while the rest trains."""
+    if kind == "embeddings-copied":
+        return lambda name: name == "model.embed_tokens.weight"
+    if kind.startswith("frozen-copy-"):
+        n = frozen_blocks(kind)
+        return lambda name: bool((m := _ATTN_MLP.match(name)) and int(m.group(1)) < n)
+    return None
 
 
 def _remap_layers(state: dict[str, Any], mapping: Sequence[int]) -> dict[str, Any]:
@@ -334,6 +426,11 @@ def _surgery(kind: str, parent: Path, out: Path, seed: int) -> None:
         copied = max(1, n_layers // 2)  # suite_pairs names these blocks as must-find
         state = {k: (v if (hit := _LAYER.match(k)) and int(hit.group(1)) < copied
                      else fresh[k]) for k, v in state.items()}
+    elif kind in _FROZEN:  # the issue's case: attention + MLP (or embeddings) copied as-is
+        fresh = LlamaForCausalLM(cfg).state_dict()
+        is_frozen = _frozen_names(kind)
+        assert is_frozen is not None
+        state = {k: (v if is_frozen(k) else fresh[k]) for k, v in state.items()}
     new = LlamaForCausalLM(cfg)
     new.load_state_dict(state, strict=True)
     new.save_pretrained(out)
@@ -474,22 +571,53 @@ def raw_norm_cosine(candidate: Path, reference: Path) -> float | None:
 
 
 def evaluate(pairs: Sequence[Pair], models: dict[str, Path], *, alpha: float = 0.01,
-             progress: Progress | None = None) -> list[Outcome]:
-    """Run :func:`check_independence` on each pair (one reference each)."""
-    out: list[Outcome] = []
+             progress: Progress | None = None,
+             thresholds: EffectThresholds | None = None) -> list[Outcome]:
+    """Run :func:`check_independence` on each pair (one reference each), then decide.
+
+    The checks run with no effect-size thresholds; the thresholds are then measured on
+    the trained controls' outcomes (:func:`measure_thresholds`, unless ``thresholds`` is
+    given) and every verdict is decided again from its evidence with them -- the same
+    :func:`~kaieval.provenance.evidence_kind.decide` that ``check_independence`` calls.
+    """
+    raw: list[tuple[Pair, IndependenceVerdict, float]] = []
     for i, pair in enumerate(pairs, start=1):
         start = time.perf_counter()
         v = check_independence(models[pair.candidate], [models[pair.reference]], alpha=alpha,
-                               stage_id="calibration", team_id=pair.candidate)
-        weights = [e for e in v.evidence if e.test != TOKENIZER_TEST]  # not weight tests
-        o = Outcome(pair, v.verdict, round(time.perf_counter() - start, 3),
-                    {e.component: e.p_value for e in weights},
-                    [e.component for e in weights if e.verdict == "derived"],
-                    raw_norm_cosine(models[pair.candidate], models[pair.reference]), v.summary)
-        out.append(o)
+                               stage_id="calibration", team_id=pair.candidate,
+                               effect_thresholds=EffectThresholds())
+        raw.append((pair, v, round(time.perf_counter() - start, 3)))
         if progress is not None:
-            progress(f"[{i}/{len(pairs)}] {pair.candidate} vs {pair.reference}: {v.verdict}")
+            progress(f"[{i}/{len(pairs)}] {pair.candidate} vs {pair.reference}: checked")
+    if thresholds is None:
+        thresholds = measure_thresholds([(p, v) for p, v, _ in raw])
+    out: list[Outcome] = []
+    for pair, v, seconds in raw:
+        d = decide(v.evidence, v.references, alpha=alpha, thresholds=thresholds)
+        weights = [e for e in d.evidence if e.test != TOKENIZER_TEST]  # not weight tests
+        out.append(Outcome(
+            pair, d.verdict, seconds, {e.component: e.p_value for e in weights},
+            [e.component for e in weights if e.verdict == "derived"],
+            raw_norm_cosine(models[pair.candidate], models[pair.reference]), d.sentence,
+            {e.component: e.kind or "" for e in weights},
+            {e.component: e.effect_size for e in weights},
+            {e.component: e.parameters for e in weights},
+            lm_strong_share(d.evidence, pair.reference), d.evidence, dict(thresholds.by_type)))
+        if progress is not None:
+            progress(f"{pair.candidate} vs {pair.reference}: {d.verdict}")
     return out
+
+
+def measure_thresholds(checked: Sequence[tuple[Pair, IndependenceVerdict]],
+                       ) -> EffectThresholds:
+    """Per component type, the smallest effect of a Holm-significant, not copied component
+    of the fine-tune and continued-pretraining controls: the low end of the range that
+    training a foreign model produces. Empty when neither control was run."""
+    lines = {pair.kind: [e for e in v.evidence if is_weight_line(e)]
+             for pair, v in checked if pair.kind in TRAINED_CONTROLS}
+    by_type = effect_thresholds(lines)
+    return EffectThresholds(by_type, f"calibration suite ({', '.join(sorted(lines))})"
+                            if by_type else "not calibrated")
 
 
 def code_fingerprint() -> str:
@@ -512,12 +640,34 @@ def summarise(outcomes: Sequence[Outcome], *, alpha: float, config: SuiteConfig,
     pair_ps = [min(1.0, len(ps) * min(ps)) for o in neg
                if (ps := [p for p in o.p_values.values() if p is not None])]
     high = [o for o in neg if o.raw_norm_cosine is not None and o.raw_norm_cosine > 0.95]
+    trained = [e for o in pos if o.pair.kind in TRAINED_CONTROLS
+               for c, e in o.effects.items() if e is not None and o.kinds.get(c) in STRONG]
+    whole = [o.lm_strong_share for o in pos if o.verdict == "derived"
+             and o.lm_strong_share is not None]
+    part = [o.lm_strong_share for o in pos if o.verdict == "partial"
+            and o.lm_strong_share is not None]
+    thresholds = {
+        "by_type": outcomes[0].thresholds if outcomes else {},
+        "controls": [k for k in TRAINED_CONTROLS if any(o.pair.kind == k for o in pos)],
+        "code_sha256": code_fingerprint(),
+        "identical_effect": IDENTICAL_EFFECT,
+        "max_trained": max(trained, default=None),
+        "whole_model_share": WHOLE_MODEL_SHARE,
+        "min_share_of_derived": min(whole, default=None),
+        "max_share_of_partial": max(part, default=None)}
     return {
         "suite_version": SUITE_VERSION, "alpha": alpha, "config": asdict(config),
         "code_sha256": code_fingerprint(), **(extra or {}),
         "true_positive": _rate(sum(o.detected for o in pos), len(pos)),
         "derived_as_expected": _rate(sum(o.as_expected for o in pos), len(pos)),
         "false_positive": _rate(sum(o.detected for o in neg), len(neg)),
+        "effect_thresholds": thresholds,
+        "partial_controls": {
+            "detected": _rate(sum(o.detected for o in pos if o.pair.kind in PARTIAL_KINDS),
+                              sum(o.pair.kind in PARTIAL_KINDS for o in pos)),
+            "as_expected": _rate(sum(o.as_expected for o in pos
+                                     if o.pair.kind in PARTIAL_KINDS),
+                                 sum(o.pair.kind in PARTIAL_KINDS for o in pos))},
         "null_component_p": null_p_spread(null_ps),
         "null_pair_bonferroni_p": null_p_spread(pair_ps),
         "null_component_p_by_type": {t: null_p_spread([
@@ -529,7 +679,9 @@ def summarise(outcomes: Sequence[Outcome], *, alpha: float, config: SuiteConfig,
         "pairs": [{**asdict(o.pair), "verdict": o.verdict, "detected": o.detected,
                    "as_expected": o.as_expected, "seconds": o.seconds,
                    "derived_components": o.derived_components, "p_values": o.p_values,
-                   "raw_norm_cosine": o.raw_norm_cosine, "summary": o.summary}
+                   "raw_norm_cosine": o.raw_norm_cosine, "summary": o.summary,
+                   "kinds": o.kinds, "effects": o.effects, "parameters": o.parameters,
+                   "lm_strong_share": o.lm_strong_share}
                   for o in outcomes],
     }
 

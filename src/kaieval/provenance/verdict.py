@@ -2,7 +2,7 @@
 
 Decision rule (documented in docs/provenance.md):
 
-* a component is ``derived`` from a reference when one of its informative
+* a component is significant against a reference when one of its informative
   tensors is a byte-identical copy, or when its p-value is significant after Holm
   correction across every (component, reference) pair. The p-value of a component
   is Fisher's combination of its same-position tensor correlations; for an MLP it
@@ -10,13 +10,10 @@ Decision rule (documented in docs/provenance.md):
   (:mod:`kaieval.provenance.matching`, Fisher over a mixture's experts), whose
   block search (:mod:`kaieval.provenance.layers`) also says which reference block
   seeded it -- and the block's other tensors are then compared with that block;
-* the model is ``derived`` when, for some reference, at least half of the
-  comparable language-model components (embeddings, blocks, head) are derived;
-* ``partial`` when some component is derived but the language model is not
-  (Naver's case: a reused vision encoder on a from-scratch language model);
-* ``no_evidence`` when something was compared and nothing is significant --
-  which is not proof of training from scratch, only of no detected dependence;
-* ``inconclusive`` when nothing could be compared at all.
+* its effect size then says which kind of evidence it is -- copied, derived by
+  training or co-adapted -- and the verdict (derived, partial, no_evidence,
+  inconclusive) follows from the parameters each kind covers: both in
+  :mod:`kaieval.provenance.evidence_kind`.
 
 Beside the weight lines, one ``tokenizer`` line per reference gives the tokenizer
 lineage verdict of :mod:`kaieval.provenance.tokenizer_lineage` (the code of ``kai
@@ -46,6 +43,7 @@ from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
 from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.align import FloatArray, ResidualMap, residual_axis
+from kaieval.provenance.evidence_kind import WHOLE_MODEL_SHARE, EffectThresholds, decide
 from kaieval.provenance.fingerprint import SUB, Reference, StoredSub, load_reference
 from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
 from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
@@ -55,7 +53,6 @@ from kaieval.provenance.tensor_groups import (
     HEAD,
     component_of,
     group_by_component,
-    is_language_model,
     is_norm,
 )
 from kaieval.provenance.tokenizer_lineage import (
@@ -70,7 +67,6 @@ from kaieval.provenance.workers import ordered_imap, thread_count
 from kaieval.records import ComponentEvidence, IndependenceVerdict
 from kaieval.tokenizer import TokenizerFile, load_tokenizer
 
-LM_DERIVED_FRACTION = 0.5
 PERMUTATIONS = 999
 PERMUTATION_SEED = 20250804
 
@@ -81,6 +77,11 @@ read the bundled summary (``provenance/data/calibration.json``, written by
 overrides both."""
 
 CALIBRATION_SUMMARY = Path(__file__).parent / "data" / "calibration.json"
+
+
+def bundled_thresholds() -> EffectThresholds:
+    """The effect-size thresholds of the bundled calibration summary (empty if none)."""
+    return EffectThresholds.from_summary(CALIBRATION_SUMMARY)
 
 
 def bundled_detection_power() -> str | None:
@@ -120,6 +121,7 @@ class _Finding:
     compared_block: int | None = None  # reference block compared with, when not the same
     basis: str | None = None  # residual map applied to the candidate's tensors, if any
     kinship: list[str] = field(default_factory=list)
+    copied_parameters: int = 0  # the candidate's parameters in byte-identical tensors
 
     @property
     def comparable(self) -> bool:
@@ -381,10 +383,50 @@ def _detail(f: _Finding) -> str:
     return " ".join(parts).rstrip(";")
 
 
-def _evidence(f: _Finding) -> ComponentEvidence:
+_REASON = re.compile(r"\((shapes|absent|not a float|constant|the fingerprint|no tokenizer)")
+_REASON_WORDS = {"shapes": "shapes differ", "absent": "absent from the reference",
+                 "not a float": "not a float tensor", "constant": "constant or non-finite",
+                 "the fingerprint": "the fingerprint keeps only a sub-matrix",
+                 "no tokenizer": "no tokenizer to align rows"}
+
+
+def _not_compared(f: _Finding) -> str | None:
+    """Why tensors of the component were not compared, in a few words (None: all were)."""
+    if not f.skipped:
+        return None
+    why = sorted({_REASON_WORDS[m.group(1)] for s in f.skipped if (m := _REASON.search(s))})
+    return ", ".join(why) or "not comparable"
+
+
+def _match_rho(f: _Finding) -> float | None:
+    """Mean over matched sites of the stronger rank statistic (identity order, gate/up)."""
+    rhos = [max(s.result.rho_identity, s.result.rho_gate_up or -1.0)
+            for s in f.matched if s.result is not None]
+    return float(np.mean(rhos)) if rhos else None
+
+
+def _effect_size(f: _Finding) -> float | None:
+    """Mean centred r of the aligned tensors: how much of the weights survives.
+
+    Where no tensor could be correlated, the matched rank rho stands in; a component
+    compared by exact hashes only is 1 when it holds copies. The rank rho is kept apart
+    (``match_rho``) because it measures order, not weights: a fine-tune keeps its MLP
+    units' order perfectly (rho = 1) while its weights move.
+    """
+    if f.results:
+        return float(np.mean([r.r for r in f.results]))
+    if f.matched:
+        return _match_rho(f)
+    return 1.0 if f.copies else None
+
+
+def _evidence(f: _Finding, parameters: int | None = None) -> ComponentEvidence:
+    extra: dict[str, Any] = {"parameters": parameters, "not_compared": _not_compared(f),
+                             "parameters_copied": f.copied_parameters}
     if not f.comparable:
         return ComponentEvidence(component=f.component, verdict="inconclusive", test="none",
-                                 detail=_detail(f), reference=f.reference, **_counts(f))
+                                 detail=_detail(f), reference=f.reference, **_counts(f),
+                                 **extra)
     tests: list[str] = sorted({r.test for r in f.results})
     if f.matched:
         tests.append("hidden_unit_matching")
@@ -400,7 +442,8 @@ def _evidence(f: _Finding) -> ComponentEvidence:
     return ComponentEvidence(
         component=f.component, verdict="derived" if f.derived else "no_evidence", test=test,
         statistic=stat, p_value=None if lp is None else math.exp(lp), detail=_detail(f),
-        reference=f.reference, log10_p=None if lp is None else tw.log10(lp), **_counts(f))
+        reference=f.reference, log10_p=None if lp is None else tw.log10(lp), **_counts(f),
+        effect_size=_effect_size(f), match_rho=_match_rho(f), **extra)
 
 
 def _counts(f: _Finding) -> dict[str, Any]:
@@ -455,40 +498,6 @@ class _BackgroundHashes:
                 raise item
             out.update(item)
         return out
-
-
-def _decide(findings: list[_Finding], refs: list[str], power: str | None,
-            ) -> tuple[str, str]:
-    """Overall verdict and its one-sentence summary."""
-    derived = [f for f in findings if f.derived]
-    for ref in refs:
-        lm = [f for f in findings if f.reference == ref and f.comparable
-              and is_language_model(f.component)]
-        hit = [f for f in lm if f.derived]
-        if lm and len(hit) >= LM_DERIVED_FRACTION * len(lm):
-            return "derived", (f"Derived: {len(hit)} of {len(lm)} comparable language-model "
-                               f"components are derived from {ref} "
-                               f"({_names([f.component for f in hit])}).")
-    if derived:
-        comps = sorted({f.component for f in derived})
-        srcs = sorted({f.reference for f in derived})
-        how = "reused or derived"
-        return "partial", (f"Partial: {_names(comps)} {how} from {', '.join(srcs)}, while the "
-                           "language model as a whole shows no derivation.")
-    if any(f.comparable for f in findings):
-        n = len({f.component for f in findings if f.comparable})
-        return "no_evidence", (f"No evidence of dependence: {n} component(s) compared with "
-                               f"{len(refs)} reference(s) ({', '.join(refs)}), nothing "
-                               "significant after Holm correction; this does not prove "
-                               "training from scratch. Detection power: "
-                               f"{power or 'not yet measured by the calibration suite'}.")
-    return "inconclusive", ("Inconclusive: no tensor of the candidate could be compared with "
-                            f"any of the {len(refs)} reference(s).")
-
-
-def _names(components: Sequence[str]) -> str:
-    shown = ", ".join(components[:6])
-    return shown + (f" and {len(components) - 6} more" if len(components) > 6 else "")
 
 
 def _moved_blocks(found: list[SiteFinding], alpha: float) -> dict[int, int]:
@@ -563,6 +572,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                        progress: Callable[[int, int, str], None] | None = None,
                        detection_power: str | None = None,
                        reference_names: Sequence[str] | None = None,
+                       effect_thresholds: EffectThresholds | None = None,
                        ) -> IndependenceVerdict:
     """Test whether ``candidate``'s weights derive from any of ``references`` (measured).
 
@@ -574,6 +584,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     ``no_evidence`` summary: what the calibration suite measured.
     ``reference_names`` (one per reference) replace the names read from the files, so a
     verdict names registry references as the registry does.
+    ``effect_thresholds`` (default: the bundled calibration summary's) separate derived by
+    training from co-adapted components.
     """
     if not references:
         raise KaiError("no reference models given to test independence against",
@@ -627,6 +639,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                                     permutations, moved, rmap)
         for (comp, _), f in zip(comps, ordered_imap(compare, range(len(comps))), strict=True):
             f.copies = [c for c in copies if component_of(c.candidate) == comp]
+            f.copied_parameters = sum(math.prod(cand.tensors[n].shape)
+                                      for n in {c.candidate for c in f.copies})
             f.sites = [s for s in found if f"block.{s.block}.mlp" == comp]
             f.kinship = [f"{a}/{b} log10 p={tw.log10(lp):.1f}" for a, b, lp in kin
                          if a.startswith(f"block {comp.split('.')[1]} ")
@@ -642,7 +656,11 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     power = detection_power if detection_power is not None else DETECTION_POWER
     if power is None:
         power = bundled_detection_power()
-    verdict, summary = _decide(findings, ref_names, power)
+    thresholds = effect_thresholds if effect_thresholds is not None else bundled_thresholds()
+    params = {comp: sum(math.prod(cand.tensors[n].shape) for n in names)
+              for comp, names in groups.items()}
+    decision = decide(_evidence_list(findings, params) + tuple(tok_lines), ref_names,
+                      alpha=alpha, thresholds=thresholds, power=power)
     tests = ["exact_reuse", "weight_correlation", "norm_correlation", "embedding_shared_vocab",
              "hidden_unit_matching"]
     settings = {"alpha": alpha, "tests": tests, "permutation_seed": seed,
@@ -650,7 +668,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                 "unit_clt_min": tw.UNIT_CLT_MIN,
                 "min_hash_numel": tw.MIN_HASH_NUMEL, "quick_hash_bytes": tw.QUICK_BYTES,
                 "multiplicity": "holm",
-                "combine": "fisher", "lm_derived_fraction": LM_DERIVED_FRACTION,
+                "combine": "fisher", "whole_model_share": WHOLE_MODEL_SHARE,
+                "effect_thresholds_source": thresholds.source,
                 "trust_remote_code": trust_remote_code,
                 "matching": {"unit_cap": UNIT_CAP, "sketch_dim": SKETCH_DIM, "seed": seed,
                              "statistics": ["identity_order_spearman", "gate_up_agreement"],
@@ -660,12 +679,14 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     return IndependenceVerdict(
         stage_id=stage_id, team_id=team_id, source="measured",
         input_hashes={**hashing.result(), **tok_hashes},
-        settings=settings, verdict=verdict, references=tuple(ref_names), alpha=alpha,
-        evidence=_evidence_list(findings) + tuple(tok_lines), summary=summary,
-        block_map=tuple(block_map))
+        settings=settings, verdict=decision.verdict, references=tuple(ref_names), alpha=alpha,
+        evidence=decision.evidence, summary=decision.sentence, sentence=decision.sentence,
+        block_map=tuple(block_map), shares=decision.shares,
+        effect_thresholds=dict(thresholds.by_type))
 
 
-def _evidence_list(findings: list[_Finding]) -> tuple[ComponentEvidence, ...]:
+def _evidence_list(findings: list[_Finding], params: dict[str, int],
+                   ) -> tuple[ComponentEvidence, ...]:
     """Comparable (component, reference) pairs; one inconclusive line per uncompared component."""
     out: list[ComponentEvidence] = []
     seen: dict[str, bool] = {}
@@ -673,8 +694,8 @@ def _evidence_list(findings: list[_Finding]) -> tuple[ComponentEvidence, ...]:
         seen[f.component] = seen.get(f.component, False) or f.comparable
     for f in findings:
         if f.comparable:
-            out.append(_evidence(f))
+            out.append(_evidence(f, params.get(f.component)))
         elif not seen[f.component]:
-            out.append(_evidence(f))
+            out.append(_evidence(f, params.get(f.component)))
             seen[f.component] = True  # one line is enough
     return tuple(out)

@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from kaieval.errors import KaiError
 from kaieval.report import charts, wording
+from kaieval.report.independence import KIND_LABELS, fmt_p
 from kaieval.scoring.results import StageResult
 
 
@@ -48,6 +49,8 @@ def _environment() -> Environment:
         repechage_sentence=wording.repechage_sentence,
         decision_labels=wording.DECISION_LABELS,
         gate_labels=wording.GATE_LABELS,
+        kind_labels=KIND_LABELS,
+        fmt_p=fmt_p,
         gate_list=wording.gate_list,
         radar_svg=charts.radar_svg,
         totals_svg=charts.totals_svg,

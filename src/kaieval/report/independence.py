@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 VERDICT_STYLE = {"derived": "bold red", "partial": "bold yellow", "no_evidence": "green",
                  "inconclusive": "dim"}
+KIND_LABELS = {"copied": "copied", "derived_by_training": "derived by training",
+               "co_adapted": "co-adapted (weak)", "no_evidence": "no evidence",
+               "not_comparable": "not comparable"}
+KIND_STYLE = {"copied": "bold red", "derived_by_training": "bold red",
+              "co_adapted": "yellow", "no_evidence": "green", "not_comparable": "dim"}
 
 
 def fmt_p(p: float | None, log10_p: float | None = None) -> str:
@@ -41,16 +46,6 @@ def reference_of(ev: ComponentEvidence, refs: tuple[str, ...]) -> str:
     return refs[0] if len(refs) == 1 else "?"
 
 
-def statistic(ev: ComponentEvidence) -> str:
-    """The count of byte-identical tensors and Fisher's chi-square (and df) of the component."""
-    parts: list[str] = []
-    if ev.tensors_copied:
-        parts.append(f"{ev.tensors_copied} identical")
-    if ev.fisher_chi2 is not None:
-        parts.append(f"chi2={ev.fisher_chi2:.1f} df={ev.fisher_df}")
-    return "; ".join(parts) if parts else "-"
-
-
 def is_tokenizer_line(ev: ComponentEvidence) -> bool:
     """The tokenizer-lineage line: evidence beside the weight verdict, not part of it."""
     return ev.lineage is not None
@@ -64,10 +59,32 @@ def test_label(ev: ComponentEvidence) -> str:
 
 
 def effect(ev: ComponentEvidence) -> str:
-    """Mean centred correlation (the engine's statistic); exact copies alone have none."""
-    if ev.statistic is None or ev.test in ("none", "exact_reuse") or is_tokenizer_line(ev):
+    """The effect size: the stronger of mean centred r and matched rank rho (records before
+    it existed: mean centred r); exact copies alone have none to show."""
+    if is_tokenizer_line(ev) or ev.test in ("none", "exact_reuse"):
         return "-"
-    return f"{ev.statistic:+.3f}"
+    value = ev.effect_size if ev.effect_size is not None else ev.statistic
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def kind_label(ev: ComponentEvidence) -> str:
+    """The kind of evidence (copied, derived by training, ...), or the line's verdict where
+    the record has no kind (tokenizer lines, records written before kinds existed)."""
+    if ev.kind is not None:
+        return f"[{KIND_STYLE[ev.kind]}]{KIND_LABELS[ev.kind]}[/]"
+    return f"[{VERDICT_STYLE[ev.verdict]}]{ev.verdict}[/]"
+
+
+def coverage(ev: ComponentEvidence) -> str:
+    """Compared, partly compared, or not comparable, and why (tokenizer lines: measured or
+    not; their lineage word says the rest)."""
+    if is_tokenizer_line(ev):
+        return "not measured" if ev.lineage == "not measured" else "compared"
+    if ev.verdict == "inconclusive" or ev.kind == "not_comparable":
+        return f"not comparable: {ev.not_compared or 'nothing to compare'}"
+    if ev.not_compared:
+        return f"partly: {ev.not_compared}"
+    return "compared"
 
 
 def _p_value(ev: ComponentEvidence) -> str:
@@ -75,34 +92,40 @@ def _p_value(ev: ComponentEvidence) -> str:
 
 
 def evidence_table(verdict: IndependenceVerdict) -> Table:
-    """One row per (component, reference): test, statistic, effect size, p-value, verdict."""
+    """One row per (component, reference): test, effect size, p-value, kind, coverage."""
     table = Table(title=f"Independence evidence: {verdict.team_id} (stage {verdict.stage_id})",
                   show_lines=False, header_style="bold")
     table.add_column("component", no_wrap=True)
     table.add_column("reference", overflow="fold")
     table.add_column("test", overflow="fold")
-    table.add_column("statistic", justify="right")
-    table.add_column("effect r", justify="right", no_wrap=True)
+    table.add_column("effect", justify="right", no_wrap=True)
     table.add_column("p-value", justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
+    table.add_column("evidence", no_wrap=True)
+    table.add_column("coverage", overflow="fold")
     for ev in verdict.evidence:
         table.add_row(ev.component, reference_of(ev, verdict.references),
-                      test_label(ev), statistic(ev), effect(ev), _p_value(ev),
-                      f"[{VERDICT_STYLE[ev.verdict]}]{ev.verdict}[/]")
+                      test_label(ev), effect(ev), _p_value(ev), kind_label(ev), coverage(ev))
     return table
 
 
 def print_verdict(verdict: IndependenceVerdict, console: Console, *, details: bool) -> None:
-    """The evidence table, the overall verdict, alpha and the Holm note, and its scope."""
+    """The plain sentence, the compact table, then the scope; engine detail on request."""
+    style = VERDICT_STYLE[verdict.verdict]
+    console.print(f"Verdict: [{style}]{verdict.verdict}[/]")
+    console.print(verdict.sentence or verdict.summary, markup=False, highlight=False)
     console.print(evidence_table(verdict))
     if details:
         for ev in verdict.evidence:
             console.print(f"  {ev.component}: {ev.detail}", markup=False, highlight=False)
+    else:
+        console.print("(--details prints the engine's full evidence per line)", style="dim")
     tested = sum(1 for ev in verdict.evidence
                  if ev.p_value is not None and not is_tokenizer_line(ev))
-    style = VERDICT_STYLE[verdict.verdict]
-    console.print(f"Verdict: [{style}]{verdict.verdict}[/]")
-    console.print(verdict.summary, markup=False, highlight=False)
+    if verdict.effect_thresholds:
+        bars = ", ".join(f"{k} {v:.2f}" for k, v in sorted(verdict.effect_thresholds.items()))
+        console.print("Derived by training = significant with an effect size at least the "
+                      f"smallest the calibration suite's fine-tunes produced ({bars}); below "
+                      "it, co-adapted.", markup=False, highlight=False)
     console.print(f"alpha = {verdict.alpha:g}, Holm-corrected across the {tested} tested "
                   "(component, reference) pairs; byte-identical tensors are decisive on their "
                   "own. Raw cosine of norm weights is never used as evidence (norms start at "

@@ -110,6 +110,15 @@ def print_summary(result: StageResult, console: Console) -> None:
     lines = [Text("Decisions:", style="bold"), reasons,
              Text.assemble(("Robustness: ", "bold"), (robustness_sentence(result), rob_style)),
              Text.assemble(("Repechage: ", "bold"), repechage_sentence(result))]
+    found = [(t, g) for t in sorted(result.teams, key=lambda t: t.rank) for g in t.gates
+             if g.sentence]
+    if found:  # independence gates: the plain sentence, policy line included
+        lines.append(Text("Independence:", style="bold"))
+        for team, gate in found:
+            lines.append(Text.assemble(f"  {team.team_name} ({gate.gate_id}, ",
+                                       (GATE_LABELS.get(gate.status, gate.status),
+                                        GATE_STYLES.get(gate.status, "")),
+                                       f"): {gate.sentence}"))
     missing = [f"{t.team_name}: {', '.join(t.not_measured)}" for t in result.teams
                if t.not_measured]
     if missing:

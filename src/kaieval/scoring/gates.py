@@ -6,6 +6,11 @@ from collections.abc import Mapping
 from typing import Literal
 
 from kaieval.records import IndependenceVerdict
+from kaieval.scoring.independence_policy import (
+    independence_rows,
+    policy_decision,
+    policy_words,
+)
 from kaieval.scoring.results import GateOutcome
 from kaieval.spec.program import Gate, GateKind
 
@@ -41,9 +46,22 @@ def _independence(gate: Gate, v: IndependenceVerdict | None) -> GateOutcome:
                      + (f" — {e.detail}" if e.detail else "") for e in v.evidence)
     label = v.verdict.replace("_", " ")
     against = f"verdict '{label}' against {', '.join(v.references)}"
-    if v.verdict in gate.disallow:
-        return GateOutcome(gate_id=gate.id, rule=gate.rule, status="fail",
-                           reason=f"{against} is not allowed (α = {v.alpha:g}); {v.summary}",
-                           evidence=evidence)
-    return GateOutcome(gate_id=gate.id, rule=gate.rule, status="pass",
-                       reason=f"{against} (α = {v.alpha:g}); {v.summary}", evidence=evidence)
+    if gate.policy is not None:
+        status, line = policy_decision(gate.policy, v)
+        said = f"policy line \"{line}\" ({policy_words(line)})"
+    else:
+        status = "fail" if v.verdict in gate.disallow else "pass"
+        line = f"disallow: [{', '.join(gate.disallow)}]"
+        said = (f"\"{line}\" ({label} is {'' if status == 'fail' else 'not '}listed; no "
+                "policy in the programme, so the gate reads the overall verdict)")
+    verb = {"fail": "fails", "pass": "passes", "not_measured": "is flagged"}[status]
+    sentence = f"{v.sentence or v.summary} The gate {verb} by {said}."
+    rows = independence_rows(v)
+    if gate.policy is None:
+        reason = (f"{against} is not allowed (α = {v.alpha:g}); {v.summary}" if status == "fail"
+                  else f"{against} (α = {v.alpha:g}); {v.summary}")
+    else:
+        reason = f"{against} (α = {v.alpha:g}); decided by {said}"
+    return GateOutcome(gate_id=gate.id, rule=gate.rule, status=status, reason=reason,
+                       evidence=evidence, sentence=sentence, decided_by=line,
+                       components=rows)

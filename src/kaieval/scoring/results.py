@@ -36,12 +36,32 @@ class ComponentScore(Frozen):
     children: tuple[ComponentScore, ...] = ()
 
 
+class IndependenceRow(Frozen):
+    """One compared (or not comparable) component of an independence gate, for people."""
+
+    component: str
+    reference: str | None = None
+    test: str = ""
+    effect_size: float | None = None  # stronger of mean centred r and matched rank rho
+    p_value: float | None = None
+    log10_p: float | None = None  # finite when p underflows to 0
+    kind: str | None = None  # copied, derived_by_training, co_adapted, no_evidence,
+    # not_comparable; None for lines beside the weight tests (tokenizer lineage)
+    coverage: str = ""  # "compared", "partly compared: why" or "not comparable: why"
+    parameters: int | None = None
+    detail: str = ""  # the engine's full sentence, folded away in the HTML report
+
+
 class GateOutcome(Frozen):
     gate_id: str
     rule: str
     status: Literal["pass", "fail", "not_measured"]
     reason: str
     evidence: tuple[str, ...] = ()
+    sentence: str = ""  # independence gates: what was compared, found, how sure, and the
+    # policy line that decided, in one plain sentence
+    decided_by: str = ""  # independence gates: the policy line that decided, quoted
+    components: tuple[IndependenceRow, ...] = ()  # independence gates: one row each
 
 
 class TeamResult(Frozen):

@@ -310,6 +310,37 @@ class GateKind(StrEnum):
     MIN_POINTS = "min_points"
 
 
+PolicyOutcome = Literal["pass", "fail"]
+
+POLICY_LINES = ("derived_model", "copied", "derived_by_training", "co_adapted", "inconclusive")
+"""An independence policy's lines, in the order they are read: the first that applies to a
+team and says ``fail`` decides; docs/spec.md, *Independence policy*."""
+
+
+class IndependencePolicy(Strict):
+    """How an independence gate reads the kinds of evidence, one line per kind.
+
+    Why lines per kind and not per verdict: "partial" covers both a copied foreign
+    encoder and frozen foreign blocks, while a stage may fail the one and accept weights
+    that merely co-adapted to something. The defaults are the stage-1 rule: foreign
+    weights used as-is or fine-tuned fail, co-adaptation alone passes.
+    """
+
+    derived_model: PolicyOutcome = Field(
+        default="fail", description="the model as a whole is derived from a reference")
+    copied: PolicyOutcome = Field(
+        default="fail", description="a component's foreign weights are used as-is "
+                                    "(byte-identical or identical after alignment)")
+    derived_by_training: PolicyOutcome = Field(
+        default="fail", description="a component's foreign weights were trained on "
+                                    "(effect size in the range fine-tunes produce)")
+    co_adapted: PolicyOutcome = Field(
+        default="pass", description="significant but weak dependence (co-adapted to "
+                                    "copied parts, or very long training)")
+    inconclusive: Literal["pass", "fail", "flag"] = Field(
+        default="pass", description="nothing could be compared")
+
+
 class Gate(Strict):
     """A rule that removes a team whatever its score."""
 
@@ -326,11 +357,19 @@ class Gate(Strict):
                     "checked against, relative to the programme file")
     alpha: float = Field(default=0.01, gt=0, lt=0.5, strict=True,
                          description="independence gates: the tests' significance level")
+    policy: IndependencePolicy | None = Field(
+        default=None, description="independence gates: pass or fail per kind of evidence "
+                                  "(replaces 'disallow')")
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Gate:
         if self.kind is not GateKind.INDEPENDENCE and self.registry is not None:
             raise spec_error("only an independence gate names a registry", "registry")
+        if self.kind is not GateKind.INDEPENDENCE and self.policy is not None:
+            raise spec_error("only an independence gate has a policy", "policy")
+        if self.policy is not None and "disallow" in self.model_fields_set:
+            raise spec_error("give either 'disallow' (verdicts that fail) or 'policy' (pass "
+                             "or fail per kind of evidence), not both", "policy")
         return self
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ _ALEMBIC_DIR = Path(__file__).resolve().parent / "alembic"
 _PG_MIGRATION_LOCK = 0x6B61_6576  # "kaev": advisory lock id serialising migrations
 _PG_CONNECT_TIMEOUT_S = 10
 _PG_POOL = 20
+PG_PING_IDLE_S = 10.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use."""
 """Pooled PostgreSQL connections kept open, and as many more opened when needed."""
 _SQLITE_BUSY_TIMEOUT_S = 30.0
 SQLITE_BEGIN_OPTION = "kai_sqlite_begin"
@@ -113,7 +116,6 @@ def create_store_engine(url: URL) -> Engine:
     kwargs: dict[str, Any] = {"future": True}
     if url.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": _PG_CONNECT_TIMEOUT_S}
-        kwargs["pool_pre_ping"] = True
         # SQLAlchemy's default pool (5 + 10 overflow) made most of the web server's 40
         # request threads wait for a connection under load: the submission p95 went from
         # 716 to 505 ms with 20 + 20 (docs/performance.md). A server with --workers N may
@@ -128,7 +130,36 @@ def create_store_engine(url: URL) -> Engine:
                        where=f"database {masked(url)}") from None
     if engine.dialect.name == "sqlite":
         _sqlite_explicit_transactions(engine)
+    elif engine.dialect.name == "postgresql":
+        _ping_when_idle(engine)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle for ``PG_PING_IDLE_S``.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip before each of
+    the four or five short transactions of a web request, on the same two cores as the
+    request (docs/performance.md). A connection used a moment ago is alive unless the
+    server went down in that moment -- then the request fails with a one-line database
+    error and SQLAlchemy drops the pool, so the next request reconnects. A connection
+    that sat longer (a restart, a firewall's idle cut) is pinged, and replaced if dead.
+    """
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["kai_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("kai_idle_since")
+        if since is None or time.monotonic() - since < PG_PING_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise sa_exc.DisconnectionError("pooled connection is no longer usable")
 
 
 def _sqlite_explicit_transactions(engine: Engine) -> None:

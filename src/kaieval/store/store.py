@@ -46,6 +46,7 @@ from kaieval.hashing import canonical_json, sha256_bytes, sha256_json
 from kaieval.records import ArenaVotes, Record, Retraction
 from kaieval.spec.program import Source
 from kaieval.store import log
+from kaieval.store.chain import NEW_HEAD, Chain, Job, Ticket, WriteQueue
 from kaieval.store.checkpoint import Checkpoint, KeyFolder, Signer, log_id, now_utc, resolve_key_dir
 from kaieval.store.database import (
     SQLITE_BEGIN_OPTION,
@@ -94,7 +95,6 @@ _READ_OPTIONS: dict[str, dict[str, Any]] = {
 }
 _ONE_STATEMENT = {"isolation_level": "AUTOCOMMIT"}
 _IN_CHUNK = 500  # keys per IN (...) query: well under every backend's parameter limit
-_NEW_HEAD = "kai_new_head"  # Session.info key: the head a write transaction left, to sign
 
 
 @dataclass(frozen=True)
@@ -129,48 +129,8 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class _Chain:
-    """Appends audit entries inside one write transaction.
-
-    Locks the head row first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
-    already holds the write lock), so two writers cannot both extend the chain
-    from the same entry.
-    """
-
-    def __init__(self, session: Session, actor: str) -> None:
-        head = session.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
-                               .with_for_update()).one_or_none()
-        if head is None:
-            raise KaiError("audit head row is missing: the audit log was damaged; "
-                           "run `kai audit-log verify`")
-        self._session, self._actor = session, actor
-        self._seq, self._hash = int(head[0]), str(head[1])
-        self._at = _utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
-        self._pending: list[dict[str, Any]] = []
-
-    @property
-    def at(self) -> str:
-        """This transaction's time, as its audit entries record it."""
-        return self._at
-
-    def append(self, action: str, entity: str, key: str, content_hash: str,
-               note: str = "") -> int:
-        """Queue the next entry and return its seq; ``write`` stores the queue at once."""
-        entry = log.new_entry(self._seq, self._hash, self._at, self._actor, action,
-                              entity, key, content_hash, note)
-        self._pending.append(dict(vars(entry)))  # flat dataclass: no deep copy needed
-        self._seq, self._hash = entry.seq, entry.hash
-        return entry.seq
-
-    def write(self) -> None:
-        # Core statements on the tables: the ORM's bulk paths cost more than the SQL here
-        if self._pending:
-            self._session.execute(insert(_AUDIT), self._pending)
-            self._session.execute(update(_HEAD).where(_HEAD.c.id == 1)
-                                  .values(seq=self._seq, hash=self._hash))
-            self._pending = []
-            self._session.info[_NEW_HEAD] = (self._seq, self._hash)
-        self._session.flush()  # ORM rows the caller added (a stage result)
+class Unsigned(KaiError):
+    """The write was committed but its signed checkpoint could not be appended."""
 
 
 class _FifoLock:
@@ -227,6 +187,8 @@ class Store:
         self._write_lock = _FifoLock()
         """Write transactions of this store queue here, in-process, before the database's
         own lock (see ``_session``)."""
+        self._writes = WriteQueue()
+        """``put`` and ``put_objects`` queue here to share transactions (group commit)."""
         self.stage_result_writes = 0
         """Stage results this object stored (changed ones): a cache of what is built from
         them sees this process's own writes at once, without asking the database."""
@@ -287,7 +249,7 @@ class Store:
             raise
         except sa_exc.SQLAlchemyError as exc:
             raise db_error(exc, self.url, doing) from None
-        new_head = session.info.get(_NEW_HEAD)
+        new_head = session.info.get(NEW_HEAD)
         if signer is not None and new_head is not None:
             self._append_checkpoint(signer, *new_head)
 
@@ -303,8 +265,43 @@ class Store:
         try:
             self.keys.append(checkpoint)
         except KaiError as err:
-            raise KaiError(f"the write was stored, but its checkpoint was not: {err}") from None
+            raise Unsigned(f"the write was stored, but its checkpoint was not: {err}") from None
         return checkpoint
+
+    def _grouped(self, doing: str, actor: str, job: Job[_T]) -> _T:
+        """Run a write ``job`` in a transaction it may share with writes queued beside it
+        (group commit; see :mod:`kaieval.store.chain` for why and for the job's contract)."""
+        return self._writes.run(job, actor, lambda group: self._run_group(doing, group))
+
+    def _run_group(self, doing: str, group: list[Ticket[Any]]) -> None:
+        """One transaction for ``group``; if the database fails it, each job alone."""
+        try:
+            with self._session(doing, write=True) as session:
+                chain = Chain(session, group[0].actor)
+                chain.deferred = True
+                for ticket in group:
+                    mark, chain.actor = chain.mark(), ticket.actor
+                    try:
+                        ticket.result = ticket.job(session, chain)
+                    except KaiError as err:  # refused before writing: only this job
+                        chain.reset(mark)
+                        ticket.error = err
+                chain.finish()
+                session.flush()
+        except Unsigned as err:  # committed: every write that was not refused is stored
+            for ticket in group:
+                ticket.error = ticket.error or err
+        except KaiError:
+            if len(group) == 1:
+                raise
+            for ticket in group:  # the transaction is gone: each write on its own
+                ticket.result = ticket.error = None
+                try:
+                    self._run_group(doing, [ticket])
+                except KaiError as err:
+                    ticket.error = err
+        for ticket in group:
+            ticket.done = True
 
     def _read(self, doing: str, fn: Callable[[Session], _T]) -> _T:
         with self._session(doing, write=False) as session:
@@ -359,9 +356,10 @@ class Store:
                                "(ArenaVotes.split())")
         note = reason.strip() or f"replaced by {actor}"
         encoded_objects = _encode_objects(objects or {})
-        inserted = replaced = unchanged = 0
-        with self._session("storing results", write=True) as session:
-            chain = _Chain(session, actor)  # lock first: no writer can slip in between
+
+        def job(session: Session, chain: Chain) -> PutSummary:
+            # the chain locked the head first: no writer can slip in between
+            unchanged = 0
             stored = _stored_hashes(session, [_key_or_none(r) for r in batch])
             seen: dict[str, str] = {}
             new_rows: list[dict[str, Any]] = []
@@ -407,8 +405,10 @@ class Store:
                 session.execute(update(ResultRow), [{"id": row_id, **_columns(enc)}
                                                     for row_id, enc in changed])
                 session.execute(insert(ResultHistoryRow), history)
-            inserted, replaced = len(new_rows), len(changed)
-        return PutSummary(inserted=inserted, replaced=replaced, unchanged=unchanged)
+            return PutSummary(inserted=len(new_rows), replaced=len(changed),
+                              unchanged=unchanged)
+
+        return self._grouped("storing results", actor, job)
 
     def records(self, stage_id: str | None = None, kind: str | None = None,
                 team_id: str | None = None, *, include_retracted: bool = False,
@@ -463,7 +463,7 @@ class Store:
         """Delete one record (audited, kept in the history); False if no record has that key."""
         _check_actor(actor)
         with self._session("deleting a result", write=True) as session:
-            chain = _Chain(session, actor)  # lock before reading, as in put()
+            chain = Chain(session, actor)  # lock before reading, as in put()
             row = session.scalars(select(ResultRow).where(ResultRow.natural_key == natural_key)
                                   ).one_or_none()
             if row is None:
@@ -560,11 +560,13 @@ class Store:
         """
         _check_actor(actor)
         encoded = _encode_objects(changes)
-        with self._session("storing application state", write=True) as session:
-            chain = _Chain(session, actor)
+
+        def job(session: Session, chain: Chain) -> int:
             changed = _apply_objects(session, chain, encoded, create_only, reason)
             chain.write()
-        return changed
+            return changed
+
+        return self._grouped("storing application state", actor, job)
 
     def get_object(self, key: str) -> dict[str, Any] | None:
         """The document stored under ``key``, or None."""
@@ -651,7 +653,7 @@ class Store:
         version = code_version()
         text, change_hash, audit_hash = encode_stage_payload(payload, input_hash, version)
         with self._session("storing a stage result", write=True) as session:
-            chain = _Chain(session, actor)
+            chain = Chain(session, actor)
             row = session.scalars(select(StageResultRow).where(
                 StageResultRow.stage_id == stage_id, StageResultRow.run_label == run_label)
             ).one_or_none()
@@ -816,7 +818,7 @@ def _encode_objects(changes: Mapping[str, Mapping[str, Any] | None],
     return encoded
 
 
-def _apply_objects(session: Session, chain: _Chain,
+def _apply_objects(session: Session, chain: Chain,
                    encoded: Mapping[str, tuple[str, str] | None],
                    create_only: Collection[str], reason: str) -> int:
     """Write encoded documents in the caller's transaction; returns the changes logged."""

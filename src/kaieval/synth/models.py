@@ -49,9 +49,14 @@ def deterministic_torch() -> Iterator[None]:
         torch.use_deterministic_algorithms(det)
 
 
-def train_language_model(r: Recipe, out: Path, cache_dir: Path, say: Progress) -> None:
+def train_language_model(r: Recipe, out: Path, cache_dir: Path, say: Progress, *,
+                         frozen: Callable[[str], bool] | None = None) -> None:
     """Initialise (scratch, or the ``cache_dir/<source>`` model) and train ``r``'s language
-    model on the train corpus; save it to ``out``, where its tokenizer already is."""
+    model on the train corpus; save it to ``out``, where its tokenizer already is.
+
+    ``frozen(name)`` true keeps that parameter as it was initialised (no gradient, so
+    neither AdamW nor its weight decay touches it): the provenance calibration's
+    copied-and-frozen controls, whose copies must stay byte-identical."""
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -73,6 +78,10 @@ def train_language_model(r: Recipe, out: Path, cache_dir: Path, say: Progress) -
         model = AutoModelForCausalLM.from_pretrained(
             cache_dir / r.init.source, use_safetensors=True, trust_remote_code=False,
             dtype=torch.float32)
+    if frozen is not None:
+        for name, param in model.named_parameters():
+            if frozen(name):
+                param.requires_grad_(False)
     t = r.train
     text = train_text(t.corpus_chars, t.corpus_seed)
     paragraphs = [p + "\n\n" for p in text.split("\n\n")]  # encode_batch runs in parallel
@@ -80,7 +89,8 @@ def train_language_model(r: Recipe, out: Path, cache_dir: Path, say: Progress) -
     if len(data) <= t.seq_len + 1:
         raise KaiError(f"stand-in '{r.name}': corpus_chars too small for seq_len {t.seq_len}")
     gen = torch.Generator().manual_seed(t.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=t.lr,
+                            weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, t.steps))
     model.train()
     every = max(1, t.steps // 4)

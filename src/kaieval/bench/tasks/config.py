@@ -146,6 +146,7 @@ class TaskConfig:
     select: tuple[str, str] | None = None  # (field, value): the bundled sample's subset rows
     filters: tuple[FilterConfig, ...] = ()  # named extraction pipelines for metric.filter
     variant: str = ""  # the catalogue variant this config was built from ("" = default)
+    instruction_checks: str = "script"  # IFEval predicates: "script" or "lm-eval" (reference)
 
     def canonical(self) -> dict[str, Any]:
         """JSON-able content (paths made relative) for the task hash."""
@@ -156,7 +157,7 @@ class TaskConfig:
             data.pop("row_map", None)  # keeps the hashes of tasks without a mapping stable
         defaults = {"preamble": "", "fewshot_text": None, "fewshot_target": None,
                     "process": "", "row_filter": "", "select": None, "filters": (),
-                    "variant": ""}
+                    "variant": "", "instruction_checks": "script"}
         for key, default in defaults.items():
             if key in data and data[key] == default:
                 data.pop(key, None)

@@ -130,7 +130,8 @@ def _score_gen(cfg: TaskConfig, b: DocRequests, resp: Sequence[Response]) -> Doc
             loose = "loose" in m.name
             if loose not in verdicts:
                 verdicts[loose] = M.check_instructions(
-                    raw, b.meta["instruction_ids"], b.meta["instruction_kwargs"], loose=loose)
+                    raw, b.meta["instruction_ids"], b.meta["instruction_kwargs"], loose=loose,
+                    checks=cfg.instruction_checks)
             v = verdicts[loose]
             if m.name.startswith("prompt"):
                 values[m.name] = float(all(v))

@@ -151,6 +151,9 @@ class SubsetsSpec(_Strict):
 class InstructionSpec(_Strict):
     ids_field: str = "instruction_id_list"
     kwargs_field: str = "kwargs"
+    # "script": kaieval's Korean-aware predicates, no extra dependency (kaieval.bench.ifeval);
+    # "lm-eval": lm-evaluation-harness 0.4.13's (kaieval.bench.ifeval_reference)
+    checks: Literal["script", "lm-eval"] = "script"
 
 
 class TaskSpec(_Strict):
@@ -376,6 +379,7 @@ def parse_ours(doc: LoadedYaml, *, source: str | None = None, subset: str | None
         row_map=row_map, preamble=preamble, fewshot_text=spec.fewshot.prompt,
         fewshot_target=spec.fewshot.target, process=spec.process, row_filter=row_filter,
         select=select, filters=filters, variant=spec.variant,
+        instruction_checks=ins.checks if ins else "script",
     )
 
 
