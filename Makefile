@@ -25,6 +25,14 @@ test: $(VENV)/.ok-dev
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
+# The Ray executor's tests: installs the `ray` extra, starts a local cluster on
+# 127.0.0.1 (2 CPUs, small object store, bounded waits), runs the tests marked `ray`,
+# stops the cluster. Needs KAI_TEST_POSTGRES_URL (.ci/postgres.sh).
+.PHONY: test-ray
+test-ray: $(VENV)/.ok-dev
+	$(PY) -m pip install -q -e '.[hf,postgres,web,dev,ray]'
+	VENV=$(VENV) bash .ci/ray-tests.sh
+
 lint: $(VENV)/.ok-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 

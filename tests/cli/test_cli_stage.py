@@ -120,3 +120,21 @@ def test_a_store_failing_verification_decides_nothing(workdir: Path) -> None:
     res = runner.invoke(app, _run(workdir, db))
     assert res.exit_code == 1
     assert "the store fails verification" in res.output
+
+
+@pytest.mark.parametrize(("executor", "says"), [
+    ("ray:127.0.0.1:1", "cannot reach a Ray cluster at 127.0.0.1:1"),
+    ("ray:nowhere", "bad Ray address 'nowhere'"),
+    ("ray:", "bad Ray address ''"),
+    ("spark", "unknown executor 'spark'"),
+])
+def test_stage_measure_bad_executor_is_one_line(workdir: Path, executor: str, says: str) -> None:
+    res = runner.invoke(app, ["stage", "measure", "--program", str(workdir / "program.yaml"),
+                              "--stage", "s1", str(workdir / "alpha.yaml"),
+                              "--db", f"sqlite:///{workdir / 'k.sqlite'}",
+                              "--executor", executor])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and says in lines[0] and "--executor" in lines[0], res.output
+    assert "Traceback" not in res.output
+    assert not (workdir / "k.sqlite").exists()  # nothing loaded, nothing written

@@ -282,3 +282,23 @@ def test_an_endpoint_is_split_by_the_dossiers_tokenizer_or_not_measured(
     assert "model.tokenizer" in out and "--approximate-split" in out, out
     assert not [r for r in Store(db).records(stage_id="s1")
                 if isinstance(r, BenchmarkResult) and r.role == "candidate"]
+
+
+def test_jobs_2_in_a_fresh_process_measures_every_benchmark(programme: Path,
+                                                            tmp_path: Path) -> None:
+    """A new interpreter, where transformers is not imported yet: two benchmark jobs that
+    first import it at the same moment must both be measured (its lazy module is not
+    thread-safe; the executor resolves the names before starting threads)."""
+    import subprocess
+    import sys
+
+    p = programme
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kaieval.cli", "stage", "measure", "--program",
+         str(p / "program.yaml"), "--stage", "s1", str(p / "a.yaml"), str(p / "b.yaml"),
+         str(p / "c.yaml"), "--db", db, "--cache-dir", str(tmp_path / "requests"),
+         "--only", "bench", "--jobs", "2"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = [r for r in Store(db).records(kind="engine_run") if isinstance(r, EngineRun)]
+    assert len(runs) == 4 and all(r.status == "measured" for r in runs)

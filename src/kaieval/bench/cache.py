@@ -19,7 +19,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kaieval.bench.api import (
     GenerationRequest,
@@ -63,6 +63,17 @@ def response_matches(request: Request, response: Response) -> bool:
     if isinstance(request, LoglikelihoodRequest):
         return isinstance(response, LoglikelihoodResponse)
     return isinstance(request, GenerationRequest) and isinstance(response, GenerationResponse)
+
+
+class ResponseCache(Protocol):
+    """What the engine needs of a request cache: the SQLite file here, or the table in a
+    shared database (``bench.cache_db``) that Ray workers on several machines share."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Response]: ...
+
+    def put_many(self, fingerprint: str, items: Iterable[tuple[str, Response]]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RequestCache:

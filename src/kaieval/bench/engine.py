@@ -47,7 +47,7 @@ from kaieval.bench.api import (
     Response,
     Task,
 )
-from kaieval.bench.cache import RequestCache, request_key, response_matches
+from kaieval.bench.cache import ResponseCache, request_key, response_matches
 from kaieval.bench.collate import Collator
 from kaieval.errors import KaiError
 from kaieval.io import atomic_write_text
@@ -116,7 +116,7 @@ def _call_backend(backend: Backend, requests: Sequence[Request]) -> list[Respons
 
 
 def answer_requests(backend: Backend, requests: Sequence[Request], *,
-                    cache: RequestCache | None = None, contexts_per_chunk: int = 16,
+                    cache: ResponseCache | None = None, contexts_per_chunk: int = 16,
                     progress: bool = True, label: str = "requests"
                     ) -> tuple[list[Response], AnswerStats]:
     """Answer ``requests`` (duplicates allowed) from the cache first, the backend for the rest.
@@ -159,7 +159,7 @@ def answer_requests(backend: Backend, requests: Sequence[Request], *,
 
 
 def run_task(task: Task, backend: Backend, *, num_fewshot: int | None = None,
-             limit: int | None = None, cache: RequestCache | None = None,
+             limit: int | None = None, cache: ResponseCache | None = None,
              contexts_per_chunk: int = 16, progress: bool = True) -> TaskOutcome:
     """Build, answer (cache first), score and aggregate one task."""
     start = time.perf_counter()

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kaieval.bench.api import MetricSummary, Task
 from kaieval.bench.backends import get_backend
-from kaieval.bench.cache import RequestCache
+from kaieval.bench.cache import RequestCache, ResponseCache
 from kaieval.bench.engine import TaskOutcome, run_task, write_sample_log
 from kaieval.errors import KaiError
 from kaieval.version import code_version
@@ -164,14 +164,16 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
              num_fewshot: int | None = None, batch_size: int = 8, limit: int | None = None,
              cache_dir: Path | None = None, log_samples: Path | None = None,
              chat_template: bool = False, seed: int = 1234, progress: bool = True,
-             **backend_kwargs: Any) -> EvalRun:
+             cache_url: str | None = None, **backend_kwargs: Any) -> EvalRun:
     """Run ``tasks`` on ``model`` and return the run record.
 
     ``model`` is a local directory (hf, vllm) or a base URL (openai, with
     ``model_name=...`` among ``backend_kwargs``). ``tasks`` are catalogue names,
     task YAML paths or already loaded ``Task`` objects. With ``cache_dir`` every
     answer is kept in ``cache_dir/requests.sqlite``: a rerun (after a crash, or
-    with another metric) computes only what is missing.
+    with another metric) computes only what is missing. ``cache_url`` (a database
+    URL) keeps them in that database instead, shared by every machine that reaches it
+    (the Ray executor's workers).
     """
     start = time.perf_counter()
     if limit is not None and limit < 1:
@@ -191,7 +193,7 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
         require()
     be = _make_backend(backend, model, batch_size=batch_size, chat_template=chat_template,
                        seed=seed, **backend_kwargs)
-    cache = RequestCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
+    cache = _open_cache(cache_dir, cache_url)
     outcomes: list[TaskOutcome] = []
     try:
         for task in task_objs:
@@ -212,9 +214,27 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
         fingerprint=be.fingerprint(), dtype=described.get("dtype"), batch_size=batch_size,
         chat_template=chat_template, chat_template_hash=described.get("chat_template_hash"),
         seeds={"seed": seed}, limit=limit,
-        cache_path=str(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None,
+        cache_path=_cache_path(cache_dir, cache_url),
         tasks=tuple(_task_run(o, num_fewshot) for o in outcomes),
         wall_s=round(time.perf_counter() - start, 3))
+
+
+def _open_cache(cache_dir: Path | None, cache_url: str | None) -> ResponseCache | None:
+    """The database cache when a URL is given, else the SQLite file in ``cache_dir``."""
+    if cache_url is not None:
+        from kaieval.bench.cache_db import DbRequestCache
+
+        return DbRequestCache(cache_url)
+    return RequestCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
+
+
+def _cache_path(cache_dir: Path | None, cache_url: str | None) -> str | None:
+    """Where the answers were kept, as recorded (a database URL without its password)."""
+    if cache_url is not None:
+        from kaieval.store.database import masked
+
+        return masked(cache_url)
+    return str(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
 
 
 def _contexts_per_chunk(backend: Any, batch_size: int) -> int:

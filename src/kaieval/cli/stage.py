@@ -27,7 +27,13 @@ def stage_measure(
         help="Comma-separated engines to run: bench, provenance, audit, tokenizer.")] = None,
     team: Annotated[list[str] | None, typer.Option(
         "--team", help="Measure only this team (repeatable).")] = None,
-    jobs: Annotated[int, typer.Option(help="Jobs run at once.")] = 1,
+    jobs: Annotated[int, typer.Option(help="Jobs run at once (with --executor ray and no "
+                                      "address: the local Ray's CPUs).")] = 1,
+    executor: Annotated[str, typer.Option(
+        help="local (default), or ray[:ADDRESS]: (team x engine x task shard) jobs on a Ray "
+             "cluster (HOST:PORT, ray://HOST:PORT or auto; none: $RAY_ADDRESS, else a Ray "
+             "started for this run). Workers share the store (--db) and its request "
+             "cache.")] = "local",
     cache_dir: Annotated[Path | None, typer.Option(
         help="Benchmark request cache (default ~/.cache/kaieval/requests).")] = None,
     reference_tokenizer: Annotated[Path | None, typer.Option(
@@ -49,10 +55,15 @@ def stage_measure(
     from kaieval.bench.cache import default_request_cache
     from kaieval.pipeline import measure_stage, parse_only, plan_stage
     from kaieval.pipeline.inputs import stage_inputs
+    from kaieval.pipeline.ray_executor import check_reachable, measure_stage_ray, parse_executor
     from kaieval.report.progress import live_grid, print_measurement_summary
     from kaieval.spec.load import load_dossiers, load_program
     from kaieval.store import Store
+    from kaieval.store.database import resolve_url
 
+    ray = parse_executor(executor)
+    if ray is not None and ray.address is not None:
+        check_reachable(ray.address)  # in seconds, before anything slow is loaded
     prog, phash = load_program(program)
     ppath = Path(program) if Path(program).exists() else None
     engines = parse_only(only)
@@ -66,9 +77,15 @@ def stage_measure(
     console = Console()
     console.print(f"registry: {inputs.registry.folder} ({len(inputs.registry.entries)} "
                   "reference(s))", markup=False, highlight=False)
+    if ray is not None:
+        console.print(f"executor: {ray.describe()}", markup=False, highlight=False)
     with live_grid(plan, f"kai stage measure {stage}", console) as grid:
-        result = measure_stage(inputs, plan, store, actor="kai stage measure", jobs=jobs,
-                               listen=grid.update)
+        if ray is None:
+            result = measure_stage(inputs, plan, store, actor="kai stage measure", jobs=jobs,
+                                   listen=grid.update)
+        else:
+            result = measure_stage_ray(inputs, plan, resolve_url(db), actor="kai stage measure",
+                                       executor=ray, workers=jobs, listen=grid.update)
     print_measurement_summary(result, console)
     if result.failures:
         raise typer.Exit(1)

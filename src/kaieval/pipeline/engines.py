@@ -88,11 +88,11 @@ def _in_dossier(run: Callable[..., Output]) -> Callable[..., Output]:
     """Run an engine with the team's dossier folder as the root links may lead into."""
 
     @functools.wraps(run)
-    def wrapped(inputs: StageInputs, job: Job, *args: Any) -> Output:
+    def wrapped(inputs: StageInputs, job: Job, *args: Any, **kwargs: Any) -> Output:
         if job.team_id == SHARED:
-            return run(inputs, job, *args)
+            return run(inputs, job, *args, **kwargs)
         with dossier_root(inputs.dossier(job.team_id).folder):
-            return run(inputs, job, *args)
+            return run(inputs, job, *args, **kwargs)
 
     return wrapped
 
@@ -160,8 +160,16 @@ def _task_file_hash(task: str) -> str | None:
     return sha256_file(p) if p.suffix in (".yaml", ".yml") and p.is_file() else None
 
 
+def bench_shards(inputs: StageInputs) -> list[str]:
+    """The task shards a benchmark job splits into (one per distinct task), in a fixed
+    order: the Ray executor answers each on its own worker, into the shared cache."""
+    return sorted({r.task for r in _refs(inputs)})
+
+
 @_in_dossier
-def run_bench(inputs: StageInputs, job: Job) -> Output:
+def run_bench(inputs: StageInputs, job: Job, *, only: str | None = None) -> Output:
+    """Benchmark the candidate (or the shared target) on the stage's tasks; ``only`` one
+    task shard (its answers land in the request cache; the job then reads them back)."""
     from kaieval.bench.run import evaluate, to_benchmark_results
     from kaieval.bench.tasks import load_task
 
@@ -170,7 +178,7 @@ def run_bench(inputs: StageInputs, job: Job) -> Output:
         out.records += _declared_target(inputs, job)
     model, _ = _bench_model(inputs, job)
     endpoint = model.startswith(("http://", "https://"))
-    refs = _refs(inputs)
+    refs = [r for r in _refs(inputs) if only is None or r.task == only]
     usable: list[BenchmarkRef] = []
     tasks: dict[str, Any] = {}
     for r in refs:
@@ -202,7 +210,7 @@ def run_bench(inputs: StageInputs, job: Job) -> Output:
     names = sorted({r.task for r in usable})
     run = evaluate(model, [tasks[n] for n in names], backend="openai" if endpoint else "hf",
                    batch_size=inputs.batch_size, cache_dir=inputs.cache_dir, progress=False,
-                   **kwargs)
+                   cache_url=inputs.cache_url, **kwargs)
     teams = job.teams if job.team_id == SHARED else (job.team_id,)
     role: Literal["candidate", "target"] = "target" if job.team_id == SHARED else "candidate"
     for tid in teams:

@@ -61,10 +61,19 @@ def _settings(inputs: StageInputs, job: Job) -> dict[str, Any]:
     return {}
 
 
-class _Runner:
-    def __init__(self, inputs: StageInputs, store: Store, actor: str, listen: Listener | None
-                 ) -> None:
+class JobRunner:
+    """Runs one job against the store: key, skip if stored, run, one transaction.
+
+    The local executor runs every job through one of these; the Ray executor builds one
+    per job on its worker, so both write exactly the same records. ``executor`` is
+    written into each :class:`EngineRun`'s settings (never into a measured record):
+    how the work was spread changes no number.
+    """
+
+    def __init__(self, inputs: StageInputs, store: Store, actor: str, listen: Listener | None,
+                 executor: dict[str, Any] | None = None) -> None:
         self.inputs, self.store, self.actor = inputs, store, actor
+        self.executor = executor
         self.listen = listen or (lambda o: None)
         self.lock = threading.Lock()
         sid = inputs.stage.id
@@ -112,16 +121,17 @@ class _Runner:
             # is not measured, named, and the others go on
             out.reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         base = self._stored_run(job)
+        how = {"executor": self.executor} if self.executor else {}
         if result is None:
             run = base.model_copy(update={"job_key": key, "reason": out.reason,
-                                          "teams": job.teams})
+                                          "teams": job.teams, "settings": how})
             out.status = "not_measured"
             out.written = self._put([run])
         else:
             produced = tuple(sorted({r.natural_key() for r in result.records}))
             run = base.model_copy(update={"status": "measured", "job_key": key,
                                           "notes": tuple(result.notes), "produced": produced,
-                                          "teams": job.teams, "settings": settings})
+                                          "teams": job.teams, "settings": {**settings, **how}})
             out.status, out.notes, out.records = "measured", result.notes, len(result.records)
             out.written = self._put([*result.records, run])
         out.seconds = time.perf_counter() - t0
@@ -147,6 +157,15 @@ class _Runner:
                           notes=[*prev.notes, f"reused from stage {prev.stage_id} (same inputs "
                                               "and engine version)"])
         return None
+
+    def done(self, job: Job) -> bool:
+        """Whether ``job``'s result is stored under its current key, or can be reused from
+        another stage: the Ray executor's task shards then have nothing to answer."""
+        extra: tuple[Any, ...] = ((self._verdict(job.team_id),)
+                                  if job.engine == "audit" else ())
+        key = job_key(job.engine, KEYS[job.engine](self.inputs, job, *extra),
+                      _settings(self.inputs, job))
+        return self._cached(job, key) or self._from_other_stage(job, key) is not None
 
     def _cached(self, job: Job, key: str) -> bool:
         prev = self.runs.get(self._stored_run(job).natural_key())
@@ -180,18 +199,37 @@ class _Runner:
         return summary.inserted + summary.replaced
 
 
+def _import_before_threads() -> None:
+    """Resolve the transformers names the engines use, once, in this thread.
+
+    transformers' lazy module is not thread-safe: two threads that first import
+    ``AutoModelForCausalLM`` at the same moment get ``ImportError: cannot import name``
+    (transformers 5.x, reproduced 3 times out of 3), which made the second benchmark job
+    of ``--jobs 2`` "not measured". After this, imports in the threads find the names
+    resolved."""
+    try:
+        import transformers
+    except ImportError:  # the hf extra is not installed: no engine here imports it
+        return
+    for name in ("AutoModelForCausalLM", "AutoTokenizer", "PreTrainedTokenizerFast",
+                 "DynamicCache"):
+        getattr(transformers, name, None)
+
+
 def measure_stage(inputs: StageInputs, plan: Plan, store: Store, *, actor: str,
                   jobs: int = 1, listen: Listener | None = None) -> StageMeasurement:
     """Run ``plan`` against ``store``: audits after the verdicts they read, the rest first."""
     if jobs < 1:
         raise KaiError(f"--jobs must be at least 1, got {jobs}", where="--jobs")
     t0 = time.perf_counter()
-    runner = _Runner(inputs, store, actor, listen)
+    runner = JobRunner(inputs, store, actor, listen)
     outcomes = [JobOutcome(j) for j in plan.jobs]
     for o in outcomes:
         runner.listen(o)
     first = [o for o in outcomes if o.job.engine != "audit"]
     second = [o for o in outcomes if o.job.engine == "audit"]
+    if jobs > 1:
+        _import_before_threads()
     for phase in (first, second):
         if jobs == 1:
             for o in phase:

@@ -32,6 +32,7 @@ class StageInputs:
     dossiers: tuple[LoadedDossier, ...]
     registry: Registry
     cache_dir: Path  # request cache of the benchmark engine
+    cache_url: str | None = None  # or the request cache in this database (Ray: shared)
     alpha: float = 0.01
     reference_tokenizer: Path | None = None
     batch_size: int = 16
