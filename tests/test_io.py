@@ -164,3 +164,24 @@ def test_jsonl_line_nested_too_deep_is_one_line(tmp_path: Path) -> None:
     path.write_text('{"a": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
     with pytest.raises(KaiError, match=r"r\.jsonl:2: not JSON: nested deeper than 64"):
         read_jsonl(path)
+
+
+def test_readahead_hints_weight_files_and_never_waits_on_a_fifo(tmp_path: Path) -> None:
+    from kaieval.io import _weight_files, readahead
+
+    model = tmp_path / "model"
+    (model / "vision_encoder").mkdir(parents=True)
+    for name in ("model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors",
+                 "vision_encoder/model.safetensors", "config.json"):
+        (model / name).write_bytes(b"\0" * 4096)
+    os.mkfifo(model / "trap.safetensors")  # opened without blocking, then skipped
+    single = tmp_path / "fp.safetensors"
+    single.write_bytes(b"\0" * 8)
+    got = _weight_files([model, single, tmp_path / "missing"])
+    assert [p.relative_to(tmp_path).as_posix() for p in got] == [
+        "model/model-00001-of-00002.safetensors", "model/model-00002-of-00002.safetensors",
+        "model/trap.safetensors", "model/vision_encoder/model.safetensors", "fp.safetensors"]
+    thread = readahead([model, single])
+    assert thread is not None
+    thread.join(timeout=10)
+    assert not thread.is_alive()

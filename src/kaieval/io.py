@@ -33,6 +33,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,66 @@ def _parse(lines: Iterable[str], where: str) -> list[JsonRow]:
             raise KaiError("expected a JSON object", where=f"{where}:{n}")
         rows.append((f"{where}:{n}", obj))
     return rows
+
+
+READAHEAD_MEMORY_SHARE = 0.25
+"""Largest share of the memory available now that :func:`readahead` asks to be read ahead."""
+
+
+def _weight_files(paths: Iterable[Path]) -> list[Path]:
+    """``*.safetensors`` of each model folder and its sub-folders, or the file itself."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(p.glob("*.safetensors")) + sorted(p.glob("*/*.safetensors"))
+        elif p.suffix == ".safetensors":
+            out.append(p)
+    return out
+
+
+def _available_bytes() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def readahead(paths: Iterable[Path]) -> threading.Thread | None:
+    """Ask the kernel to start reading model weight files, on a daemon thread; only a hint.
+
+    Why: a cold ``kai provenance`` spent its first seconds importing numpy and SciPy
+    and reading headers while the disk stood idle, then waited for the disk. Called
+    before those imports (``POSIX_FADV_WILLNEED``, in the order given: the candidate
+    first), the disk reads while the CPU starts up. At most
+    :data:`READAHEAD_MEMORY_SHARE` of the memory available is asked for, so a model
+    larger than memory does not evict its own first pages. Regular files only (opened
+    without blocking, checked after opening); any error skips the file. Returns the
+    thread (``None`` where ``posix_fadvise`` does not exist).
+    """
+    if not hasattr(os, "posix_fadvise"):
+        return None
+    files = _weight_files(paths)
+
+    def run() -> None:
+        budget = int(_available_bytes() * READAHEAD_MEMORY_SHARE)
+        for f in files:
+            if budget <= 0:
+                return
+            try:
+                fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    n = min(st.st_size, budget)
+                    os.posix_fadvise(fd, 0, n, os.POSIX_FADV_WILLNEED)
+                    budget -= n
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+    thread = threading.Thread(target=run, name="kai-readahead", daemon=True)
+    thread.start()
+    return thread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tracemalloc
 from pathlib import Path
@@ -14,6 +15,7 @@ from safetensors.torch import save_file as torch_save
 
 from kaieval.errors import KaiError
 from kaieval.provenance import check_independence, open_model, read_header
+from kaieval.provenance.weight_tests import tensor_hash
 
 
 def test_bf16_fp16_fp32_convert_exactly(tmp_path: Path) -> None:
@@ -65,6 +67,20 @@ def test_reads_one_tensor_without_loading_the_model(tmp_path: Path) -> None:
     assert x.shape == (512, 512)
     assert peak < 3 * x.nbytes, f"peak {peak} bytes for a {x.nbytes}-byte tensor"
     assert isinstance(w.raw("t3"), np.memmap)
+
+
+def test_chunks_stream_the_bytes_through_a_bounded_buffer(tmp_path: Path) -> None:
+    """The streamed hash equals the hash of the whole tensor's bytes read at once."""
+    rng = np.random.default_rng(3)
+    t = rng.standard_normal((300, 70)).astype(np.float32)
+    np_save({"t": t, "tiny": np.zeros(0, dtype=np.float32)}, str(tmp_path / "m.safetensors"))
+    w = open_model(tmp_path / "m.safetensors")
+    parts = [bytes(c) for c in w.chunks("t", size=1000)]
+    assert len(parts) == -(-t.nbytes // 1000) and max(map(len, parts)) == 1000
+    assert b"".join(parts) == t.tobytes()
+    whole = hashlib.sha256(b"F32|[300, 70]|" + t.tobytes()).hexdigest()
+    assert tensor_hash(w, "t") == "sha256:" + whole
+    assert [bytes(c) for c in w.chunks("tiny")] == [b""]
 
 
 def test_pickle_next_to_safetensors_is_ignored_not_read(tmp_path: Path) -> None:

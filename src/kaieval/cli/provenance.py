@@ -65,6 +65,9 @@ def _is_url(text: str) -> bool:
 def _run_check(candidate: Path, refs: list[Path], *, alpha: float, stage: str, team: str,
                trust_remote_code: bool, seed: int | None, permutations: int | None,
                ) -> IndependenceVerdict:
+    from kaieval.io import readahead
+
+    readahead([candidate, *refs])  # the disk reads while the engine's imports run
     from kaieval.provenance import check_independence
 
     kwargs: dict[str, Any] = {}

@@ -43,6 +43,7 @@ from kaieval.provenance.matching import (
 from kaieval.provenance.safetensors_io import ModelWeights
 from kaieval.provenance.tensor_groups import EMBEDDINGS, component_of
 from kaieval.provenance.vocab import shared_rows
+from kaieval.provenance.workers import ordered_map, thread_count
 
 SCREEN_UNITS = 128
 """Candidate units used in the screening pass of the block search."""
@@ -98,31 +99,42 @@ def search_sites(cand: Sequence[UnitSketch], ref_sites: Sequence[MlpSite],
     bytes can be read from disk while the current pair is matched.
     """
     log_alpha = math.log(alpha)
-    diag: dict[int, MatchResult] = {}
     by_pos = {(s.block, s.expert): s for s in ref_sites}
-    for i, c in enumerate(cand):
-        rs = by_pos.get((c.block, c.expert))
-        nxt = by_pos.get((cand[i + 1].block, cand[i + 1].expert)) if i + 1 < len(cand) else None
-        if prefetch is not None and nxt is not None:
-            prefetch(nxt)
-        if rs is not None and rs.units > 0:
-            diag[i] = match(c, load_ref(rs))
+    pairs = [(i, rs) for i, c in enumerate(cand)
+             if (rs := by_pos.get((c.block, c.expert))) is not None and rs.units > 0]
+    threads = thread_count()
+
+    def diagonal(k: int) -> MatchResult:
+        """Candidate site ``pairs[k]`` against the reference site at its position."""
+        if prefetch is not None and k + threads < len(pairs):
+            prefetch(pairs[k + threads][1])
+        i, rs = pairs[k]
+        return match(cand[i], load_ref(rs))
+
+    # sites are independent: matched on every core, results in order (workers.py)
+    diag = dict(zip([i for i, _ in pairs], ordered_map(diagonal, range(len(pairs))),
+                    strict=True))
     need = [i for i in range(len(cand)) if i not in diag or diag[i].log_p > log_alpha]
     best: dict[int, MatchResult] = {}
     picked: dict[int, MlpSite] = {}
     if need and ref_sites:
-        screen = np.zeros((len(need), len(ref_sites)))
-        for j, rs in enumerate(ref_sites):
+        views = [_screen_view(cand[i], screen_units) for i in need]
+
+        def screen_column(rs: MlpSite) -> list[float]:
             r = load_ref(rs)
-            for k, i in enumerate(need):
-                screen[k, j] = match(_screen_view(cand[i], screen_units), r, fast=True).log_p
+            return [match(v, r, fast=True).log_p for v in views]
+
+        screen = np.array(ordered_map(screen_column, ref_sites)).T.reshape(
+            len(need), len(ref_sites))
         pick = {i: int(np.argmin(screen[k])) for k, i in enumerate(need)}
         picked.update({i: ref_sites[j] for i, j in pick.items()})
-        for j in sorted(set(pick.values())):
+
+        def confirm(j: int) -> list[tuple[int, MatchResult]]:
             r = load_ref(ref_sites[j])
-            for i, jj in pick.items():
-                if jj == j:
-                    best[i] = match(cand[i], r)
+            return [(i, match(cand[i], r)) for i, jj in pick.items() if jj == j]
+
+        for found in ordered_map(confirm, sorted(set(pick.values()))):
+            best.update(found)
     n_ref = len(ref_sites)
     out: list[SiteFinding] = []
     for i, c in enumerate(cand):
@@ -205,7 +217,9 @@ def residual_map(cand: ModelWeights, ref: Reference, vocabs: Vocabs | None, cand
     if len(ci) > MAX_TOKENS:
         keep = np.sort(rng.choice(len(ci), MAX_TOKENS, replace=False))
         ci, ri = ci[keep], ri[keep]
-    return estimate_map(read_rows(cand, cn, ci), read_rows(ref.weights, rn, ri), rng=rng)
+    x, y = ordered_map(lambda job: read_rows(*job),  # both models' rows read at once
+                       [(cand, cn, ci), (ref.weights, rn, ri)])
+    return estimate_map(x, y, rng=rng)
 
 
 def match_reference(cand: ModelWeights, cand_sites: list[MlpSite], ref: Reference,
@@ -222,11 +236,14 @@ def match_reference(cand: ModelWeights, cand_sites: list[MlpSite], ref: Referenc
     rmap = residual_map(cand, ref, vocabs, cand_dim, ref_dim, seed)
     coords = ref.coords(ref_dim, seed)
     sites = [s for s in cand_sites if s.dim == cand_dim]
-    sketches: list[UnitSketch] = []
-    for i, s in enumerate(sites):
-        if i + 1 < len(sites):  # the disk reads the next MLP while this one is sketched
-            cand.prefetch(sites[i + 1].parts.values())
-        sketches.append(candidate_sketch(cand, s, rmap, coords, unit_subsample(s, seed)))
+    threads = thread_count()
+
+    def sketch(i: int) -> UnitSketch:
+        if i + threads < len(sites):  # the disk reads an MLP ahead while this one is sketched
+            cand.prefetch(sites[i + threads].parts.values())
+        return candidate_sketch(cand, sites[i], rmap, coords, unit_subsample(sites[i], seed))
+
+    sketches = ordered_map(sketch, range(len(sites)))
     ref_sites = [s for s in ref.sites if s.dim == ref_dim]
     found = search_sites(sketches, ref_sites, ref.sketch_loader(coords), alpha=alpha,
                          prefetch=ref.prefetch_site)

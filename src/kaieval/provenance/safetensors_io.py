@@ -5,8 +5,9 @@ file must end in one readable :class:`~kaieval.errors.KaiError` naming the file
 and the fault, not in a Rust panic or an allocation the size of a forged header.
 So the header is checked completely (length bound, JSON object, dtypes, shapes,
 offsets, sizes, overlaps, holes) before a single data byte is touched, and data
-is then read through a read-only ``numpy.memmap`` one tensor at a time: a 200 GB
-model costs the memory of the tensor being compared, not of the model.
+is then read with ``pread`` into bounded buffers, only the rows and columns a test
+uses: a 200 GB model costs the memory of the parts being compared, not of the
+model, and no file page stays mapped into the process after its read.
 
 Pickle checkpoints are refused by file name and never opened; repository code
 (``*.py``, ``auto_map``) is refused unless the caller acknowledges it, and even
@@ -384,10 +385,27 @@ class ModelWeights:
                 os.close(fd)
 
     def chunks(self, name: str, size: int = 1 << 24) -> Iterator[memoryview]:
-        """The tensor's raw bytes in bounded chunks, for hashing without a full copy."""
-        raw = self.raw(name)
-        for i in range(0, max(len(raw), 1), size):
-            yield np.ascontiguousarray(raw[i:i + size]).data
+        """The tensor's raw bytes in chunks of at most ``size``, for hashing.
+
+        Read with ``pread`` into one reused buffer, not through the memory map: every
+        page a map touches stays in this process's resident set until the map is
+        dropped, so hashing a 131 MB embedding that way added 131 MB to the peak RSS
+        (and more for larger models), while this costs ``size`` whatever the tensor.
+        Each chunk is valid only until the next one is requested.
+        """
+        info = self.tensors[name]
+        if info.nbytes == 0:
+            yield memoryview(b"")
+            return
+        buf = np.empty(min(size, info.nbytes), dtype=np.uint8)
+        fd = os.open(info.file, os.O_RDONLY)
+        try:
+            for off in range(0, info.nbytes, size):
+                part = buf[:min(size, info.nbytes - off)]
+                _pread_into(fd, part, info.start + off, info)
+                yield part.data
+        finally:
+            os.close(fd)
 
 
 def _refuse_untrusted(root: Path, trust_remote_code: bool) -> None:

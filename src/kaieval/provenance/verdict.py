@@ -44,7 +44,7 @@ from kaieval.hashing import sha256_file
 from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.align import FloatArray, ResidualMap, residual_axis
 from kaieval.provenance.evidence_kind import WHOLE_MODEL_SHARE, EffectThresholds, decide
-from kaieval.provenance.fingerprint import SUB, StoredSub, load_reference
+from kaieval.provenance.fingerprint import SUB, Reference, StoredSub, load_reference
 from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
 from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
@@ -63,6 +63,7 @@ from kaieval.provenance.tokenizer_lineage import (
     load_baseline,
 )
 from kaieval.provenance.vocab import model_vocab, shared_rows
+from kaieval.provenance.workers import ordered_imap, thread_count
 from kaieval.records import ComponentEvidence, IndependenceVerdict
 from kaieval.tokenizer import TokenizerFile, load_tokenizer
 
@@ -302,6 +303,27 @@ def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, com
     if f.results:
         f.fisher = tw.fisher_combine([r.log_p for r in f.results])
     return f
+
+
+def _compare_ahead(cand: ModelWeights, ref: Reference, ref_name: str,
+                   comps: list[tuple[str, list[str]]], vocabs: tuple[dict[str, int],
+                                                                dict[str, int]] | None,
+                   seed: int, permutations: int, moved: dict[int, int],
+                   rmap: ResidualMap | None, k: int) -> _Finding:
+    """Component ``k`` of ``comps`` compared (on a worker thread), the one after it prefetched.
+
+    Components are independent given the residual map and the block mapping, and each
+    tensor's test draws from its own seeded generator, so they run in parallel with
+    results identical to one at a time (:mod:`kaieval.provenance.workers`). The disk
+    reads the component ``threads`` places ahead while this one is tested.
+    """
+    ahead = k + thread_count()
+    if ahead < len(comps):
+        cand.prefetch(comps[ahead][1])
+        ref.weights.prefetch(_ref_name(n, moved) for n in comps[ahead][1])
+    comp, names = comps[k]
+    return _compare_component(cand, ref.weights, ref_name, comp, names, vocabs, seed,
+                              permutations, moved, rmap, ref.subs)
 
 
 def _fmt_p(log_p: float) -> str:
@@ -571,6 +593,8 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     if not 0.0 < alpha < 1.0:
         raise KaiError(f"alpha must be in (0, 1), got {alpha}", where="check_independence")
     cand = open_model(Path(candidate), trust_remote_code=trust_remote_code)
+    hashing = _BackgroundHashes()  # started first: it reads every byte, the rest samples
+    hashing.add("candidate", cand)
     groups = group_by_component(cand.names())
     cand_quick = tw.quick_index(cand)
     cand_full: dict[str, str] = {}  # full hashes, computed only where quick hashes collide
@@ -580,8 +604,6 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     tok_baseline = load_baseline()
     tok_lines: list[ComponentEvidence] = []
     tok_hashes = _tokenizer_hashes("candidate", cand, cand_tok[0])
-    hashing = _BackgroundHashes()
-    hashing.add("candidate", cand)
     findings: list[_Finding] = []
     ref_names: list[str] = []
     maps: dict[str, str] = {}
@@ -613,12 +635,9 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
         moved = _moved_blocks(found, alpha)
         block_map += [f"{name}: {line}" for line in block_mapping(found, math.log(alpha))]
         comps = list(groups.items())
-        for k, (comp, names) in enumerate(comps):
-            if k + 1 < len(comps):  # the disk reads the next component during this one
-                cand.prefetch(comps[k + 1][1])
-                ref.weights.prefetch(_ref_name(n, moved) for n in comps[k + 1][1])
-            f = _compare_component(cand, ref.weights, name, comp, names, vocabs, seed,
-                                   permutations, moved, rmap, ref.subs)
+        compare = functools.partial(_compare_ahead, cand, ref, name, comps, vocabs, seed,
+                                    permutations, moved, rmap)
+        for (comp, _), f in zip(comps, ordered_imap(compare, range(len(comps))), strict=True):
             f.copies = [c for c in copies if component_of(c.candidate) == comp]
             f.copied_parameters = sum(math.prod(cand.tensors[n].shape)
                                       for n in {c.candidate for c in f.copies})
