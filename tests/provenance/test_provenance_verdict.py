@@ -199,7 +199,7 @@ def test_different_vocab_without_tokenizers_is_not_guessed(tmp_path: Path) -> No
         save_file({"model.embed_tokens.weight": rows}, str(tmp_path / name / "model.safetensors"))
     v = check_independence(tmp_path / "cand", [tmp_path / "ref"], stage_id="s", team_id="t")
     assert v.verdict == "inconclusive"
-    assert "no tokenizer.json pair to align rows" in v.evidence[0].detail
+    assert "no readable tokenizer pair (any format) to align rows" in v.evidence[0].detail
 
 
 def test_no_evidence_quotes_detection_power_and_records_matching(

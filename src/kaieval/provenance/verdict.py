@@ -271,7 +271,7 @@ def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, com
                                           permutations=permutations, rows_exchangeable=False,
                                           plan=plan)
             elif rows is None or cshape[1] != ri.shape[1]:
-                why = ("no tokenizer.json pair to align rows" if rows is None
+                why = ("no readable tokenizer pair (any format) to align rows" if rows is None
                        else "hidden sizes differ")
                 f.skipped.append(f"{name} (shapes {list(ci.shape)} vs {list(ri.shape)}, {why})")
                 continue
