@@ -1,0 +1,155 @@
+"""Calibrate the black-box provenance test: detection and false-positive rates, exact intervals.
+
+The weight calibration suite's models (built deterministically by
+``kaieval.provenance.calibration.build_suite``, cached) plus the issue's case, a fine-tune
+of the parent on instruction-style Q&A and code (``blackbox_calibration``), each served
+by a real OpenAI-compatible server on 127.0.0.1 (``tests/bench/openai_server.py``:
+honest echoed top-k log-probs from real forward passes; ``--local`` reads the folders
+directly instead). Every model is measured once (greedy continuations, top-k
+distributions on every model's texts); then each pair is tested:
+
+* derived controls vs the parent, with every other independent model as a control;
+* every pair of independent models, with the rest as controls.
+
+Target (issue 16): every fine-tune detected, no independent pair accused. Exits 1 when
+either is missed. Writes the whole summary as JSON.
+
+    .venv/bin/python benchmarks/provenance_blackbox_calibration.py \
+        [--cache .cache/provenance-blackbox] [--json FILE] [--alpha 0.01] [--local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from kaieval.io import atomic_write_text
+from kaieval.provenance.blackbox import ModelSpec, assess, load_prompts
+from kaieval.provenance.blackbox_calibration import (
+    INSTRUCT,
+    build_instruct_finetune,
+    calibration_pairs,
+    weight_cosine,
+)
+from kaieval.provenance.blackbox_models import measure
+from kaieval.provenance.calibration import SuiteConfig, build_suite, clopper_pearson
+
+HERE = Path(__file__).resolve().parent
+DERIVED = ("finetune", "permuted-finetune", "residual-permuted", "vocab-extended",
+           "continued-pretraining")
+FINETUNES = ("finetune", INSTRUCT, "permuted-finetune")  # must be detected
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    lo, hi = clopper_pearson(k, n)
+    return {"k": k, "n": n, "rate": k / n, "ci95": [lo, hi]}
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=HERE, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, default=Path(".cache/provenance-blackbox"))
+    ap.add_argument("--json", type=Path, default=HERE / "provenance_blackbox_calibration.json")
+    ap.add_argument("--alpha", type=float, default=0.01)
+    ap.add_argument("--local", action="store_true", help="read model folders, no server")
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--permutations", type=int, default=9999)
+    args = ap.parse_args()
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    import torch
+
+    torch.set_num_threads(1)  # tiny models: one core each, the box is shared
+    t0 = time.perf_counter()
+    config = SuiteConfig(kinds=tuple(k for k in DERIVED if k != INSTRUCT))
+    models = build_suite(args.cache, config, progress=say)
+    models[INSTRUCT] = build_instruct_finetune(models["parent"], args.cache / INSTRUCT)
+    independent = ["parent", *[f"seed-{i}" for i in range(1, config.independent_seeds + 1)],
+                   *[f"tokenizer-{i}" for i in range(1, len(config.other_vocab_sizes) + 1)]]
+    derived = [*DERIVED[:1], INSTRUCT, *DERIVED[1:]]
+    names = [*independent, *derived]
+    t_build = time.perf_counter()
+    servers: list[Any] = []
+    if args.local:
+        specs = [ModelSpec(name=n, path=models[n]) for n in names]
+    else:
+        sys.path.insert(0, str(HERE.parent / "tests" / "bench"))
+        from openai_server import LocalOpenAIServer  # the repo's real test server
+
+        servers = [LocalOpenAIServer(models[n], name=n) for n in names]
+        specs = [ModelSpec(name=n, url=s.base_url, served_model=n, max_retries=2,
+                           timeout_s=120) for n, s in zip(names, servers, strict=True)]
+    items, digest = load_prompts()
+    try:
+        got = measure(specs, [p.prompt for p in items], seed=0,
+                      max_new_tokens=args.max_new_tokens, top_k=args.top_k, n_samples=16,
+                      compare_chars=48)
+    finally:
+        for s in servers:
+            s.close()
+    t_measure = time.perf_counter()
+    index = {n: i for i, n in enumerate(names)}
+    rows = []
+    for pair in calibration_pairs(derived, independent):
+        (res,) = assess(got.sims, index[pair.candidate], [index[pair.reference]],
+                        [index[c] for c in pair.controls], [pair.reference], alpha=args.alpha,
+                        seed=0, n_permutations=args.permutations)
+        rows.append({**asdict(pair), "detected": res.significant, "decisive": res.decisive,
+                     "p_value": res.p_value, "p_holm": res.p_holm, "statistics": [
+                         {k: v for k, v in asdict(s).items() if not k.startswith("per_prompt")}
+                         for s in res.statistics]})
+        say(f"{pair.candidate} vs {pair.reference}: {'DETECTED' if res.significant else '-'}")
+    pos = [r for r in rows if r["role"] == "derived"]
+    neg = [r for r in rows if r["role"] == "independent"]
+    ft = [r for r in pos if r["candidate"] in FINETUNES]
+    summary = {
+        "alpha": args.alpha, "served": "local folders" if args.local else
+        "tests/bench/openai_server.py LocalOpenAIServer on 127.0.0.1 (echo + top-k logprobs)",
+        "prompts_sha256": digest, "n_prompts": len(items), "top_k": args.top_k,
+        "max_new_tokens": args.max_new_tokens, "permutations": args.permutations,
+        "mode": got.mode, "suite_config": asdict(config),
+        "weight_cosine_with_parent": {d: weight_cosine(models[d], models["parent"])
+                                      for d in derived},
+        "detected_finetunes": _rate(sum(r["detected"] for r in ft), len(ft)),
+        "detected_all_derived": _rate(sum(r["detected"] for r in pos), len(pos)),
+        "false_positive": _rate(sum(r["detected"] for r in neg), len(neg)),
+        "pairs": rows, "git_commit": _git("rev-parse", "HEAD"),
+        "git_changes": _git("status", "--porcelain", "--", "src/kaieval/provenance").splitlines(),
+        "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
+        "seconds": {"build": round(t_build - t0, 1), "measure": round(t_measure - t_build, 1),
+                    "total": round(time.perf_counter() - t0, 1)},
+    }
+    atomic_write_text(args.json, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print("| candidate | reference | kind | detected | decisive | top1 t | topk t | js t | "
+          "greedy t | p (Holm) |\n|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        t = {s["statistic"]: s["t_pairs"] for s in r["statistics"]}
+        print(f"| {r['candidate']} | {r['reference']} | {r['kind']} | "
+              f"{'yes' if r['detected'] else 'no'} | {r['decisive']} | {t['top1']:.2f} | "
+              f"{t['topk']:.2f} | {t['js']:.2f} | {t['greedy']:.2f} | {r['p_holm']:.2g} |")
+    for key in ("detected_finetunes", "detected_all_derived", "false_positive"):
+        v = summary[key]
+        print(f"- {key}: {v['k']}/{v['n']} (95 % CI {v['ci95'][0]:.3f}-{v['ci95'][1]:.3f})")
+    print(f"- weight cosine with parent: {summary['weight_cosine_with_parent']}")
+    print(f"- {summary['seconds']} s, load {summary['load_average']}, json {args.json}")
+    ok = summary["detected_finetunes"]["k"] == len(ft) and summary["false_positive"]["k"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
