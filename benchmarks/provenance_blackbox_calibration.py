@@ -30,7 +30,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from kaieval.hashing import sha256_file, sha256_json
 from kaieval.io import atomic_write_text
+from kaieval.provenance import blackbox_models as bbm
+from kaieval.provenance import blackbox_stats as bbs
 from kaieval.provenance.blackbox import ModelSpec, assess, load_prompts
 from kaieval.provenance.blackbox_calibration import (
     INSTRUCT,
@@ -38,7 +43,7 @@ from kaieval.provenance.blackbox_calibration import (
     calibration_pairs,
     weight_cosine,
 )
-from kaieval.provenance.blackbox_models import measure
+from kaieval.provenance.blackbox_models import Measured, measure
 from kaieval.provenance.calibration import SuiteConfig, build_suite, clopper_pearson
 
 HERE = Path(__file__).resolve().parent
@@ -71,6 +76,7 @@ def main() -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--permutations", type=int, default=9999)
     args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     import torch
 
@@ -95,13 +101,28 @@ def main() -> int:
         specs = [ModelSpec(name=n, url=s.base_url, served_model=n, max_retries=2,
                            timeout_s=120) for n, s in zip(names, servers, strict=True)]
     items, digest = load_prompts()
-    try:
-        got = measure(specs, [p.prompt for p in items], seed=0,
-                      max_new_tokens=args.max_new_tokens, top_k=args.top_k, n_samples=16,
-                      compare_chars=48)
-    finally:
-        for s in servers:
-            s.close()
+    key = sha256_json({"models": {n: sha256_file(models[n] / "model.safetensors")
+                                  for n in names}, "prompts": digest, "local": args.local,
+                       "top_k": args.top_k, "max_new_tokens": args.max_new_tokens,
+                       "code": [sha256_file(Path(m.__file__ or "")) for m in (bbm, bbs)]})
+    saved = args.cache / f"measured-{key.removeprefix('sha256:')[:16]}.json"
+    if saved.is_file():  # the same models, settings and code: measured already
+        say(f"measurements: {saved}")
+        got = Measured(**{k: v for k, v in json.loads(saved.read_text()).items()})
+        got.sims = {k: np.array(v, dtype=float) for k, v in got.sims.items()}
+        got.shared = np.array(got.shared)
+    else:
+        try:
+            got = measure(specs, [p.prompt for p in items], seed=0,
+                          max_new_tokens=args.max_new_tokens, top_k=args.top_k, n_samples=16,
+                          compare_chars=48)
+        finally:
+            for s in servers:
+                s.close()
+        atomic_write_text(saved, json.dumps({
+            "outputs": got.outputs, "sims": {k: np.where(np.isnan(v), None, v).tolist()
+                                              for k, v in got.sims.items()},
+            "shared": got.shared.tolist(), "mode": got.mode, "no_logprobs": got.no_logprobs}))
     t_measure = time.perf_counter()
     index = {n: i for i, n in enumerate(names)}
     rows = []

@@ -82,15 +82,17 @@ def _run_check(candidate: Path, refs: list[Path], *, alpha: float, stage: str, t
 def _run_blackbox(candidate: str, refs: list[str], controls: list[str], *, alpha: float,
                   model_name: str | None, seed: int | None, prompts: Path | None,
                   console: Console) -> BlackBoxResult:
-    """An endpoint-only candidate: greedy-output agreement with references vs controls.
+    """An endpoint-only candidate: next-token distributions and greedy outputs compared
+    with references, against unrelated controls.
 
     References and controls may be model folders or ``URL#served-name`` endpoints.
     """
     bb = optional_module("kaieval.provenance.blackbox",
                          f"black-box test of an endpoint candidate ({candidate})")
-    if not controls:
-        raise KaiError("an endpoint candidate needs at least one --control model (an unrelated "
-                       "model whose agreement with the candidate is the baseline)")
+    if len(controls) < bb.MIN_CONTROLS:
+        raise KaiError(f"an endpoint candidate needs at least {bb.MIN_CONTROLS} --control "
+                       "models (unrelated models: how alike they are to each other is the "
+                       "baseline)")
     from kaieval.report.independence import print_blackbox
 
     cand = bb.parse_model_spec(candidate, served_model=model_name)
@@ -128,7 +130,8 @@ def check(
                                           "evidence (tensors, correlations, skips).")] = False,
     control: Annotated[list[str] | None, typer.Option("--control", help="Endpoint candidates "
                                                       "only: an unrelated control model "
-                                                      "(folder or URL).")] = None,
+                                                      "(folder or URL; at least four).")
+                       ] = None,
     model_name: Annotated[str | None, typer.Option(help="Endpoint candidates only: the served "
                                                    "model name (or write URL#NAME).")] = None,
     prompts: Annotated[Path | None, typer.Option(help="Endpoint candidates only: a JSONL "

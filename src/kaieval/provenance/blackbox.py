@@ -330,7 +330,7 @@ def centred(sims: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
     the other models. Why: some models are closer to *every* model (a better-trained one,
     a text that is easier to predict), which says nothing about lineage; under an additive
     model ``S(a, b) = mu + q_a + q_b`` every D is zero, so only what is specific to the pair
-    is left. Needs at least four models (two controls).
+    is left. Needs at least four models.
     """
     n, m = sims.shape[:2]
     pairs = [(a, b) for a in range(m) for b in range(a + 1, m)]
@@ -378,10 +378,10 @@ def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSp
     refs = [references] if isinstance(references, ModelSpec) else list(references)
     if not refs:
         raise KaiError("no reference model given", where="--ref")
-    if len(controls) < 2:
-        raise KaiError(f"the black-box test needs at least two unrelated control models "
-                       f"(got {len(controls)}): their similarity to each other is the "
-                       "baseline", where="controls")
+    if len(controls) < MIN_CONTROLS:
+        raise KaiError(f"the black-box test needs at least {MIN_CONTROLS} unrelated control "
+                       f"models (got {len(controls)}): how alike unrelated models are is "
+                       "measured on them", where="controls")
     items, digest = load_prompts(prompts)
     specs = [candidate, *refs, *controls]
     got = measure(specs, [p.prompt for p in items], seed=seed, max_new_tokens=max_new_tokens,
@@ -413,9 +413,10 @@ def assess(sims_all: dict[str, np.ndarray], cand: int, refs: Sequence[int],
         for si, name in enumerate(sims_all):
             sims = sims_all[name][:, pool][:, :, pool]
             d, _ = centred(sims)
-            keep = ~np.isnan(d).any(axis=1)
-            sims, d = sims[keep], d[keep]
-            t, p_pairs = pair_outlier_t(d) if len(d) else (math.nan, 1.0)
+            null, _ = centred(sims[:, 2:, 2:])
+            keep = ~(np.isnan(d).any(axis=1) | np.isnan(null).any(axis=1))
+            sims, d, null = sims[keep], d[keep], null[keep]
+            t, p_pairs = pair_outlier_t(d[:, 0], null) if len(d) else (math.nan, 1.0)
             p = (pair_permutation_p(d, 0, n_permutations, seed + k * len(sims_all) + si)
                  if len(d) else 1.0)
             tests.append((k, name, sims, d, t, p_pairs, p))
@@ -435,24 +436,29 @@ def assess(sims_all: dict[str, np.ndarray], cand: int, refs: Sequence[int],
     return tuple(results)
 
 
-def pair_outlier_t(d: np.ndarray) -> tuple[float, float]:
-    """Is pair 0 closer than the other pairs? Their mean centred similarities over the
-    prompts, pair 0 against the rest as a new draw (prediction t, one-sided).
+MIN_CONTROLS = 4  # the pairs among the controls, centred on the other controls, are the null
 
-    Why besides the per-prompt permutation: two independent models are not all equally
-    alike (training order, chance), so with enough prompts *some* unrelated pair always
-    beats the others per prompt. What lineage gives is a pair far outside the spread of
-    the unrelated pairs; this test measures that spread, so it needs controls (five or
-    more give it power).
+
+def pair_outlier_t(observed: np.ndarray, null: np.ndarray) -> tuple[float, float]:
+    """Does the (candidate, reference) pair stand out among unrelated pairs? ``observed``
+    its centred similarity per prompt (centred on the controls), ``null`` [prompt, pair]
+    that of every pair of controls (centred on the other controls). Their means over
+    the prompts; the observed one against the null ones as a new draw (prediction t,
+    one-sided, Student t with pairs - 1 df).
+
+    Why besides the per-prompt permutation: independent models are not all equally alike
+    (training order, chance), so with enough prompts *some* unrelated pair always beats
+    the others per prompt. What lineage gives is a pair far outside the spread of the
+    unrelated pairs; this test measures that spread. The null pairs never involve the
+    candidate or the reference, so a large effect does not widen its own yardstick.
     """
     from scipy import stats
 
-    means = d.mean(axis=0)
-    others = means[1:]
+    others = null.mean(axis=0)
     sd = float(others.std(ddof=1)) if len(others) > 1 else 0.0
     if not sd > 0:
         return math.nan, 1.0
-    t = float((means[0] - others.mean()) / (sd * math.sqrt(1 + 1 / len(others))))
+    t = float((observed.mean() - others.mean()) / (sd * math.sqrt(1 + 1 / len(others))))
     return t, float(stats.t.sf(t, len(others) - 1))
 
 

@@ -86,7 +86,7 @@ def compare(p: Dist, q: Dist) -> tuple[float, float, float]:
         return top1, topk, 0.0
     a = np.array([p[u] for u in shared])
     b = np.array([q[u] for u in shared])
-    mass = math.sqrt(float(a.sum()) * float(b.sum()))
+    mass = min(1.0, math.sqrt(float(a.sum()) * float(b.sum())))  # rounding: at most 1
     return top1, topk, mass * (1.0 - _js_bits(a / a.sum(), b / b.sum()))
 
 
