@@ -111,6 +111,7 @@ def main() -> int:
         got = Measured(**{k: v for k, v in json.loads(saved.read_text()).items()})
         got.sims = {k: np.array(v, dtype=float) for k, v in got.sims.items()}
         got.shared = np.array(got.shared)
+        got.tokenization = np.array(got.tokenization, dtype=float)
     else:
         try:
             got = measure(specs, [p.prompt for p in items], seed=0,
@@ -122,15 +123,21 @@ def main() -> int:
         atomic_write_text(saved, json.dumps({
             "outputs": got.outputs, "sims": {k: np.where(np.isnan(v), None, v).tolist()
                                               for k, v in got.sims.items()},
-            "shared": got.shared.tolist(), "mode": got.mode, "no_logprobs": got.no_logprobs}))
+            "shared": got.shared.tolist(), "mode": got.mode,
+            "tokenization": np.where(np.isnan(got.tokenization), None,
+                                     got.tokenization).tolist(), "no_logprobs": got.no_logprobs}))
     t_measure = time.perf_counter()
     index = {n: i for i, n in enumerate(names)}
     rows = []
     for pair in calibration_pairs(derived, independent):
         (res,) = assess(got.sims, index[pair.candidate], [index[pair.reference]],
                         [index[c] for c in pair.controls], [pair.reference], alpha=args.alpha,
-                        seed=0, n_permutations=args.permutations)
+                        seed=0, n_permutations=args.permutations,
+                        tokenization=got.tokenization)
         rows.append({**asdict(pair), "detected": res.significant, "decisive": res.decisive,
+                     "unmatched_tokenization": res.unmatched_tokenization,
+                     "tokenization": float(got.tokenization[index[pair.candidate],
+                                                            index[pair.reference]]),
                      "p_value": res.p_value, "p_holm": res.p_holm, "statistics": [
                          {k: v for k, v in asdict(s).items() if not k.startswith("per_prompt")}
                          for s in res.statistics]})

@@ -246,6 +246,9 @@ class ReferenceAgreement:
     p_value: float  # min p_pairs over the decisive statistics times their number
     p_holm: float  # the decisive statistic's Holm p
     significant: bool  # any decisive statistic significant
+    # no three pairs of controls tokenize alike as much as candidate and reference do: the
+    # distribution statistics could not be calibrated and decided nothing
+    unmatched_tokenization: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,8 @@ class BlackBoxResult:
     no_logprobs: tuple[str, ...] = ()
     n_samples: int = 0  # sampled next tokens per prompt and model (mode "sampled")
     shared_offsets: dict[str, float] = field(default_factory=dict)  # mean per prompt
+    # share of token starts the candidate has in common with each model (1: alike)
+    tokenization: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> outputs
     method: str = ""
 
@@ -312,6 +317,9 @@ def blackbox_evidence(result: BlackBoxResult) -> list[ComponentEvidence]:
                              else ", not decisive)") for s in r.statistics)
         fallback = (" FALLBACK: sampled outputs, no log-probs from "
                     f"{', '.join(result.no_logprobs)};" if result.mode == "sampled" else "")
+        if r.unmatched_tokenization:
+            fallback += (" NOT CALIBRATED: fewer than 3 pairs of controls tokenize alike "
+                         "as much as candidate and reference do;")
         lines.append(ComponentEvidence(
             component="behaviour", verdict="derived" if r.significant else "no_evidence",
             test="blackbox_agreement", statistic=r.effect, p_value=r.p_value,
@@ -388,7 +396,8 @@ def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSp
                   top_k=top_k, n_samples=n_samples, compare_chars=compare_chars)
     results = assess(got.sims, 0, list(range(1, 1 + len(refs))),
                      list(range(1 + len(refs), len(specs))), [r.name for r in refs],
-                     alpha=alpha, seed=seed, n_permutations=n_permutations)
+                     alpha=alpha, seed=seed, n_permutations=n_permutations,
+                     tokenization=got.tokenization)
     names = [s.name for s in specs]
     return BlackBoxResult(
         candidate.describe(), tuple(results), tuple(c.describe() for c in controls),
@@ -396,27 +405,43 @@ def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSp
         compare_chars, top_k, got.mode, tuple(names[j] for j in got.no_logprobs),
         n_samples if got.mode == "sampled" else 0,
         {names[j]: float(got.shared[0, j]) for j in range(1, len(specs))},
+        {names[j]: float(got.tokenization[0, j]) for j in range(1, len(specs))},
         dict(zip(names, got.outputs, strict=True)), METHODS[got.mode])
 
 
 def assess(sims_all: dict[str, np.ndarray], cand: int, refs: Sequence[int],
            controls: Sequence[int], ref_names: Sequence[str], *, alpha: float, seed: int,
-           n_permutations: int) -> tuple[ReferenceAgreement, ...]:
+           n_permutations: int, tokenization: np.ndarray | None = None
+           ) -> tuple[ReferenceAgreement, ...]:
     """The tests on measured similarities (``[prompt, model, model]`` per statistic):
     the candidate at index ``cand`` against each reference, the ``controls`` the baseline.
     Separate from measuring so one measurement of many models serves many tests (the
-    calibration benchmark)."""
+    calibration benchmark).
+
+    ``tokenization`` [model, model] (share of token starts in common): the unrelated pairs
+    the (candidate, reference) pair is measured against are those of the controls that
+    tokenize alike as much as it does (within :data:`TOKENIZATION_MATCH`). Why: pairs
+    sharing a tokenizer agree more on next characters whatever their lineage, so a pair
+    is only compared with pairs of its own kind; with fewer than
+    :data:`MIN_NULL_PAIRS` such pairs the distribution statistics decide nothing.
+    """
     ctrl = list(controls)
+    unmatched: set[int] = set()
     tests: list[tuple[int, str, np.ndarray, np.ndarray, float, float, float]] = []
     for k, r in enumerate(refs):
         pool = [cand, r, *ctrl]  # other references are left out: they may be related
         for si, name in enumerate(sims_all):
             sims = sims_all[name][:, pool][:, :, pool]
             d, _ = centred(sims)
-            null, _ = centred(sims[:, 2:, 2:])
+            null, null_pairs = centred(sims[:, 2:, 2:])
+            like = _alike(tokenization, pool, null_pairs)
+            null = null[:, like]
             keep = ~(np.isnan(d).any(axis=1) | np.isnan(null).any(axis=1))
             sims, d, null = sims[keep], d[keep], null[keep]
-            t, p_pairs = pair_outlier_t(d[:, 0], null) if len(d) else (math.nan, 1.0)
+            t, p_pairs = (pair_outlier_t(d[:, 0], null) if len(d) and len(like) >= MIN_NULL_PAIRS
+                          else (math.nan, 1.0))
+            if name in DECISIVE and len(like) < MIN_NULL_PAIRS:
+                unmatched.add(k)
             p = (pair_permutation_p(d, 0, n_permutations, seed + k * len(sims_all) + si)
                  if len(d) else 1.0)
             tests.append((k, name, sims, d, t, p_pairs, p))
@@ -428,12 +453,28 @@ def assess(sims_all: dict[str, np.ndarray], cand: int, refs: Sequence[int],
         stats = [_statistic(x, adjusted.get(i), alpha) for i, x in enumerate(tests)
                  if x[0] == k]
         ranked = [st for st in stats if st.p_holm is not None]
-        best = min(ranked, key=lambda st: (st.p_holm or 1.0, -st.t_pairs))
+        best = min(ranked, key=lambda st: (st.p_holm or 1.0, -np.nan_to_num(st.t_pairs)))
         results.append(ReferenceAgreement(
             ref_name, tuple(stats), best.statistic, best.mean_reference, best.mean_controls,
             best.effect, best.wins, min(1.0, len(ranked) * min(st.p_pairs for st in ranked)),
-            best.p_holm or 1.0, any(st.significant for st in ranked)))
+            best.p_holm or 1.0, any(st.significant for st in ranked), k in unmatched))
     return tuple(results)
+
+
+TOKENIZATION_MATCH = 0.05  # |share of common token starts| difference for pairs "of a kind"
+MIN_NULL_PAIRS = 3
+
+
+def _alike(tokenization: np.ndarray | None, pool: Sequence[int],
+           null_pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """Indices of the control pairs that tokenize alike as much as (candidate, reference)
+    does; all of them when that is unknown (the sampled fallback sees no offsets)."""
+    if tokenization is None or np.isnan(tokenization[pool[0], pool[1]]):
+        return list(range(len(null_pairs)))
+    obs = tokenization[pool[0], pool[1]]
+    ctrl = pool[2:]
+    return [i for i, (a, b) in enumerate(null_pairs)
+            if abs(tokenization[ctrl[a], ctrl[b]] - obs) <= TOKENIZATION_MATCH]
 
 
 MIN_CONTROLS = 4  # the pairs among the controls, centred on the other controls, are the null

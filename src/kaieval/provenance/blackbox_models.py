@@ -192,6 +192,9 @@ class Measured:
     outputs: list[tuple[str, ...]]  # per model, per prompt
     sims: dict[str, np.ndarray]  # statistic -> [prompt, model, model], symmetric, NaN diagonal
     shared: np.ndarray  # [model, model]: compared offsets per prompt (mean)
+    # [model, model]: share of token starts two models have in common on the same texts
+    # (1: they tokenize alike; NaN in the sampled fallback, where no offsets are seen)
+    tokenization: np.ndarray
     mode: str  # "logprobs", or "sampled" when some model gave none
     no_logprobs: list[int]  # indices of the models that gave no log-probs
 
@@ -225,6 +228,7 @@ def measure(specs: Sequence[Any], prompts: Sequence[str], *, seed: int, max_new_
             s.close()
     sims = {name: np.full((n, m, m), np.nan) for name in ("greedy", *STATISTICS)}
     shared = np.zeros((m, m))
+    tokenization = np.full((m, m), np.nan)
     for a in range(m):
         for b in range(a + 1, m):
             for i in range(n):
@@ -244,7 +248,12 @@ def measure(specs: Sequence[Any], prompts: Sequence[str], *, seed: int, max_new_
                         both = np.nanmean([on_a, on_b], axis=0)
                     vals.update(zip(STATISTICS, (float(v) for v in both), strict=True))
                     shared[a, b] += (na + nb) / (2 * n)
+                    most = sum(max(len(da[t]), len(db[t]), 1) for t in (a * n + i, b * n + i))
+                    agree = (na + nb) / most / n
+                    tokenization[a, b] = agree + (tokenization[a, b] if i else 0.0)
                 for name, v in vals.items():
                     sims[name][i, a, b] = sims[name][i, b, a] = v
             shared[b, a] = shared[a, b]
-    return Measured(outputs, sims, shared, "sampled" if missing else "logprobs", missing)
+            tokenization[b, a] = tokenization[a, b]
+    return Measured(outputs, sims, shared, tokenization, "sampled" if missing else "logprobs",
+                    missing)
