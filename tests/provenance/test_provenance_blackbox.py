@@ -37,7 +37,6 @@ from kaieval.provenance.blackbox import (
     blackbox_test,
     centred,
     holm_adjusted,
-    label_permutation_p,
     load_prompts,
     pair_outlier_t,
     pair_permutation_p,
@@ -230,15 +229,15 @@ def test_agreement_measure() -> None:
 
 
 def test_permutation_p_is_calibrated_under_exchangeability() -> None:
-    """Columns drawn from one distribution: p-values spread out, about alpha share below."""
+    """Pairs drawn from one distribution: p-values spread out, about alpha share below."""
     rng = np.random.default_rng(0)
-    ps = np.array([label_permutation_p(rng.uniform(size=(30, 3)), 199, seed=i)
+    ps = np.array([pair_permutation_p(rng.uniform(size=(30, 6)), 0, 199, seed=i)
                    for i in range(300)])
     assert 0.02 <= float(np.mean(ps <= 0.1)) <= 0.18  # Binomial(300, 0.1): ±4 sd
     assert 0.35 <= float(np.median(ps)) <= 0.65
-    shifted = rng.uniform(size=(30, 3))
+    shifted = rng.uniform(size=(30, 6))
     shifted[:, 0] += 0.5
-    assert label_permutation_p(shifted, 999, seed=0) == pytest.approx(1 / 1000)
+    assert pair_permutation_p(shifted, 0, 999, seed=0) == pytest.approx(1 / 1000)
 
 
 def test_holm_adjusted_matches_holm_decisions() -> None:

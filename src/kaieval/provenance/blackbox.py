@@ -8,24 +8,23 @@ similar data share frequent phrases, so raw similarity means nothing without **c
 Greedy continuations alone were too weak: a real fine-tune (instruction Q&A and code,
 weight cosine 0.985 with its parent) changes the style of greedy continuations within a
 few tokens, and character-prefix agreement with the parent (0.018) barely beat the
-controls (0.012). Its next-token *distributions* stay close to the parent's. So, per
-reference R and model M in R + controls (the "columns"):
+controls (0.012). Its next-token *distributions* stay close to the parent's. So:
 
-* M continues each bundled prompt greedily (``data/blackbox_prompts.jsonl``, Korean and
-  English; its sha256 is recorded), giving the text ``prompt + M's continuation``: the
-  fixed prompts and M's own continuations;
-* M and the candidate report top-k next-token log-probs over that text (an endpoint's
+* every model (candidate, references, controls) continues each bundled prompt greedily
+  (``data/blackbox_prompts.jsonl``, Korean and English; its sha256 is recorded), giving
+  its text ``prompt + continuation``: the fixed prompts and the models' own continuations;
+* every model reports top-k next-token log-probs over every model's texts (an endpoint's
   ``echo`` + ``logprobs``, or a local model's forward pass: :mod:`.blackbox_models`);
-  they are compared at shared character offsets on next characters, so tokenizers may
-  differ (:mod:`.blackbox_stats`): top-1 agreement, top-k overlap, 1 - Jensen-Shannon on
-  the shared support; greedy character-prefix agreement stays as a fourth statistic;
-* each column is measured on *its own* texts, so under H0 (R is just another unrelated
-  model) R's column is exchangeable with the controls' and the label "reference" could
-  sit on any of the 1 + K columns of each prompt. The p-value of ``T = Σ_i x[i, 0]`` is
-  the share of ``n_permutations`` seeded random per-prompt relabellings scoring at least
-  ``T``, ``(1 + #) / (B + 1)``; with one control this is the exact sign-flip test;
-* Holm's step-down correction at ``alpha`` across every (reference, statistic) test; a
-  reference is significant when any of its statistics is.
+  two models are compared at shared character offsets on next characters, so tokenizers
+  may differ (:mod:`.blackbox_stats`): top-1 agreement, top-k overlap and 1 -
+  Jensen-Shannon on the shared support decide; greedy character-prefix agreement is
+  reported beside them;
+* similarities are double-centred (:func:`centred`): what is not specific to a pair goes;
+* per reference and statistic, the (candidate, reference) pair is tested against the pairs
+  of controls that tokenize alike as much (:func:`pair_outlier_t`, prediction t over
+  pairs; Holm across references and decisive statistics) and per prompt
+  (:func:`pair_permutation_p`: under H0 all the models are mutually unrelated and the
+  labels could sit on any pair). Both must be significant.
 
 Where any model gives no log-probs (``transformers serve``, most chat APIs) every model is
 compared on *sampled* next tokens after each prompt instead (empirical distributions,
@@ -185,28 +184,6 @@ def agreement(a: str, b: str, compare_chars: int) -> float:
             break
         k += 1
     return k / m
-
-
-def label_permutation_p(x: np.ndarray, n_permutations: int, seed: int) -> float:
-    """P-value of ``Σ_i x[i, 0]`` when, per row, column 0 is exchangeable with the others.
-
-    Monte Carlo over independent per-row relabellings, ``(1 + #{T* >= T}) / (B + 1)``;
-    a small tolerance keeps float ties counted as ties.
-    """
-    n, cols = x.shape
-    if cols < 2:
-        raise KaiError("the black-box test needs at least one control model", where="controls")
-    observed = float(x[:, 0].sum())
-    rng = np.random.default_rng(seed)
-    hits = 0
-    done = 0
-    while done < n_permutations:
-        b = min(2000, n_permutations - done)
-        pick = rng.integers(0, cols, size=(b, n))
-        sims = x[np.arange(n)[None, :], pick].sum(axis=1)
-        hits += int(np.sum(sims >= observed - 1e-9))
-        done += b
-    return (1 + hits) / (n_permutations + 1)
 
 
 DECISIVE = ("top1", "topk", "js")  # greedy agreement is reported, not decisive
