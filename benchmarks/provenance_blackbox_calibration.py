@@ -75,6 +75,13 @@ def main() -> int:
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--permutations", type=int, default=9999)
+    ap.add_argument("--heads", type=int, default=None,
+                    help="attention heads of the suite's models (1: head_dim 64, as vLLM's "
+                         "CPU build needs; use its own --cache)")
+    ap.add_argument("--vllm", type=Path, default=None, metavar="PYTHON",
+                    help="instead: serve the instruct-code fine-tune with vLLM (this python's "
+                         "vllm.entrypoints.openai.api_server) and test it as an endpoint "
+                         "against local parent and controls")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -82,14 +89,23 @@ def main() -> int:
 
     torch.set_num_threads(1)  # tiny models: one core each, the box is shared
     t0 = time.perf_counter()
-    config = SuiteConfig(kinds=tuple(k for k in DERIVED if k != INSTRUCT))
+    config = SuiteConfig(kinds=() if args.vllm else tuple(k for k in DERIVED if k != INSTRUCT),
+                         **({"heads": args.heads} if args.heads else {}))
     models = build_suite(args.cache, config, progress=say)
     models[INSTRUCT] = build_instruct_finetune(models["parent"], args.cache / INSTRUCT)
     independent = ["parent", *[f"seed-{i}" for i in range(1, config.independent_seeds + 1)],
                    *[f"tokenizer-{i}" for i in range(1, len(config.other_vocab_sizes) + 1)]]
-    derived = [*DERIVED[:1], INSTRUCT, *DERIVED[1:]]
+    derived = [INSTRUCT] if args.vllm else [*DERIVED[:1], INSTRUCT, *DERIVED[1:]]
     names = [*independent, *derived]
     t_build = time.perf_counter()
+    if args.vllm is not None:  # the end-to-end vLLM check alone (its own JSON)
+        record = {"suite_config": asdict(config), "vllm": vllm_check(
+            args.vllm, models, independent, args), "weight_cosine_with_parent": weight_cosine(
+            models[INSTRUCT], models["parent"]), "git_commit": _git("rev-parse", "HEAD"),
+            "load_average": list(os.getloadavg()), "build_seconds": round(t_build - t0, 1)}
+        atomic_write_text(args.json, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        print(json.dumps(record, indent=2))
+        return 0 if record["vllm"]["detected"] else 1
     servers: list[Any] = []
     if args.local:
         specs = [ModelSpec(name=n, path=models[n]) for n in names]
@@ -177,6 +193,49 @@ def main() -> int:
     print(f"- {summary['seconds']} s, load {summary['load_average']}, json {args.json}")
     ok = summary["detected_finetunes"]["k"] == len(ft) and summary["false_positive"]["k"] == 0
     return 0 if ok else 1
+
+
+def vllm_check(python: Path, models: dict[str, Path], independent: list[str],
+               args: argparse.Namespace) -> dict[str, Any]:
+    """The issue's scenario end to end: the fine-tune behind a real vLLM server (CPU build),
+    the parent and the other independent models as local folders."""
+    from kaieval.provenance.blackbox import blackbox_evidence, blackbox_test
+
+    sys.path.insert(0, str(HERE.parent / "tests" / "bench"))
+    from openai_server import free_port, wait_ready
+
+    port = free_port()
+    log = args.cache / "vllm.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model",
+           str(models[INSTRUCT]), "--served-model-name", INSTRUCT, "--host", "127.0.0.1",
+           "--port", str(port), "--dtype", "float32", "--max-model-len", "512",
+           "--enforce-eager"]
+    t0 = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/health", 600, proc)
+            cand = ModelSpec(name=INSTRUCT, url=f"http://127.0.0.1:{port}/v1",
+                             served_model=INSTRUCT, timeout_s=300)
+            res = blackbox_test(cand, ModelSpec(name="parent", path=models["parent"]),
+                                [ModelSpec(name=n, path=models[n]) for n in independent
+                                 if n != "parent"], alpha=args.alpha,
+                                max_new_tokens=args.max_new_tokens, top_k=args.top_k,
+                                n_permutations=args.permutations)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    (ref,) = res.references
+    return {"server": " ".join(cmd[1:4]) + " (VLLM_CPU_KVCACHE_SPACE=1)",
+            "detected": ref.significant, "decisive": ref.decisive, "p_holm": ref.p_holm,
+            "mode": res.mode, "tokenization": res.tokenization,
+            "evidence": blackbox_evidence(res)[0].detail,
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 if __name__ == "__main__":
