@@ -122,7 +122,8 @@ def main() -> int:
                        "top_k": args.top_k, "max_new_tokens": args.max_new_tokens,
                        "code": [sha256_file(Path(m.__file__ or "")) for m in (bbm, bbs)]})
     saved = args.cache / f"measured-{key.removeprefix('sha256:')[:16]}.json"
-    if saved.is_file():  # the same models, settings and code: measured already
+    cached = saved.is_file()
+    if cached:  # the same models, settings and code: measured already
         say(f"measurements: {saved}")
         got = Measured(**{k: v for k, v in json.loads(saved.read_text()).items()})
         got.sims = {k: np.array(v, dtype=float) for k, v in got.sims.items()}
@@ -175,6 +176,7 @@ def main() -> int:
         "pairs": rows, "git_commit": _git("rev-parse", "HEAD"),
         "git_changes": _git("status", "--porcelain", "--", "src/kaieval/provenance").splitlines(),
         "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
+        "measurements": {"file": str(saved), "from_cache": cached},
         "seconds": {"build": round(t_build - t0, 1), "measure": round(t_measure - t_build, 1),
                     "total": round(time.perf_counter() - t0, 1)},
     }
