@@ -73,7 +73,7 @@ def main() -> int:
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--local", action="store_true", help="read model folders, no server")
     ap.add_argument("--max-new-tokens", type=int, default=24)
-    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--permutations", type=int, default=9999)
     ap.add_argument("--heads", type=int, default=None,
                     help="attention heads of the suite's models (1: head_dim 64, as vLLM's "

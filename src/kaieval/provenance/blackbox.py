@@ -242,7 +242,7 @@ class BlackBoxResult:
     n_permutations: int
     max_new_tokens: int
     compare_chars: int
-    top_k: int = 5
+    top_k: int = 20
     mode: str = "logprobs"  # or "sampled": some model gave no log-probs (see no_logprobs)
     no_logprobs: tuple[str, ...] = ()
     n_samples: int = 0  # sampled next tokens per prompt and model (mode "sampled")
@@ -348,7 +348,7 @@ def pair_permutation_p(d: np.ndarray, observed: int, n_permutations: int, seed: 
 def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSpec],
                   controls: Sequence[ModelSpec], prompts: Path | None = None, *,
                   alpha: float = 0.01, max_new_tokens: int = 24, compare_chars: int = 48,
-                  top_k: int = 5, n_samples: int = 16, seed: int = 0,
+                  top_k: int = 20, n_samples: int = 16, seed: int = 0,
                   n_permutations: int = 9999) -> BlackBoxResult:
     """Is the candidate's behaviour closer to a reference than unrelated models are to
     each other? ``prompts`` is a JSONL file (default: the bundled set)."""
