@@ -311,7 +311,7 @@ def test_endpoint_candidate_runs_the_black_box_test(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["significant"] == ["reference"] and data["seed"] == 3
     (r,) = data["references"]
-    assert data["mode"] == "logprobs" and r["p_holm"] <= 0.01
+    assert data["mode"] == "logprobs" and data["top_k"] == 20 and r["p_holm"] <= 0.01
     by = {s["statistic"]: s for s in r["statistics"]}
     assert by["top1"]["mean_reference"] == 1.0  # the endpoint serves the reference's weights
     assert by["top1"]["effect"] > 0.3 and len(by["top1"]["per_prompt_reference"]) == 8
