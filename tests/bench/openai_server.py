@@ -175,11 +175,14 @@ class LocalOpenAIServer:
         stop = [stop] if isinstance(stop, str) else list(stop)
         with self._model_lock, torch.no_grad():
             if body.get("echo") and body.get("logprobs") is not None and f.echo:
-                out = self._echo(ids, text, offsets, max_tokens, pieces, lie)
+                out = self._echo(ids, text, offsets, max_tokens, pieces, lie,
+                                 top_k=max(1, int(body["logprobs"])))
                 if drop:
                     out["choices"][0]["logprobs"] = None
                 return out
-            new = self._greedy(ids, max_tokens)
+            temperature = float(body.get("temperature") or 0.0)
+            new = (self._sample(ids, max_tokens, temperature, int(body.get("seed") or 0))
+                   if temperature > 0 else self._greedy(ids, max_tokens))
         out = self.tok.decode(new, skip_special_tokens=True)
         cuts = [i for s in stop if (i := out.find(s)) >= 0]
         out = out[: min(cuts)] if cuts else out
@@ -188,24 +191,29 @@ class LocalOpenAIServer:
                              "finish_reason": "stop" if cuts else "length"}]}
 
     def _echo(self, ids: list[int], text: str, offsets: list[int], max_tokens: int,
-              pieces: list[str] | None, lie: bool = False) -> dict[str, Any]:
+              pieces: list[str] | None, lie: bool = False, top_k: int = 1) -> dict[str, Any]:
         import torch
 
         logits = self.model(torch.tensor([ids])).logits[0].float()
         lp = torch.log_softmax(logits, dim=-1)
         token_lps: list[float | None] = [None]
         top: list[dict[str, float] | None] = [None]
+
+        def alternatives(row: Any) -> dict[str, float]:  # the top-k, as OpenAI's API
+            values, idx = torch.topk(row, min(top_k, row.shape[-1]))
+            return {self.tok.decode([int(t)]): float(v)
+                    for t, v in zip(idx.tolist(), values.tolist(), strict=True)}
+
         for i in range(1, len(ids)):
             token_lps.append(float(lp[i - 1, ids[i]]))
-            best = int(lp[i - 1].argmax())
-            top.append({self.tok.decode([best]): float(lp[i - 1, best])})
+            top.append(alternatives(lp[i - 1]))
         tokens = pieces if pieces is not None else [self.tok.decode([t]) for t in ids]
         offs = list(offsets)
         if max_tokens > 0:  # the one generated token after the echoed prompt
             best = int(lp[-1].argmax())
             tokens.append(self.tok.decode([best]))
             token_lps.append(float(lp[-1, best]))
-            top.append({tokens[-1]: token_lps[-1]})  # type: ignore[dict-item]
+            top.append(alternatives(lp[-1]))
             offs.append(offs[-1] + len(tokens[len(ids) - 1]) if self.faults.vllm_style
                         else len(text))
         if lie and self.faults.logprob_value is not None:
@@ -233,6 +241,20 @@ class LocalOpenAIServer:
                                   dtype=torch.long), max_new_tokens=max_tokens,
                                   do_sample=False, pad_token_id=self.tok.pad_token_id)
         return [int(t) for t in out[0, len(ids):]]
+
+    def _sample(self, ids: list[int], max_tokens: int, temperature: float, seed: int
+                ) -> list[int]:
+        """Sampling at ``temperature``, seeded by the request's ``seed`` (as vLLM's)."""
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        seq, new = list(ids), []
+        for _ in range(max_tokens):
+            logits = self.model(torch.tensor([seq])).logits[0, -1].float() / temperature
+            nxt = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
+            seq.append(nxt)
+            new.append(nxt)
+        return new
 
     def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         import torch

@@ -281,7 +281,8 @@ def test_fingerprint_bad_input_is_one_line(models: dict[str, Path], tmp_path: Pa
 
 
 def test_endpoint_candidate_runs_the_black_box_test(tmp_path: Path) -> None:
-    """A real endpoint on 127.0.0.1 serving a copy of the reference, two unrelated controls."""
+    """A real endpoint on 127.0.0.1 serving a copy of the reference, four unrelated
+    controls."""
     import shutil
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -290,7 +291,7 @@ def test_endpoint_candidate_runs_the_black_box_test(tmp_path: Path) -> None:
     ref = build_tiny_model(tmp_path / "reference", seed=10)
     served = tmp_path / "served"
     shutil.copytree(ref, served)
-    controls = [build_tiny_model(tmp_path / f"control{k}", seed=10 + k) for k in (1, 2)]
+    controls = [build_tiny_model(tmp_path / f"control{k}", seed=10 + k) for k in (1, 2, 3, 4)]
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "lang": "ko", "prompt": p}) + "\n"
                                for i, p in enumerate(["대한민국의 수도는", "오늘 날씨가",
@@ -303,6 +304,7 @@ def test_endpoint_candidate_runs_the_black_box_test(tmp_path: Path) -> None:
     try:
         res = runner.invoke(app, ["provenance", f"{server.base_url}#cand", "--ref", str(ref),
                                   "--control", str(controls[0]), "--control", str(controls[1]),
+                                  "--control", str(controls[2]), "--control", str(controls[3]),
                                   "--prompts", str(prompts), "--json", str(out), "--seed", "3"],
                             env={"COLUMNS": "160"})
     finally:
@@ -313,6 +315,7 @@ def test_endpoint_candidate_runs_the_black_box_test(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["significant"] == ["reference"] and data["seed"] == 3
     (r,) = data["references"]
-    assert r["mean_reference"] == 1.0  # the endpoint serves the reference's weights
-    assert r["effect"] > 0.3 and r["p_holm"] <= 0.01
-    assert len(r["per_prompt_reference"]) == 8
+    assert data["mode"] == "logprobs" and data["top_k"] == 20 and r["p_holm"] <= 0.01
+    by = {s["statistic"]: s for s in r["statistics"]}
+    assert by["top1"]["mean_reference"] == 1.0  # the endpoint serves the reference's weights
+    assert by["top1"]["effect"] > 0.3 and len(by["top1"]["per_prompt_reference"]) == 8

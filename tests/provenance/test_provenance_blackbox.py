@@ -6,15 +6,18 @@
   where raw agreement misleads and controls are needed;
 * the fine-tune is significant against the reference, the independent model is not;
 * the endpoint path runs through the real local OpenAI-compatible server on 127.0.0.1
-  and gives the same outputs as the local path; an unreachable endpoint is one line;
-* the label-permutation p-value is calibrated on exchangeable data.
+  (echoed top-k log-probs) and gives the same statistics as the local path; an endpoint
+  without log-probs falls back to sampled outputs and says so; an unreachable endpoint
+  is one line;
+* the permutation p-values are calibrated on exchangeable data; double-centring removes
+  what is not specific to a pair.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +27,30 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from openai_server import LocalOpenAIServer, build_tiny_model, free_port
 
-from kaieval.bench.api import (
-    Backend,
-    GenerationRequest,
-    GenerationResponse,
-    LoglikelihoodRequest,
-    LoglikelihoodResponse,
-)
 from kaieval.errors import KaiError
 from kaieval.provenance.blackbox import (
+    DECISIVE,
+    BlackBoxResult,
     ModelSpec,
     agreement,
     blackbox_evidence,
     blackbox_test,
+    centred,
     holm_adjusted,
-    label_permutation_p,
     load_prompts,
+    pair_outlier_t,
+    pair_permutation_p,
     parse_model_spec,
 )
+from kaieval.provenance.blackbox_models import _offsets_from_end, _parse_echo
+from kaieval.provenance.blackbox_stats import compare, empirical, project, text_statistics, unit
 from kaieval.provenance.weight_tests import holm
 
 pytest.importorskip("torch")
 MAX_NEW = 10
 CHARS = 24
-N_PROMPTS = 30
+N_PROMPTS = 20
+N_CONTROLS = 4
 
 
 def _train(model_dir: Path, steps: int, data_seed: int, lr: float) -> None:
@@ -73,32 +76,6 @@ def _train(model_dir: Path, steps: int, data_seed: int, lr: float) -> None:
     model.save_pretrained(model_dir)
 
 
-class Memo:
-    """A real backend whose greedy outputs are kept, so each model generates once per
-    module (the generation is the real one; only repeats are skipped)."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._seen: dict[tuple[str, int], GenerationResponse] = {}
-
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint()
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]
-                      ) -> list[LoglikelihoodResponse]:
-        return self.inner.loglikelihood(requests)
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        todo = [r for r in requests if (r.context, r.max_tokens) not in self._seen]
-        for r, out in zip(todo, self.inner.generate(todo), strict=True):
-            self._seen[(r.context, r.max_tokens)] = out
-        return [self._seen[(r.context, r.max_tokens)] for r in requests]
-
-
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     import shutil
@@ -109,8 +86,9 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     torch.set_num_threads(1)  # tiny matrices: more threads only contend on a shared box
     root = tmp_path_factory.mktemp("blackbox")
     out: dict[str, Path] = {}
-    for name, seed in (("reference", 10), ("control1", 11), ("control2", 12),
-                       ("independent", 13)):
+    for name, seed in (("reference", 10), *((f"control{k}", 10 + k)
+                                            for k in range(1, N_CONTROLS + 1)),
+                       ("independent", 20)):
         out[name] = build_tiny_model(root / name, seed=seed)
         _train(out[name], steps=80, data_seed=seed, lr=3e-3)
     out["finetune"] = root / "finetune"
@@ -125,64 +103,93 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def backends(zoo: dict[str, Path]) -> dict[str, Backend]:
-    from kaieval.bench.backends.hf import HFBackend
+def _spec(zoo: dict[str, Path], name: str) -> ModelSpec:
+    return ModelSpec(name=name, path=zoo[name])
 
-    return {k: Memo(HFBackend(v)) for k, v in zoo.items() if k != "prompts"}
+
+def _controls(zoo: dict[str, Path]) -> list[ModelSpec]:
+    return [_spec(zoo, f"control{k}") for k in range(1, N_CONTROLS + 1)]
+
+
+def _run(zoo: dict[str, Path], cand: ModelSpec, **kw: Any) -> BlackBoxResult:
+    return blackbox_test(cand, _spec(zoo, "reference"), _controls(zoo), zoo["prompts"],
+                         max_new_tokens=MAX_NEW, compare_chars=CHARS, seed=1,
+                         n_permutations=999, **kw)
+
+
+@pytest.fixture(scope="module")
+def finetune_result(zoo: dict[str, Path]) -> BlackBoxResult:
+    return _run(zoo, _spec(zoo, "finetune"))
 
 
 def test_finetune_is_detected_and_independent_is_not(zoo: dict[str, Path],
-                                                    backends: dict[str, Backend]) -> None:
-    controls = [backends["control1"], backends["control2"]]
-    derived = blackbox_test(backends["finetune"], backends["reference"], controls,
-                            zoo["prompts"], max_new_tokens=MAX_NEW, compare_chars=CHARS, seed=1)
+                                                    finetune_result: BlackBoxResult) -> None:
+    derived = finetune_result
     ref = derived.references[0]
+    assert derived.mode == "logprobs" and derived.no_logprobs == ()
     assert ref.significant and ref.p_holm <= 0.01
-    assert ref.effect > 0.3 and ref.mean_reference > 0.5
-    assert len(ref.per_prompt_reference) == len(derived.prompt_ids) == N_PROMPTS
+    by = {s.statistic: s for s in ref.statistics}
+    assert set(by) == {"greedy", *DECISIVE}
+    assert by["greedy"].p_holm is None  # reported, not decisive
+    for name in DECISIVE:  # every distribution statistic sees the fine-tune
+        assert by[name].mean_reference > by[name].mean_controls
+        assert by[name].t_pairs > 3
+    assert len(by["top1"].per_prompt_reference) == by["top1"].n_prompts == N_PROMPTS
+    # the controls have their own tokenizers: fewer offsets are shared, but some are
+    assert min(derived.shared_offsets.values()) > 5
 
-    indep = blackbox_test(backends["independent"], [backends["reference"]], controls,
-                          zoo["prompts"], max_new_tokens=MAX_NEW, compare_chars=CHARS, seed=1)
+    indep = _run(zoo, _spec(zoo, "independent"))
     res = indep.references[0]
-    assert not res.significant and res.p_value > 0.01
-    assert abs(res.effect) < 0.2
-    # the models do share phrases (trained on the same generator): agreement is not zero,
-    # it is just no higher with the reference than with the controls
-    assert max(res.mean_controls, res.mean_reference) > 0.0
+    assert not res.significant and res.p_holm > 0.01
+    assert all(abs(s.t_pairs) < 3 for s in res.statistics)
     assert [e.verdict for e in blackbox_evidence(derived)] == ["derived"]
     assert [e.verdict for e in blackbox_evidence(indep)] == ["no_evidence"]
-    assert blackbox_evidence(indep)[0].p_value == res.p_value
+    assert "FALLBACK" not in blackbox_evidence(indep)[0].detail
 
 
 def test_endpoint_candidate_matches_local_path(zoo: dict[str, Path],
-                                               backends: dict[str, Backend]) -> None:
+                                               finetune_result: BlackBoxResult) -> None:
     server = LocalOpenAIServer(zoo["finetune"], name="cand")
     try:
-        spec = parse_model_spec(f"{server.base_url}#cand", name="endpoint")
+        spec = parse_model_spec(f"{server.base_url}#cand", name="finetune")
         assert spec.is_endpoint and spec.served_model == "cand"
-        controls = [backends["control1"], backends["control2"]]
-        remote = blackbox_test(spec, backends["reference"], controls, zoo["prompts"],
-                               max_new_tokens=MAX_NEW, compare_chars=CHARS, seed=1)
+        remote = _run(zoo, spec)
+        assert server.faults.posts > 0  # the distributions came over HTTP
     finally:
         server.close()
-    local = blackbox_test(backends["finetune"], backends["reference"], controls, zoo["prompts"],
-                          max_new_tokens=MAX_NEW, compare_chars=CHARS, seed=1)
-    assert remote.outputs["endpoint"] == next(iter(local.outputs.values()))
-    assert remote.references[0].p_value == local.references[0].p_value
+    local = finetune_result
+    assert remote.outputs["finetune"] == local.outputs["finetune"]
+    for r, lo in zip(remote.references[0].statistics, local.references[0].statistics,
+                     strict=True):
+        assert r.per_prompt_reference == pytest.approx(lo.per_prompt_reference, abs=1e-5)
+        assert r.p_pairs == pytest.approx(lo.p_pairs, rel=1e-3)
     assert remote.references[0].significant
     record = json.loads(json.dumps(remote.to_dict()))
     assert record["prompts_sha256"] == remote.prompts_sha256
     assert record["references"][0]["p_holm"] == remote.references[0].p_holm
-    assert remote.candidate == {"name": "endpoint", "endpoint": server.base_url,
+    assert remote.candidate == {"name": "finetune", "endpoint": server.base_url,
                                 "served_model": "cand", "chat": False}
 
 
-def test_unreachable_endpoint_is_one_line(backends: dict[str, Backend]) -> None:
+def test_endpoint_without_logprobs_falls_back_to_samples(zoo: dict[str, Path]) -> None:
+    server = LocalOpenAIServer(zoo["finetune"], name="cand")
+    server.faults.echo = False  # like transformers serve: echo/logprobs ignored
+    try:
+        spec = parse_model_spec(f"{server.base_url}#cand", name="served")
+        result = _run(zoo, spec, n_samples=8)
+    finally:
+        server.close()
+    assert result.mode == "sampled" and result.no_logprobs == ("served",)
+    assert result.n_samples == 8 and "FALLBACK" in result.method
+    line = blackbox_evidence(result)[0]
+    assert "FALLBACK" in line.detail and "no log-probs from served" in line.detail
+
+
+def test_unreachable_endpoint_is_one_line(zoo: dict[str, Path]) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     spec = ModelSpec(name="down", url=url, served_model="x", max_retries=0, timeout_s=3)
     with pytest.raises(KaiError, match="unreachable") as err:
-        blackbox_test(spec, backends["reference"], [backends["control1"]],
+        blackbox_test(spec, _spec(zoo, "reference"), _controls(zoo), zoo["prompts"],
                       max_new_tokens=2)
     assert "\n" not in str(err.value) and url in str(err.value)
 
@@ -201,8 +208,9 @@ def test_spec_and_input_errors(tmp_path: Path) -> None:
     with pytest.raises(KaiError, match="not UTF-8"):
         load_prompts(bad)
     spec = ModelSpec(name="m", path=tmp_path)
-    with pytest.raises(KaiError, match="at least one unrelated control"):
-        blackbox_test(spec, spec, [])
+    with pytest.raises(KaiError, match="at least 4 unrelated control") as err:
+        blackbox_test(spec, spec, [spec] * 3)
+    assert "\n" not in str(err.value)
 
 
 def test_bundled_prompts() -> None:
@@ -221,15 +229,15 @@ def test_agreement_measure() -> None:
 
 
 def test_permutation_p_is_calibrated_under_exchangeability() -> None:
-    """Columns drawn from one distribution: p-values spread out, about alpha share below."""
+    """Pairs drawn from one distribution: p-values spread out, about alpha share below."""
     rng = np.random.default_rng(0)
-    ps = np.array([label_permutation_p(rng.uniform(size=(30, 3)), 199, seed=i)
+    ps = np.array([pair_permutation_p(rng.uniform(size=(30, 6)), 0, 199, seed=i)
                    for i in range(300)])
     assert 0.02 <= float(np.mean(ps <= 0.1)) <= 0.18  # Binomial(300, 0.1): ±4 sd
     assert 0.35 <= float(np.median(ps)) <= 0.65
-    shifted = rng.uniform(size=(30, 3))
+    shifted = rng.uniform(size=(30, 6))
     shifted[:, 0] += 0.5
-    assert label_permutation_p(shifted, 999, seed=0) == pytest.approx(1 / 1000)
+    assert pair_permutation_p(shifted, 0, 999, seed=0) == pytest.approx(1 / 1000)
 
 
 def test_holm_adjusted_matches_holm_decisions() -> None:
@@ -238,3 +246,67 @@ def test_holm_adjusted_matches_holm_decisions() -> None:
     assert adj == pytest.approx([0.012, 0.04, 0.012, 0.5])
     for alpha in (0.01, 0.015, 0.05):
         assert [a <= alpha for a in adj] == holm([float(np.log(p)) for p in ps], alpha)
+
+
+def test_units_and_projection_compare_across_tokenizers() -> None:
+    assert unit(" 정부") == " 정" and unit("정부는") == "정" and unit("\n\n법") == "\n법"
+    assert unit("\ufffd") == "\ufffd" and unit("  ") == " " and unit("") is None
+    # two tokenizers cutting " 정부는" differently agree on the next unit " 정"
+    a = project({" 정부": -0.1, " 국회": -2.5, "x": -9.0}, k=2)
+    b = project({" 정": -0.5, " 정책": -2.3, " 국": -2.0}, k=3)
+    assert set(a) == {" 정", " 국"} and b[" 정"] == pytest.approx(np.exp(-0.5) + np.exp(-2.3))
+    top1, topk, js = compare(a, b)
+    assert top1 == 1.0 and topk == 1.0 and 0.5 < js < 1.0
+    assert compare(a, a) == pytest.approx((1.0, 1.0, float(sum(a.values()))))
+    assert compare({"a": 0.9}, {"b": 0.9}) == (0.0, 0.0, 0.0)
+    stats, n = text_statistics({3: a, 5: a}, {5: b, 7: b})
+    assert n == 1 and stats == pytest.approx(compare(a, b))
+    assert np.isnan(text_statistics({1: a}, {2: b})[0][0])
+    assert empirical(["a", "a", "b", None], k=1) == {"a": pytest.approx(2 / 3)}
+
+
+def test_echo_offsets_line_up_with_and_without_bos() -> None:
+    """vLLM counts a prepended "<s>" in text_offset; offsets are measured back from the
+    prompt's end, so the same text gives the same offsets either way."""
+    def answer(tokens: list[str], offsets: list[int], n_prompt: int) -> dict[str, Any]:
+        top = [None] + [{t: -0.5} for t in tokens[1:]]
+        return {"usage": {"prompt_tokens": n_prompt}, "choices": [{"text": "", "logprobs": {
+            "tokens": tokens, "text_offset": offsets, "top_logprobs": top,
+            "token_logprobs": [None] + [-0.5] * (len(tokens) - 1)}}]}
+
+    text = "ab cd"
+    plain = _parse_echo(answer(["ab", " cd", "!"], [0, 2, 5], 2), 5)
+    bos = _parse_echo(answer(["<s>", "ab", " cd", "!"], [0, 3, 5, 8], 3), 5)
+    assert plain is not None and bos is not None
+    a, b = _offsets_from_end(plain, text, 5), _offsets_from_end(bos, text, 5)
+    assert sorted(a) == [2, 5] and a[2] == {" c": pytest.approx(np.exp(-0.5))}
+    assert sorted(b) == [0, 2, 5] and b[2] == a[2] and b[5] == a[5]
+    assert _parse_echo({"choices": [{"text": "x", "logprobs": None}]}, 5) is None
+    with pytest.raises(ValueError, match="finite log-probability"):
+        _parse_echo(answer(["ab", " cd"], [0, 2], 2) | {"choices": [{"logprobs": {
+            "tokens": ["a", "b"], "text_offset": [0, 1],
+            "top_logprobs": [None, {"b": float("nan")}]}}]}, 5)
+
+
+def test_double_centring_removes_model_effects() -> None:
+    """S(a, b) = q_a + q_b + noise: no pair stands out, p-values spread; a pair with its
+    own bonus stands out."""
+    rng = np.random.default_rng(3)
+    m, n = 7, 40
+    q = rng.normal(size=m)
+    sims = q[None, :, None] + q[None, None, :] + 0.1 * rng.normal(size=(n, m, m))
+    sims = (sims + sims.transpose(0, 2, 1)) / 2
+    d, pairs = centred(sims)
+    assert d.shape == (n, m * (m - 1) // 2) and pairs[0] == (0, 1)
+    assert abs(float(d.mean())) < 0.02
+    ps = [pair_permutation_p(d, i, 199, seed=i) for i in range(len(pairs))]
+    assert 0.2 < float(np.median(ps)) < 0.8
+    sims[:, 0, 1] += 0.5
+    sims[:, 1, 0] += 0.5
+    d, _ = centred(sims)
+    null, _ = centred(sims[:, 2:, 2:])
+    t, p = pair_outlier_t(d[:, 0], null)
+    assert t > 5 and p < 1e-3
+    t0, p0 = pair_outlier_t(d[:, 0] - 0.5, null)  # without the bonus: not an outlier
+    assert abs(t0) < 3 and p0 > 0.01
+    assert pair_permutation_p(d, 0, 999, seed=0) == pytest.approx(1 / 1000)

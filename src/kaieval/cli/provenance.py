@@ -84,22 +84,24 @@ def _run_check(candidate: Path, refs: list[Path], *, alpha: float, stage: str, t
 
 def _run_blackbox(candidate: str, refs: list[str], controls: list[str], *, alpha: float,
                   model_name: str | None, seed: int | None, prompts: Path | None,
-                  console: Console) -> BlackBoxResult:
-    """An endpoint-only candidate: greedy-output agreement with references vs controls.
+                  top_k: int, console: Console) -> BlackBoxResult:
+    """An endpoint-only candidate: next-token distributions and greedy outputs compared
+    with references, against unrelated controls.
 
     References and controls may be model folders or ``URL#served-name`` endpoints.
     """
     bb = optional_module("kaieval.provenance.blackbox",
                          f"black-box test of an endpoint candidate ({candidate})")
-    if not controls:
-        raise KaiError("an endpoint candidate needs at least one --control model (an unrelated "
-                       "model whose agreement with the candidate is the baseline)")
+    if len(controls) < bb.MIN_CONTROLS:
+        raise KaiError(f"an endpoint candidate needs at least {bb.MIN_CONTROLS} --control "
+                       "models (unrelated models: how alike they are to each other is the "
+                       "baseline)")
     from kaieval.report.independence import print_blackbox
 
     cand = bb.parse_model_spec(candidate, served_model=model_name)
     result: BlackBoxResult = bb.blackbox_test(
         cand, [bb.parse_model_spec(r) for r in refs], [bb.parse_model_spec(c) for c in controls],
-        prompts, alpha=alpha, seed=0 if seed is None else seed)
+        prompts, alpha=alpha, seed=0 if seed is None else seed, top_k=top_k)
     print_blackbox(result, console)
     return result
 
@@ -131,12 +133,16 @@ def check(
                                           "evidence (tensors, correlations, skips).")] = False,
     control: Annotated[list[str] | None, typer.Option("--control", help="Endpoint candidates "
                                                       "only: an unrelated control model "
-                                                      "(folder or URL).")] = None,
+                                                      "(folder or URL; at least four).")
+                       ] = None,
     model_name: Annotated[str | None, typer.Option(help="Endpoint candidates only: the served "
                                                    "model name (or write URL#NAME).")] = None,
     prompts: Annotated[Path | None, typer.Option(help="Endpoint candidates only: a JSONL "
                                                  "prompt set (default: the bundled one).")
                        ] = None,
+    top_k: Annotated[int, typer.Option(help="Endpoint candidates only: log-probs asked per "
+                                       "token (vLLM allows 20 by default; some hosted APIs "
+                                       "only 5).")] = 20,
 ) -> None:
     """Test whether CANDIDATE's weights derive from any reference; print the evidence."""
     if not 0.0 < alpha < 1.0:
@@ -150,14 +156,14 @@ def check(
     if _is_url(candidate):
         result = _run_blackbox(candidate, ref, control or [], alpha=alpha,
                                model_name=model_name, seed=seed, prompts=prompts,
-                               console=console)
+                               top_k=top_k, console=console)
         if json_out is not None:
             from kaieval.report.independence import blackbox_json
 
             write_json_file(json_out, blackbox_json(result))
         return
-    if control or prompts or model_name:
-        raise KaiError("--control, --prompts and --model-name are for endpoint (URL) "
+    if control or prompts or model_name or top_k != 20:
+        raise KaiError("--control, --prompts, --model-name and --top-k are for endpoint (URL) "
                        "candidates; weight tests need none")
     path = Path(candidate)
     verdict = _run_check(path, [Path(r) for r in ref], alpha=alpha, stage=stage,

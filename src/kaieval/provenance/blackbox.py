@@ -1,39 +1,46 @@
-"""Black-box provenance test for endpoint-only submissions: greedy-output agreement.
+"""Black-box provenance test for endpoint-only submissions: behaviour vs controls.
 
 When a team submits only an endpoint there are no weights to compare. What remains is
-behaviour: a fine-tune of a reference keeps most of the reference's greedy continuations,
-while an independently trained model agrees with it only as much as any unrelated model
-does (Nikolić et al., NeurIPS 2025, use the same idea with a Holm correction). "As much
-as any unrelated model" is the whole point: two models trained on similar data share
-frequent phrases, so raw agreement means nothing without **controls** -- models known to
-be unrelated to the candidate, run on the same prompts.
+behaviour, and "as much as any unrelated model" is the whole point: two models trained on
+similar data share frequent phrases, so raw similarity means nothing without **controls**
+-- models known to be unrelated to the candidate, measured the same way.
 
-The test, per reference R:
+Greedy continuations alone were too weak: a real fine-tune (instruction Q&A and code,
+weight cosine 0.985 with its parent) changes the style of greedy continuations within a
+few tokens, and character-prefix agreement with the parent (0.018) barely beat the
+controls (0.012). Its next-token *distributions* stay close to the parent's. So:
 
-* each model continues every prompt of a fixed, bundled prompt set greedily
-  (``data/blackbox_prompts.jsonl``, Korean and English; its sha256 is recorded);
-* per prompt i, ``x[i, 0]`` is the agreement of the candidate's output with R's and
-  ``x[i, j]`` with control j's: the common character prefix of the two outputs (whitespace
-  collapsed, the first ``compare_chars`` characters) over the compared length -- character
-  level, so models with different tokenizers and endpoints that return text compare;
-* statistic ``T = Σ_i x[i, 0]``; under H0 (R is just another unrelated model: it is
-  exchangeable with the controls) the label "reference" could sit on any of the 1 + K
-  columns of each prompt independently. The p-value is the share of ``n_permutations``
-  seeded random relabellings whose statistic is at least ``T``, ``(1 + #) / (B + 1)``
-  (floor 1 / (B + 1)); with one control this is the exact sign-flip test;
-* Holm's step-down correction at ``alpha`` across the references.
+* every model (candidate, references, controls) continues each bundled prompt greedily
+  (``data/blackbox_prompts.jsonl``, Korean and English; its sha256 is recorded), giving
+  its text ``prompt + continuation``: the fixed prompts and the models' own continuations;
+* every model reports top-k next-token log-probs over every model's texts (an endpoint's
+  ``echo`` + ``logprobs``, or a local model's forward pass: :mod:`.blackbox_models`);
+  two models are compared at shared character offsets on next characters, so tokenizers
+  may differ (:mod:`.blackbox_stats`): top-1 agreement, top-k overlap and 1 -
+  Jensen-Shannon on the shared support decide; greedy character-prefix agreement is
+  reported beside them;
+* similarities are double-centred (:func:`centred`): what is not specific to a pair goes;
+* per reference and statistic, the (candidate, reference) pair is tested against the pairs
+  of controls that tokenize alike as much (:func:`pair_outlier_t`, prediction t over
+  pairs; Holm across references and decisive statistics) and per prompt
+  (:func:`pair_permutation_p`: under H0 all the models are mutually unrelated and the
+  labels could sit on any pair). Both must be significant.
 
-The effect size is the mean agreement with R minus the mean agreement with the controls.
+Where any model gives no log-probs (``transformers serve``, most chat APIs) every model is
+compared on *sampled* next tokens after each prompt instead (empirical distributions,
+temperature 1, seeded), and the result and evidence say so (``mode``, ``no_logprobs``).
+
 A significant result says the candidate behaves like R beyond what unrelated models
 share; it cannot tell weight reuse from distillation on R's outputs (both are dependence
-on R for the programme's purposes, but the verdict should say "behavioural evidence").
-A non-significant one says nothing about unlisted references.
+on R for the programme's purposes, but the verdict says "behavioural evidence"). A
+non-significant one says nothing about unlisted references.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from kaieval.bench.api import Backend, GenerationRequest
+from kaieval.bench.api import Backend
 from kaieval.errors import KaiError
 from kaieval.io import DATA_MAX_BYTES, parse_jsonl, read_bounded_bytes
 from kaieval.records import ComponentEvidence
@@ -179,42 +186,46 @@ def agreement(a: str, b: str, compare_chars: int) -> float:
     return k / m
 
 
-def label_permutation_p(x: np.ndarray, n_permutations: int, seed: int) -> float:
-    """P-value of ``Σ_i x[i, 0]`` when, per row, column 0 is exchangeable with the others.
+DECISIVE = ("top1", "topk", "js")  # greedy agreement is reported, not decisive
 
-    Monte Carlo over independent per-row relabellings, ``(1 + #{T* >= T}) / (B + 1)``;
-    a small tolerance keeps float ties counted as ties.
-    """
-    n, cols = x.shape
-    if cols < 2:
-        raise KaiError("the black-box test needs at least one control model", where="controls")
-    observed = float(x[:, 0].sum())
-    rng = np.random.default_rng(seed)
-    hits = 0
-    done = 0
-    while done < n_permutations:
-        b = min(2000, n_permutations - done)
-        pick = rng.integers(0, cols, size=(b, n))
-        sims = x[np.arange(n)[None, :], pick].sum(axis=1)
-        hits += int(np.sum(sims >= observed - 1e-9))
-        done += b
-    return (1 + hits) / (n_permutations + 1)
+
+@dataclass(frozen=True)
+class StatisticResult:
+    """One statistic of the candidate against one reference, among unrelated models."""
+
+    statistic: str  # "greedy", "top1", "topk" or "js" (see blackbox_stats)
+    mean_reference: float  # mean over prompts of the candidate's similarity to the reference
+    mean_controls: float  # ... to the controls (all of them)
+    effect: float  # mean double-centred similarity of (candidate, reference) minus all pairs'
+    t_pairs: float  # that pair's centred similarity vs every other pair's (prediction t)
+    p_pairs: float  # one-sided p of t_pairs (Student t, pairs - 2 df)
+    p_prompts: float  # per-prompt pair-permutation p
+    p_holm: float | None  # p_pairs Holm-adjusted over references x DECISIVE; None: greedy
+    significant: bool  # p_holm <= alpha and p_prompts <= alpha
+    wins: float  # share of prompts where (candidate, reference) is the closest pair
+    n_prompts: int  # prompts compared (a prompt with no shared offset is left out)
+    per_prompt_reference: tuple[float, ...]
+    per_prompt_controls: tuple[tuple[float, ...], ...]  # [control][prompt]
 
 
 @dataclass(frozen=True)
 class ReferenceAgreement:
-    """The test of the candidate against one reference."""
+    """The test of the candidate against one reference: every statistic, and the decisive
+    one (smallest Holm p) mirrored in the flat fields for readers that want one number."""
 
     reference: str
-    mean_reference: float  # mean agreement of candidate with the reference
-    mean_controls: float  # mean agreement of candidate with the controls (all of them)
-    effect: float  # mean_reference - mean_controls
-    wins: float  # share of prompts where the reference beats every control
-    p_value: float
-    p_holm: float
-    significant: bool
-    per_prompt_reference: tuple[float, ...]
-    per_prompt_controls: tuple[tuple[float, ...], ...]  # [control][prompt]
+    statistics: tuple[StatisticResult, ...]
+    decisive: str
+    mean_reference: float
+    mean_controls: float
+    effect: float
+    wins: float
+    p_value: float  # min p_pairs over the decisive statistics times their number
+    p_holm: float  # the decisive statistic's Holm p
+    significant: bool  # any decisive statistic significant
+    # no three pairs of controls tokenize alike as much as candidate and reference do: the
+    # distribution statistics could not be calibrated and decided nothing
+    unmatched_tokenization: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,9 +242,15 @@ class BlackBoxResult:
     n_permutations: int
     max_new_tokens: int
     compare_chars: int
+    top_k: int = 20
+    mode: str = "logprobs"  # or "sampled": some model gave no log-probs (see no_logprobs)
+    no_logprobs: tuple[str, ...] = ()
+    n_samples: int = 0  # sampled next tokens per prompt and model (mode "sampled")
+    shared_offsets: dict[str, float] = field(default_factory=dict)  # mean per prompt
+    # share of token starts the candidate has in common with each model (1: alike)
+    tokenization: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> outputs
-    method: str = ("character-prefix agreement of greedy outputs; per-prompt label "
-                   "permutation test of reference vs controls; Holm across references")
+    method: str = ""
 
     @property
     def significant(self) -> tuple[str, ...]:
@@ -244,95 +261,236 @@ class BlackBoxResult:
         return dataclasses.asdict(self)
 
 
+METHODS = {
+    "logprobs": ("next-token distributions (top-k log-probs projected onto next characters) "
+                 "compared at shared character offsets of the bundled prompts followed by "
+                 "each compared model's own greedy continuation: top-1 agreement, top-k "
+                 "overlap, 1 - Jensen-Shannon on the shared support; and greedy "
+                 "character-prefix agreement (reported, not decisive); double-centred "
+                 "similarity of (candidate, reference) vs every other pair of models: "
+                 "prediction t-test over pairs, Holm across references and statistics, "
+                 "and a per-prompt pair-permutation test"),
+    "sampled": ("FALLBACK, some endpoint gave no log-probs: sampled next tokens after each "
+                "prompt (temperature 1, seeded) as empirical next-character distributions: "
+                "top-1 agreement, top-k overlap, 1 - Jensen-Shannon on the shared support; "
+                "and greedy character-prefix agreement (reported, not decisive); "
+                "double-centred similarity of (candidate, reference) vs every other pair of "
+                "models: prediction t-test over pairs, Holm across references and "
+                "statistics, and a per-prompt pair-permutation test"),
+}
+
+
 def blackbox_evidence(result: BlackBoxResult) -> list[ComponentEvidence]:
     """Evidence lines for the verdict record, component ``behaviour``, one per reference.
 
-    ``p_value`` is the raw permutation p (Holm's adjusted p is in ``detail``), so a caller
-    that runs its own Holm over every line does not correct twice.
+    ``p_value`` is the reference's raw p (the smallest over its statistics, Bonferroni
+    over their number), so a caller that runs its own Holm over every line stays valid.
     """
     lines = []
     for r in result.references:
+        stats = "; ".join(f"{s.statistic} {s.mean_reference:.3f} vs {s.mean_controls:.3f} "
+                          f"(t {s.t_pairs:.2f}, p {s.p_pairs:.3g}"
+                          + (f", Holm p {s.p_holm:.3g})" if s.p_holm is not None
+                             else ", not decisive)") for s in r.statistics)
+        fallback = (" FALLBACK: sampled outputs, no log-probs from "
+                    f"{', '.join(result.no_logprobs)};" if result.mode == "sampled" else "")
+        if r.unmatched_tokenization:
+            fallback += (" NOT CALIBRATED: fewer than 3 pairs of controls tokenize alike "
+                         "as much as candidate and reference do;")
         lines.append(ComponentEvidence(
             component="behaviour", verdict="derived" if r.significant else "no_evidence",
             test="blackbox_agreement", statistic=r.effect, p_value=r.p_value,
             reference=r.reference,
-            detail=(f"greedy-output agreement {r.mean_reference:.3f} with the reference vs "
-                    f"{r.mean_controls:.3f} with {len(result.controls)} controls on "
-                    f"{len(result.prompt_ids)} prompts; Holm p {r.p_holm:.3g}; behavioural "
-                    f"evidence (cannot tell weight reuse from distillation)")))
+            detail=(f"candidate vs reference / {len(result.controls)} controls on "
+                    f"{len(result.prompt_ids)} prompts:{fallback} {stats}; decisive "
+                    f"{r.decisive}; behavioural evidence (cannot tell weight reuse from "
+                    f"distillation)")))
     return lines
 
 
-Model = ModelSpec | Backend
+def centred(sims: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Double-centred similarity of every pair of models, per prompt: ``[prompt, pair]``.
 
-
-def _generate(model: Model, prompts: Sequence[Prompt], max_new_tokens: int,
-              seed: int) -> tuple[str, ...]:
-    """Greedy outputs; a backend we open for this is dropped afterwards (one model in
-    memory at a time)."""
-    backend = open_backend(model, seed=seed) if isinstance(model, ModelSpec) else model
-    chat = model.chat if isinstance(model, ModelSpec) else False
-    requests = [GenerationRequest(p.prompt, max_tokens=max_new_tokens, chat=chat)
-                for p in prompts]
-    out = tuple(r.text for r in backend.generate(requests))
-    del backend
-    return out
-
-
-def _label(model: Model, i: int, role: str) -> dict[str, Any]:
-    if isinstance(model, ModelSpec):
-        return model.describe()
-    return {"name": f"{role}{i}", **model.describe()}
-
-
-def blackbox_test(candidate: Model, references: Model | Sequence[Model],
-                  controls: Sequence[Model], prompts: Path | None = None, *,
-                  alpha: float = 0.01, max_new_tokens: int = 24, compare_chars: int = 48,
-                  seed: int = 0, n_permutations: int = 9999) -> BlackBoxResult:
-    """Is the candidate's greedy behaviour closer to a reference than to unrelated controls?
-
-    ``prompts`` is a JSONL file (default: the bundled set). Each model generates once.
+    ``D(a, b) = S(a, b) - mean_k S(a, k) - mean_k S(b, k) + mean_{k<l} S(k, l)``, with k, l
+    the other models. Why: some models are closer to *every* model (a better-trained one,
+    a text that is easier to predict), which says nothing about lineage; under an additive
+    model ``S(a, b) = mu + q_a + q_b`` every D is zero, so only what is specific to the pair
+    is left. Needs at least four models.
     """
+    n, m = sims.shape[:2]
+    pairs = [(a, b) for a in range(m) for b in range(a + 1, m)]
+    out = np.empty((n, len(pairs)))
+    for p, (a, b) in enumerate(pairs):
+        rest = [k for k in range(m) if k not in (a, b)]
+        among = [sims[:, k, q] for i, k in enumerate(rest) for q in rest[i + 1:]]
+        out[:, p] = (sims[:, a, b] - sims[:, a, rest].mean(axis=1)
+                     - sims[:, b, rest].mean(axis=1) + np.mean(among, axis=0))
+    return out, pairs
+
+
+def pair_permutation_p(d: np.ndarray, observed: int, n_permutations: int, seed: int
+                       ) -> float:
+    """P-value of ``Σ_i d[i, observed]`` when, per prompt, the pair of models labelled
+    (candidate, reference) could be any pair: under H0 all the models are mutually
+    independent, so their labels are exchangeable. ``(1 + #{T* >= T}) / (B + 1)``."""
+    n, pairs = d.shape
+    obs = float(d[:, observed].sum())
+    rng = np.random.default_rng(seed)
+    hits = done = 0
+    while done < n_permutations:
+        b = min(2000, n_permutations - done)
+        sims = d[np.arange(n)[None, :], rng.integers(0, pairs, size=(b, n))].sum(axis=1)
+        hits += int(np.sum(sims >= obs - 1e-9))
+        done += b
+    return (1 + hits) / (n_permutations + 1)
+
+
+def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSpec],
+                  controls: Sequence[ModelSpec], prompts: Path | None = None, *,
+                  alpha: float = 0.01, max_new_tokens: int = 24, compare_chars: int = 48,
+                  top_k: int = 20, n_samples: int = 16, seed: int = 0,
+                  n_permutations: int = 9999) -> BlackBoxResult:
+    """Is the candidate's behaviour closer to a reference than unrelated models are to
+    each other? ``prompts`` is a JSONL file (default: the bundled set)."""
+    from kaieval.provenance.blackbox_models import measure
+
     if not 0 < alpha < 1:
         raise KaiError(f"alpha must be in (0, 1), got {alpha}", where="--alpha")
-    if max_new_tokens < 1 or compare_chars < 1 or n_permutations < 99:
-        raise KaiError("max_new_tokens and compare_chars must be >= 1, n_permutations >= 99",
-                       where="blackbox_test")
-    refs: list[Model] = ([references] if isinstance(references, ModelSpec | Backend)
-                         else list(references))
+    if (max_new_tokens < 1 or compare_chars < 1 or n_permutations < 99 or top_k < 1
+            or n_samples < 1):
+        raise KaiError("max_new_tokens, compare_chars, top_k and n_samples must be >= 1, "
+                       "n_permutations >= 99", where="blackbox_test")
+    refs = [references] if isinstance(references, ModelSpec) else list(references)
     if not refs:
         raise KaiError("no reference model given", where="--ref")
-    if not controls:
-        raise KaiError("the black-box test needs at least one unrelated control model",
-                       where="controls")
+    if len(controls) < MIN_CONTROLS:
+        raise KaiError(f"the black-box test needs at least {MIN_CONTROLS} unrelated control "
+                       f"models (got {len(controls)}): how alike unrelated models are is "
+                       "measured on them", where="controls")
     items, digest = load_prompts(prompts)
-    cand_label = _label(candidate, 0, "candidate")
-    ref_labels = [_label(m, i, "reference") for i, m in enumerate(refs)]
-    ctrl_labels = [_label(m, i, "control") for i, m in enumerate(controls)]
-    cand_out = _generate(candidate, items, max_new_tokens, seed)
-    ref_out = [_generate(m, items, max_new_tokens, seed) for m in refs]
-    ctrl_out = [_generate(m, items, max_new_tokens, seed) for m in controls]
-    ctrl_agree = np.array([[agreement(c, o, compare_chars) for c, o in zip(cand_out, outs,
-                                                                           strict=True)]
-                           for outs in ctrl_out])  # [control, prompt]
-    raw: list[tuple[np.ndarray, float]] = []
-    for k, outs in enumerate(ref_out):
-        ref_agree = np.array([agreement(c, o, compare_chars)
-                              for c, o in zip(cand_out, outs, strict=True)])
-        x = np.column_stack([ref_agree, ctrl_agree.T])
-        raw.append((ref_agree, label_permutation_p(x, n_permutations, seed + k)))
-    adjusted = holm_adjusted([p for _, p in raw])
+    specs = [candidate, *refs, *controls]
+    got = measure(specs, [p.prompt for p in items], seed=seed, max_new_tokens=max_new_tokens,
+                  top_k=top_k, n_samples=n_samples, compare_chars=compare_chars)
+    results = assess(got.sims, 0, list(range(1, 1 + len(refs))),
+                     list(range(1 + len(refs), len(specs))), [r.name for r in refs],
+                     alpha=alpha, seed=seed, n_permutations=n_permutations,
+                     tokenization=got.tokenization)
+    names = [s.name for s in specs]
+    return BlackBoxResult(
+        candidate.describe(), tuple(results), tuple(c.describe() for c in controls),
+        tuple(p.id for p in items), digest, alpha, seed, n_permutations, max_new_tokens,
+        compare_chars, top_k, got.mode, tuple(names[j] for j in got.no_logprobs),
+        n_samples if got.mode == "sampled" else 0,
+        {names[j]: float(got.shared[0, j]) for j in range(1, len(specs))},
+        {names[j]: float(got.tokenization[0, j]) for j in range(1, len(specs))},
+        dict(zip(names, got.outputs, strict=True)), METHODS[got.mode])
+
+
+def assess(sims_all: dict[str, np.ndarray], cand: int, refs: Sequence[int],
+           controls: Sequence[int], ref_names: Sequence[str], *, alpha: float, seed: int,
+           n_permutations: int, tokenization: np.ndarray | None = None
+           ) -> tuple[ReferenceAgreement, ...]:
+    """The tests on measured similarities (``[prompt, model, model]`` per statistic):
+    the candidate at index ``cand`` against each reference, the ``controls`` the baseline.
+    Separate from measuring so one measurement of many models serves many tests (the
+    calibration benchmark).
+
+    ``tokenization`` [model, model] (share of token starts in common): the unrelated pairs
+    the (candidate, reference) pair is measured against are those of the controls that
+    tokenize alike as much as it does (within :data:`TOKENIZATION_MATCH`). Why: pairs
+    sharing a tokenizer agree more on next characters whatever their lineage, so a pair
+    is only compared with pairs of its own kind; with fewer than
+    :data:`MIN_NULL_PAIRS` such pairs the distribution statistics decide nothing.
+    """
+    ctrl = list(controls)
+    unmatched: set[int] = set()
+    tests: list[tuple[int, str, np.ndarray, np.ndarray, float, float, float]] = []
+    for k, r in enumerate(refs):
+        pool = [cand, r, *ctrl]  # other references are left out: they may be related
+        for si, name in enumerate(sims_all):
+            sims = sims_all[name][:, pool][:, :, pool]
+            d, _ = centred(sims)
+            null, null_pairs = centred(sims[:, 2:, 2:])
+            like = _alike(tokenization, pool, null_pairs)
+            null = null[:, like]
+            keep = ~(np.isnan(d).any(axis=1) | np.isnan(null).any(axis=1))
+            sims, d, null = sims[keep], d[keep], null[keep]
+            t, p_pairs = (pair_outlier_t(d[:, 0], null) if len(d) and len(like) >= MIN_NULL_PAIRS
+                          else (math.nan, 1.0))
+            if name in DECISIVE and len(like) < MIN_NULL_PAIRS:
+                unmatched.add(k)
+            p = (pair_permutation_p(d, 0, n_permutations, seed + k * len(sims_all) + si)
+                 if len(d) else 1.0)
+            tests.append((k, name, sims, d, t, p_pairs, p))
+    decisive = [i for i, x in enumerate(tests) if x[1] in DECISIVE]
+    adjusted: dict[int, float] = dict(zip(decisive, holm_adjusted(
+        [tests[i][5] for i in decisive]), strict=True))
     results = []
-    for (ref_agree, p), p_adj, label in zip(raw, adjusted, ref_labels, strict=True):
-        mean_ref, mean_ctrl = float(ref_agree.mean()), float(ctrl_agree.mean())
-        wins = float(np.mean(ref_agree > ctrl_agree.max(axis=0)))
+    for k, ref_name in enumerate(ref_names):
+        stats = [_statistic(x, adjusted.get(i), alpha) for i, x in enumerate(tests)
+                 if x[0] == k]
+        ranked = [st for st in stats if st.p_holm is not None]
+        best = min(ranked, key=lambda st: (st.p_holm or 1.0, -np.nan_to_num(st.t_pairs)))
         results.append(ReferenceAgreement(
-            str(label["name"]), mean_ref, mean_ctrl, mean_ref - mean_ctrl, wins, p, p_adj,
-            p_adj <= alpha, tuple(float(v) for v in ref_agree),
-            tuple(tuple(float(v) for v in row) for row in ctrl_agree)))
-    outputs = {str(cand_label["name"]): cand_out}
-    outputs.update({str(lab["name"]): o for lab, o in zip(ref_labels, ref_out, strict=True)})
-    outputs.update({str(lab["name"]): o for lab, o in zip(ctrl_labels, ctrl_out, strict=True)})
-    return BlackBoxResult(cand_label, tuple(results), tuple(ctrl_labels),
-                          tuple(p.id for p in items), digest, alpha, seed, n_permutations,
-                          max_new_tokens, compare_chars, outputs)
+            ref_name, tuple(stats), best.statistic, best.mean_reference, best.mean_controls,
+            best.effect, best.wins, min(1.0, len(ranked) * min(st.p_pairs for st in ranked)),
+            best.p_holm or 1.0, any(st.significant for st in ranked), k in unmatched))
+    return tuple(results)
+
+
+TOKENIZATION_MATCH = 0.05  # |share of common token starts| difference for pairs "of a kind"
+MIN_NULL_PAIRS = 3
+
+
+def _alike(tokenization: np.ndarray | None, pool: Sequence[int],
+           null_pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """Indices of the control pairs that tokenize alike as much as (candidate, reference)
+    does; all of them when that is unknown (the sampled fallback sees no offsets)."""
+    if tokenization is None or np.isnan(tokenization[pool[0], pool[1]]):
+        return list(range(len(null_pairs)))
+    obs = tokenization[pool[0], pool[1]]
+    ctrl = pool[2:]
+    return [i for i, (a, b) in enumerate(null_pairs)
+            if abs(tokenization[ctrl[a], ctrl[b]] - obs) <= TOKENIZATION_MATCH]
+
+
+MIN_CONTROLS = 4  # the pairs among the controls, centred on the other controls, are the null
+
+
+def pair_outlier_t(observed: np.ndarray, null: np.ndarray) -> tuple[float, float]:
+    """Does the (candidate, reference) pair stand out among unrelated pairs? ``observed``
+    its centred similarity per prompt (centred on the controls), ``null`` [prompt, pair]
+    that of every pair of controls (centred on the other controls). Their means over
+    the prompts; the observed one against the null ones as a new draw (prediction t,
+    one-sided, Student t with pairs - 1 df).
+
+    Why besides the per-prompt permutation: independent models are not all equally alike
+    (training order, chance), so with enough prompts *some* unrelated pair always beats
+    the others per prompt. What lineage gives is a pair far outside the spread of the
+    unrelated pairs; this test measures that spread. The null pairs never involve the
+    candidate or the reference, so a large effect does not widen its own yardstick.
+    """
+    from scipy import stats
+
+    others = null.mean(axis=0)
+    sd = float(others.std(ddof=1)) if len(others) > 1 else 0.0
+    if not sd > 0:
+        return math.nan, 1.0
+    t = float((observed.mean() - others.mean()) / (sd * math.sqrt(1 + 1 / len(others))))
+    return t, float(stats.t.sf(t, len(others) - 1))
+
+
+def _statistic(x: tuple[int, str, np.ndarray, np.ndarray, float, float, float],
+               p_holm: float | None, alpha: float) -> StatisticResult:
+    """One statistic's summary; ``sims`` [prompt, model, model] with the candidate at 0,
+    the reference at 1; ``d`` its double-centred pairs, pair 0 = (candidate, reference)."""
+    _, name, sims, d, t, p_pairs, p = x
+    n = len(d)
+    ref = sims[:, 0, 1]
+    ctrl = sims[:, 0, 2:]
+    return StatisticResult(
+        name, float(ref.mean()) if n else math.nan, float(ctrl.mean()) if n else math.nan,
+        float(d[:, 0].mean() - d.mean()) if n else math.nan, t, p_pairs, p, p_holm,
+        p_holm is not None and p_holm <= alpha and p <= alpha,
+        float(np.mean(d[:, 0] >= d.max(axis=1))) if n else 0.0, n,
+        tuple(float(v) for v in ref), tuple(tuple(float(v) for v in c) for c in ctrl.T))

@@ -142,27 +142,37 @@ def print_verdict(verdict: IndependenceVerdict, console: Console, *, details: bo
 
 
 def print_blackbox(result: BlackBoxResult, console: Console) -> None:
-    """Per reference: agreement with it vs with the controls, effect, p-values, decision."""
+    """Per reference and statistic: similarity with it vs with the controls, how far the
+    pair stands out among unrelated pairs (t), p-values, decision."""
     table = Table(title=f"Black-box evidence: {result.candidate.get('name', 'candidate')} "
-                        f"({len(result.prompt_ids)} prompts, {len(result.controls)} control(s))",
-                  header_style="bold")
-    for col in ("reference", "agreement", "controls", "effect", "wins", "p-value", "p (Holm)",
-                "verdict"):
-        table.add_column(col, justify="left" if col in ("reference", "verdict") else "right")
+                        f"({len(result.prompt_ids)} prompts, {len(result.controls)} controls, "
+                        f"{result.mode})", header_style="bold")
+    for col in ("reference", "statistic", "with ref", "with controls", "effect", "t (pairs)",
+                "p (pairs)", "p (Holm)", "p (prompts)", "verdict"):
+        table.add_column(col, justify="left" if col in ("reference", "statistic", "verdict")
+                         else "right")
     for r in result.references:
-        verdict = "[bold red]dependent[/]" if r.significant else "[green]no_evidence[/]"
-        table.add_row(r.reference, f"{r.mean_reference:.3f}", f"{r.mean_controls:.3f}",
-                      f"{r.effect:+.3f}", f"{r.wins:.0%}", fmt_p(r.p_value), fmt_p(r.p_holm),
-                      verdict)
+        for st in r.statistics:
+            verdict = ("[bold red]dependent[/]" if st.significant else
+                       "[dim]reported only[/]" if st.p_holm is None else "[green]no_evidence[/]")
+            table.add_row(r.reference, st.statistic, f"{st.mean_reference:.3f}",
+                          f"{st.mean_controls:.3f}", f"{st.effect:+.3f}", f"{st.t_pairs:.2f}",
+                          fmt_p(st.p_pairs), "-" if st.p_holm is None else fmt_p(st.p_holm),
+                          fmt_p(st.p_prompts), verdict)
     console.print(table)
     hit = result.significant
     console.print("Verdict: " + (f"[bold red]behavioural evidence of dependence on "
                                  f"{', '.join(hit)}[/]" if hit else "[green]no_evidence[/]"))
+    if result.mode == "sampled":
+        console.print("[yellow]Fallback: no log-probs from " + ", ".join(result.no_logprobs)
+                      + f"; every model was compared on {result.n_samples} sampled next "
+                      "tokens per prompt instead.[/]")
     console.print(f"alpha = {result.alpha:g}, Holm-corrected across {len(result.references)} "
-                  f"reference(s); {result.n_permutations} label permutations, seed "
-                  f"{result.seed}. Method: {result.method}. Agreement cannot tell weight reuse "
-                  "from distillation on the reference's outputs; the verdict is against the "
-                  "listed references only.", markup=False, highlight=False)
+                  f"reference(s) and the distribution statistics; {result.n_permutations} "
+                  f"permutations, seed {result.seed}, top-{result.top_k} log-probs. Method: "
+                  f"{result.method}. Similarity cannot tell weight reuse from distillation "
+                  "on the reference's outputs; the verdict is against the listed references "
+                  "only.", markup=False, highlight=False)
 
 
 def blackbox_json(result: BlackBoxResult) -> str:

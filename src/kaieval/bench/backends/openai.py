@@ -385,6 +385,29 @@ class OpenAIBackend:
 
         return await self._map(len(requests), one)
 
+    def post_completions(self, bodies: Sequence[dict[str, Any]],
+                         parse: Callable[[Any], T]) -> list[T]:
+        """POST each body (``model`` added) to ``/completions`` and ``parse`` the answers.
+
+        For callers with their own request shapes (the provenance black-box test asks for
+        top-k echoed log-probs and sampled continuations): they get the same bounded
+        concurrency, retries and one-line errors. ``parse`` raises ``ValueError`` for a bad
+        answer, which is retried like any other and then reported naming the URL.
+        """
+        url = f"{self.base_url}/completions"
+
+        def checked(data: Any) -> T:
+            try:
+                return parse(data)
+            except ValueError as err:
+                raise _BadAnswer(str(err)) from None
+
+        async def one(client: httpx.AsyncClient, i: int) -> T:
+            return await self._post(client, url, {"model": self.model, **bodies[i]}, i,
+                                    checked)
+
+        return _run_sync(lambda: self._map(len(bodies), one))
+
     # --- requests and parsing ---------------------------------------------------------
 
     def _ll_body(self, r: LoglikelihoodRequest) -> tuple[dict[str, Any], int, int]:

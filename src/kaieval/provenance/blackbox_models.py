@@ -1,0 +1,259 @@
+"""What the black-box test asks of a model, from a local folder or an endpoint alike.
+
+Three questions, answered the same way by both kinds so that a test can be calibrated
+on local folders and run on endpoints:
+
+* greedy continuations of the prompts (the bench backends' ``generate``);
+* top-k next-token log-probs at every token of a text, and after its end: locally from
+  one forward pass; from an OpenAI-compatible endpoint by ``/v1/completions`` with
+  ``echo: true, logprobs: k, max_tokens: 1`` (what vLLM, llama.cpp and TGI answer; vLLM
+  reports prompt log-probs this way). Positions are character offsets into the text,
+  measured back from the end of the prompt, so a server that prepends BOS (vLLM counts
+  ``"<s>"`` in its offsets) lines up with one that does not;
+* when an endpoint gives no log-probs: sampled next tokens after each prompt
+  (temperature 1, seeded per request), the fallback the result then reports.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kaieval.bench.api import GenerationRequest
+from kaieval.errors import KaiError
+from kaieval.provenance.blackbox_stats import (
+    STATISTICS,
+    TextDists,
+    compare,
+    empirical,
+    project,
+    text_statistics,
+    unit,
+)
+
+_EPS = 1e-6
+
+
+class ModelSession:
+    """One model opened for the test (a local model is loaded once, then dropped)."""
+
+    def __init__(self, spec: Any, *, seed: int) -> None:
+        from kaieval.provenance.blackbox import open_backend
+
+        self.spec = spec
+        self.seed = seed
+        self.backend: Any = open_backend(spec, seed=seed)
+        self.local = spec.url is None
+        self._strings: dict[int, str] = {}  # token id -> decoded string, decoded once
+
+    def close(self) -> None:
+        self.backend = None
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> tuple[str, ...]:
+        requests = [GenerationRequest(p, max_tokens=max_new_tokens, chat=self.spec.chat)
+                    for p in prompts]
+        return tuple(r.text for r in self.backend.generate(requests))
+
+    def dists(self, texts: Sequence[str], k: int) -> list[TextDists] | None:
+        """Per text, offset -> projected top-k distribution; None: no log-probs here."""
+        if self.local:
+            return [self._local_dists(t, k) for t in texts]
+        answers = self.backend.post_completions(
+            [{"prompt": t, "echo": True, "logprobs": k, "max_tokens": 1, "temperature": 0}
+             for t in texts], lambda data: _parse_echo(data, k))
+        if any(a is None for a in answers):
+            return None
+        return [_offsets_from_end(a, t, k) for a, t in zip(answers, texts, strict=True)]
+
+    def sample_next(self, prompts: Sequence[str], n: int) -> list[list[str | None]]:
+        """Per prompt, the units of ``n`` sampled next tokens (seeded, temperature 1)."""
+        if self.local:
+            return [self._local_samples(p, n, i) for i, p in enumerate(prompts)]
+        bodies = [{"prompt": p, "max_tokens": 1, "temperature": 1.0,
+                   "seed": self.seed * 1_000_003 + i * n + r}
+                  for i, p in enumerate(prompts) for r in range(n)]
+        texts = self.backend.post_completions(bodies, _parse_text)
+        return [[unit(t) for t in texts[i * n:(i + 1) * n]] for i in range(len(prompts))]
+
+    # --- local ----------------------------------------------------------------------
+
+    def _forward(self, text: str) -> tuple[Any, list[int]]:
+        """Log-probs at each position and the character offset each position predicts at."""
+        import torch
+
+        tok, model = self.backend.tokenizer, self.backend.model
+        enc = tok(text, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        if not ids:
+            raise KaiError("the model's tokenizer gives no tokens for a prompt",
+                           where=str(self.spec.path))
+        starts = [int(s) if e > s else -1 for s, e in enc["offset_mapping"]]  # -1: special
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids], device=self.backend.device)).logits
+        lp = torch.log_softmax(logits[0].float(), dim=-1)
+        # position i predicts token i + 1, which starts at starts[i + 1]; the last, the end
+        return lp, [*starts[1:], len(text)]
+
+    def _string(self, token: int) -> str:
+        if token not in self._strings:
+            self._strings[token] = str(self.backend.tokenizer.decode([token]))
+        return self._strings[token]
+
+    def _local_dists(self, text: str, k: int) -> TextDists:
+        import torch
+
+        lp, at = self._forward(text)
+        values, idx = torch.topk(lp, min(k, lp.shape[-1]), dim=-1)
+        out: TextDists = {}
+        for i, off in enumerate(at):
+            if off < 0 or off in out:  # a special token, or mid-character: first only
+                continue
+            top = {self._string(int(t)): float(v) for t, v in
+                   zip(idx[i].tolist(), values[i].tolist(), strict=True)}
+            out[off] = project(top, k)
+        return out
+
+    def _local_samples(self, prompt: str, n: int, index: int) -> list[str | None]:
+        import torch
+
+        lp, _ = self._forward(prompt)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        picks = torch.multinomial(lp[-1].exp(), n, replacement=True, generator=gen)
+        return [unit(self._string(int(t))) for t in picks.tolist()]
+
+
+def _parse_text(data: Any) -> str:
+    try:
+        text = data["choices"][0]["text"]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError("response field 'choices[0].text' is missing") from None
+    if not isinstance(text, str):
+        raise ValueError("response field 'choices[0].text' is not a string")
+    return text
+
+
+def _parse_echo(data: Any, k: int) -> dict[str, Any] | None:
+    """The echoed tokens, offsets, top-k alternatives and prompt length; None where the
+    endpoint answered without log-probs (``transformers serve``, most hosted chat APIs)."""
+    try:
+        lp = data["choices"][0].get("logprobs")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ValueError("response field 'choices[0]' is missing or malformed") from None
+    if not isinstance(lp, dict) or not lp.get("top_logprobs"):
+        return None
+    tokens, offsets, top = lp.get("tokens"), lp.get("text_offset"), lp.get("top_logprobs")
+    if not (isinstance(tokens, list) and isinstance(offsets, list) and isinstance(top, list)
+            and len(tokens) == len(offsets) == len(top) > 0):
+        raise ValueError("choices[0].logprobs: tokens, text_offset and top_logprobs are not "
+                         "lists of one length")
+    if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+        raise ValueError("choices[0].logprobs.text_offset holds a non-integer")
+    for alts in top:
+        if alts is None:
+            continue
+        if not isinstance(alts, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                and v <= _EPS for v in alts.values()):
+            raise ValueError("choices[0].logprobs.top_logprobs holds a value that is not a "
+                             "finite log-probability")
+    usage = data.get("usage") if isinstance(data, dict) else None
+    n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if not (isinstance(n, int) and not isinstance(n, bool) and 0 < n <= len(tokens)):
+        n = len(tokens) - 1  # max_tokens 1: everything but the last token is the prompt
+    return {"tokens": tokens, "offsets": offsets, "top": top, "n_prompt": n}
+
+
+def _offsets_from_end(a: dict[str, Any], text: str, k: int) -> TextDists:
+    """Echoed positions as offsets into ``text``: shifted so the prompt ends at ``len(text)``
+    (a BOS the server counted falls before 0 and is dropped); the generated token's
+    alternatives are the distribution after the text."""
+    tokens, offsets, top, n = a["tokens"], a["offsets"], a["top"], a["n_prompt"]
+    end = (offsets[n] if n < len(offsets)
+           else offsets[-1] + len(tokens[-1]) if isinstance(tokens[-1], str) else len(text))
+    shift = end - len(text)
+    out: TextDists = {}
+    for i, alts in enumerate(top):
+        off = len(text) if i >= n else offsets[i] - shift
+        if not isinstance(alts, dict) or not alts or off < 0 or off in out:
+            continue
+        out[off] = project({str(t): float(v) for t, v in alts.items()}, k)
+    return out
+
+
+@dataclass
+class Measured:
+    """Every model's greedy outputs and the pairwise similarities the test needs."""
+
+    outputs: list[tuple[str, ...]]  # per model, per prompt
+    sims: dict[str, np.ndarray]  # statistic -> [prompt, model, model], symmetric, NaN diagonal
+    shared: np.ndarray  # [model, model]: compared offsets per prompt (mean)
+    # [model, model]: share of token starts two models have in common on the same texts
+    # (1: they tokenize alike; NaN in the sampled fallback, where no offsets are seen)
+    tokenization: np.ndarray
+    mode: str  # "logprobs", or "sampled" when some model gave none
+    no_logprobs: list[int]  # indices of the models that gave no log-probs
+
+
+def measure(specs: Sequence[Any], prompts: Sequence[str], *, seed: int, max_new_tokens: int,
+            top_k: int, n_samples: int, compare_chars: int) -> Measured:
+    """Greedy continuations of every model, then every model's distributions on every
+    model's texts (``prompt + continuation``), so each pair is compared on both models'
+    own texts; one model loaded at a time (each is opened twice: generation decides the
+    texts every model is then scored on)."""
+    from kaieval.provenance.blackbox import agreement
+
+    n, m = len(prompts), len(specs)
+    outputs = []
+    for spec in specs:
+        s = ModelSession(spec, seed=seed)
+        outputs.append(s.generate(prompts, max_new_tokens))
+        s.close()
+    flat = [p + o for outs in outputs for p, o in zip(prompts, outs, strict=True)]
+    dists: list[list[TextDists] | None] = []
+    for spec in specs:
+        s = ModelSession(spec, seed=seed)
+        dists.append(s.dists(flat, top_k))
+        s.close()
+    missing = [j for j, d in enumerate(dists) if d is None]
+    samples: list[list[list[str | None]]] = []
+    if missing:  # every model on the same footing: all sampled, none from log-probs
+        for spec in specs:
+            s = ModelSession(spec, seed=seed)
+            samples.append(s.sample_next(prompts, n_samples))
+            s.close()
+    sims = {name: np.full((n, m, m), np.nan) for name in ("greedy", *STATISTICS)}
+    shared = np.zeros((m, m))
+    tokenization = np.full((m, m), np.nan)
+    for a in range(m):
+        for b in range(a + 1, m):
+            for i in range(n):
+                vals: dict[str, float] = {"greedy": agreement(outputs[a][i], outputs[b][i],
+                                                               compare_chars)}
+                if missing:
+                    got = compare(empirical(samples[a][i], top_k),
+                                  empirical(samples[b][i], top_k))
+                    vals.update(zip(STATISTICS, got, strict=True))
+                else:
+                    da, db = dists[a], dists[b]
+                    assert da is not None and db is not None
+                    on_a, na = text_statistics(da[a * n + i], db[a * n + i])
+                    on_b, nb = text_statistics(da[b * n + i], db[b * n + i])
+                    with warnings.catch_warnings():  # a text with no shared offset: NaN
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        both = np.nanmean([on_a, on_b], axis=0)
+                    vals.update(zip(STATISTICS, (float(v) for v in both), strict=True))
+                    shared[a, b] += (na + nb) / (2 * n)
+                    most = sum(max(len(da[t]), len(db[t]), 1) for t in (a * n + i, b * n + i))
+                    agree = (na + nb) / most / n
+                    tokenization[a, b] = agree + (tokenization[a, b] if i else 0.0)
+                for name, v in vals.items():
+                    sims[name][i, a, b] = sims[name][i, b, a] = v
+            shared[b, a] = shared[a, b]
+            tokenization[b, a] = tokenization[a, b]
+    return Measured(outputs, sims, shared, tokenization, "sampled" if missing else "logprobs",
+                    missing)
