@@ -212,7 +212,8 @@ def residual_map(cand: ModelWeights, ref: Reference, vocabs: Vocabs | None, cand
     elif crows == rrows:  # no tokenizers: same-size vocabularies are taken id for id
         ci = ri = np.arange(crows, dtype=np.intp)
     else:
-        return identity_map(cand_dim, ref_dim, note="no readable tokenizer pair (any format) to align rows")
+        return identity_map(cand_dim, ref_dim,
+                            note="no readable tokenizer pair (any format) to align rows")
     rng = np.random.default_rng([seed, len(ci)])
     if len(ci) > MAX_TOKENS:
         keep = np.sort(rng.choice(len(ci), MAX_TOKENS, replace=False))
