@@ -102,6 +102,8 @@ class Faults:
     usage_delta: int = 0  # usage.prompt_tokens reported this much above the truth
     tokenize: bool = False  # serve POST /tokenize as vLLM does (not counted in posts)
     tokenized: int = 0  # /tokenize requests answered
+    context: int | None = None  # as vLLM's max_model_len: /tokenize reports it, and a
+    # completion whose prompt + max_tokens exceeds it is refused with HTTP 400
     lies: int = 0  # echoes that lied or dropped their log-probs so far
     posts: int = 0
     in_flight: int = 0
@@ -189,6 +191,14 @@ class LocalOpenAIServer:
         return {"object": "text_completion", "model": self.name,
                 "choices": [{"index": 0, "text": out, "logprobs": None,
                              "finish_reason": "stop" if cuts else "length"}]}
+
+    def too_long(self, body: dict[str, Any], f: Faults) -> bool:
+        """Prompt + max_tokens over ``f.context`` (vLLM refuses such a request)."""
+        if f.context is None:
+            return False
+        prompt = body.get("prompt", "")
+        n = len(prompt) if isinstance(prompt, list) else len(self.tok(prompt).input_ids)
+        return n + int(body.get("max_tokens", 16)) > f.context
 
     def _echo(self, ids: list[int], text: str, offsets: list[int], max_tokens: int,
               pieces: list[str] | None, lie: bool = False, top_k: int = 1) -> dict[str, Any]:
@@ -304,7 +314,8 @@ class LocalOpenAIServer:
                         body.get("add_special_tokens", True)))["input_ids"]
                     with f.lock:
                         f.tokenized += 1
-                    self._send(200, json.dumps({"count": len(ids), "max_model_len": 512,
+                    self._send(200, json.dumps({"count": len(ids),
+                                                "max_model_len": f.context or 512,
                                                 "tokens": ids, "token_strs": None}).encode())
                     return
                 with f.lock:
@@ -326,6 +337,10 @@ class LocalOpenAIServer:
                         reply = b'{"choices": [ {"text": "trunc'
                     elif missing:
                         reply = b'{"object": "text_completion", "model": "x"}'
+                    elif self.path == "/v1/completions" and server.too_long(body, f):
+                        status, reply = 400, json.dumps({"error": {"message": (
+                            f"This model's maximum context length is {f.context} tokens")}}
+                            ).encode()
                     elif self.path == "/v1/completions":
                         reply = json.dumps(server.completion(body, f)).encode()
                     elif self.path == "/v1/chat/completions":

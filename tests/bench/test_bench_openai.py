@@ -499,3 +499,27 @@ def test_an_approximate_run_says_so_in_every_number(srv: LocalOpenAIServer) -> N
     assert lines and all("approximate" in line for line in lines)
     [rec] = to_benchmark_results(run, stage_id="s1", team_id="t", role="candidate")
     assert "text offsets" in rec.settings["approximate"]
+
+
+def test_a_generation_prompt_longer_than_the_served_context_is_cut_from_the_left(
+        srv: LocalOpenAIServer) -> None:
+    """As the local backends and lm-eval's API models do: the server's own token ids of
+    the prompt, cut from the left to leave room for the answer (a server refuses a prompt
+    that does not fit, and the run stopped with HTTP 400)."""
+    long_prompt = " ".join(["연금 개혁은 어렵다."] * 40)
+    short = "연금"
+    srv.faults.context = 48
+    with pytest.raises(KaiError, match=r"HTTP 400.*maximum context length is 48"):
+        backend(srv, max_retries=0).generate([GenerationRequest(long_prompt, max_tokens=8)])
+    srv.faults.tokenize = True
+    be = backend(srv)
+    got = be.generate([GenerationRequest(long_prompt, max_tokens=8),
+                       GenerationRequest(short, max_tokens=8)])
+    ids = srv.tok(long_prompt)["input_ids"]
+    assert len(ids) + 8 > 48
+    sent = srv.faults.prompts[-2:]
+    assert ids[-40:] in sent and short in sent  # the long one as its last 40 ids, short as text
+    srv.faults.context, srv.faults.tokenize = None, False
+    assert got[0].text == srv.completion({"prompt": ids[-40:], "max_tokens": 8})["choices"][0][
+        "text"]
+    assert got[1].text and be.describe()["generation_prompts_left_cut"] == 1

@@ -213,6 +213,7 @@ class OpenAIBackend:
         # the first log-likelihood request unless asked for
         self._ll_via: str | None = None if loglikelihood_via == "auto" else loglikelihood_via
         self.attempts = 0  # HTTP attempts made (retries included): for logs and tests
+        self.left_cut = 0  # generation prompts cut to the served context (this process)
 
     # --- Backend Protocol -------------------------------------------------------------
 
@@ -263,7 +264,8 @@ class OpenAIBackend:
                 "loglikelihood_split": self._split(),
                 "loglikelihood_via": self._ll_via,
                 "prompts_per_request": self.prompts_per_request,
-                "approximate": self._split() == "text_offset" and self.approximate_split}
+                "approximate": self._split() == "text_offset" and self.approximate_split,
+                "generation_prompts_left_cut": self.left_cut}
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]
                       ) -> list[LoglikelihoodResponse]:
@@ -367,7 +369,7 @@ class OpenAIBackend:
                 body["messages"] = [{"role": "user", "content": r.context}]
                 url = f"{self.base_url}/chat/completions"
             else:
-                body["prompt"] = r.context
+                body["prompt"] = await self._fitted_prompt(client, i, r.context, r.max_tokens)
                 url = f"{self.base_url}/completions"
             path: list[str | int] = (["choices", 0, "message", "content"] if chat
                                      else ["choices", 0, "text"])
@@ -383,7 +385,41 @@ class OpenAIBackend:
 
             return await self._post(client, url, body, i, parse)
 
+        if self._server_tokenize is None and not all(r.chat or self.chat for r in requests):
+            self._server_tokenize = await self._probe_tokenize()  # once, not per prompt
         return await self._map(len(requests), one)
+
+    async def _fitted_prompt(self, client: httpx.AsyncClient, i: int, text: str,
+                             max_tokens: int) -> str | list[int]:
+        """The prompt as text, or -- when prompt and answer would not fit the served
+        context -- the server's own token ids of it cut from the left, as the local
+        backends and lm-eval's API models cut a long few-shot prompt (a server refuses
+        one with HTTP 400 instead). Needs the server's ``/tokenize``, which reports
+        ``max_model_len`` (vLLM); without it the text is sent as it is."""
+        if self._server_tokenize is None:
+            self._server_tokenize = await self._probe_tokenize()
+        if not self._server_tokenize:
+            return text
+
+        def parse(data: Any) -> tuple[list[int], int | None]:
+            tokens = data.get("tokens") if isinstance(data, dict) else None
+            limit = data.get("max_model_len") if isinstance(data, dict) else None
+            if not isinstance(tokens, list) or not all(
+                    isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+                raise _BadAnswer("/tokenize answered no list of token ids ('tokens')")
+            ok = isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
+            return tokens, limit if ok else None
+
+        ids, limit = await self._post(client, self._tokenize_url, {
+            "model": self.model, "prompt": text, "add_special_tokens": True}, i, parse)
+        if limit is None or len(ids) + max_tokens <= limit:
+            return text
+        room = limit - max_tokens
+        if room < 1:
+            raise KaiError(f"max_tokens {max_tokens} leaves no room for a prompt in the "
+                           f"served context of {limit} tokens", where=self.base_url)
+        self.left_cut += 1
+        return ids[-room:]
 
     def post_completions(self, bodies: Sequence[dict[str, Any]],
                          parse: Callable[[Any], T]) -> list[T]:
