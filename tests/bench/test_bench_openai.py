@@ -519,6 +519,7 @@ def test_a_generation_prompt_longer_than_the_served_context_is_cut_from_the_left
     assert len(ids) + 8 > 48
     sent = srv.faults.prompts[-2:]
     assert ids[-40:] in sent and short in sent  # the long one as its last 40 ids, short as text
+    assert srv.faults.tokenized == 2  # the probe, then the long prompt: a short one fits
     srv.faults.context, srv.faults.tokenize = None, False
     assert got[0].text == srv.completion({"prompt": ids[-40:], "max_tokens": 8})["choices"][0][
         "text"]

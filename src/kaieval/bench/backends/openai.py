@@ -160,6 +160,10 @@ class _Tokenizer:
         return list(self._encoder.encode([text])[0])
 
 
+_SPECIALS_MARGIN = 8
+"""Tokens a server may add to a prompt beyond one per UTF-8 byte (BOS, a dummy prefix)."""
+
+
 def _split_spaces(context: str, continuation: str) -> tuple[str, str]:
     """lm-eval's rule: trailing spaces of the context belong to the continuation."""
     n = len(context) - len(context.rstrip())
@@ -214,6 +218,7 @@ class OpenAIBackend:
         self._ll_via: str | None = None if loglikelihood_via == "auto" else loglikelihood_via
         self.attempts = 0  # HTTP attempts made (retries included): for logs and tests
         self.left_cut = 0  # generation prompts cut to the served context (this process)
+        self._context: int | None = None  # the server's max_model_len, if /tokenize says
 
     # --- Backend Protocol -------------------------------------------------------------
 
@@ -246,9 +251,13 @@ class OpenAIBackend:
             async with self._client() as client:
                 resp = await client.post(self._tokenize_url, json={
                     "model": self.model, "prompt": "kaieval", "add_special_tokens": False})
-            tokens = resp.json().get("tokens") if resp.status_code == 200 else None
+            answer = resp.json() if resp.status_code == 200 else {}
+            tokens = answer.get("tokens")
+            limit = answer.get("max_model_len")
         except (httpx.HTTPError, ValueError, AttributeError):
             return False
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            self._context = limit
         return isinstance(tokens, list) and bool(tokens) and all(
             isinstance(t, int) and not isinstance(t, bool) for t in tokens)
 
@@ -398,7 +407,12 @@ class OpenAIBackend:
         ``max_model_len`` (vLLM); without it the text is sent as it is."""
         if self._server_tokenize is None:
             self._server_tokenize = await self._probe_tokenize()
-        if not self._server_tokenize:
+        if not self._server_tokenize or self._context is None:
+            return text
+        # every token stands for at least one UTF-8 byte (byte-level BPE, SentencePiece
+        # with byte fallback); a few more for special tokens and a dummy prefix: a prompt
+        # this short fits without asking the server (no extra round trip per prompt)
+        if len(text.encode("utf-8")) + _SPECIALS_MARGIN + max_tokens <= self._context:
             return text
 
         def parse(data: Any) -> tuple[list[int], int | None]:
