@@ -24,22 +24,29 @@ from pathlib import Path
 NAME = "vllm-tiny"
 
 
-def build_model(cache_dir: Path) -> Path:
+SIZES = {"tiny": (128, 2, 256), "small": (512, 8, 1376)}
+"""hidden size, layers, MLP width; head_dim 64 either way. ``small`` (26M parameters) is
+for throughput comparisons where a forward pass should outweigh an HTTP round trip."""
+
+
+def build_model(cache_dir: Path, size: str = "tiny") -> Path:
     """Build (or reuse) the model under ``cache_dir`` and return its folder."""
     from kaieval.synth.build import build_models
     from kaieval.synth.recipes import Recipe
 
+    hidden, layers, mlp = SIZES[size]
+    name = NAME if size == "tiny" else f"vllm-{size}"
     recipe = Recipe.model_validate({
-        "name": NAME,
-        "role": "tiny Llama for vLLM-vs-HF parity (head_dim 64)",
+        "name": name,
+        "role": f"{size} Llama for vLLM-vs-HF parity and throughput (head_dim 64)",
         "tokenizer": {"vocab_size": 1024, "seed": 15, "train_chars": 60_000},
-        "architecture": {"hidden_size": 128, "layers": 2, "heads": 2,
-                         "intermediate_size": 256, "max_position_embeddings": 512},
+        "architecture": {"hidden_size": hidden, "layers": layers, "heads": hidden // 64,
+                         "intermediate_size": mlp, "max_position_embeddings": 512},
         "init": {"mode": "scratch", "seed": 15},
         "train": {"steps": 120, "lr": 3.0e-3, "batch_size": 8, "seq_len": 64, "seed": 15,
                   "corpus_chars": 60_000, "corpus_seed": 15},
     })
-    return build_models(Path(cache_dir), [recipe])[NAME]
+    return build_models(Path(cache_dir), [recipe])[name]
 
 
 SERVED_NAME = "tiny"

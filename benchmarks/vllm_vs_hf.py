@@ -113,6 +113,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="4 documents per task")
     ap.add_argument("--skip-whole", action="store_true", help="skip the kai eval runs")
     ap.add_argument("--only-served", action="store_true", help="only part (b)")
+    ap.add_argument("--size", choices=["tiny", "small"], default="tiny",
+                    help="the model: tiny (hidden 128, 2 layers) or small (512, 8 layers)")
     args = ap.parse_args()
     os.environ.update({"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -122,7 +124,7 @@ def main() -> None:
 
     limit = 4 if args.quick else 20
     work = Path(tempfile.mkdtemp(prefix="vllm-vs-hf-"))
-    model = build_model(Path(os.environ.get("KAI_BENCH_MODELS", work / "models")))
+    model = build_model(Path(os.environ.get("KAI_BENCH_MODELS", work / "models")), args.size)
     ll, gen = collect(limit)
     print(f"model {model.name}; {len(ll)} log-likelihood requests ({', '.join(LL_TASKS)}), "
           f"{len(gen)} generation requests ({GEN_TASK}); limit {limit}; "
