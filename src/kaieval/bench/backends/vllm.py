@@ -188,24 +188,26 @@ class VLLMBackend(LMEvalTokens):
     # ---------------------------------------------------------------- generation
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        todo = [i for i, r in enumerate(requests) if r.max_tokens >= 1]
+        """Greedy text for every request in one engine call; ``max_tokens`` 0 answers ""."""
+        asked = [i for i, r in enumerate(requests) if r.max_tokens >= 1]
         texts = ["" for _ in requests]
-        if todo:
-            prompts, params = [], []
-            for i in todo:
-                r = requests[i]
-                prompts.append({"prompt_token_ids": self.prompt_ids(r.context, r.chat,
-                                                                    r.max_tokens)})
-                params.append(self._vllm.SamplingParams(
-                    temperature=0.0, max_tokens=r.max_tokens, detokenize=False,
-                    ignore_eos=True, stop_token_ids=self._stop_token_ids(tuple(r.stop))))
-            outs = self.llm.generate(prompts, params, use_tqdm=False)
-            eos = self.tokenizer.eos_token_id
-            for i, out in zip(todo, outs, strict=True):
-                ids = list(out.outputs[0].token_ids)
-                if eos is not None and eos in ids:
-                    ids = ids[:ids.index(eos)]  # the HF backend stops before EOS
-                texts[i] = self.finish(ids, requests[i].stop)
+        if not asked:
+            return [GenerationResponse(text=t) for t in texts]
+        prompts, params = [], []
+        for i in asked:
+            r = requests[i]
+            prompts.append({"prompt_token_ids": self.prompt_ids(r.context, r.chat,
+                                                                r.max_tokens)})
+            params.append(self._vllm.SamplingParams(
+                temperature=0.0, max_tokens=r.max_tokens, detokenize=False,
+                ignore_eos=True, stop_token_ids=self._stop_token_ids(tuple(r.stop))))
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        eos = self.tokenizer.eos_token_id
+        for i, out in zip(asked, outs, strict=True):
+            ids = list(out.outputs[0].token_ids)
+            if eos is not None and eos in ids:
+                ids = ids[:ids.index(eos)]  # the HF backend stops before EOS
+            texts[i] = self.finish(ids, requests[i].stop)
         return [GenerationResponse(text=t) for t in texts]
 
     def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
