@@ -375,7 +375,11 @@ def whole_process(tool: str, model: Path, tasks: Path, task: str, bs: int, out: 
     else:
         cmd = [*_script("kai", "kaieval.cli"), "eval", "--model", str(model), "--tasks",
                str(tasks / f"{task}.yaml"), "--batch-size", str(bs), "--output",
-               str(out / "run.json"), "--log-samples", str(out / "samples.jsonl")]
+               str(out / "run.json"), "--log-samples", str(out / "samples.jsonl"),
+               # an empty request cache: the default one (~/.cache/kaieval) would answer
+               # from an earlier run of this script (same seeded model, same tasks), and
+               # lm-eval's own cache is off unless asked for
+               "--cache-dir", str(out / "request-cache")]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=_env(threads), stdout=subprocess.DEVNULL,
                             stderr=(out / "stderr.txt").open("w"))
