@@ -89,6 +89,22 @@ def test_lm_eval_tokenisation_rules(backend: HFBackend) -> None:
     assert p0 == (backend.prefix_token_id,) and len(c0) >= 1
 
 
+def test_batched_encoding_gives_the_ids_of_one_request_at_a_time(model_dir: Path) -> None:
+    """token_pairs encodes all texts in batched calls; the ids must be tokens()'s, for
+    every rule: moved spaces, an empty context, a context of spaces only, a text that
+    starts with BOS (no second BOS), repeated contexts, left truncation."""
+    fresh = HFBackend(model_dir, max_length=24)
+    bos = fresh._prefix_str
+    reqs = [*_requests()[:12], LoglikelihoodRequest("질문 ", "답"),
+            LoglikelihoodRequest("", "가나다"), LoglikelihoodRequest("   ", "가"),
+            LoglikelihoodRequest(bos + "가나다", " 라"), LoglikelihoodRequest("가나다", " 라"),
+            LoglikelihoodRequest("가나다", " 라")]
+    other = HFBackend(model_dir, max_length=24)
+    one_by_one = [other.tokens(r) for r in reqs]
+    assert fresh.token_pairs(reqs) == one_by_one
+    assert fresh.token_pairs([]) == []
+
+
 def test_left_truncation_matches_reference(model_dir: Path) -> None:
     reqs = _requests()[:8]
     short = HFBackend(model_dir, max_length=24)

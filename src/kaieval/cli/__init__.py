@@ -65,4 +65,10 @@ app.add_typer(remote.app, name="remote")
 
 
 def main() -> None:
-    app()
+    from kaieval.cli._exit import leave
+
+    try:
+        app()
+    except SystemExit as done:
+        leave(done.code)
+    leave(0)

@@ -211,7 +211,7 @@ class HFBackend(LMEvalTokens):
         if not self.shared_prefix:  # reference path: one full sequence per request, batch 1
             with self._torch.inference_mode():
                 return [self._full_sequence(r) for r in requests]
-        pairs = [self.tokens(r) for r in requests]
+        pairs = self.token_pairs(requests)
         items = list(range(len(pairs)))
         collator: Collator[int] = Collator(items, key=lambda i: pairs[i][0],
                                            length=lambda i: len(pairs[i][0]) + len(pairs[i][1]))

@@ -169,7 +169,7 @@ class VLLMBackend(LMEvalTokens):
                       ) -> list[LoglikelihoodResponse]:
         if not requests:
             return []
-        pairs = [self.tokens(r) for r in requests]
+        pairs = self.token_pairs(requests)
         params = self._vllm.SamplingParams(temperature=0.0, prompt_logprobs=1, max_tokens=1,
                                            detokenize=False)
         prompts = [{"prompt_token_ids": list(prefix + cont)} for prefix, cont in pairs]
