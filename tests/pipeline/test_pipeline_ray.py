@@ -119,6 +119,33 @@ def test_one_load_builds_once_and_refuses_another_model(
     assert _loads(log) == {"nc": 1}
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None,
+                    reason="vLLM installed: the vllm backend would run (tests/bench/ covers it)")
+def test_stage_measure_backend_vllm_sends_model_folders_to_vllm(
+        programme: Path, tmp_path: Path) -> None:
+    """--backend vllm reaches the benchmark jobs (locally): without vLLM every model
+    folder's job is not measured, with vLLM's one-line reason, and the backend and
+    tensor-parallel size are in the job's key, so an hf result is not taken for it."""
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    res = runner.invoke(app, [
+        "stage", "measure", "--program", str(programme / "program.yaml"), "--stage", "s1",
+        str(programme / "a.yaml"), "--db", db, "--only", "bench",
+        "--cache-dir", str(tmp_path / "requests"), "--backend", "vllm"])
+    assert res.exit_code == 1, res.output
+    runs = [r for r in Store(db).records(kind="engine_run") if isinstance(r, EngineRun)]
+    assert len(runs) == 2  # team a's candidate and its target
+    assert all(r.status == "not_measured" and "the vllm backend needs vLLM installed"
+               in r.reason for r in runs), [r.reason for r in runs]
+    from kaieval.pipeline.engines import bench_settings
+    from kaieval.pipeline.plan import plan_stage
+
+    inputs = _inputs(programme, tmp_path, bench_backend="vllm", tensor_parallel_size=2)
+    job = next(j for j in plan_stage(inputs, {"bench"}).jobs if j.team_id == "a")
+    assert bench_settings(inputs, job) == {"backend": "vllm", "tensor_parallel_size": 2}
+    assert bench_settings(_inputs(programme, tmp_path), job) == {}
+
+
 # decided at collection, so that no model is built for a test that would then skip
 needs_cluster = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None or not os.environ.get(RAY_ENV),
