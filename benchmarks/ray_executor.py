@@ -15,11 +15,13 @@ back to back, each into a fresh PostgreSQL schema with a fresh request cache:
 
 then reruns ``local`` and ``ray:ADDR`` on their filled stores (every job found stored:
 what is left is pure overhead). Prints wall times side by side, the overhead per job
-against the local peer, and whether every store holds equal records
-(``ray_executor.comparable_hashes``: natural key -> content hash, the executor's entry
-in the run records aside).
+against the local peer, the model loads each run paid for (``$KAI_LOAD_LOG``: on Ray
+one engine actor per benchmark job, so one load per model, as locally), and whether
+every store holds equal records (``ray_executor.comparable_hashes``: natural key ->
+content hash, the executor's entry in the run records aside).
 
     PYTHONPATH=src .venv/bin/python benchmarks/ray_executor.py [--pg URL] [--models DIR]
+        [--port 6393]
 
 Needs ``ray`` (the ``ray`` extra) and PostgreSQL (``.ci/postgres.sh``). Exit 1 if the
 records differ. Results are recorded in docs/performance.md.
@@ -77,9 +79,9 @@ def _dossier(tid: str) -> str:
             "    target: {name: Shared Target, path: models/foreign-base}\n")
 
 
-def _run(cmd: list[str]) -> tuple[float, str]:
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd[:6])} failed ({proc.returncode}):\n{proc.stdout}\n"
@@ -118,6 +120,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pg", default=os.environ.get(
         "KAI_TEST_POSTGRES_URL", "postgresql+psycopg://kai:kai@127.0.0.1:5432/kaitest"))
+    ap.add_argument("--port", type=int, default=PORT,
+                    help="the local cluster's GCS port (another than a cluster already here)")
     ap.add_argument("--models", type=Path,
                     default=Path(tempfile.gettempdir()) / "kai-bench-models")
     a = ap.parse_args()
@@ -141,17 +145,17 @@ def main() -> int:
     # token authentication, as .ci/ray.sh sets it up; the kai commands inherit it
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     env = {**os.environ, "RAY_BIN": str(Path(sys.executable).with_name("ray")),
-           "KAI_RAY_PORT": str(PORT)}
+           "KAI_RAY_PORT": str(a.port)}
     t0 = time.perf_counter()
     subprocess.run(["bash", ray_sh, "start"], check=True, env=env, capture_output=True)
     cluster_start = time.perf_counter() - t0
-    address = f"127.0.0.1:{PORT}"
+    address = f"127.0.0.1:{a.port}"
     modes = [("local -j1", ["--executor", "local"]),
              ("local -j2", ["--executor", "local", "--jobs", "2"]),
              (f"ray:{address}", ["--executor", f"ray:{address}"]),
              ("ray (own)", ["--executor", "ray", "--jobs", "2"])]
     urls: dict[str, str] = {}
-    rows: list[tuple[str, float, int]] = []
+    rows: list[tuple[str, float, int, int]] = []
     load = os.getloadavg()
     try:
         for label in [*(m for m, _ in modes), "rerun local -j1", f"rerun ray:{address}"]:
@@ -160,12 +164,15 @@ def main() -> int:
                 urls[base] = _schema(a.pg)
             flags = dict(modes)[base]
             cache = root / f"requests-{uuid.uuid4().hex[:6]}"
+            loads = root / f"loads-{uuid.uuid4().hex[:6]}.jsonl"  # one line per model load
             wall, _ = _run([*kai, "stage", "measure", "--program", str(root / "program.yaml"),
                             "--stage", "s1", *(str(root / f"{t}.yaml") for t in TEAMS),
-                            "--db", urls[base], "--cache-dir", str(cache), *flags])
+                            "--db", urls[base], "--cache-dir", str(cache), *flags],
+                           env={**os.environ, "KAI_LOAD_LOG": str(loads)})
             jobs = len([r for r in Store(urls[base]).records(kind="engine_run")
                         if isinstance(r, EngineRun)])
-            rows.append((label, wall, jobs))
+            n_loads = len(loads.read_text().splitlines()) if loads.exists() else 0
+            rows.append((label, wall, jobs, n_loads))
     finally:
         subprocess.run(["bash", ray_sh, "stop"], check=False, env=env, capture_output=True)
     load_after = os.getloadavg()
@@ -173,17 +180,17 @@ def main() -> int:
               for label, u in urls.items()}
     first = next(iter(hashes.values()))
     equal = all(h == first for h in hashes.values())
-    walls = {label: wall for label, wall, _ in rows}
+    walls = {label: wall for label, wall, _, _ in rows}
     print(f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after "
           f"{load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; "
           f"ray start (2 CPUs) {cluster_start:.1f} s, not in the rows below\n")
-    print(f"{'run':24} {'wall s':>8} {'jobs':>5} {'vs local -j1':>13} {'vs local -j2':>13} "
-          f"{'overhead/job vs -j2':>20}")
-    for label, wall, jobs in rows:
+    print(f"{'run':24} {'wall s':>8} {'jobs':>5} {'loads':>6} {'vs local -j1':>13} "
+          f"{'vs local -j2':>13} {'overhead/job vs -j2':>20}")
+    for label, wall, jobs, n_loads in rows:
         peer = "rerun local -j1" if label.startswith("rerun") else "local -j2"
         over = (wall - walls[peer]) / jobs if jobs else float("nan")
         ref1 = "rerun local -j1" if label.startswith("rerun") else "local -j1"
-        print(f"{label:24} {wall:8.1f} {jobs:5d} {wall / walls[ref1]:12.2f}x "
+        print(f"{label:24} {wall:8.1f} {jobs:5d} {n_loads:6d} {wall / walls[ref1]:12.2f}x "
               f"{wall / walls.get(peer, wall):12.2f}x {over:+19.2f}s")
     print(f"\nrecords: {len(first)} per store; "
           f"{'EQUAL' if equal else 'DIFFERENT'} across {', '.join(hashes)}")

@@ -10,10 +10,12 @@ store's ``BenchmarkResult`` records for the stage engine.
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from kaieval.bench.api import MetricSummary, Task
+from kaieval.bench.api import Backend, MetricSummary, Task
 from kaieval.bench.backends import get_backend
 from kaieval.bench.cache import RequestCache, ResponseCache
 from kaieval.bench.engine import TaskOutcome, run_task, write_sample_log
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # the store's records pull in the programme spec (~0.3 s): no
 
 SCHEMA = "kaieval/eval-run/v1"
 CACHE_FILE = "requests.sqlite"
+LOAD_LOG_ENV = "KAI_LOAD_LOG"  # a file: one JSON line per model load (see _note_load)
 
 
 class _Frozen(BaseModel):
@@ -164,7 +167,8 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
              num_fewshot: int | None = None, batch_size: int = 8, limit: int | None = None,
              cache_dir: Path | None = None, log_samples: Path | None = None,
              chat_template: bool = False, seed: int = 1234, progress: bool = True,
-             cache_url: str | None = None, **backend_kwargs: Any) -> EvalRun:
+             cache_url: str | None = None, builder: Callable[..., Backend] | None = None,
+             **backend_kwargs: Any) -> EvalRun:
     """Run ``tasks`` on ``model`` and return the run record.
 
     ``model`` is a local directory (hf, vllm) or a base URL (openai, with
@@ -173,7 +177,10 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
     answer is kept in ``cache_dir/requests.sqlite``: a rerun (after a crash, or
     with another metric) computes only what is missing. ``cache_url`` (a database
     URL) keeps them in that database instead, shared by every machine that reaches it
-    (the Ray executor's workers).
+    (the Ray executor's workers). ``builder`` replaces :func:`make_backend` (same
+    arguments): the Ray executor's engine actor passes one that loads the model on its
+    first call and hands the same backend to every later shard, so a stage loads each
+    model once instead of once per task.
     """
     start = time.perf_counter()
     if limit is not None and limit < 1:
@@ -183,16 +190,15 @@ def evaluate(model: str, tasks: Sequence[str | Task], *, backend: str = "hf",
     if not tasks:
         raise KaiError("no tasks given", where="--tasks")
     _seed_everything(seed)
-    loaded = load_tasks([t for t in tasks if isinstance(t, str)])
-    objects = iter(loaded)
+    objects = iter(load_tasks([t for t in tasks if isinstance(t, str)]))
     task_objs: list[Task] = [next(objects) if isinstance(t, str) else t for t in tasks]
     if any(getattr(getattr(t, "cfg", None), "instruction_checks", "") == "lm-eval"
            for t in task_objs):  # before the model generates, not after
         from kaieval.bench.ifeval_reference import require
 
         require()
-    be = _make_backend(backend, model, batch_size=batch_size, chat_template=chat_template,
-                       seed=seed, **backend_kwargs)
+    be = (builder or make_backend)(backend, model, batch_size=batch_size,
+                                   chat_template=chat_template, seed=seed, **backend_kwargs)
     cache = _open_cache(cache_dir, cache_url)
     outcomes: list[TaskOutcome] = []
     try:
@@ -245,19 +251,42 @@ def _contexts_per_chunk(backend: Any, batch_size: int) -> int:
     return int(fixed) if fixed else max(batch_size, 16)
 
 
-def _make_backend(name: str, model: str, *, batch_size: int, chat_template: bool, seed: int,
-                  **kwargs: Any) -> Any:
-    """Map ``evaluate``'s common options onto each backend's constructor."""
+def make_backend(name: str, model: str, *, batch_size: int = 8, chat_template: bool = False,
+                 seed: int = 1234, **kwargs: Any) -> Backend:
+    """Map ``evaluate``'s common options onto each backend's constructor: the one place a
+    model is loaded, so that ``$KAI_LOAD_LOG`` sees every load (:func:`_note_load`)."""
+    t0 = time.perf_counter()
     if name in ("hf", "vllm"):
-        return get_backend(name, path=model, batch_size=batch_size, chat_template=chat_template,
-                           **kwargs)
-    if name == "openai":
+        be = get_backend(name, path=model, batch_size=batch_size, chat_template=chat_template,
+                         **kwargs)
+    elif name == "openai":
         if "model_name" in kwargs:
             kwargs["model"] = kwargs.pop("model_name")
         if "model" not in kwargs:
             raise KaiError("the openai backend needs the served model's name", where="--model-name")
-        return get_backend(name, base_url=model, chat=chat_template, **kwargs)
-    return get_backend(name, **kwargs)
+        be = get_backend(name, base_url=model, chat=chat_template, **kwargs)
+    else:
+        be = get_backend(name, **kwargs)
+    _note_load(name, model, time.perf_counter() - t0)
+    return be
+
+
+def _note_load(backend: str, model: str, seconds: float) -> None:
+    """With ``$KAI_LOAD_LOG`` set, append one JSON line per model load (process, host,
+    backend, model, seconds) to that file: at 500B parameters a load costs minutes of
+    idle GPUs, so a programme office wants to see how many a stage paid for (and the Ray
+    tests count them). One short ``O_APPEND`` write per line: concurrent workers on one
+    file system do not interleave."""
+    path = os.environ.get(LOAD_LOG_ENV)
+    if not path:
+        return
+    line = json.dumps({"pid": os.getpid(), "host": platform.node(), "backend": backend,
+                       "model": model, "seconds": round(seconds, 3)}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def to_benchmark_results(run: EvalRun, *, stage_id: str, team_id: str,

@@ -42,6 +42,13 @@ def stage_measure(
         help="Also write each team's full audit (figures, flags) as JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Benchmark batch size (results do not "
                                             "depend on it).")] = 16,
+    backend: Annotated[str, typer.Option(
+        help="Benchmark backend for submitted model folders: hf (default) or vllm "
+             "(endpoints always use the openai backend). Part of each job's key.")] = "hf",
+    tensor_parallel_size: Annotated[int, typer.Option(
+        help="vllm backend: GPUs each model is split across (vLLM's tensor_parallel_size); "
+             "with --executor ray, the GPUs on one node each model's engine asks "
+             "for.")] = 1,
 ) -> None:
     """Measure every team's submission for a stage and store the results.
 
@@ -54,13 +61,14 @@ def stage_measure(
 
     from kaieval.bench.cache import default_request_cache
     from kaieval.pipeline import measure_stage, parse_only, plan_stage
-    from kaieval.pipeline.inputs import stage_inputs
+    from kaieval.pipeline.inputs import check_bench_backend, stage_inputs
     from kaieval.pipeline.ray_executor import check_reachable, measure_stage_ray, parse_executor
     from kaieval.report.progress import live_grid, print_measurement_summary
     from kaieval.spec.load import load_dossiers, load_program
     from kaieval.store import Store
     from kaieval.store.database import resolve_url
 
+    check_bench_backend(backend, tensor_parallel_size)
     ray = parse_executor(executor)
     if ray is not None and ray.address is not None:
         check_reachable(ray.address)  # in seconds, before anything slow is loaded
@@ -71,7 +79,8 @@ def stage_measure(
     inputs = stage_inputs(prog, phash, stage, dossiers, program_path=ppath, registry=registry,
                           teams=team, cache_dir=cache_dir or default_request_cache(),
                           reference_tokenizer=reference_tokenizer, audit_dir=audit_dir,
-                          batch_size=batch_size)
+                          batch_size=batch_size, bench_backend=backend,
+                          tensor_parallel_size=tensor_parallel_size)
     plan = plan_stage(inputs, engines)
     store = Store(db)
     console = Console()

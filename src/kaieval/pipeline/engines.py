@@ -21,7 +21,7 @@ import kaieval
 from kaieval.artifacts import check_tree, dossier_root
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes, sha256_file, sha256_json
-from kaieval.io import CONFIG_MAX_BYTES, load_json_file
+from kaieval.pipeline.bench_checks import has_chat_template, needs_chat, no_room
 from kaieval.pipeline.plan import SHARED, Engine, Job, StageInputs, folder_hash
 from kaieval.records import (
     BenchmarkResult,
@@ -35,7 +35,7 @@ from kaieval.spec.program import BenchmarkRef, ComponentKind
 
 # Source folders (under kaieval/) whose code decides each engine's numbers.
 _ENGINE_CODE: dict[Engine, tuple[str, ...]] = {
-    "bench": ("bench",),
+    "bench": ("bench", "pipeline/bench_checks.py"),
     "provenance": ("provenance", "registry"),
     "audit": ("audit",),
     "tokenizer": ("audit/tokenizer_efficiency.py", "audit/data", "tokenizer"),
@@ -166,10 +166,47 @@ def bench_shards(inputs: StageInputs) -> list[str]:
     return sorted({r.task for r in _refs(inputs)})
 
 
+def bench_backend(inputs: StageInputs, job: Job) -> tuple[str, str, dict[str, Any]]:
+    """``(backend, model argument, backend options)`` of a benchmark job: what its
+    ``evaluate`` builds, and what the Ray executor's engine actor loads once for all of
+    the job's task shards. An endpoint is always the openai backend; a model folder the
+    stage's ``--backend`` (hf, or vllm with its tensor-parallel size)."""
+    model, _ = _bench_model(inputs, job)
+    kwargs: dict[str, Any] = {}
+    if model.startswith(("http://", "https://")):
+        ld, sub = _sub(inputs, job)
+        assert sub.model is not None
+        kwargs["model_name"] = sub.model.model_name
+        if sub.model.tokenizer is not None:  # else the server's /tokenize, or refused
+            kwargs["tokenizer_path"] = _local(ld, sub.model.tokenizer, "model.tokenizer",
+                                              file_ok=True)
+        return "openai", model, kwargs
+    if inputs.bench_backend == "vllm":
+        kwargs["tensor_parallel_size"] = inputs.tensor_parallel_size
+    return inputs.bench_backend, model, kwargs
+
+
+def bench_settings(inputs: StageInputs, job: Job) -> dict[str, Any]:
+    """The job key's settings for a benchmark job: the vllm backend and its tensor-parallel
+    size when a model folder runs on it (another engine is another measurement); nothing
+    for the default hf backend or an endpoint. Never raises: a team's missing model is
+    the job's failure, found when it runs."""
+    if inputs.bench_backend == "hf":
+        return {}
+    if job.team_id != SHARED:
+        sub = inputs.dossier(job.team_id).dossier.submissions.get(inputs.stage.id)
+        if sub is None or sub.model is None or sub.model.endpoint is not None:
+            return {}
+    return {"backend": inputs.bench_backend,
+            "tensor_parallel_size": inputs.tensor_parallel_size}
+
+
 @_in_dossier
-def run_bench(inputs: StageInputs, job: Job, *, only: str | None = None) -> Output:
+def run_bench(inputs: StageInputs, job: Job, *, only: str | None = None,
+              builder: Callable[..., Any] | None = None) -> Output:
     """Benchmark the candidate (or the shared target) on the stage's tasks; ``only`` one
-    task shard (its answers land in the request cache; the job then reads them back)."""
+    task shard (its answers land in the request cache; the job then reads them back);
+    ``builder``: how ``evaluate`` gets its backend (the Ray engine actor's one load)."""
     from kaieval.bench.run import evaluate, to_benchmark_results
     from kaieval.bench.tasks import load_task
 
@@ -193,24 +230,17 @@ def run_bench(inputs: StageInputs, job: Job, *, only: str | None = None) -> Outp
         elif not endpoint and needs_chat(t) and not has_chat_template(Path(model)):
             out.notes.append(f"{r.id}: not measured (a chat task and the model has no chat "
                              "template)")
-        elif not endpoint and (why := _no_room(t, Path(model))):
+        elif not endpoint and (why := no_room(t, Path(model))):
             out.notes.append(f"{r.id}: not measured ({why})")
         else:
             usable.append(r)
     if not usable:
         raise KaiError("no benchmark could be measured: " + "; ".join(out.notes))
-    kwargs: dict[str, Any] = {}
-    if endpoint:
-        ld, sub = _sub(inputs, job)
-        assert sub.model is not None
-        kwargs["model_name"] = sub.model.model_name
-        if sub.model.tokenizer is not None:  # else the server's /tokenize, or refused
-            kwargs["tokenizer_path"] = _local(ld, sub.model.tokenizer, "model.tokenizer",
-                                              file_ok=True)
+    backend, _, kwargs = bench_backend(inputs, job)
     names = sorted({r.task for r in usable})
-    run = evaluate(model, [tasks[n] for n in names], backend="openai" if endpoint else "hf",
+    run = evaluate(model, [tasks[n] for n in names], backend=backend,
                    batch_size=inputs.batch_size, cache_dir=inputs.cache_dir, progress=False,
-                   cache_url=inputs.cache_url, **kwargs)
+                   cache_url=inputs.cache_url, builder=builder, **kwargs)
     teams = job.teams if job.team_id == SHARED else (job.team_id,)
     role: Literal["candidate", "target"] = "target" if job.team_id == SHARED else "candidate"
     for tid in teams:
@@ -219,53 +249,6 @@ def run_bench(inputs: StageInputs, job: Job, *, only: str | None = None) -> Outp
         out.records += [by_task[r.task].model_copy(update={"benchmark_id": r.id})
                         for r in usable]
     return out
-
-
-def has_chat_template(model_dir: Path) -> bool:
-    """Whether a model folder ships a chat template (tokenizer_config.json or a .jinja file)."""
-    try:
-        cfg = load_json_file(model_dir / "tokenizer_config.json", max_bytes=CONFIG_MAX_BYTES,
-                             what="config files")
-        has = isinstance(cfg, dict) and bool(cfg.get("chat_template"))
-    except KaiError:
-        has = False
-    return has or (model_dir / "chat_template.jinja").is_file()
-
-
-def _no_room(task: Any, model_dir: Path) -> str:
-    """Why a generation task cannot be measured on this model, or "".
-
-    A task that asks for as many new tokens as the model's context window holds leaves
-    no room for its prompt: the backend would keep the prompt's last token only, and the
-    score would say nothing about the model (the demo's 512-token stand-ins on IFEval's
-    512 new tokens). Better "not measured" with the reason than a number that means
-    nothing.
-    """
-    from kaieval.bench.api import GenerationRequest
-
-    try:
-        cfg = load_json_file(model_dir / "config.json", max_bytes=CONFIG_MAX_BYTES,
-                             what="config files")
-    except KaiError:
-        return ""
-    if not isinstance(cfg, dict):
-        return ""
-    window = next((cfg[k] for k in ("max_position_embeddings", "n_positions", "n_ctx")
-                   if isinstance(cfg.get(k), int)), None)
-    wanted = max((r.max_tokens for d in task.docs(limit=1) for b in task.build(d)
-                  for r in b.requests if isinstance(r, GenerationRequest)), default=0)
-    if window is None or wanted < window:
-        return ""
-    return (f"the task generates up to {wanted} tokens and the model's context window is "
-            f"{window}: no room for the prompt")
-
-
-def needs_chat(task: Any) -> bool:
-    """Whether a task sends its prompts as chat messages (IFEval-style tasks do)."""
-    from kaieval.bench.api import GenerationRequest
-
-    return any(isinstance(r, GenerationRequest) and r.chat
-               for d in task.docs(limit=1) for b in task.build(d) for r in b.requests)
 
 
 # -- provenance -----------------------------------------------------------------------------

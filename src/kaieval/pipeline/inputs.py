@@ -50,7 +50,9 @@ def stage_inputs(program: Program, program_hash: str, stage_id: str,
                  dossiers: Sequence[LoadedDossier], *, cache_dir: Path,
                  program_path: Path | None = None, registry: Path | None = None,
                  teams: Iterable[str] | None = None, reference_tokenizer: Path | None = None,
-                 audit_dir: Path | None = None, batch_size: int = 16) -> StageInputs:
+                 audit_dir: Path | None = None, batch_size: int = 16,
+                 bench_backend: str = "hf", tensor_parallel_size: int = 1) -> StageInputs:
+    check_bench_backend(bench_backend, tensor_parallel_size)
     stage = program_stage(program, stage_id)
     chosen = stage_teams(dossiers, stage_id, teams)
     if not chosen:
@@ -62,4 +64,23 @@ def stage_inputs(program: Program, program_hash: str, stage_id: str,
                        registry=resolve_registry(stage, program_path, registry),
                        cache_dir=cache_dir, alpha=gate_alpha(stage),
                        reference_tokenizer=reference_tokenizer, batch_size=batch_size,
-                       audit_dir=audit_dir)
+                       audit_dir=audit_dir, bench_backend=bench_backend,
+                       tensor_parallel_size=tensor_parallel_size)
+
+
+BENCH_BACKENDS = ("hf", "vllm")
+
+
+def check_bench_backend(backend: str, tensor_parallel_size: int) -> None:
+    """``kai stage measure --backend/--tensor-parallel-size``, checked before anything is
+    loaded: the programme office picks the engine for every model folder of the run
+    (endpoints are always served over HTTP), and only vLLM splits a model over GPUs."""
+    if backend not in BENCH_BACKENDS:
+        raise KaiError(f"unknown benchmark backend {backend!r}; use "
+                       f"{' or '.join(BENCH_BACKENDS)}", where="--backend")
+    if tensor_parallel_size < 1:
+        raise KaiError(f"must be at least 1, got {tensor_parallel_size}",
+                       where="--tensor-parallel-size")
+    if tensor_parallel_size > 1 and backend != "vllm":
+        raise KaiError("is for the vllm backend (--backend vllm)",
+                       where="--tensor-parallel-size")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kaieval.errors import KaiError
-from kaieval.pipeline.engines import KEYS, RUNS, Output, job_key
+from kaieval.pipeline.engines import KEYS, RUNS, Output, bench_settings, job_key
 from kaieval.pipeline.plan import SHARED, Engine, Job, Plan, StageInputs
 from kaieval.records import BenchmarkResult, EngineRun, IndependenceVerdict, Record
 from kaieval.store import Store
@@ -58,6 +58,8 @@ Listener = Callable[[JobOutcome], None]
 def _settings(inputs: StageInputs, job: Job) -> dict[str, Any]:
     if job.engine == "provenance":
         return {"alpha": inputs.alpha}
+    if job.engine == "bench":
+        return bench_settings(inputs, job)
     return {}
 
 
@@ -67,13 +69,15 @@ class JobRunner:
     The local executor runs every job through one of these; the Ray executor builds one
     per job on its worker, so both write exactly the same records. ``executor`` is
     written into each :class:`EngineRun`'s settings (never into a measured record):
-    how the work was spread changes no number.
+    how the work was spread changes no number. ``builder``: how a benchmark job builds its
+    backend (the Ray engine actor's model, loaded once; default: load it).
     """
 
     def __init__(self, inputs: StageInputs, store: Store, actor: str, listen: Listener | None,
-                 executor: dict[str, Any] | None = None) -> None:
+                 executor: dict[str, Any] | None = None,
+                 builder: Callable[..., Any] | None = None) -> None:
         self.inputs, self.store, self.actor = inputs, store, actor
-        self.executor = executor
+        self.executor, self.builder = executor, builder
         self.listen = listen or (lambda o: None)
         self.lock = threading.Lock()
         sid = inputs.stage.id
@@ -112,8 +116,10 @@ class JobRunner:
                 out.seconds = time.perf_counter() - t0
                 self.listen(out)
                 return
-            result = self._from_other_stage(job, key) or RUNS[job.engine](self.inputs, job,
-                                                                           *extra)
+            how_built = ({"builder": self.builder}
+                         if job.engine == "bench" and self.builder is not None else {})
+            result = self._from_other_stage(job, key) or RUNS[job.engine](
+                self.inputs, job, *extra, **how_built)
         except KaiError as e:
             out.reason = str(e)
         except Exception as e:  # isolation: one team's input never stops the others

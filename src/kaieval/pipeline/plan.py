@@ -37,6 +37,8 @@ class StageInputs:
     reference_tokenizer: Path | None = None
     batch_size: int = 16
     audit_dir: Path | None = None  # where full audit reports (figures, flags) are written
+    bench_backend: str = "hf"  # for model folders (endpoints: openai): hf, or vllm
+    tensor_parallel_size: int = 1  # vllm: GPUs per model copy (the Ray engine's placement)
 
     def dossier(self, team_id: str) -> LoadedDossier:
         for d in self.dossiers:

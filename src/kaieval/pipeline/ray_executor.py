@@ -2,16 +2,20 @@
 
 Why it looks like this:
 
-* The unit of work is a (team x engine x task shard) job. A benchmark job is split
-  into one shard per task; each shard answers its task's requests on whichever
-  worker is free and commits them to the request cache in the shared store
-  (``bench.cache_db``). The job itself then runs on a worker exactly as the local
-  executor runs it (:class:`~kaieval.pipeline.measure.JobRunner`), finds every
-  answer in that cache, scores and stores its records in one transaction. Same
-  code, same inputs: the records are the local executor's, by construction, and
+* The unit of work is a (team x engine x task shard) job. A benchmark job still to be
+  measured gets an engine actor (:mod:`kaieval.pipeline.ray_engine`): one per team
+  model and backend settings, placed where its GPUs are, loading the model once; it
+  answers the job's task shards one after the other, committing each task's answers to
+  the request cache in the shared store (``bench.cache_db``), then runs the job itself
+  exactly as the local executor runs it (:class:`~kaieval.pipeline.measure.JobRunner`),
+  which finds every answer in that cache, scores and stores its records in one
+  transaction. Every other job (and a benchmark job already stored) is one Ray task.
+  Same code, same inputs: the records are the local executor's, by construction, and
   ``tests/pipeline/test_pipeline_ray.py`` checks it.
 * Nothing of Ray's decides a number. Ray schedules and retries (``max_retries``:
-  a worker killed mid-job has its task run again elsewhere); the store makes that
+  a worker killed mid-job has its task run again elsewhere; ``max_restarts`` and
+  ``max_task_retries``: a dead engine actor is restarted and its calls rerun); the store
+  makes that
   safe: answers are written ``ON CONFLICT DO NOTHING``, a job's records are keyed
   by their natural key and compared by content hash, and a job whose key is stored
   is not run again -- so a retry, or a rerun after a crash, duplicates nothing and
@@ -33,18 +37,29 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kaieval.errors import KaiError
-from kaieval.pipeline.engines import bench_shards, engine_version
+from kaieval.pipeline.engines import bench_settings, bench_shards
 from kaieval.pipeline.measure import JobOutcome, JobRunner, Listener, StageMeasurement
-from kaieval.pipeline.plan import ENGINES, Job, Plan, StageInputs
+from kaieval.pipeline.plan import Job, Plan, StageInputs
+from kaieval.pipeline.ray_engine import (
+    BenchEngine,
+    Placement,
+    check_versions,
+    placement,
+    run_job,
+    versions,
+)
 from kaieval.records import EngineRun, Record
 
 RETRIES = 3  # Ray reruns a task whose worker died this many times before giving up
 OBJECT_STORE_BYTES = 100 * 1024 * 1024  # a local Ray's object store: the jobs pass little
 CONNECT_TIMEOUT_S = 5.0
+PLACEMENT_WAIT_S = 1800.0  # a GPU engine waits this long for its GPUs before giving up
+CLOSE_WAIT_S = 60.0  # for a GPU engine to stop vLLM before its placement group goes
 WHERE = "--executor"
 
 # Called on the worker around each job: ("start", job) before it runs, ("stored", job)
-# after its records are committed. Tests inject failures through it (a worker that
+# after its records are committed, and on a benchmark job's engine ("answered", job) after
+# each task shard's answers are committed. Tests inject failures through it (a worker that
 # kills itself once); it must be picklable (a module-level or nested function).
 JobHook = Callable[[str, Job], None]
 
@@ -113,41 +128,14 @@ def comparable_hashes(records: list[Record]) -> dict[str, str]:
     return out
 
 
-def _versions() -> dict[str, str]:
-    return {e: engine_version(e) for e in ENGINES}
-
-
 def _work(inputs: StageInputs, job: Job, store_url: str, actor: str,
-          executor: dict[str, Any], versions: dict[str, str], shard: str | None,
-          hook: JobHook | None, *_after: Any) -> JobOutcome:
-    """One task on a worker: a benchmark task shard (answers into the shared cache), or
-    a whole job (records into the store). ``_after``: the shards a job waits for."""
-    from kaieval.pipeline.engines import run_bench
-    from kaieval.store import Store
-
-    if _versions() != versions:
-        raise KaiError("this worker runs different kaieval code than the driver (engine "
-                       "versions differ); install the same version on every node",
-                       where=WHERE)
-    out = JobOutcome(job)
+          executor: dict[str, Any], versions: dict[str, str], hook: JobHook | None
+          ) -> JobOutcome:
+    """One whole job as a Ray task: every job but a benchmark job still to be measured
+    (that one runs on its :class:`~kaieval.pipeline.ray_engine.BenchEngine`)."""
+    check_versions(versions)
     t0 = time.perf_counter()
-    with Store(store_url) as store:
-        runner = JobRunner(inputs, store, actor, None, executor=executor)
-        if shard is None:
-            if hook is not None:
-                hook("start", job)
-            runner.run(job, out)
-            if hook is not None:
-                hook("stored", job)
-            return out
-        try:
-            if runner.done(job):
-                out.status = "cached"
-            else:
-                run_bench(inputs, job, only=shard)
-                out.status = "measured"
-        except Exception as e:  # the job itself meets the same failure and stores it
-            out.status, out.reason = "not_measured", f"{type(e).__name__}: {e}"
+    out = run_job(inputs, job, store_url, actor, executor, hook)
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -179,11 +167,15 @@ def _connect(executor: RayExecutor, workers: int) -> Any:
 
 def measure_stage_ray(inputs: StageInputs, plan: Plan, store_url: str, *, actor: str,
                       executor: RayExecutor, workers: int = 2,
-                      listen: Listener | None = None, hook: JobHook | None = None
-                      ) -> StageMeasurement:
+                      listen: Listener | None = None, hook: JobHook | None = None,
+                      placement_wait_s: float = PLACEMENT_WAIT_S) -> StageMeasurement:
     """Run ``plan`` on Ray against the store at ``store_url`` (which every worker must
-    reach): audits after the verdicts they read, like :func:`measure_stage`."""
+    reach): audits after the verdicts they read, like :func:`measure_stage`. A benchmark
+    job still to be measured gets an engine actor (its model loaded once, its shards
+    answered in turn); a GPU engine that finds no room within ``placement_wait_s`` leaves
+    its job not measured, with the reason."""
     from kaieval.bench.cache_db import DbRequestCache
+    from kaieval.store import Store
 
     if workers < 1:
         raise KaiError(f"--jobs must be at least 1, got {workers}", where="--jobs")
@@ -197,33 +189,122 @@ def measure_stage_ray(inputs: StageInputs, plan: Plan, store_url: str, *, actor:
     outcomes = [JobOutcome(j) for j in plan.jobs]
     for o in outcomes:
         listen(o)
+    with Store(store_url) as store:  # which benchmark jobs need an engine (a model load)
+        checker = JobRunner(shared, store, actor, None)
+        engined = {id(o) for o in outcomes if o.job.engine == "bench"
+                   and not _stored(checker, o.job)}
+    gpu = placement(shared.bench_backend, shared.tensor_parallel_size)
+    on_gpu = {id(o) for o in outcomes if id(o) in engined and bench_settings(shared, o.job)}
     ray = _connect(executor, workers)
     try:
+        if on_gpu:
+            _check_gpus(ray, gpu, shared.tensor_parallel_size, executor)
         remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_work)
+        engine_cls = ray.remote(BenchEngine)
         ref_inputs = ray.put(shared)
-        versions = _versions()
+        vers = versions()
+        held: dict[int, tuple[Any, Any]] = {}  # id(outcome) -> (engine actor, placement group)
 
-        def submit(o: JobOutcome) -> Any:
-            after = ([remote.remote(ref_inputs, o.job, store_url, actor, settings, versions,
-                                    s, None) for s in shards]
-                     if o.job.engine == "bench" and len(shards) > 1 else [])
+        def start_engine(o: JobOutcome, pg: Any) -> Any:
+            plan_ = gpu if id(o) in on_gpu else placement("hf", 1)
+            opts: dict[str, Any] = {**plan_.actor, "max_restarts": RETRIES,
+                                    "max_task_retries": RETRIES}
+            if pg is not None:
+                from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+                opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=0,
+                    placement_group_capture_child_tasks=True)
+            eng = engine_cls.options(**opts).remote(vers, plan_.engine)
+            held[id(o)] = (eng, pg)
+            after = ([eng.answer.remote(ref_inputs, o.job, store_url, s, hook)
+                      for s in shards] if len(shards) > 1 else [])
+            return eng.run_job.remote(ref_inputs, o.job, store_url, actor, settings, hook,
+                                      *after)
+
+        def submit(o: JobOutcome) -> tuple[Any, str]:
             o.status = "running"
             listen(o)
-            return remote.remote(ref_inputs, o.job, store_url, actor, settings, versions,
-                                 None, hook, *after)
+            if id(o) not in engined:
+                return remote.remote(ref_inputs, o.job, store_url, actor, settings, vers,
+                                     hook), "job"
+            if id(o) in on_gpu:
+                pg = ray.util.placement_group(list(gpu.bundles), strategy=gpu.strategy)
+                held[id(o)] = (None, pg)
+                return pg.ready(), "placed"
+            return start_engine(o, None), "job"
+
+        def release(o: JobOutcome) -> None:
+            eng, pg = held.pop(id(o), (None, None))
+            if eng is not None:  # closes vLLM's engine, then the actor exits
+                eng.close.remote()
+                bye = eng.__ray_terminate__.remote()
+                if pg is not None:
+                    ray.wait([bye], timeout=CLOSE_WAIT_S)
+            if pg is not None:
+                ray.util.remove_placement_group(pg)
 
         for phase in ([o for o in outcomes if o.job.engine != "audit"],
                       [o for o in outcomes if o.job.engine == "audit"]):
-            pending = {submit(o): o for o in phase}
+            pending: dict[Any, tuple[JobOutcome, str]] = {}
+            deadline: dict[Any, float] = {}
+            for o in phase:
+                ref, kind = submit(o)
+                pending[ref] = (o, kind)
+                if kind == "placed":
+                    deadline[ref] = time.monotonic() + placement_wait_s
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                o = pending.pop(done[0])
+                wait = (max(0.0, min(deadline.values()) - time.monotonic())
+                        if deadline else None)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
+                if not done:  # a GPU engine found no room in time: not measured, named
+                    for ref in [r for r, t in deadline.items() if t <= time.monotonic()]:
+                        o, _ = pending.pop(ref)
+                        del deadline[ref]
+                        release(o)
+                        o.status, o.reason = "not_measured", _no_room(
+                            gpu, placement_wait_s, executor)
+                        listen(o)
+                    continue
+                o, kind = pending.pop(done[0])
+                deadline.pop(done[0], None)
+                if kind == "placed":
+                    pending[start_engine(o, held[id(o)][1])] = (o, "job")
+                    continue
                 _finish(ray, done[0], o)
+                release(o)
                 listen(o)
     finally:
         ray.shutdown()
     return StageMeasurement(stage_id=inputs.stage.id, outcomes=outcomes,
                             skipped=list(plan.skipped), seconds=time.perf_counter() - t0)
+
+
+def _stored(checker: JobRunner, job: Job) -> bool:
+    """Whether a job is stored under its key already (then it needs no engine: a rerun
+    loads no model); a job whose key cannot be computed runs as a plain task, which
+    stores the failure as the local executor does."""
+    try:
+        return checker.done(job)
+    except Exception:
+        return False
+
+
+def _check_gpus(ray: Any, gpu: Placement, tp: int, executor: RayExecutor) -> None:
+    """Refuse in one line, before anything is submitted, a cluster on which no node has
+    the GPUs one model needs: Ray would otherwise wait for them for ever."""
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    most = max((float(n.get("Resources", {}).get("GPU", 0)) for n in alive), default=0.0)
+    if most < gpu.gpus:
+        raise KaiError(f"the vllm backend with tensor-parallel size {tp} needs {gpu.gpus} "
+                       f"GPU(s) on one node; no node of the Ray cluster "
+                       f"({executor.describe()}) has that many (most: {most:g})",
+                       where="--tensor-parallel-size")
+
+
+def _no_room(gpu: Placement, waited: float, executor: RayExecutor) -> str:
+    return (f"no node of the Ray cluster ({executor.describe()}) had {gpu.gpus} free GPU(s) "
+            f"for this model within {waited:g} s (others busy?); a rerun measures it")
 
 
 def _finish(ray: Any, ref: Any, o: JobOutcome) -> None:

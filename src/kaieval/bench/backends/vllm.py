@@ -81,7 +81,8 @@ class VLLMBackend(LMEvalTokens):
                  max_length: int | None = None, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, gpu_memory_utilization: float = 0.8,
                  enforce_eager: bool = False, cpu_kv_cache_gib: float | None = None,
-                 tokenizer_pattern: str | None = None, seed: int = 0) -> None:
+                 tokenizer_pattern: str | None = None, seed: int = 0,
+                 distributed_executor_backend: str | None = None) -> None:
         try:
             import vllm
         except ImportError as exc:
@@ -116,6 +117,9 @@ class VLLMBackend(LMEvalTokens):
             "data_parallel_size": data_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization, "enforce_eager": enforce_eager,
             "seed": seed, "trust_remote_code": trust_remote_code, "skip_tokenizer_init": True}
+        if distributed_executor_backend is not None:  # "ray": TP workers in the caller's
+            # Ray placement group (the Ray executor's engine actor), not local processes
+            self.engine_args["distributed_executor_backend"] = distributed_executor_backend
         try:
             self.llm: Any = vllm.LLM(model=str(self.path), **self.engine_args)
         except (ValueError, RuntimeError, OSError) as exc:
