@@ -35,13 +35,14 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from child_usage import peak_rss_self_mb, run_child
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
@@ -329,7 +330,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     fn = run_lm_eval if args.worker == "lm_eval" else run_kaieval
     result = fn(Path(args.model), Path(args.tasks), args.task, args.batch_size)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_self_mb()  # not ru_maxrss: see child_usage.py
     Path(args.out).write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -362,7 +363,7 @@ def whole_process(tool: str, model: Path, tasks: Path, task: str, bs: int, out: 
                   threads: int) -> dict[str, Any]:
     """Each tool's own command line, timed as a user times it: start-up to exit.
 
-    Returns wall seconds, the process's own peak RSS (``wait4``) and the headline
+    Returns wall seconds, the process's own peak RSS (``child_usage.run_child``) and the headline
     metric read back from the tool's output files.
     """
     shutil.rmtree(out, ignore_errors=True)
@@ -380,15 +381,11 @@ def whole_process(tool: str, model: Path, tasks: Path, task: str, bs: int, out: 
                # from an earlier run of this script (same seeded model, same tasks), and
                # lm-eval's own cache is off unless asked for
                "--cache-dir", str(out / "request-cache")]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=_env(threads), stdout=subprocess.DEVNULL,
-                            stderr=(out / "stderr.txt").open("w"))
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    usage = run_child(cmd, out / "stderr.txt", _env(threads))
+    if usage.code != 0:
         err = (out / "stderr.txt").read_text(encoding="utf-8", errors="replace")
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return {"whole_s": wall, "whole_rss_mb": usage.ru_maxrss / 1024,
+    return {"whole_s": usage.wall_s, "whole_rss_mb": usage.peak_rss_mb,
             "whole_metric": _read_metric(tool, out, task)}
 
 

@@ -71,25 +71,30 @@ TOKENIZER_INFINITY = 1000000000000000019884624838656
 CONTEXTS_PER_CALL = 64  # contexts per engine call: packs and decode batches form inside one
 
 
+TOP_PAD_BYTES = 128 << 20  # glibc M_TOP_PAD: see keep_freed_memory
+
+
 @functools.cache
 def keep_freed_memory() -> None:
-    """Keep a 256 MiB pad at the top of glibc's heap, so activations are not re-faulted.
+    """Keep a 128 MiB pad at the top of glibc's heap, so activations are not re-faulted.
 
     A forward pass allocates and frees multi-MiB activations in every layer. Served by
     ``mmap`` (glibc's default for large blocks, and what an earlier version forced
-    with a 1 MiB mmap threshold), each one comes back as fresh zeroed pages: a
-    120-question 5-shot run took 2.7 million minor page faults and 9-10 s of system
-    time in a 19-23 s process. With ``M_TOP_PAD`` the heap grows and shrinks in
-    256 MiB steps, large blocks are carved from its top and freed back into it, and
-    the same run took 0.13 million faults and 1 s of system time (whole process
-    about 25 % faster) for about 70 MB more peak RSS (docs/performance.md, issue 14).
-    The pad is address space; only pages used count. Linux/glibc only; a no-op elsewhere.
+    with a 1 MiB mmap threshold to keep peak RSS low), each one comes back as fresh
+    zeroed pages: a 120-question 5-shot run took 2.7 million minor page faults and
+    9-10 s of system time in a 19-23 s process. With ``M_TOP_PAD`` the heap grows
+    and shrinks in pad-sized steps, large blocks are carved from its top and freed
+    back into it. Measured on that run (issue 14, docs/performance.md): pad 64 MiB
+    2.3 M faults, 4.6 s system; 128 MiB 0.54 M, 2.2 s; 256 MiB 0.14 M, 1.3 s. Peak RSS
+    grows with the pad (592 / 639 / 674 MB; 3-shot generation 666 / 665 / 688 MB
+    against lm-eval's 676 MB), so 128 MiB: most of the time back, and generation still
+    under lm-eval's peak. Linux/glibc only; a no-op elsewhere.
     """
     if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-2, 256 << 20)  # M_TOP_PAD
+        libc.mallopt(-2, TOP_PAD_BYTES)  # M_TOP_PAD
     except (OSError, AttributeError):
         return
 
