@@ -146,3 +146,19 @@ def test_greedy_completions_and_chat_match_hf(server: str, hf: HFBackend) -> Non
     got = [r.text for r in be.generate(reqs)]
     assert got == [r.text for r in hf.generate(reqs)]
     assert all(got)
+
+
+def test_prompt_longer_than_the_served_context_is_cut_from_the_left(
+        server: str, model_dir: Path) -> None:
+    """A few-shot prompt over the server's 512 tokens: vLLM answers HTTP 400 to it as
+    sent; the backend keeps its last 512 - max_tokens ids (from the server's /tokenize)
+    as the local backends do, counts it, and generates as HF does on those ids."""
+    from kaieval.synth.corpus import corpus_text
+
+    long_prompt = corpus_text("heldout", 4000, seed=3)
+    req = GenerationRequest(long_prompt, stop=("\n\n",), max_tokens=16)
+    be = OpenAIBackend(server, NAME, concurrency=2)
+    got = be.generate([req, GenerationRequest("위원회는", stop=("\n",), max_tokens=8)])
+    assert be.left_cut == 1  # only the long prompt needed the server's tokenisation
+    assert be.describe()["generation_prompts_left_cut"] == 1
+    assert got[0].text == HFBackend(model_dir, max_length=512).generate([req])[0].text
