@@ -37,8 +37,8 @@ are identical. It prints the disk's read rate and a table with PASS/FAIL per tar
 ``--baseline-src DIR`` also times, in the same run and cache state, the engine whose
 sources are in ``DIR`` (``PYTHONPATH=DIR``; e.g. the main checkout's ``src`` before a
 change) and checks its record is identical to this engine's (every field but
-``created_at`` and the summary's note that the calibration was measured on other engine
-code, which names the code and so differs by construction).
+``created_at``, ``code_version`` and the summary's note that the calibration was measured
+on other engine code: they name the code, so differ by construction).
 
 ``--profile`` also runs the comparison under cProfile (a second, untimed run)
 and prints where the time goes. Exit status 1 if a target is missed or the
@@ -292,9 +292,11 @@ _CODE_NOTE = re.compile(r" \(measured on engine code [^)]*, not this version\)")
 
 
 def _comparable(record: object) -> object:
-    """``record`` without ``created_at`` and the calibration's engine-code note (see doc)."""
+    """``record`` without what names the run or the code: ``created_at``, ``code_version``
+    and the calibration's engine-code note (see the module docstring)."""
     if isinstance(record, dict):
-        return {k: _comparable(v) for k, v in record.items() if k != "created_at"}
+        return {k: _comparable(v) for k, v in record.items()
+                if k not in ("created_at", "code_version")}
     if isinstance(record, list):
         return [_comparable(v) for v in record]
     return _CODE_NOTE.sub("", record) if isinstance(record, str) else record
@@ -439,7 +441,7 @@ def main() -> int:
         if len(records) > 1:
             ok_all = ok_all and same
             rows.append(("records of the runs", "identical" if same else "DIFFER",
-                         "every field but created_at", "PASS" if same else "FAIL"))
+                         "every field but created_at, code_version", "PASS" if same else "FAIL"))
         w = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())

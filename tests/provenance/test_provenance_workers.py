@@ -92,3 +92,16 @@ def test_schedule_puts_each_blocks_sites_before_its_components() -> None:
                    ("component", 1), ("component", 2), ("site", 1), ("site", 2),
                    ("component", 3), ("component", 4), ("component", 6)]  # norms first
     assert schedule(comps, None) == [("component", k) for k in (5, 0, 1, 2, 3, 4, 6)]
+
+
+def test_assignment_solver_loads_without_scipy_optimize() -> None:
+    """``kai provenance`` pays no scipy.optimize import, and solves with the same function."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import kaieval.provenance.verdict, kaieval.provenance.lsap as l; "
+            "print('scipy.optimize' in sys.modules); import scipy.optimize as so; "
+            "print(so.linear_sum_assignment is l.linear_sum_assignment)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]
