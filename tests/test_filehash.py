@@ -94,6 +94,7 @@ def test_hash_ahead_is_used_for_the_same_state_only(
 
     monkeypatch.setenv("KAI_HASH_CACHE", "")  # memo off: only the hash-ahead can save a read
     monkeypatch.setattr(filehash, "_ahead", {})
+    monkeypatch.setattr(filehash, "SETTLE_S", -60.0)  # files written just now count as settled
     a = _big(tmp_path / "a.safetensors", b"a1")
     b = _big(tmp_path / "b.safetensors", b"b2")
     os.mkfifo(tmp_path / "trap.safetensors")
@@ -114,6 +115,8 @@ def test_hash_ahead_is_used_for_the_same_state_only(
     assert filehash.sha256_hex(b) == hashlib.sha256(b.read_bytes()).hexdigest()
     with pytest.raises(KaiError, match="FIFO"):
         sha256_file(tmp_path / "trap.safetensors")
+    monkeypatch.setattr(filehash, "SETTLE_S", 60.0)  # just written: not hashed ahead
+    assert filehash.hash_ahead([_big(tmp_path / "new.safetensors", b"n4")]) == []
 
 
 def test_digest_reads_into_one_buffer_across_read_sizes(tmp_path: Path) -> None:

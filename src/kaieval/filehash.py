@@ -116,19 +116,25 @@ AHEAD_THREADS = 2
 as the disk delivers both (:func:`kaieval.io.readahead` interleaves them)."""
 
 
+def _regular_digest(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device: never read ahead
+            raise OSError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return _digest(fh)
+    finally:
+        os.close(fd)
+
+
 def _hash_one(path: Path, fut: Future[str]) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device: never read ahead
-                raise OSError(f"{path} is not a regular file")
-            os.set_blocking(fd, True)
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                fut.set_result(_digest(fh))
-        finally:
-            os.close(fd)
+        digest = _regular_digest(path)
     except BaseException as err:  # the caller hashes again and reports its own error
         fut.set_exception(err)
+        return
+    fut.set_result(digest)
 
 
 def hash_ahead(paths: Iterable[Path]) -> list[Path]:
@@ -137,15 +143,20 @@ def hash_ahead(paths: Iterable[Path]) -> list[Path]:
     Only a head start: :func:`sha256_hex` uses a digest computed here when the file's
     identity and state (device, inode, size, mtime, ctime) are still those seen here,
     and hashes the file itself otherwise or if the read failed. Files whose digest is
-    remembered (large, memo on) are skipped. Returns the files queued.
+    remembered (large, memo on) are skipped, and so are files written less than
+    :data:`SETTLE_S` ago (a same-size rewrite in the same timestamp tick would keep the
+    state: the memo's rule). Returns the files queued.
     """
     todo: queue.Queue[tuple[Path, Future[str]] | None] = queue.Queue()
     queued: list[Path] = []
+    settled = time.time() - SETTLE_S
     for p in map(Path, paths):
         try:
             st = p.stat()
             key = _key(p, st)
         except OSError:
+            continue
+        if max(st.st_mtime, st.st_ctime) >= settled:
             continue
         where = memo_path() if st.st_size >= MEMO_MIN_BYTES else None
         if where is not None and key in _load(where):

@@ -256,6 +256,8 @@ class _Sites:
     """What :func:`schedule` needs of a plan before its residual map exists: the sites."""
 
     sites: list[MlpSite]
+
+
 Task = tuple[str, int]  # ("map", 0), ("site", site index), ("component", component index)
 
 
