@@ -34,6 +34,12 @@ are identical. It prints the disk's read rate and a table with PASS/FAIL per tar
     .venv/bin/python benchmarks/provenance_stream.py --layers 2 --hidden 512 \\
         --intermediate 1408 --vocab 8000                             # quick smoke run
 
+``--baseline-src DIR`` also times, in the same run and cache state, the engine whose
+sources are in ``DIR`` (``PYTHONPATH=DIR``; e.g. the main checkout's ``src`` before a
+change) and checks its record is identical to this engine's (every field but
+``created_at``, ``code_version`` and the summary's note that the calibration was measured
+on other engine code: they name the code, so differ by construction).
+
 ``--profile`` also runs the comparison under cProfile (a second, untimed run)
 and prints where the time goes. Exit status 1 if a target is missed or the
 verdict is not ``derived``. Results are recorded in docs/performance.md.
@@ -46,6 +52,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -281,6 +288,20 @@ def _profile(kai: Path, cand: Path, ref: Path, work: Path) -> None:
     stats.sort_stats("tottime").print_stats(12)
 
 
+_CODE_NOTE = re.compile(r" \(measured on engine code [^)]*, not this version\)")
+
+
+def _comparable(record: object) -> object:
+    """``record`` without what names the run or the code: ``created_at``, ``code_version``
+    and the calibration's engine-code note (see the module docstring)."""
+    if isinstance(record, dict):
+        return {k: _comparable(v) for k, v in record.items()
+                if k not in ("created_at", "code_version")}
+    if isinstance(record, list):
+        return [_comparable(v) for v in record]
+    return _CODE_NOTE.sub("", record) if isinstance(record, str) else record
+
+
 def engine_source_hash() -> str:
     """Short hash of the provenance engine's sources: which code version a timing is for."""
     import hashlib
@@ -318,6 +339,9 @@ def main() -> int:
     ap.add_argument("--hash-memo", action="store_true",
                     help="let kai reuse remembered file hashes (default: off, so every input "
                     "byte is hashed as on a first run)")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="also time the engine in this source folder (PYTHONPATH), same "
+                    "cache state, first, and check the records are identical")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--kai", type=Path, default=Path(sys.executable).parent / "kai",
                     help="the kai console script to run")
@@ -355,6 +379,8 @@ def main() -> int:
         records: list[dict[str, object]] = []
         load_before = os.getloadavg()[0]
         settings = [("default" if args.threads is None else str(args.threads), env)]
+        if args.baseline_src is not None:
+            settings.insert(0, ("baseline", {**env, "PYTHONPATH": str(args.baseline_src)}))
         if args.serial_too:
             settings.append(("1", {**env, "KAI_PROVENANCE_THREADS": "1"}))
         for label, run_env in settings:
@@ -367,10 +393,10 @@ def main() -> int:
                 return 1
             runs.append((label, run))
             records.append(json.loads(verdict_file.read_text()))
-        verdict = records[0]
-        # the record must not depend on the thread count: all but its creation time equal
-        same = all({**r, "created_at": None} == {**verdict, "created_at": None}
-                   for r in records)
+        verdict = records[0 if args.baseline_src is None else 1]  # this engine's
+        # the record must not depend on the thread count (nor on the engine version, with
+        # --baseline-src): all but its creation time and the calibration's code note equal
+        same = all(_comparable(r) == _comparable(verdict) for r in records)
         bound = 2 * largest + 300 * MB
         ok_verdict = verdict["verdict"] == "derived"
         n_ev = len(verdict["evidence"])
@@ -393,9 +419,12 @@ def main() -> int:
         for label, run in runs:
             ratio = run.wall_s / raw_s
             ok_time, ok_rss = ratio <= args.target_ratio, run.peak_rss <= bound
-            ok_all = ok_all and ok_time and ok_rss
+            if label != "baseline":  # the engine before a change is shown, not judged
+                ok_all = ok_all and ok_time and ok_rss
+            title = (f"kai provenance, baseline engine {args.baseline_src}" if label == "baseline"
+                     else f"kai provenance, threads {label}")
             rows += [
-                (f"kai provenance, threads {label}", f"{run.wall_s:.2f} s",
+                (title, f"{run.wall_s:.2f} s",
                  f"CPU {run.cpu_s:.1f} s ({run.cpu_s / run.wall_s:.2f} cores busy); verdict "
                  f"{verdict['verdict']} ({n_der}/{n_ev} evidence rows derived)",
                  "PASS" if ok_verdict else "FAIL (expected derived)"),
@@ -412,7 +441,7 @@ def main() -> int:
         if len(records) > 1:
             ok_all = ok_all and same
             rows.append(("records of the runs", "identical" if same else "DIFFER",
-                         "every field but created_at", "PASS" if same else "FAIL"))
+                         "every field but created_at, code_version", "PASS" if same else "FAIL"))
         w = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())

@@ -84,3 +84,45 @@ def test_model_hash_is_the_same_with_and_without_the_memo(
 
     monkeypatch.setattr(artifacts, "_HASHES", {})
     assert model_hash(folder) == with_memo
+
+
+def test_hash_ahead_is_used_for_the_same_state_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A digest computed ahead is taken (the file is not read again); a file changed since
+    is hashed again; a FIFO is never read ahead, and still refused by the checked opener."""
+    from kaieval.errors import KaiError
+
+    monkeypatch.setenv("KAI_HASH_CACHE", "")  # memo off: only the hash-ahead can save a read
+    monkeypatch.setattr(filehash, "_ahead", {})
+    monkeypatch.setattr(filehash, "SETTLE_S", -60.0)  # files written just now count as settled
+    a = _big(tmp_path / "a.safetensors", b"a1")
+    b = _big(tmp_path / "b.safetensors", b"b2")
+    os.mkfifo(tmp_path / "trap.safetensors")
+    queued = filehash.hash_ahead([a, b, tmp_path / "trap.safetensors", tmp_path / "gone"])
+    assert queued == [a, b, tmp_path / "trap.safetensors"]  # missing: skipped
+    for fut in filehash._ahead.values():
+        fut.exception(timeout=10)  # wait for every job (the FIFO's ends in an error)
+    real = filehash._digest
+
+    def no_reading(fh: object) -> str:
+        raise AssertionError("read although hashed ahead")
+
+    monkeypatch.setattr(filehash, "_digest", no_reading)
+    assert filehash.sha256_hex(a) == hashlib.sha256(a.read_bytes()).hexdigest()
+    assert sha256_file(b) == "sha256:" + hashlib.sha256(b.read_bytes()).hexdigest()
+    monkeypatch.setattr(filehash, "_digest", real)
+    _big(b, b"c3")  # rewritten after it was hashed ahead: its state changed
+    assert filehash.sha256_hex(b) == hashlib.sha256(b.read_bytes()).hexdigest()
+    with pytest.raises(KaiError, match="FIFO"):
+        sha256_file(tmp_path / "trap.safetensors")
+    monkeypatch.setattr(filehash, "SETTLE_S", 60.0)  # just written: not hashed ahead
+    assert filehash.hash_ahead([_big(tmp_path / "new.safetensors", b"n4")]) == []
+
+
+def test_digest_reads_into_one_buffer_across_read_sizes(tmp_path: Path) -> None:
+    """Sizes around the read buffer's: every byte hashed once, none twice."""
+    for n in (0, 1, filehash.READ_BYTES - 1, filehash.READ_BYTES, 2 * filehash.READ_BYTES + 5):
+        f = tmp_path / f"f{n}"
+        f.write_bytes(os.urandom(n))
+        with f.open("rb") as fh:
+            assert filehash._digest(fh) == hashlib.sha256(f.read_bytes()).hexdigest()

@@ -185,3 +185,18 @@ def test_readahead_hints_weight_files_and_never_waits_on_a_fifo(tmp_path: Path) 
     assert thread is not None
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_weight_files_interleave_models_in_turn(tmp_path: Path) -> None:
+    """Candidate and reference take turns, so both halves of a test arrive together."""
+    from kaieval.io import interleaved_weight_files
+
+    for model, n in (("cand", 3), ("ref", 2)):
+        (tmp_path / model).mkdir()
+        for k in range(1, n + 1):
+            (tmp_path / model / f"model-{k:05d}-of-{n:05d}.safetensors").write_bytes(b"\0")
+    single = tmp_path / "fp.safetensors"
+    single.write_bytes(b"\0")
+    got = interleaved_weight_files([tmp_path / "cand", tmp_path / "ref", single])
+    assert [f"{p.parent.name}/{p.name[6:11]}" if p != single else "fp" for p in got] == [
+        "cand/00001", "ref/00001", "fp", "cand/00002", "ref/00002", "cand/00003"]

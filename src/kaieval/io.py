@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import re
@@ -271,13 +272,26 @@ def _available_bytes() -> int:
         return 0
 
 
+READAHEAD_CHUNK = 64 << 20
+"""Bytes hinted per file at a time, taking turns between the models (see :func:`readahead`)."""
+
+
+def interleaved_weight_files(paths: Iterable[Path]) -> list[Path]:
+    """:func:`_weight_files` of each path, taking turns: first files of every model, then
+    the second files, ... -- the order two models' matching tensors are compared in."""
+    per_model = [_weight_files([p]) for p in paths]
+    return [f for files in itertools.zip_longest(*per_model) for f in files if f is not None]
+
+
 def readahead(paths: Iterable[Path]) -> threading.Thread | None:
     """Ask the kernel to start reading model weight files, on a daemon thread; only a hint.
 
     Why: a cold ``kai provenance`` spent its first seconds importing numpy and SciPy
     and reading headers while the disk stood idle, then waited for the disk. Called
-    before those imports (``POSIX_FADV_WILLNEED``, in the order given: the candidate
-    first), the disk reads while the CPU starts up. At most
+    before those imports (``POSIX_FADV_WILLNEED``), the disk reads while the CPU starts
+    up. The models take turns, :data:`READAHEAD_CHUNK` at a time (candidate, reference,
+    candidate, ...): a test needs the same tensor of both, and hinting the whole
+    candidate first made every test wait for the reference's half of the disk. At most
     :data:`READAHEAD_MEMORY_SHARE` of the memory available is asked for, so a model
     larger than memory does not evict its own first pages. Regular files only (opened
     without blocking, checked after opening); any error skips the file. Returns the
@@ -285,27 +299,45 @@ def readahead(paths: Iterable[Path]) -> threading.Thread | None:
     """
     if not hasattr(os, "posix_fadvise"):
         return None
-    files = _weight_files(paths)
+    per_model = [_weight_files([p]) for p in paths]
 
-    def run() -> None:
-        budget = int(_available_bytes() * READAHEAD_MEMORY_SHARE)
+    def spans(files: list[Path]) -> Iterator[tuple[Path, int, int]]:
         for f in files:
-            if budget <= 0:
-                return
             try:
                 fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
             except OSError:
                 continue
             try:
                 st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode):
-                    n = min(st.st_size, budget)
-                    os.posix_fadvise(fd, 0, n, os.POSIX_FADV_WILLNEED)
-                    budget -= n
             except OSError:
-                pass
+                continue
             finally:
                 os.close(fd)
+            if stat.S_ISREG(st.st_mode):
+                for off in range(0, st.st_size, READAHEAD_CHUNK):
+                    yield f, off, min(READAHEAD_CHUNK, st.st_size - off)
+
+    def run() -> None:
+        budget = int(_available_bytes() * READAHEAD_MEMORY_SHARE)
+        for turn in itertools.zip_longest(*(spans(files) for files in per_model)):
+            for span in turn:
+                if span is None:
+                    continue
+                if budget <= 0:
+                    return
+                f, off, n = span
+                try:
+                    fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):  # checked again: it may be swapped
+                        os.posix_fadvise(fd, off, min(n, budget), os.POSIX_FADV_WILLNEED)
+                        budget -= n
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
 
     thread = threading.Thread(target=run, name="kai-readahead", daemon=True)
     thread.start()

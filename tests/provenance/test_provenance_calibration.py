@@ -30,7 +30,7 @@ from kaieval.provenance.calibration import (
     suite_pairs,
     summarise,
 )
-from kaieval.provenance.calibration import _surgery as _surgery
+from kaieval.provenance.calibration_controls import _surgery as _surgery
 from kaieval.provenance.safetensors_io import open_model
 from kaieval.provenance.vocab import read_vocab
 

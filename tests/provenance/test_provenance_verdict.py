@@ -151,7 +151,10 @@ def test_holm_across_references_names_the_source(models: dict[str, Path]) -> Non
     v = check_independence(models["finetune"], [models["independent"], models["parent"]],
                            stage_id="stage1", team_id="finetune",
                            progress=lambda d, t, label: seen.append((d, t, label)))
-    assert seen[-1][:2] == (22, 22) and seen[0][2] == "embeddings vs independent"
+    # counted up in order; the norms come first, the longest single test (compare.schedule)
+    assert [d for d, _, _ in seen] == list(range(1, 23)) and {t for _, t, _ in seen} == {22}
+    assert seen[0][2] == "norms vs independent" and seen[11][2] == "norms vs parent"
+    assert len({label for _, _, label in seen}) == 22  # every component, each reference
     assert v.verdict == "derived" and v.references == ("independent", "parent")
     assert "from parent" in v.summary
     weights, toks = _split(v)

@@ -192,3 +192,28 @@ def test_streamed_sub_matrix_gives_the_whole_tensors_result(
     assert (part.subsample is not None) == plan.cut
     assert part.n == len(plan.rows) * len(plan.cols)  # the elements actually correlated
     assert part.log_p <= math.log(0.01)  # related: significant (MC floor 1/1000 when few units)
+
+
+def test_exact_reuse_finds_identical_bytes_and_not_a_last_or_middle_byte_off(
+        tmp_path: Path) -> None:
+    """The quick prefilter (ends of each tensor) then the full hash: a copy is found, a
+    tensor one byte off -- at the end, or in the middle the prefilter does not read -- is not."""
+    from kaieval.provenance.weight_tests import collisions, quick_index
+
+    rng = np.random.default_rng(5)
+    base = {n: torch.from_numpy(rng.standard_normal((256, 512)).astype(np.float32))
+            for n in ("copy", "last", "middle")}
+    other = {n: t.clone() for n, t in base.items()}
+    for name, at in (("last", -1), ("middle", 128 * 512 + 7)):  # 64 KiB from either end
+        raw = other[name].numpy().reshape(-1).view(np.uint8)
+        raw[at * 4 if at >= 0 else -1] ^= 1  # one bit of one byte
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_file(base, str(tmp_path / "a" / "model.safetensors"))
+    save_file(other, str(tmp_path / "b" / "model.safetensors"))
+    a, b = open_model(tmp_path / "a"), open_model(tmp_path / "b")
+    want, ref_want = collisions(quick_index(a), quick_index(b))
+    assert want == ["copy", "middle"] and ref_want == ["copy", "middle"]  # last: quick differs
+    found = exact_reuse(hash_index(a, want), hash_index(b, ref_want))
+    assert [(m.candidate, m.reference) for m in found] == [("copy", "copy")]
+    assert exact_reuse(hash_index(a), hash_index(b)) == found  # the same without prefilter

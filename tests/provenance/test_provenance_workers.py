@@ -75,3 +75,33 @@ def test_record_is_identical_on_one_and_four_threads(
         out.append(v.model_dump(mode="json") | {"created_at": None})
     assert out[0] == out[1]
     assert out[0]["verdict"] in ("derived", "no_evidence", "partial")
+
+
+def test_schedule_puts_each_blocks_sites_before_its_components() -> None:
+    """Tasks follow the files' order: block b's MLP sites just before block b's tests;
+    the norms, the longest single task with the least to read, first."""
+    from types import SimpleNamespace
+
+    from kaieval.provenance.compare import schedule
+
+    comps = [("embeddings", []), ("block.0.attention", []), ("block.0.mlp", []),
+             ("block.1.attention", []), ("block.1.mlp", []), ("norms", []), ("head", [])]
+    plan = SimpleNamespace(sites=[SimpleNamespace(block=b) for b in (0, 1, 1, 7)])
+    got = schedule(comps, plan)  # type: ignore[arg-type]
+    assert got == [("component", 5), ("site", 3), ("component", 0), ("site", 0),
+                   ("component", 1), ("component", 2), ("site", 1), ("site", 2),
+                   ("component", 3), ("component", 4), ("component", 6)]  # norms first
+    assert schedule(comps, None) == [("component", k) for k in (5, 0, 1, 2, 3, 4, 6)]
+
+
+def test_assignment_solver_loads_without_scipy_optimize() -> None:
+    """``kai provenance`` pays no scipy.optimize import, and solves with the same function."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import kaieval.provenance.verdict, kaieval.provenance.lsap as l; "
+            "print('scipy.optimize' in sys.modules); import scipy.optimize as so; "
+            "print(so.linear_sum_assignment is l.linear_sum_assignment)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]

@@ -65,9 +65,12 @@ def _is_url(text: str) -> bool:
 def _run_check(candidate: Path, refs: list[Path], *, alpha: float, stage: str, team: str,
                trust_remote_code: bool, seed: int | None, permutations: int | None,
                ) -> IndependenceVerdict:
-    from kaieval.io import readahead
+    from kaieval.filehash import hash_ahead
+    from kaieval.io import interleaved_weight_files, readahead
 
     readahead([candidate, *refs])  # the disk reads while the engine's imports run
+    # and the second core hashes what it reads for the record (kaieval.filehash)
+    hash_ahead(interleaved_weight_files([candidate, *refs]))
     from kaieval.provenance import check_independence
 
     kwargs: dict[str, Any] = {}

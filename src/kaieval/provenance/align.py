@@ -29,7 +29,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
+
+from kaieval.provenance.lsap import linear_sum_assignment
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from kaieval.provenance.align import MAX_TOKENS, ResidualMap, estimate_map, identity_map
 from kaieval.provenance.fingerprint import Reference
@@ -98,10 +99,9 @@ def search_sites(cand: Sequence[UnitSketch], ref_sites: Sequence[MlpSite],
     ``prefetch(site)`` (optional) is told which reference site comes next, so its
     bytes can be read from disk while the current pair is matched.
     """
-    log_alpha = math.log(alpha)
     by_pos = {(s.block, s.expert): s for s in ref_sites}
     pairs = [(i, rs) for i, c in enumerate(cand)
-             if (rs := by_pos.get((c.block, c.expert))) is not None and rs.units > 0]
+             if (rs := diagonal_site(c, by_pos)) is not None]
     threads = thread_count()
 
     def diagonal(k: int) -> MatchResult:
@@ -114,6 +114,27 @@ def search_sites(cand: Sequence[UnitSketch], ref_sites: Sequence[MlpSite],
     # sites are independent: matched on every core, results in order (workers.py)
     diag = dict(zip([i for i, _ in pairs], ordered_map(diagonal, range(len(pairs))),
                     strict=True))
+    return search_rest(cand, ref_sites, load_ref, diag, alpha=alpha,
+                       screen_units=screen_units)
+
+
+def diagonal_site(c: UnitSketch, by_pos: dict[tuple[int, int | None], MlpSite],
+                  ) -> MlpSite | None:
+    """The reference site at the candidate site's position, if it has units."""
+    rs = by_pos.get((c.block, c.expert))
+    return rs if rs is not None and rs.units > 0 else None
+
+
+def search_rest(cand: Sequence[UnitSketch], ref_sites: Sequence[MlpSite],
+                load_ref: Callable[[MlpSite], UnitSketch], diag: dict[int, MatchResult], *,
+                alpha: float, screen_units: int = SCREEN_UNITS) -> list[SiteFinding]:
+    """:func:`search_sites` once the diagonal matches (``diag``: site index -> result) are in.
+
+    Sites with no significant diagonal match are screened against every reference site
+    and confirmed against the best; every site then gets its finding and p-value.
+    """
+    log_alpha = math.log(alpha)
+    by_pos = {(s.block, s.expert): s for s in ref_sites}
     need = [i for i in range(len(cand)) if i not in diag or diag[i].log_p > log_alpha]
     best: dict[int, MatchResult] = {}
     picked: dict[int, MlpSite] = {}
@@ -223,6 +244,74 @@ def residual_map(cand: ModelWeights, ref: Reference, vocabs: Vocabs | None, cand
     return estimate_map(x, y, rng=rng)
 
 
+@dataclass
+class SitePlan:
+    """One reference's MLP matching, split into per-site tasks and a final search.
+
+    Why split: each candidate site's sketch and its same-position (diagonal) match need
+    only that block's tensors, so :func:`kaieval.provenance.verdict.check_independence`
+    runs them as the disk delivers each block, on the same threads as the component
+    tests, instead of waiting for every MLP of both models before testing anything.
+    :meth:`site` is that task; :meth:`finish` takes every site's result (in site order)
+    and runs the search for the sites whose diagonal match was not significant. The
+    results are those of :func:`search_sites` on the same sketches, bit for bit.
+    """
+
+    cand: ModelWeights
+    ref: Reference
+    rmap: ResidualMap
+    coords: npt.NDArray[np.intp]
+    sites: list[MlpSite]  # the candidate's, of the residual width mapped
+    ref_sites: list[MlpSite]
+    seed: int
+    alpha: float
+
+    def diagonal(self, i: int) -> MlpSite | None:
+        """The reference site candidate site ``i`` is matched with first, if any."""
+        site = self.sites[i]
+        by_pos = {(s.block, s.expert): s for s in self.ref_sites}
+        rs = by_pos.get((site.block, site.expert))
+        return rs if rs is not None and rs.units > 0 else None
+
+    def tensors(self, i: int) -> tuple[list[str], list[str]]:
+        """The candidate's and reference's tensors :meth:`site` reads (for read-ahead)."""
+        rs = self.diagonal(i)
+        return (list(self.sites[i].parts.values()),
+                [] if rs is None or self.ref.fingerprint else list(rs.parts.values()))
+
+    def site(self, i: int) -> tuple[UnitSketch, MatchResult | None]:
+        """Candidate site ``i`` sketched, and matched with the reference site at its position."""
+        site = self.sites[i]
+        sk = candidate_sketch(self.cand, site, self.rmap, self.coords,
+                              unit_subsample(site, self.seed))
+        rs = self.diagonal(i)
+        load = self.ref.sketch_loader(self.coords)
+        return sk, None if rs is None else match(sk, load(rs))
+
+    def finish(self, done: Sequence[tuple[UnitSketch, MatchResult | None]],
+               ) -> tuple[list[SiteFinding], list[tuple[str, str, float]]]:
+        """Every site's finding (searching where the diagonal was not significant) and
+        the candidate's expert-to-expert kinship tests."""
+        sketches = [sk for sk, _ in done]
+        diag = {i: d for i, (_, d) in enumerate(done) if d is not None}
+        found = search_rest(sketches, self.ref_sites, self.ref.sketch_loader(self.coords),
+                            diag, alpha=self.alpha)
+        return found, expert_kinship(sketches)
+
+
+def plan_matching(cand: ModelWeights, cand_sites: list[MlpSite], ref: Reference,
+                  vocabs: Vocabs | None, seed: int, alpha: float) -> SitePlan | None:
+    """Align the residual stream (reads the shared tokens' embedding rows) and plan the
+    MLP matching; None when either model has no MLP."""
+    if not cand_sites or not ref.sites:
+        return None
+    cand_dim, ref_dim = cand_sites[0].dim, ref.sites[0].dim
+    rmap = residual_map(cand, ref, vocabs, cand_dim, ref_dim, seed)
+    return SitePlan(cand, ref, rmap, ref.coords(ref_dim, seed),
+                    [s for s in cand_sites if s.dim == cand_dim],
+                    [s for s in ref.sites if s.dim == ref_dim], seed, alpha)
+
+
 def match_reference(cand: ModelWeights, cand_sites: list[MlpSite], ref: Reference,
                 vocabs: Vocabs | None, seed: int, alpha: float,
                 ) -> tuple[ResidualMap | None, list[SiteFinding], list[tuple[str, str, float]]]:
@@ -231,21 +320,17 @@ def match_reference(cand: ModelWeights, cand_sites: list[MlpSite], ref: Referenc
     Returns the map (None when either model has no MLP), one finding per candidate MLP
     site, and the candidate's expert-to-expert kinship tests.
     """
-    if not cand_sites or not ref.sites:
+    plan = plan_matching(cand, cand_sites, ref, vocabs, seed, alpha)
+    if plan is None:
         return None, [], []
-    cand_dim, ref_dim = cand_sites[0].dim, ref.sites[0].dim
-    rmap = residual_map(cand, ref, vocabs, cand_dim, ref_dim, seed)
-    coords = ref.coords(ref_dim, seed)
-    sites = [s for s in cand_sites if s.dim == cand_dim]
     threads = thread_count()
 
-    def sketch(i: int) -> UnitSketch:
-        if i + threads < len(sites):  # the disk reads an MLP ahead while this one is sketched
-            cand.prefetch(sites[i + threads].parts.values())
-        return candidate_sketch(cand, sites[i], rmap, coords, unit_subsample(sites[i], seed))
+    def site(i: int) -> tuple[UnitSketch, MatchResult | None]:
+        if i + threads < len(plan.sites):  # the disk reads an MLP ahead while this one runs
+            ahead_c, ahead_r = plan.tensors(i + threads)
+            cand.prefetch(ahead_c)
+            ref.weights.prefetch(ahead_r)
+        return plan.site(i)
 
-    sketches = ordered_map(sketch, range(len(sites)))
-    ref_sites = [s for s in ref.sites if s.dim == ref_dim]
-    found = search_sites(sketches, ref_sites, ref.sketch_loader(coords), alpha=alpha,
-                         prefetch=ref.prefetch_site)
-    return rmap, found, expert_kinship(sketches)
+    found, kin = plan.finish(ordered_map(site, range(len(plan.sites))))
+    return plan.rmap, found, kin

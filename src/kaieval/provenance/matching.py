@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 from scipy.special import betaln, gammaln, stdtr
 
 from kaieval.provenance.align import FloatArray, IntArray, ResidualMap
+from kaieval.provenance.lsap import linear_sum_assignment
 from kaieval.provenance.safetensors_io import (
     FLOAT_DTYPES,
     ModelWeights,

@@ -30,9 +30,7 @@ import math
 import queue
 import re
 import threading
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -42,18 +40,15 @@ from threadpoolctl import threadpool_limits
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
 from kaieval.provenance import weight_tests as tw
-from kaieval.provenance.align import FloatArray, ResidualMap, residual_axis
+from kaieval.provenance.compare import Finding, compare_reference
 from kaieval.provenance.evidence_kind import WHOLE_MODEL_SHARE, EffectThresholds, decide
-from kaieval.provenance.fingerprint import SUB, Reference, StoredSub, load_reference
-from kaieval.provenance.layers import SiteFinding, block_mapping, match_reference
+from kaieval.provenance.fingerprint import load_reference
+from kaieval.provenance.layers import SiteFinding, block_mapping
 from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
 from kaieval.provenance.tensor_groups import (
-    EMBEDDINGS,
-    HEAD,
     component_of,
     group_by_component,
-    is_norm,
 )
 from kaieval.provenance.tokenizer_lineage import (
     BASELINE_FILE,
@@ -62,8 +57,7 @@ from kaieval.provenance.tokenizer_lineage import (
     lineage_not_measured,
     load_baseline,
 )
-from kaieval.provenance.vocab import model_vocab, shared_rows
-from kaieval.provenance.workers import ordered_imap, thread_count
+from kaieval.provenance.vocab import model_vocab
 from kaieval.records import ComponentEvidence, IndependenceVerdict
 from kaieval.tokenizer import TokenizerFile, load_tokenizer
 
@@ -103,235 +97,13 @@ def bundled_detection_power() -> str | None:
         text += f" (measured on engine code {rates.code_sha256[:19]}…, not this version)"
     return text
 
-_BLOCK_NO = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
-
-
-@dataclass
-class _Finding:
-    """What one candidate component showed against one reference."""
-
-    reference: str
-    component: str
-    results: list[tw.CorrelationResult] = field(default_factory=list)
-    copies: list[tw.ExactMatch] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    fisher: tw.FisherResult | None = None
-    significant: bool = False
-    sites: list[SiteFinding] = field(default_factory=list)
-    compared_block: int | None = None  # reference block compared with, when not the same
-    basis: str | None = None  # residual map applied to the candidate's tensors, if any
-    kinship: list[str] = field(default_factory=list)
-    copied_parameters: int = 0  # the candidate's parameters in byte-identical tensors
-
-    @property
-    def comparable(self) -> bool:
-        return bool(self.results or self.copies or self.matched)
-
-    @property
-    def matched(self) -> list[SiteFinding]:
-        return [s for s in self.sites if s.result is not None]
-
-    @property
-    def match_log_p(self) -> float | None:
-        lps = [s.log_p for s in self.matched]
-        if not lps:
-            return None
-        return lps[0] if len(lps) == 1 else tw.fisher_combine(lps).log_p
-
-    @property
-    def log_p(self) -> float | None:
-        """The component's p-value: Fisher of correlations, Bonferroni with the matching."""
-        lps = [lp for lp in (self.fisher.log_p if self.fisher else None, self.match_log_p)
-               if lp is not None]
-        if not lps:
-            return None
-        return lps[0] if len(lps) == 1 else min(0.0, min(lps) + math.log(len(lps)))
-
-    @property
-    def derived(self) -> bool:
-        return bool(self.copies) or self.significant
-
-
-def _rng(seed: int, reference: str, name: str) -> np.random.Generator:
-    """Per-tensor generator: results do not depend on the order tensors are visited."""
-    return np.random.default_rng([seed, zlib.crc32(reference.encode()), zlib.crc32(name.encode())])
-
-
-def _ref_name(name: str, blocks: dict[int, int]) -> str:
-    """The reference tensor compared with ``name``: same name, in the mapped block if any."""
-    m = _BLOCK_NO.search(name)
-    if m is None or int(m.group(1)) not in blocks:
-        return name
-    return name[:m.start(1)] + str(blocks[int(m.group(1))]) + name[m.end(1):]
-
-
-def _load_pair(cand: ModelWeights, ref: ModelWeights, name: str, rname: str,
-               rng: np.random.Generator, rmap: ResidualMap | None, *,
-               rows_exchangeable: bool = True,
-               ) -> tuple[FloatArray, FloatArray, tw.NullPlan | None]:
-    """Both tensors as fp32 -- for a matrix, only the part its test will correlate.
-
-    A 2-D tensor with no residual map is read as the seeded sub-matrix of
-    :func:`tw.plan_null` (at most ``MAX_NULL_ROWS`` x ``MAX_NULL_UNITS``), which is
-    returned with it: the test's result is the one the whole tensor would give, at the
-    cost of reading and converting ~1 M elements per side whatever the model size.
-    With a residual map the residual axis must stay whole for the map to act on, so
-    each other axis longer than ``MAX_NULL_ROWS`` keeps a seeded subset and the test
-    cuts again after mapping.
-    """
-    info = cand.tensors[name]
-    if len(info.shape) != 2:
-        return cand.load(name), ref.load(rname), None
-    if rmap is None:
-        plan = tw.plan_null(info.shape, rows_exchangeable=rows_exchangeable, rng=rng)
-        return (cand.block(name, plan.rows, plan.cols), ref.block(rname, plan.rows, plan.cols),
-                plan)
-    if max(info.shape) <= tw.MAX_NULL_ROWS:
-        return cand.load(name), ref.load(rname), None
-    raxis = residual_axis(name, info.shape, rmap.cand_dim)
-    keep = [None if n <= tw.MAX_NULL_ROWS or axis == raxis
-            else np.sort(rng.choice(n, tw.MAX_NULL_ROWS, replace=False)).astype(np.intp)
-            for axis, n in enumerate(info.shape)]
-    return cand.block(name, *keep), ref.block(rname, *keep), None
-
-
-def _stored_sub_test(cand: ModelWeights, ref: ModelWeights, name: str, rname: str,
-                     sub: StoredSub, mapped: bool, rng: np.random.Generator,
-                     permutations: int, skipped: list[str]) -> tw.CorrelationResult | None:
-    """Correlate the candidate's elements at a fingerprint's stored sub-matrix positions."""
-    shape = cand.tensors[name].shape
-    if mapped:
-        skipped.append(f"{name} (the fingerprint keeps a sub-matrix; the residual map needs "
-                       "the whole residual axis)")
-        return None
-    if shape != sub.shape:
-        skipped.append(f"{name} (shapes {list(shape)} vs {list(sub.shape)})")
-        return None
-    if not tw.comparable(cand, name):
-        skipped.append(f"{name} (not a float tensor)")
-        return None
-    x = cand.block(name, sub.plan.rows, sub.plan.cols)
-    res = tw.correlation_test(name, x, ref.load(f"{SUB}{rname}"), rng=rng,
-                              permutations=permutations, plan=sub.plan)
-    if res is None:
-        skipped.append(f"{name} (constant or non-finite)")
-    return res
-
-
-def _compare_component(cand: ModelWeights, ref: ModelWeights, ref_name: str, component: str,
-                       names: list[str], vocabs: tuple[dict[str, int], dict[str, int]] | None,
-                       seed: int, permutations: int, blocks: dict[int, int] | None = None,
-                       rmap: ResidualMap | None = None,
-                       subs: dict[str, StoredSub] | None = None) -> _Finding:
-    """Every same-name tensor of one component, streamed two tensors at a time.
-
-    ``blocks`` (candidate block -> reference block, from the MLP block search) sends a
-    moved block's tensors to the reference block that seeded it. ``rmap`` (when it
-    :attr:`~ResidualMap.transforms`) writes candidate tensors in the reference's
-    residual basis first -- except the embeddings, whose rows estimated the map.
-    ``subs`` (a fingerprint's stored sub-matrices) stand in for reference tensors that
-    are not stored whole: the candidate's same elements are read and tested.
-    """
-    f = _Finding(ref_name, component)
-    mapped = rmap is not None and rmap.transforms and component != EMBEDDINGS
-    dense = rmap.dense() if mapped and rmap is not None else None
-    for name in names:
-        rname = _ref_name(name, blocks or {})
-        if rname != name:
-            m = _BLOCK_NO.search(rname)
-            f.compared_block = int(m.group(1)) if m else None
-        if subs and rname in subs and rname not in ref.tensors:
-            got = _stored_sub_test(cand, ref, name, rname, subs[rname], dense is not None,
-                                   _rng(seed, ref_name, name), permutations, f.skipped)
-            if got is not None:
-                f.results.append(got)
-            continue
-        if rname not in ref.tensors:
-            f.skipped.append(f"{name} (absent)")
-            continue
-        if not (tw.comparable(cand, name) and tw.comparable(ref, rname)):
-            f.skipped.append(f"{name} (not a float tensor)")
-            continue
-        ci, ri = cand.tensors[name], ref.tensors[rname]
-        rng = _rng(seed, ref_name, name)
-        res: tw.CorrelationResult | None
-        if component in (EMBEDDINGS, HEAD) and len(ci.shape) == 2 and len(ri.shape) == 2:
-            rows = None if vocabs is None else shared_rows(
-                vocabs[0], vocabs[1], candidate_rows=ci.shape[0], reference_rows=ri.shape[0])
-            xform = None
-            cshape: tuple[int, ...] = ci.shape
-            if rmap is not None and dense is not None:
-                xform = functools.partial(rmap.apply, name, dense=dense)
-                cshape = rmap.mapped_shape(name, ci.shape)
-                f.basis = rmap.kind
-            if cshape == ri.shape and (rows is None or rows.identical):
-                x, y, plan = _load_pair(cand, ref, name, rname, rng, rmap if xform else None,
-                                        rows_exchangeable=False)
-                res = tw.correlation_test(name, x if xform is None else xform(x), y, rng=rng,
-                                          permutations=permutations, rows_exchangeable=False,
-                                          plan=plan)
-            elif rows is None or cshape[1] != ri.shape[1]:
-                why = ("no readable tokenizer pair (any format) to align rows" if rows is None
-                       else "hidden sizes differ")
-                f.skipped.append(f"{name} (shapes {list(ci.shape)} vs {list(ri.shape)}, {why})")
-                continue
-            else:
-                res = tw.embedding_test(cand, ref, name, rname, rows, rng=rng,
-                                        permutations=permutations, transform=xform)
-        elif dense is None and ci.shape != ri.shape:
-            f.skipped.append(f"{name} (shapes {list(ci.shape)} vs {list(ri.shape)})")
-            continue
-        elif rmap is not None and dense is not None:
-            if rmap.mapped_shape(name, ci.shape) != ri.shape:
-                f.skipped.append(f"{name} (shapes {list(ci.shape)} vs {list(ri.shape)} in the "
-                                 "reference basis)")
-                continue
-            f.basis = rmap.kind
-            x, y, _ = _load_pair(cand, ref, name, rname, rng, rmap)
-            res = tw.correlation_test(name, rmap.apply(name, x, dense), y, rng=rng,
-                                      permutations=permutations, norm=is_norm(name))
-        else:
-            norm = is_norm(name)
-            x, y, plan = (_load_pair(cand, ref, name, rname, rng, None) if not norm
-                          else (cand.load(name), ref.load(rname), None))
-            res = tw.correlation_test(name, x, y, rng=rng, permutations=permutations,
-                                      norm=norm, plan=plan)
-        if res is None:
-            f.skipped.append(f"{name} (constant or non-finite)")
-        else:
-            f.results.append(res)
-    if f.results:
-        f.fisher = tw.fisher_combine([r.log_p for r in f.results])
-    return f
-
-
-def _compare_ahead(cand: ModelWeights, ref: Reference, ref_name: str,
-                   comps: list[tuple[str, list[str]]], vocabs: tuple[dict[str, int],
-                                                                dict[str, int]] | None,
-                   seed: int, permutations: int, moved: dict[int, int],
-                   rmap: ResidualMap | None, k: int) -> _Finding:
-    """Component ``k`` of ``comps`` compared (on a worker thread), the one after it prefetched.
-
-    Components are independent given the residual map and the block mapping, and each
-    tensor's test draws from its own seeded generator, so they run in parallel with
-    results identical to one at a time (:mod:`kaieval.provenance.workers`). The disk
-    reads the component ``threads`` places ahead while this one is tested.
-    """
-    ahead = k + thread_count()
-    if ahead < len(comps):
-        cand.prefetch(comps[ahead][1])
-        ref.weights.prefetch(_ref_name(n, moved) for n in comps[ahead][1])
-    comp, names = comps[k]
-    return _compare_component(cand, ref.weights, ref_name, comp, names, vocabs, seed,
-                              permutations, moved, rmap, ref.subs)
-
 
 def _fmt_p(log_p: float) -> str:
     p = math.exp(log_p)
     return f"p={p:.3g}" if p > 1e-300 else f"log10 p={tw.log10(log_p):.1f}"
 
 
-def _detail(f: _Finding) -> str:
+def _detail(f: Finding) -> str:
     parts = [f"vs {f.reference}:"]
     if f.copies:
         shown = ", ".join(f"{c.candidate} = {c.reference}" for c in f.copies[:4])
@@ -390,7 +162,7 @@ _REASON_WORDS = {"shapes": "shapes differ", "absent": "absent from the reference
                  "no tokenizer": "no tokenizer to align rows"}
 
 
-def _not_compared(f: _Finding) -> str | None:
+def _not_compared(f: Finding) -> str | None:
     """Why tensors of the component were not compared, in a few words (None: all were)."""
     if not f.skipped:
         return None
@@ -398,14 +170,14 @@ def _not_compared(f: _Finding) -> str | None:
     return ", ".join(why) or "not comparable"
 
 
-def _match_rho(f: _Finding) -> float | None:
+def _match_rho(f: Finding) -> float | None:
     """Mean over matched sites of the stronger rank statistic (identity order, gate/up)."""
     rhos = [max(s.result.rho_identity, s.result.rho_gate_up or -1.0)
             for s in f.matched if s.result is not None]
     return float(np.mean(rhos)) if rhos else None
 
 
-def _effect_size(f: _Finding) -> float | None:
+def _effect_size(f: Finding) -> float | None:
     """Mean centred r of the aligned tensors: how much of the weights survives.
 
     Where no tensor could be correlated, the matched rank rho stands in; a component
@@ -420,7 +192,7 @@ def _effect_size(f: _Finding) -> float | None:
     return 1.0 if f.copies else None
 
 
-def _evidence(f: _Finding, parameters: int | None = None) -> ComponentEvidence:
+def _evidence(f: Finding, parameters: int | None = None) -> ComponentEvidence:
     extra: dict[str, Any] = {"parameters": parameters, "not_compared": _not_compared(f),
                              "parameters_copied": f.copied_parameters}
     if not f.comparable:
@@ -446,7 +218,7 @@ def _evidence(f: _Finding, parameters: int | None = None) -> ComponentEvidence:
         effect_size=_effect_size(f), match_rho=_match_rho(f), **extra)
 
 
-def _counts(f: _Finding) -> dict[str, Any]:
+def _counts(f: Finding) -> dict[str, Any]:
     """The figures ``_detail`` words, as evidence fields: readers need not parse the prose."""
     fisher = f.fisher
     return {"tensors_copied": len(f.copies), "tensors_correlated": len(f.results),
@@ -547,6 +319,13 @@ def _tokenizer_hashes(label: str, w: ModelWeights, tok: TokenizerFile | None,
             if p.is_file() and p.resolve().is_relative_to(w.root.resolve())}
 
 
+def _tick(progress: Callable[[int, int, str], None], done: list[int], total: int,
+          ref_name: str, _k: int, component: str) -> None:
+    """One component's tests are in: tell ``progress`` (done so far, total, label)."""
+    done[0] += 1
+    progress(done[0], total, f"{component} vs {ref_name}")
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -604,7 +383,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     tok_baseline = load_baseline()
     tok_lines: list[ComponentEvidence] = []
     tok_hashes = _tokenizer_hashes("candidate", cand, cand_tok[0])
-    findings: list[_Finding] = []
+    findings: list[Finding] = []
     ref_names: list[str] = []
     maps: dict[str, str] = {}
     block_map: list[str] = []
@@ -629,15 +408,18 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
         cand_full.update(tw.hash_index(cand, missing))
         copies = tw.exact_reuse({n: cand_full[n] for n in want if n in cand_full}, ref_full)
         vocabs = (cand_vocab, ref.vocab) if cand_vocab is not None and ref.vocab else None
-        rmap, found, kin = match_reference(cand, cand_sites, ref, vocabs, seed, alpha)
-        if rmap is not None:
-            maps[name] = rmap.describe()
-        moved = _moved_blocks(found, alpha)
-        block_map += [f"{name}: {line}" for line in block_mapping(found, math.log(alpha))]
         comps = list(groups.items())
-        compare = functools.partial(_compare_ahead, cand, ref, name, comps, vocabs, seed,
-                                    permutations, moved, rmap)
-        for (comp, _), f in zip(comps, ordered_imap(compare, range(len(comps))), strict=True):
+        before = len(findings)
+        tick = None if progress is None else functools.partial(
+            _tick, progress, [before], len(groups) * len(references), name)
+        got = compare_reference(cand, ref, name, comps, cand_sites, vocabs, seed=seed,
+                                alpha=alpha, permutations=permutations,
+                                moved_blocks=_moved_blocks, progress=tick)
+        if got.rmap is not None:
+            maps[name] = got.rmap.describe()
+        found, kin = got.found, got.kinship
+        block_map += [f"{name}: {line}" for line in block_mapping(found, math.log(alpha))]
+        for (comp, _), f in zip(comps, got.findings, strict=True):
             f.copies = [c for c in copies if component_of(c.candidate) == comp]
             f.copied_parameters = sum(math.prod(cand.tensors[n].shape)
                                       for n in {c.candidate for c in f.copies})
@@ -647,8 +429,6 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                          and lp <= math.log(alpha / len(kin))] \
                 if comp.endswith(".mlp") else []  # Bonferroni over all expert pairs
             findings.append(f)
-            if progress is not None:
-                progress(len(findings), len(groups) * len(references), f"{comp} vs {name}")
     tested = [f for f in findings if f.log_p is not None]
     for f, rej in zip(tested, tw.holm([f.log_p for f in tested if f.log_p is not None], alpha),
                       strict=True):
@@ -685,7 +465,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
         effect_thresholds=dict(thresholds.by_type))
 
 
-def _evidence_list(findings: list[_Finding], params: dict[str, int],
+def _evidence_list(findings: list[Finding], params: dict[str, int],
                    ) -> tuple[ComponentEvidence, ...]:
     """Comparable (component, reference) pairs; one inconclusive line per uncompared component."""
     out: list[ComponentEvidence] = []

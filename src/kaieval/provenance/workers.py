@@ -7,7 +7,7 @@ the two-core development machine the tests alone kept one core busy while the ot
 only hashed the inputs, so a cold run took several times the disk's read time.
 
 Why results cannot change: every test draws from its own generator, seeded by the
-reference and tensor name (``verdict._rng``), and :func:`ordered_map` returns results
+reference and tensor name (``compare.tensor_rng``), and :func:`ordered_map` returns results
 in input order, so the record is byte-identical whatever the number of threads (tested
 in ``tests/provenance/test_provenance_workers.py``). ``KAI_PROVENANCE_THREADS`` sets
 the number (``1``: everything on the calling thread, as before).
@@ -16,7 +16,8 @@ the number (``1``: everything on the calling thread, as before).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -76,3 +77,82 @@ def ordered_imap(fn: Callable[[_T], _R], items: Iterable[_T], *,
             yield fut.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def after_imap(fn: Callable[[int], _R], after: Sequence[int | None], *,
+               threads: int | None = None, started: Callable[[int], None] | None = None,
+               ) -> Iterator[_R]:
+    """``fn(i)`` for ``i`` in ``range(len(after))``, yielded in that order; ``fn(i)`` starts
+    only once ``fn(after[i])`` has returned (``after[i] < i``, or None: at once).
+
+    Why: the residual map of a comparison is one long serial task (an assignment over
+    the hidden size) that the MLP sketches need but the component tests do not. Here a
+    free thread takes the lowest-numbered task that may start, so the tests run beside
+    the map instead of after it; the results are still yielded in task order. With one
+    thread the tasks run in order on the calling thread (valid: each one's prerequisite
+    comes before it). ``started(i)`` is called as task ``i`` starts (e.g. to hint the
+    disk about the tasks after it). The first exception is raised in the caller's
+    thread; tasks not yet started are dropped.
+    """
+    total = len(after)
+    if any(a is not None and not 0 <= a < i for i, a in enumerate(after)):
+        raise ValueError("after_imap: each prerequisite must be an earlier task")
+    n = min(thread_count() if threads is None else threads, total)
+    if n <= 1:
+        for i in range(total):
+            if started is not None:
+                started(i)
+            yield fn(i)
+        return
+    cond = threading.Condition()
+    waiting = list(range(total))  # not started, in priority (= task) order
+    done: dict[int, tuple[bool, object]] = {}  # index -> (ok, result or exception)
+    finished: set[int] = set()  # tasks returned (kept after their result is yielded)
+    stop = False
+
+    def work() -> None:
+        nonlocal stop
+        while True:
+            with cond:
+                while True:
+                    if stop or not waiting:
+                        return
+                    pick = next((i for i in waiting
+                                 if after[i] is None or after[i] in finished), None)
+                    if pick is not None:
+                        waiting.remove(pick)
+                        break
+                    cond.wait()
+            try:
+                if started is not None:
+                    started(pick)
+                out: tuple[bool, object] = (True, fn(pick))
+            except BaseException as err:  # handed to the caller's thread
+                out = (False, err)
+            with cond:
+                done[pick] = out
+                finished.add(pick)
+                if not out[0]:
+                    stop = True
+                cond.notify_all()
+
+    pool = [threading.Thread(target=work, name=f"kai-provenance_{k}", daemon=True)
+            for k in range(n)]
+    for t in pool:
+        t.start()
+    try:
+        for i in range(total):
+            with cond:
+                while i not in done:
+                    cond.wait()
+                ok, value = done.pop(i)
+            if not ok:
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        with cond:
+            stop = True
+            cond.notify_all()
+        for t in pool:
+            t.join()
