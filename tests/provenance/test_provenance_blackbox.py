@@ -42,7 +42,7 @@ from kaieval.provenance.blackbox import (
     pair_permutation_p,
     parse_model_spec,
 )
-from kaieval.provenance.blackbox_models import _offsets_from_end, _parse_echo
+from kaieval.provenance.blackbox_models import _echo_dists, _parse_echo
 from kaieval.provenance.blackbox_stats import compare, empirical, project, text_statistics, unit
 from kaieval.provenance.weight_tests import holm
 
@@ -250,7 +250,9 @@ def test_holm_adjusted_matches_holm_decisions() -> None:
 
 def test_units_and_projection_compare_across_tokenizers() -> None:
     assert unit(" 정부") == " 정" and unit("정부는") == "정" and unit("\n\n법") == "\n법"
-    assert unit("\ufffd") == "\ufffd" and unit("  ") == " " and unit("") is None
+    assert unit("\ufffd") == "\ufffd" and unit("  ") == " " and unit("") == "\ufffd"
+    # a token that does not finish its last character: vLLM names it "", others "가\ufffd"
+    assert unit(" 가\ufffd") == "\ufffd" and unit("\ufffd가") == "\ufffd"
     # two tokenizers cutting " 정부는" differently agree on the next unit " 정"
     a = project({" 정부": -0.1, " 국회": -2.5, "x": -9.0}, k=2)
     b = project({" 정": -0.5, " 정책": -2.3, " 국": -2.0}, k=3)
@@ -265,9 +267,10 @@ def test_units_and_projection_compare_across_tokenizers() -> None:
     assert empirical(["a", "a", "b", None], k=1) == {"a": pytest.approx(2 / 3)}
 
 
-def test_echo_offsets_line_up_with_and_without_bos() -> None:
-    """vLLM counts a prepended "<s>" in text_offset; offsets are measured back from the
-    prompt's end, so the same text gives the same offsets either way."""
+def test_echo_positions_come_from_token_strings_not_text_offset() -> None:
+    """A BOS the server prepends (and counts in ``text_offset``, as vLLM does) has no
+    position; the others are where the token strings start in the text, whatever
+    ``text_offset`` says; the generated token's alternatives sit after the text."""
     def answer(tokens: list[str], offsets: list[int], n_prompt: int) -> dict[str, Any]:
         top = [None] + [{t: -0.5} for t in tokens[1:]]
         return {"usage": {"prompt_tokens": n_prompt}, "choices": [{"text": "", "logprobs": {
@@ -277,15 +280,20 @@ def test_echo_offsets_line_up_with_and_without_bos() -> None:
     text = "ab cd"
     plain = _parse_echo(answer(["ab", " cd", "!"], [0, 2, 5], 2), 5)
     bos = _parse_echo(answer(["<s>", "ab", " cd", "!"], [0, 3, 5, 8], 3), 5)
-    assert plain is not None and bos is not None
-    a, b = _offsets_from_end(plain, text, 5), _offsets_from_end(bos, text, 5)
+    drifted = _parse_echo(answer(["<s>", "ab", " cd", "!"], [0, 9, 9, 9], 3), 5)
+    assert plain is not None and bos is not None and drifted is not None
+    a, b = _echo_dists(plain, text, 5), _echo_dists(bos, text, 5)
     assert sorted(a) == [2, 5] and a[2] == {" c": pytest.approx(np.exp(-0.5))}
     assert sorted(b) == [0, 2, 5] and b[2] == a[2] and b[5] == a[5]
+    assert _echo_dists(drifted, text, 5) == b
     assert _parse_echo({"choices": [{"text": "x", "logprobs": None}]}, 5) is None
     with pytest.raises(ValueError, match="finite log-probability"):
         _parse_echo(answer(["ab", " cd"], [0, 2], 2) | {"choices": [{"logprobs": {
             "tokens": ["a", "b"], "text_offset": [0, 1],
             "top_logprobs": [None, {"b": float("nan")}]}}]}, 5)
+    with pytest.raises(ValueError, match="non-string"):
+        _parse_echo(answer(["ab", " cd"], [0, 2], 2) | {"choices": [{"logprobs": {
+            "tokens": ["a", 3], "top_logprobs": [None, {"b": -1.0}]}}]}, 5)
 
 
 def test_double_centring_removes_model_effects() -> None:

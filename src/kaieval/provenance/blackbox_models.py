@@ -8,8 +8,11 @@ on local folders and run on endpoints:
   one forward pass; from an OpenAI-compatible endpoint by ``/v1/completions`` with
   ``echo: true, logprobs: k, max_tokens: 1`` (what vLLM, llama.cpp and TGI answer; vLLM
   reports prompt log-probs this way). Positions are character offsets into the text,
-  measured back from the end of the prompt, so a server that prepends BOS (vLLM counts
-  ``"<s>"`` in its offsets) lines up with one that does not;
+  rebuilt from the token strings on both sides (:mod:`.blackbox_offsets`): the echoed
+  ``tokens`` of an endpoint, the raw pieces of a local tokenizer. The endpoint's own
+  ``text_offset`` is not used: vLLM's counts decoded token strings, which drift on
+  characters split across tokens. A local model's top-k is keyed by decoded token string
+  as an endpoint's answer is (tokens that decode alike keep one entry);
 * when an endpoint gives no log-probs: sampled next tokens after each prompt
   (temperature 1, seeded per request), the fallback the result then reports.
 """
@@ -26,6 +29,7 @@ import numpy as np
 
 from kaieval.bench.api import GenerationRequest
 from kaieval.errors import KaiError
+from kaieval.provenance.blackbox_offsets import decoded_starts, exact_starts, token_starts
 from kaieval.provenance.blackbox_stats import (
     STATISTICS,
     TextDists,
@@ -63,12 +67,16 @@ class ModelSession:
         """Per text, offset -> projected top-k distribution; None: no log-probs here."""
         if self.local:
             return [self._local_dists(t, k) for t in texts]
-        answers = self.backend.post_completions(
-            [{"prompt": t, "echo": True, "logprobs": k, "max_tokens": 1, "temperature": 0}
-             for t in texts], lambda data: _parse_echo(data, k))
+        bodies = [{"prompt": t, "echo": True, "logprobs": k, "max_tokens": 1, "temperature": 0}
+                  for t in texts]
+        first = self.backend.post_completions(bodies[:1], lambda data: _parse_echo(data, k))
+        if first[0] is None:  # no log-probs: asking for the other texts would be wasted
+            return None
+        answers = first + self.backend.post_completions(bodies[1:],
+                                                        lambda data: _parse_echo(data, k))
         if any(a is None for a in answers):
             return None
-        return [_offsets_from_end(a, t, k) for a, t in zip(answers, texts, strict=True)]
+        return [_echo_dists(a, t, k) for a, t in zip(answers, texts, strict=True)]
 
     def sample_next(self, prompts: Sequence[str], n: int) -> list[list[str | None]]:
         """Per prompt, the units of ``n`` sampled next tokens (seeded, temperature 1)."""
@@ -80,6 +88,17 @@ class ModelSession:
         texts = self.backend.post_completions(bodies, _parse_text)
         return [[unit(t) for t in texts[i * n:(i + 1) * n]] for i in range(len(prompts))]
 
+    def starts(self, text: str, ids: Sequence[int]) -> list[int]:
+        """Where each token of ``ids`` starts in ``text`` (-1: not on a character
+        boundary, or special), from the tokenizer's raw pieces, which spell the text's
+        bytes exactly; from its decoded pieces where they do not (a normalizer)."""
+        tok = self.backend.tokenizer
+        special = set(tok.all_special_ids)
+        mask = [i in special for i in ids]
+        got = exact_starts(text, [str(p) for p in tok.convert_ids_to_tokens(list(ids))], mask)
+        return got if got is not None else decoded_starts(
+            text, [self._string(i) for i in ids], mask)
+
     # --- local ----------------------------------------------------------------------
 
     def _forward(self, text: str) -> tuple[Any, list[int]]:
@@ -87,12 +106,11 @@ class ModelSession:
         import torch
 
         tok, model = self.backend.tokenizer, self.backend.model
-        enc = tok(text, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
+        ids = list(tok(text)["input_ids"])  # special tokens as a server adds them
         if not ids:
             raise KaiError("the model's tokenizer gives no tokens for a prompt",
                            where=str(self.spec.path))
-        starts = [int(s) if e > s else -1 for s, e in enc["offset_mapping"]]  # -1: special
+        starts = self.starts(text, ids)
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([ids], device=self.backend.device)).logits
         lp = torch.log_softmax(logits[0].float(), dim=-1)
@@ -100,6 +118,7 @@ class ModelSession:
         return lp, [*starts[1:], len(text)]
 
     def _string(self, token: int) -> str:
+        """The token decoded alone, as an endpoint names a top-k alternative."""
         if token not in self._strings:
             self._strings[token] = str(self.backend.tokenizer.decode([token]))
         return self._strings[token]
@@ -111,7 +130,7 @@ class ModelSession:
         values, idx = torch.topk(lp, min(k, lp.shape[-1]), dim=-1)
         out: TextDists = {}
         for i, off in enumerate(at):
-            if off < 0 or off in out:  # a special token, or mid-character: first only
+            if off < 0 or off in out:  # special, mid-character (or a repeat): first only
                 continue
             top = {self._string(int(t)): float(v) for t, v in
                    zip(idx[i].tolist(), values[i].tolist(), strict=True)}
@@ -124,7 +143,9 @@ class ModelSession:
         lp, _ = self._forward(prompt)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         picks = torch.multinomial(lp[-1].exp(), n, replacement=True, generator=gen)
-        return [unit(self._string(int(t))) for t in picks.tolist()]
+        tok = self.backend.tokenizer  # as a server's completion text: special tokens dropped
+        return [unit(str(tok.decode([int(t)], skip_special_tokens=True)))
+                for t in picks.tolist()]
 
 
 def _parse_text(data: Any) -> str:
@@ -138,21 +159,21 @@ def _parse_text(data: Any) -> str:
 
 
 def _parse_echo(data: Any, k: int) -> dict[str, Any] | None:
-    """The echoed tokens, offsets, top-k alternatives and prompt length; None where the
-    endpoint answered without log-probs (``transformers serve``, most hosted chat APIs)."""
+    """The echoed token strings, top-k alternatives and prompt length; None where the
+    endpoint answered without log-probs (``transformers serve``, most hosted chat APIs).
+    ``text_offset`` is not read (see the module doc)."""
     try:
         lp = data["choices"][0].get("logprobs")
     except (KeyError, IndexError, TypeError, AttributeError):
         raise ValueError("response field 'choices[0]' is missing or malformed") from None
     if not isinstance(lp, dict) or not lp.get("top_logprobs"):
         return None
-    tokens, offsets, top = lp.get("tokens"), lp.get("text_offset"), lp.get("top_logprobs")
-    if not (isinstance(tokens, list) and isinstance(offsets, list) and isinstance(top, list)
-            and len(tokens) == len(offsets) == len(top) > 0):
-        raise ValueError("choices[0].logprobs: tokens, text_offset and top_logprobs are not "
-                         "lists of one length")
-    if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
-        raise ValueError("choices[0].logprobs.text_offset holds a non-integer")
+    tokens, top = lp.get("tokens"), lp.get("top_logprobs")
+    if not (isinstance(tokens, list) and isinstance(top, list) and len(tokens) == len(top) > 0):
+        raise ValueError("choices[0].logprobs: tokens and top_logprobs are not lists of one "
+                         "length")
+    if not all(isinstance(t, str) for t in tokens):
+        raise ValueError("choices[0].logprobs.tokens holds a non-string")
     for alts in top:
         if alts is None:
             continue
@@ -165,20 +186,18 @@ def _parse_echo(data: Any, k: int) -> dict[str, Any] | None:
     n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     if not (isinstance(n, int) and not isinstance(n, bool) and 0 < n <= len(tokens)):
         n = len(tokens) - 1  # max_tokens 1: everything but the last token is the prompt
-    return {"tokens": tokens, "offsets": offsets, "top": top, "n_prompt": n}
+    return {"tokens": tokens, "top": top, "n_prompt": n}
 
 
-def _offsets_from_end(a: dict[str, Any], text: str, k: int) -> TextDists:
-    """Echoed positions as offsets into ``text``: shifted so the prompt ends at ``len(text)``
-    (a BOS the server counted falls before 0 and is dropped); the generated token's
-    alternatives are the distribution after the text."""
-    tokens, offsets, top, n = a["tokens"], a["offsets"], a["top"], a["n_prompt"]
-    end = (offsets[n] if n < len(offsets)
-           else offsets[-1] + len(tokens[-1]) if isinstance(tokens[-1], str) else len(text))
-    shift = end - len(text)
+def _echo_dists(a: dict[str, Any], text: str, k: int) -> TextDists:
+    """An echo's distributions at the offsets its token strings start at in ``text``
+    (:func:`~.blackbox_offsets.token_starts`; a BOS or a token starting inside a character
+    has none); the generated token's alternatives are the distribution after the text."""
+    tokens, top, n = a["tokens"], a["top"], a["n_prompt"]
+    starts = token_starts(text, tokens[:n])
     out: TextDists = {}
     for i, alts in enumerate(top):
-        off = len(text) if i >= n else offsets[i] - shift
+        off = len(text) if i >= n else starts[i]
         if not isinstance(alts, dict) or not alts or off < 0 or off in out:
             continue
         out[off] = project({str(t): float(v) for t, v in alts.items()}, k)
@@ -214,12 +233,19 @@ def measure(specs: Sequence[Any], prompts: Sequence[str], *, seed: int, max_new_
         outputs.append(s.generate(prompts, max_new_tokens))
         s.close()
     flat = [p + o for outs in outputs for p, o in zip(prompts, outs, strict=True)]
-    dists: list[list[TextDists] | None] = []
-    for spec in specs:
-        s = ModelSession(spec, seed=seed)
-        dists.append(s.dists(flat, top_k))
+    dists: list[list[TextDists] | None] = [None] * m
+    missing: list[int] = []
+    # endpoints first: once one gives no log-probs every model is sampled instead, so the
+    # local forward passes are skipped and the other endpoints are asked one text only
+    for j in sorted(range(m), key=lambda j: specs[j].url is None):
+        if missing and specs[j].url is None:
+            continue
+        s = ModelSession(specs[j], seed=seed)
+        dists[j] = s.dists(flat[:1] if missing else flat, top_k)
         s.close()
-    missing = [j for j, d in enumerate(dists) if d is None]
+        if dists[j] is None:
+            missing.append(j)
+    missing.sort()
     samples: list[list[list[str | None]]] = []
     if missing:  # every model on the same footing: all sampled, none from log-probs
         for spec in specs:

@@ -16,7 +16,8 @@ here compares token ids:
   multi-byte character) goes to one "incomplete" unit. Two tokenizers that cut
   ``" 정부는"`` differently (``" 정부" + "는"`` vs ``" 정" + "부는"``) still agree on
   ``" 정"``. Where vocabularies are the same this loses little; where they differ it is
-  what makes the comparison possible at all.
+  what makes the comparison possible at all. A token that ends inside a character (or
+  ``""``, how vLLM names one) is "incomplete" whatever it starts with (:func:`unit`).
 * **Statistics** per shared offset (then averaged over a prompt's offsets): ``top1``
   (same most likely unit), ``topk`` (overlap of the two top-k unit sets over the larger
   set: rank agreement of the top-k) and ``js`` (1 - Jensen-Shannon divergence in bits
@@ -38,10 +39,13 @@ Dist = dict[str, float]  # next unit -> probability (top-k mass only; sums to <=
 TextDists = dict[int, Dist]  # character offset in the text -> distribution there
 
 
-def unit(token: str) -> str | None:
-    """The next unit a token string starts with; None for an empty string."""
-    if not token:
-        return None
+def unit(token: str) -> str:
+    """The next unit a token string starts with. A token that does not finish its last
+    character is the "incomplete" unit whatever it starts with: decoded alone it ends in
+    ``"\ufffd"``, but vLLM reports it as ``""`` (and a server's completion text is ``""``
+    for a special token too), so nothing else about it is the same on every server."""
+    if not token or token.endswith(INCOMPLETE):
+        return INCOMPLETE
     stripped = token.lstrip()
     lead = token[: len(token) - len(stripped)]
     ws = ("\n" if "\n" in lead else " ") if lead else ""
@@ -58,8 +62,7 @@ def project(top: Mapping[str, float], k: int) -> Dist:
     out: Dist = {}
     for token, lp in best:
         u = unit(token)
-        if u is not None:
-            out[u] = out.get(u, 0.0) + math.exp(lp)
+        out[u] = out.get(u, 0.0) + math.exp(lp)
     return out
 
 
