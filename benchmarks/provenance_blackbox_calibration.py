@@ -138,6 +138,7 @@ def main() -> int:
         servers = [LocalOpenAIServer(models[n], name=n) for n in names]
         for server in servers:
             server.faults.echo = not args.sampled  # --sampled: as transformers serve
+            server.faults.vllm_tokens = True  # token strings as vLLM names them
         specs = [ModelSpec(name=n, url=s.base_url, served_model=n, max_retries=2,
                            timeout_s=120) for n, s in zip(names, servers, strict=True)]
     items, digest = load_prompts()
@@ -191,7 +192,7 @@ def main() -> int:
         "alpha": args.alpha, "served": "local folders" if args.local else
         "tests/bench/openai_server.py LocalOpenAIServer on 127.0.0.1 " + (
             "(echo/logprobs ignored: sampled fallback)" if args.sampled
-            else "(echo + top-k logprobs)"),
+            else "(echo + top-k logprobs, tokens named as vLLM 0.32 names them)"),
         "n_samples": args.samples if got.mode == "sampled" else 0,
         "prompts_sha256": digest, "n_prompts": len(items), "top_k": args.top_k,
         "max_new_tokens": args.max_new_tokens, "permutations": args.permutations,

@@ -218,14 +218,16 @@ class LocalOpenAIServer:
         def name(token: int, context: list[int]) -> str:
             return self._vllm_name(token, context) if vllm else str(self.tok.decode([token]))
 
-        def alternatives(row: Any, context: list[int]) -> dict[str, float]:
-            values, idx = torch.topk(row, min(top_k, row.shape[-1]))  # as OpenAI's API
-            return {name(int(t), context): float(v)
-                    for t, v in zip(idx.tolist(), values.tolist(), strict=True)}
+        def alternatives(row: Any, context: list[int], own: int) -> dict[str, float]:
+            values, idx = torch.topk(row, min(top_k, row.shape[-1]))  # as OpenAI's API and
+            out = {name(own, context): float(row[own])}  # vLLM: the token itself, then the
+            out.update((name(int(t), context), float(v))  # top-k, keyed by string (the
+                       for t, v in zip(idx.tolist(), values.tolist(), strict=True))  # last
+            return out  # of those named alike stays)
 
         for i in range(1, len(ids)):
             token_lps.append(float(lp[i - 1, ids[i]]))
-            top.append(alternatives(lp[i - 1], ids[1:i][-4:]))
+            top.append(alternatives(lp[i - 1], ids[1:i][-4:], ids[i]))
         tokens = (pieces if pieces is not None else
                   [self.tok.decode([ids[0]]), *(name(t, ids[1:i][-4:])
                                                 for i, t in enumerate(ids) if i)])
@@ -236,7 +238,7 @@ class LocalOpenAIServer:
             best = int(lp[-1].argmax())
             tokens.append(name(best, []))
             token_lps.append(float(lp[-1, best]))
-            top.append(alternatives(lp[-1], []))
+            top.append(alternatives(lp[-1], [], best))
             offs.append(offs[-1] + len(tokens[len(ids) - 1])
                         if self.faults.vllm_style or vllm else len(text))
         if lie and self.faults.logprob_value is not None:

@@ -150,6 +150,7 @@ def test_finetune_is_detected_and_independent_is_not(zoo: dict[str, Path],
 def test_endpoint_candidate_matches_local_path(zoo: dict[str, Path],
                                                finetune_result: BlackBoxResult) -> None:
     server = LocalOpenAIServer(zoo["finetune"], name="cand")
+    server.faults.vllm_tokens = True  # token strings and top-k keys as vLLM names them
     try:
         spec = parse_model_spec(f"{server.base_url}#cand", name="finetune")
         assert spec.is_endpoint and spec.served_model == "cand"

@@ -49,7 +49,7 @@ def texts() -> list[str]:
 def _oracle(tok: Any, text: str, ids: list[int]) -> list[int]:
     out = []
     for i in range(len(ids)):
-        head = str(tok.decode(ids[:i]))
+        head = str(tok.decode(ids[:i], clean_up_tokenization_spaces=False))
         out.append(len(head) if not head.endswith(FFFD) and text.startswith(head) else -1)
     return out
 
@@ -78,12 +78,15 @@ def test_local_raw_pieces_give_the_true_starts(session: ModelSession,
 @pytest.mark.parametrize("vllm", [False, True])
 def test_endpoint_token_strings_give_the_local_starts(model: Path, session: ModelSession,
                                                       texts: list[str], vllm: bool) -> None:
-    """The same model served and local: the same starts on every text (the old way, from
-    the server's ``text_offset``, lost positions on split characters)."""
+    """The same model served and local: every start the endpoint's strings give is the
+    true one, and they give nearly all of them. Plain decodes of tokens split inside a
+    character can be ambiguous ("\ufffd" + "\ufffd" may cut a character either way),
+    so some starts are given up; vLLM's names leave fewer open. Served as vLLM names
+    tokens, the distributions there are the folder's."""
     server = LocalOpenAIServer(model, name="m")
     server.faults.vllm_tokens = vllm
     tok = session.backend.tokenizer
-    same = total = old_same = boundary = odd = 0
+    wrong = found = boundary = odd = 0
     try:
         for text in texts:
             raw = server.completion({"prompt": text, "echo": True, "logprobs": 5,
@@ -93,22 +96,21 @@ def test_endpoint_token_strings_give_the_local_starts(model: Path, session: Mode
             local = session.starts(text, list(tok(text)["input_ids"]))
             remote = token_starts(text, a["tokens"][:a["n_prompt"]])
             assert len(remote) == len(local)
-            same += sum(r == lo for r, lo in zip(remote, local, strict=True))
-            total += len(local)
-            offs = raw["choices"][0]["logprobs"]["text_offset"][:a["n_prompt"]]
-            old_same += sum(o == lo for o, lo in zip(offs, local, strict=True) if lo >= 0)
+            wrong += sum(r >= 0 and r != lo for r, lo in zip(remote, local, strict=True))
+            found += sum(r >= 0 and r == lo for r, lo in zip(remote, local, strict=True))
             boundary += sum(lo >= 0 for lo in local)
             odd += sum(t == "" or FFFD in t for t in a["tokens"])
-            # and the distributions sit at the same offsets
-            local_d = session.dists([text], 5)
-            assert local_d is not None
-            assert set(_echo_dists(a, text, 5)) == set(local_d[0])
+            mine = session.dists([text], 5)
+            assert mine is not None
+            theirs = _echo_dists(a, text, 5)
+            assert set(theirs) <= set(mine[0])
+            for off, dist in theirs.items():  # named as vLLM does: the same answer
+                assert not vllm or dist == pytest.approx(mine[0][off], abs=1e-5), (text, off)
     finally:
         server.close()
-    assert odd > 20  # strings that do not spell their bytes were there to be aligned
-    assert same == total
-    if vllm:  # vLLM's text_offset drifts after the first split character
-        assert old_same < 0.9 * boundary
+    assert odd > 100  # strings that do not spell their bytes were there to be aligned
+    assert wrong == 0
+    assert found >= (0.97 if vllm else 0.85) * boundary
 
 
 def test_decoded_starts_by_hand() -> None:

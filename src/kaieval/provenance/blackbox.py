@@ -15,8 +15,9 @@ controls (0.012). Its next-token *distributions* stay close to the parent's. So:
   its text ``prompt + continuation``: the fixed prompts and the models' own continuations;
 * every model reports top-k next-token log-probs over every model's texts (an endpoint's
   ``echo`` + ``logprobs``, or a local model's forward pass: :mod:`.blackbox_models`);
-  two models are compared at shared character offsets on next characters, so tokenizers
-  may differ (:mod:`.blackbox_stats`): top-1 agreement, top-k overlap and 1 -
+  two models are compared at shared character offsets (where both start a token, rebuilt
+  from the token strings on both sides: :mod:`.blackbox_offsets`) on next characters, so
+  tokenizers may differ (:mod:`.blackbox_stats`): top-1 agreement, top-k overlap and 1 -
   Jensen-Shannon on the shared support decide; greedy character-prefix agreement is
   reported beside them;
 * similarities are double-centred (:func:`centred`): what is not specific to a pair goes;

@@ -11,8 +11,9 @@ on local folders and run on endpoints:
   rebuilt from the token strings on both sides (:mod:`.blackbox_offsets`): the echoed
   ``tokens`` of an endpoint, the raw pieces of a local tokenizer. The endpoint's own
   ``text_offset`` is not used: vLLM's counts decoded token strings, which drift on
-  characters split across tokens. A local model's top-k is keyed by decoded token string
-  as an endpoint's answer is (tokens that decode alike keep one entry);
+  characters split across tokens. A local model's answer is built as vLLM's is: the
+  text's own token and the top-k, keyed by vLLM's names (tokens named alike keep one
+  entry, the last);
 * when an endpoint gives no log-probs: sampled next tokens after each prompt
   (temperature 1, seeded per request), the fallback the result then reports.
 """
@@ -101,8 +102,9 @@ class ModelSession:
 
     # --- local ----------------------------------------------------------------------
 
-    def _forward(self, text: str) -> tuple[Any, list[int]]:
-        """Log-probs at each position and the character offset each position predicts at."""
+    def _forward(self, text: str) -> tuple[Any, list[int], list[int]]:
+        """Log-probs at each position, the character offset each position predicts at,
+        and the token it predicts there (the text's own; after the end, the greedy one)."""
         import torch
 
         tok, model = self.backend.tokenizer, self.backend.model
@@ -115,32 +117,42 @@ class ModelSession:
             logits = model(input_ids=torch.tensor([ids], device=self.backend.device)).logits
         lp = torch.log_softmax(logits[0].float(), dim=-1)
         # position i predicts token i + 1, which starts at starts[i + 1]; the last, the end
-        return lp, [*starts[1:], len(text)]
+        return lp, [*starts[1:], len(text)], [*ids[1:], int(lp[-1].argmax())]
 
     def _string(self, token: int) -> str:
-        """The token decoded alone, as an endpoint names a top-k alternative."""
+        """The token decoded alone."""
         if token not in self._strings:
             self._strings[token] = str(self.backend.tokenizer.decode([token]))
         return self._strings[token]
 
+    def _name(self, token: int) -> str:
+        """The token as vLLM names a top-k alternative at a character boundary: decoded
+        alone, ``""`` when that ends inside a character (vLLM cannot finish it with the
+        context, which ends on a boundary there). Why: an endpoint's answer keeps one
+        entry per name, so the folder's answer is built the same way."""
+        name = self._string(token)
+        return "" if name.endswith("\ufffd") else name
+
     def _local_dists(self, text: str, k: int) -> TextDists:
         import torch
 
-        lp, at = self._forward(text)
+        lp, at, own = self._forward(text)
         values, idx = torch.topk(lp, min(k, lp.shape[-1]), dim=-1)
         out: TextDists = {}
         for i, off in enumerate(at):
             if off < 0 or off in out:  # special, mid-character (or a repeat): first only
                 continue
-            top = {self._string(int(t)): float(v) for t, v in
-                   zip(idx[i].tolist(), values[i].tolist(), strict=True)}
+            # as vLLM answers: the text's own token, then the top-k, keyed by its names
+            top = {self._name(own[i]): float(lp[i, own[i]])}
+            top.update((self._name(int(t)), float(v)) for t, v in
+                       zip(idx[i].tolist(), values[i].tolist(), strict=True))
             out[off] = project(top, k)
         return out
 
     def _local_samples(self, prompt: str, n: int, index: int) -> list[str | None]:
         import torch
 
-        lp, _ = self._forward(prompt)
+        lp, _, _ = self._forward(prompt)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         picks = torch.multinomial(lp[-1].exp(), n, replacement=True, generator=gen)
         tok = self.backend.tokenizer  # as a server's completion text: special tokens dropped

@@ -119,23 +119,129 @@ def exact_starts(text: str, pieces: Sequence[str],
     return None
 
 
+def _lossy(raw: bytes) -> str:
+    """Bytes decoded as a tokenizer decodes one token's bytes: every maximal invalid
+    part (a lone continuation byte; a character cut short at the end) one U+FFFD."""
+    return raw.decode("utf-8", errors="replace")
+
+
+MAX_TOKEN_BYTES = 32  # longest byte span a token whose string is "" may hold
+_CONTEXT = 4  # earlier prompt tokens vLLM decodes a token with when it ends in U+FFFD
+State = tuple[int, tuple[int, ...]]  # (byte where the token starts, starts of the last 4)
+
+
+def _vllm_string(raw: bytes, i: int, pos: int, end: int, hist: tuple[int, ...]) -> str:
+    """The string vLLM 0.32 reports for prompt token ``i`` holding ``raw[pos:end]``
+    (``vllm/v1/engine/logprobs.py``, ``_correct_decoded_token``): decoded alone, unless
+    that ends in U+FFFD; then decoded with the fewest of the last 4 earlier tokens (never
+    the first of the prompt) that finish the character, less the text of those before the
+    ones that end in U+FFFD; ``""`` when none do. ``hist``: their start bytes."""
+    alone = _lossy(raw[pos:end])
+    if not alone.endswith(FFFD) or i == 0:
+        return alone
+    ctx = [*hist, pos]  # where each context token starts, then where this one does
+    for n in range(1, len(ctx)):
+        q = ctx[-1 - n]
+        full = _lossy(raw[q:end])
+        if full.endswith(FFFD):
+            continue
+        clean = len(ctx) - 1  # first of the trailing tokens that end in U+FFFD
+        while clean > len(ctx) - 1 - n and _lossy(raw[ctx[clean - 1]:ctx[clean]]).endswith(FFFD):
+            clean -= 1
+        prefix = _lossy(raw[q:ctx[clean]]) if clean > len(ctx) - 1 - n else ""
+        if full.startswith(prefix):
+            return full[len(prefix):]
+        common = 0
+        for a, b in zip(prefix, full, strict=False):
+            if a != b:
+                break
+            common += 1
+        return full[common:]
+    return ""
+
+
+def _spans(raw: bytes, i: int, piece: str, state: State) -> list[int]:
+    """Byte lengths token ``i`` (string ``piece``) may have, starting in ``state``: its
+    bytes decoded alone give ``piece`` (most servers), or vLLM's corrected string does
+    (:func:`_vllm_string`); a marker (BOS) may hold none; at the start, a dummy-prefix
+    space may precede the text."""
+    pos, hist = state
+    if looks_special(piece):  # a marker, or the same characters in the text
+        return [0, len(piece)] if raw.startswith(piece.encode("utf-8"), pos) else [0]
+    top = min(MAX_TOKEN_BYTES, len(raw) - pos)
+    fffd = piece.count(FFFD)
+    plain = len(piece.encode("utf-8")) - 3 * fffd
+    out = [n for n in range(max(1, plain + fffd), min(plain + 3 * fffd, top) + 1)
+           if _lossy(raw[pos:pos + n]) == piece]
+    if pos == 0 and piece.startswith(" ") and not raw.startswith(b" ") and raw.startswith(
+            piece[1:].encode("utf-8")):
+        out.append(len(piece.encode("utf-8")) - 1)  # the dummy prefix, decoded
+    if piece.endswith(FFFD):  # vLLM's corrected strings never do
+        return out
+    for n in range(1, top + 1):  # vLLM: a token whose bytes decode to a U+FFFD at the end
+        if n not in out and _lossy(raw[pos:pos + n]).endswith(FFFD) and _vllm_string(
+                raw, i, pos, pos + n, hist) == piece:
+            out.append(n)
+    return out
+
+
+def path_starts(text: str, pieces: Sequence[str],
+                special: Sequence[bool] | None = None) -> list[int] | None:
+    """Starts of decoded token strings found by byte spans: each token gets a span of the
+    text's bytes whose string (:func:`_spans`) is the token's, the spans following each
+    other from the first byte to the last. Where every such segmentation puts a token at
+    one byte, and that byte begins a character, that is its start; where the strings
+    allow several (a character split over tokens that decode alike), -1. None when no
+    segmentation spells the text (a server that normalizes it)."""
+    raw = text.encode("utf-8")
+    bounds = _boundaries(raw)
+    edges: list[dict[State, list[State]]] = []
+    front: set[State] = {(0, ())}
+    for i, piece in enumerate(pieces):
+        step: dict[State, list[State]] = {}
+        for state in front:
+            pos, hist = state
+            lengths = [0] if special is not None and special[i] else _spans(raw, i, piece, state)
+            keep = (*hist, pos)[-_CONTEXT:] if i else ()  # vLLM's context skips token 0
+            if lengths:
+                step[state] = [(pos + n, keep) for n in lengths]
+        if not step:
+            return None
+        edges.append(step)
+        front = {nxt for nxts in step.values() for nxt in nxts}
+        if len(front) > 256:  # hopelessly ambiguous
+            return None
+    alive = {st for st in front if st[0] == len(raw)}
+    if not alive:
+        return None
+    starts = [-1] * len(pieces)
+    for i in range(len(pieces) - 1, -1, -1):  # keep what reaches the end; read the starts
+        alive = {st for st, nxts in edges[i].items() if any(n in alive for n in nxts)}
+        at = {pos for pos, _ in alive}
+        if len(at) == 1 and not (special is not None and special[i]):
+            starts[i] = -1 if looks_special(pieces[i]) else bounds.get(at.pop(), -1)
+    return starts
+
+
 def decoded_starts(text: str, pieces: Sequence[str],
                    special: Sequence[bool] | None = None) -> list[int]:
     """Starts of decoded token strings that need not spell ``text`` exactly.
 
-    A piece is ``lead`` x ``"\\ufffd"`` + core + ``trail`` x ``"\\ufffd"``. Leading ones
-    are the rest of a character begun by an earlier token (the piece starts inside it:
-    -1); trailing ones the beginning of a character it does not finish. ``""`` is what
-    vLLM reports for a token that ends inside a character: the character's text then
-    comes with a later token, which may repeat the characters those ``""`` tokens hold
-    (vLLM decodes the completing token with them as context). The core is looked up in
-    the text from where it can begin, at most :data:`WINDOW` characters on; a piece not
-    found there, or found elsewhere than expected, gets -1 (the next one re-synchronises).
+    A piece is ``lead`` x ``"\ufffd"`` + core + trailing ``"\ufffd"``. Leading ones are
+    the rest of a character begun by an earlier token (the piece starts inside it: -1);
+    trailing ones the beginning of a character it does not finish. ``""`` is how vLLM
+    names a token that ends inside a character: the token after a run of them starts
+    inside that character too (-1), and its string is the run's text finished (vLLM
+    decodes it with them as context), so it is looked up from where the run began. (vLLM
+    never uses the prompt's first token as context: after a first token that ends inside
+    a character, a ``""`` run may hide starts; they get none.) The core is looked up at
+    most :data:`WINDOW` characters past where it can begin; a piece not found there, or
+    found elsewhere than expected, gets -1 (the next one re-synchronises).
     """
     starts: list[int] = []
     pos = 0  # a character boundary: where the next clean piece must begin
     pending: int | None = None  # a character begun but not finished, at this offset
-    repeats = False  # the pending run holds "" pieces: the next core may start at `pending`
+    run = False  # the pending character's tokens were named "" (vLLM)
     for i, piece in enumerate(pieces):
         if (special is not None and special[i]) or (
                 looks_special(piece) and not text.startswith(piece, pos)):
@@ -149,26 +255,24 @@ def decoded_starts(text: str, pieces: Sequence[str],
                 pending = pos
             else:
                 starts.append(-1)
-            repeats = repeats or not piece
+            run = run or not piece
             continue
         if pending is None:  # leading "\ufffd" here: the piece begins past `pos`
             lo = pos + (1 if lead else 0)
-        else:  # only a completion after "" pieces may begin where the character did
-            lo = pending + (0 if repeats and not lead else 1)
+        else:  # a vLLM completion may begin where the character did
+            lo = pending + (0 if run and not lead else 1)
         q = _find(text, core, lo)
         if q is None:
             starts.append(-1)
             continue
-        if lead or (pending is None and q != pos) or (pending is not None and repeats
-                                                      and q == pending):
-            starts.append(-1)  # inside a character, not where expected, or a completion
+        if lead or run or (pending is None and q != pos):
+            starts.append(-1)  # inside a character, after "" (vLLM), or not where expected
         else:
             starts.append(q)
         end = q + len(core)
-        if piece.endswith(FFFD):
-            pending, repeats, pos = end, False, end
-        else:
-            pending, repeats, pos = None, False, end
+        pending = end if piece.endswith(FFFD) else None
+        run = False
+        pos = end
     return starts
 
 
@@ -188,5 +292,7 @@ def token_starts(text: str, pieces: Sequence[str],
     """Where each piece starts in ``text`` (character offset; -1: not on a character
     boundary, a special token, or not placed): exactly where the pieces spell the text,
     else by alignment of decoded strings."""
-    exact = exact_starts(text, pieces, special)
-    return exact if exact is not None else decoded_starts(text, pieces, special)
+    got = exact_starts(text, pieces, special)
+    if got is None and "" not in pieces:  # vLLM's "" would make the byte paths explode
+        got = path_starts(text, pieces, special)
+    return got if got is not None else decoded_starts(text, pieces, special)
