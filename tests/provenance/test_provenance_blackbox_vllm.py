@@ -56,14 +56,19 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         HELPER.stop_server(proc)
 
 
-def test_served_and_local_share_every_token_start(model_dir: Path, server: str) -> None:
+def test_served_and_local_share_token_starts_and_distributions(model_dir: Path,
+                                                               server: str) -> None:
+    """Every start rebuilt from vLLM's token strings is the true one (the folder's raw
+    pieces), nearly all are found (a few after a prompt's first token ends inside a
+    character are given up: vLLM never decodes with that token as context), and the
+    distributions there are the folder's."""
     import httpx
 
     prompts, _ = load_prompts()
     texts = [p.prompt for p in prompts] + ["뷁꿳 쏼랅 똠얌꿍 é café", "  두 칸\n\n줄 바꿈 끝 "]
     local = ModelSession(ModelSpec(name="local", path=model_dir), seed=0)
     tok = local.backend.tokenizer
-    both = union = old_both = split = 0
+    found = wrong = boundary = old_wrong = split = 0
     top1, js_gap = [], []
     local_dists = local.dists(texts, TOP_K)
     assert local_dists is not None
@@ -77,26 +82,33 @@ def test_served_and_local_share_every_token_start(model_dir: Path, server: str) 
             a = _parse_echo(data, TOP_K)
             assert a is not None
             n = a["n_prompt"]
-            remote = {s for s in token_starts(text, a["tokens"][:n]) if s >= 0}
-            ids = list(tok(text)["input_ids"])
-            ours = {s for s in local.starts(text, ids) if s >= 0}
-            both += len(remote & ours)
-            union += len(remote | ours)
+            truth = local.starts(text, list(tok(text)["input_ids"]))
+            remote = token_starts(text, a["tokens"][:n])
+            assert len(remote) == len(truth)  # no BOS here, one token list
+            found += sum(x >= 0 and x == t for x, t in zip(remote, truth, strict=True))
+            wrong += sum(x >= 0 and x != t for x, t in zip(remote, truth, strict=True))
+            boundary += sum(t >= 0 for t in truth)
             split += sum(t == "" or "\ufffd" in t for t in a["tokens"])
-            # the old way: text_offset, shifted so that the prompt ends at len(text)
+            # the old way: text_offset shifted so the prompt ends at len(text), first
+            # token per offset kept; a token that starts inside a character got one
             offs = data["choices"][0]["logprobs"]["text_offset"]
             shift = offs[n] - len(text) if n < len(offs) else 0
-            old_both += len({o - shift for o in offs[:n]} & ours)
+            seen: set[int] = set()
+            for o, t in zip(offs[:n], truth, strict=True):
+                if o - shift >= 0 and o - shift not in seen:
+                    seen.add(o - shift)
+                    old_wrong += o - shift != t
             theirs = _echo_dists(a, text, TOP_K)
-            for off in sorted(set(theirs) & set(mine)):
+            assert set(theirs) <= set(mine)
+            for off in theirs:
                 t1, _, js = compare(theirs[off], mine[off])
                 top1.append(t1)
                 js_gap.append(abs(js - sum(mine[off].values())))
     local.close()
-    print(f"token starts shared {both}/{union}; from text_offset {old_both}; "
-          f"{split} split-character token strings; top1 {np.mean(top1):.4f}, "
-          f"max |js - mass| {max(js_gap):.2e}")
+    print(f"starts found {found}/{boundary}, wrong {wrong}; old text_offset put "
+          f"{old_wrong} distributions at a wrong token; {split} split-character strings; "
+          f"top1 {np.mean(top1):.4f}, median |js - mass| {np.median(js_gap):.1e}, "
+          f"max {max(js_gap):.1e}")
     assert split > 0  # the hard case was there
-    assert both == union  # every start, on both sides
-    assert old_both < both  # what text_offset lost
-    assert np.mean(top1) > 0.99 and float(np.median(js_gap)) < 1e-3
+    assert wrong == 0 and found >= 0.98 * boundary
+    assert np.mean(top1) > 0.99 and float(np.median(js_gap)) < 1e-4
