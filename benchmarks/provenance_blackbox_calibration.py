@@ -42,7 +42,13 @@ from kaieval.io import atomic_write_text
 from kaieval.provenance import blackbox_models as bbm
 from kaieval.provenance import blackbox_offsets as bbo
 from kaieval.provenance import blackbox_stats as bbs
-from kaieval.provenance.blackbox import ModelSpec, assess, load_prompts
+from kaieval.provenance.blackbox import (
+    DECISIVE,
+    SAMPLED_DECISIVE,
+    ModelSpec,
+    assess,
+    load_prompts,
+)
 from kaieval.provenance.blackbox_calibration import (
     INSTRUCT,
     build_instruct_finetune,
@@ -176,7 +182,8 @@ def main() -> int:
         (res,) = assess(got.sims, index[pair.candidate], [index[pair.reference]],
                         [index[c] for c in pair.controls], [pair.reference], alpha=args.alpha,
                         seed=0, n_permutations=args.permutations,
-                        tokenization=got.tokenization)
+                        tokenization=got.tokenization, decisive=SAMPLED_DECISIVE
+                        if got.mode == "sampled" else DECISIVE)
         rows.append({**asdict(pair), "detected": res.significant, "decisive": res.decisive,
                      "unmatched_tokenization": res.unmatched_tokenization,
                      "tokenization": _finite(got.tokenization[index[pair.candidate],
