@@ -61,15 +61,12 @@ def session(model: Path) -> Iterator[ModelSession]:
     s.close()
 
 
-def test_local_raw_pieces_give_the_true_starts(session: ModelSession,
-                                               texts: list[str]) -> None:
+def test_raw_pieces_give_the_true_starts(session: ModelSession, texts: list[str]) -> None:
     tok = session.backend.tokenizer
     split = 0
     for text in texts:
         ids = list(tok(text)["input_ids"])
-        pieces = tok.convert_ids_to_tokens(ids)
-        assert exact_starts(text, pieces) is not None  # byte-level pieces spell the text
-        got = session.starts(text, ids)
+        got = exact_starts(text, tok.convert_ids_to_tokens(ids))  # byte-level pieces
         assert got == _oracle(tok, text, ids), text
         split += got.count(-1)
     assert split > 20  # the hard case is exercised: tokens starting inside a character
@@ -81,10 +78,12 @@ def test_endpoint_token_strings_give_the_local_starts(model: Path, session: Mode
     """The same model served and local: every start the endpoint's strings give is the
     true one, and they give nearly all of them. Plain decodes of tokens split inside a
     character can be ambiguous ("\ufffd" + "\ufffd" may cut a character either way),
-    so some starts are given up; vLLM's names leave fewer open. Served as vLLM names
-    tokens, the distributions there are the folder's."""
+    so some starts are given up; vLLM's names leave fewer open. The folder names its
+    tokens as the server does and reads them the same way: the same starts, and the same
+    distributions there."""
     server = LocalOpenAIServer(model, name="m")
     server.faults.vllm_tokens = vllm
+    session.naming = "vllm" if vllm else "plain"  # the folder names tokens as the server
     tok = session.backend.tokenizer
     wrong = found = boundary = odd = 0
     try:
@@ -93,19 +92,21 @@ def test_endpoint_token_strings_give_the_local_starts(model: Path, session: Mode
                                      "max_tokens": 1})
             a = _parse_echo(raw, 5)
             assert a is not None
-            local = session.starts(text, list(tok(text)["input_ids"]))
+            ids = list(tok(text)["input_ids"])
+            truth = exact_starts(text, tok.convert_ids_to_tokens(ids))
+            assert truth is not None
             remote = token_starts(text, a["tokens"][:a["n_prompt"]])
-            assert len(remote) == len(local)
-            wrong += sum(r >= 0 and r != lo for r, lo in zip(remote, local, strict=True))
-            found += sum(r >= 0 and r == lo for r, lo in zip(remote, local, strict=True))
-            boundary += sum(lo >= 0 for lo in local)
+            assert remote == session.starts(text, ids)  # one way, both sides
+            wrong += sum(r >= 0 and r != t for r, t in zip(remote, truth, strict=True))
+            found += sum(r >= 0 and r == t for r, t in zip(remote, truth, strict=True))
+            boundary += sum(t >= 0 for t in truth)
             odd += sum(t == "" or FFFD in t for t in a["tokens"])
             mine = session.dists([text], 5)
             assert mine is not None
             theirs = _echo_dists(a, text, 5)
-            assert set(theirs) <= set(mine[0])
-            for off, dist in theirs.items():  # named as vLLM does: the same answer
-                assert not vllm or dist == pytest.approx(mine[0][off], abs=1e-5), (text, off)
+            assert set(theirs) == set(mine[0])
+            for off, dist in theirs.items():  # named alike: the same answer
+                assert dist == pytest.approx(mine[0][off], abs=1e-5), (text, off)
     finally:
         server.close()
     assert odd > 100  # strings that do not spell their bytes were there to be aligned

@@ -22,7 +22,7 @@ pytest.importorskip("vllm", reason="vLLM is not installed (make test-vllm)")
 
 from kaieval.provenance.blackbox import ModelSpec, load_prompts
 from kaieval.provenance.blackbox_models import ModelSession, _echo_dists, _parse_echo
-from kaieval.provenance.blackbox_offsets import token_starts
+from kaieval.provenance.blackbox_offsets import exact_starts, token_starts
 from kaieval.provenance.blackbox_stats import compare
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +60,9 @@ def test_served_and_local_share_token_starts_and_distributions(model_dir: Path,
                                                                server: str) -> None:
     """Every start rebuilt from vLLM's token strings is the true one (the folder's raw
     pieces), nearly all are found (a few after a prompt's first token ends inside a
-    character are given up: vLLM never decodes with that token as context), and the
-    distributions there are the folder's."""
+    character are given up: vLLM never decodes with that token as context), the folder
+    naming its tokens as vLLM does gives exactly vLLM's starts, and the distributions
+    there are the folder's."""
     import httpx
 
     prompts, _ = load_prompts()
@@ -82,9 +83,11 @@ def test_served_and_local_share_token_starts_and_distributions(model_dir: Path,
             a = _parse_echo(data, TOP_K)
             assert a is not None
             n = a["n_prompt"]
-            truth = local.starts(text, list(tok(text)["input_ids"]))
+            ids = list(tok(text)["input_ids"])
+            truth = exact_starts(text, tok.convert_ids_to_tokens(ids))  # raw pieces
+            assert truth is not None
             remote = token_starts(text, a["tokens"][:n])
-            assert len(remote) == len(truth)  # no BOS here, one token list
+            assert remote == local.starts(text, ids)  # the folder names tokens as vLLM
             found += sum(x >= 0 and x == t for x, t in zip(remote, truth, strict=True))
             wrong += sum(x >= 0 and x != t for x, t in zip(remote, truth, strict=True))
             boundary += sum(t >= 0 for t in truth)
@@ -99,7 +102,7 @@ def test_served_and_local_share_token_starts_and_distributions(model_dir: Path,
                     seen.add(o - shift)
                     old_wrong += o - shift != t
             theirs = _echo_dists(a, text, TOP_K)
-            assert set(theirs) <= set(mine)
+            assert set(theirs) == set(mine)
             for off in theirs:
                 t1, _, js = compare(theirs[off], mine[off])
                 top1.append(t1)

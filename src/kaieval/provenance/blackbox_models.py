@@ -11,9 +11,10 @@ on local folders and run on endpoints:
   rebuilt from the token strings on both sides (:mod:`.blackbox_offsets`): the echoed
   ``tokens`` of an endpoint, the raw pieces of a local tokenizer. The endpoint's own
   ``text_offset`` is not used: vLLM's counts decoded token strings, which drift on
-  characters split across tokens. A local model's answer is built as vLLM's is: the
-  text's own token and the top-k, keyed by vLLM's names (tokens named alike keep one
-  entry, the last);
+  characters split across tokens. A local model's answer is built as an endpoint's is:
+  the text's own token and the top-k, keyed by their names (tokens named alike keep one
+  entry, the last), named as vLLM names them, or decoded alone where the endpoints in the
+  comparison do that;
 * when an endpoint gives no log-probs: sampled next tokens after each prompt
   (temperature 1, seeded per request), the fallback the result then reports.
 """
@@ -30,7 +31,7 @@ import numpy as np
 
 from kaieval.bench.api import GenerationRequest
 from kaieval.errors import KaiError
-from kaieval.provenance.blackbox_offsets import decoded_starts, exact_starts, token_starts
+from kaieval.provenance.blackbox_offsets import FFFD, token_starts
 from kaieval.provenance.blackbox_stats import (
     STATISTICS,
     TextDists,
@@ -47,11 +48,16 @@ _EPS = 1e-6
 class ModelSession:
     """One model opened for the test (a local model is loaded once, then dropped)."""
 
-    def __init__(self, spec: Any, *, seed: int) -> None:
+    def __init__(self, spec: Any, *, seed: int, naming: str = "vllm") -> None:
         from kaieval.provenance.blackbox import open_backend
 
         self.spec = spec
         self.seed = seed
+        # how top-k alternatives are named: "vllm" ("" for one that ends inside a
+        # character) or "plain" (decoded alone); a folder names them as the endpoints do.
+        # An endpoint's own naming, once seen in its answers, is left in `naming_seen`.
+        self.naming = naming
+        self.naming_seen: str | None = None
         self.backend: Any = open_backend(spec, seed=seed)
         self.local = spec.url is None
         self._strings: dict[int, str] = {}  # token id -> decoded string, decoded once
@@ -77,6 +83,9 @@ class ModelSession:
                                                         lambda data: _parse_echo(data, k))
         if any(a is None for a in answers):
             return None
+        tokens = [t for a in answers for t in a["tokens"][1:]]
+        self.naming_seen = ("vllm" if "" in tokens else "plain"
+                            if any(t.endswith("\ufffd") for t in tokens) else None)
         return [_echo_dists(a, t, k) for a, t in zip(answers, texts, strict=True)]
 
     def sample_next(self, prompts: Sequence[str], n: int) -> list[list[str | None]]:
@@ -91,14 +100,28 @@ class ModelSession:
 
     def starts(self, text: str, ids: Sequence[int]) -> list[int]:
         """Where each token of ``ids`` starts in ``text`` (-1: not on a character
-        boundary, or special), from the tokenizer's raw pieces, which spell the text's
-        bytes exactly; from its decoded pieces where they do not (a normalizer)."""
-        tok = self.backend.tokenizer
-        special = set(tok.all_special_ids)
-        mask = [i in special for i in ids]
-        got = exact_starts(text, [str(p) for p in tok.convert_ids_to_tokens(list(ids))], mask)
-        return got if got is not None else decoded_starts(
-            text, [self._string(i) for i in ids], mask)
+        boundary, special, or not told by the strings), from the token strings an
+        endpoint would echo for them (:meth:`names`), read the same way as an endpoint's:
+        the same model served and local then has the same starts, even where the strings
+        leave one open."""
+        special = set(self.backend.tokenizer.all_special_ids)
+        return token_starts(text, self.names(ids), [i in special for i in ids])
+
+    def names(self, ids: Sequence[int]) -> list[str]:
+        """The echoed token strings of ``ids``: decoded alone ("plain"), or as vLLM 0.32
+        names prompt tokens ("vllm", ``vllm/v1/engine/logprobs.py``): one whose decoding
+        ends in U+FFFD is decoded with the fewest of the 4 earlier tokens (never the
+        prompt's first) that finish it, less the text of those before the ones that end
+        in U+FFFD, or ``""``."""
+        out = [self._string(i) for i in ids]
+        if self.naming != "vllm":
+            return out
+        decode = self.backend.tokenizer.decode
+        for i in range(1, len(ids)):
+            if out[i].endswith(FFFD):
+                out[i] = _vllm_name(decode, ids[i], list(ids[max(1, i - 4):i]),
+                                    self._string)
+        return out
 
     # --- local ----------------------------------------------------------------------
 
@@ -131,7 +154,7 @@ class ModelSession:
         context, which ends on a boundary there). Why: an endpoint's answer keeps one
         entry per name, so the folder's answer is built the same way."""
         name = self._string(token)
-        return "" if name.endswith("\ufffd") else name
+        return "" if self.naming == "vllm" and name.endswith("\ufffd") else name
 
     def _local_dists(self, text: str, k: int) -> TextDists:
         import torch
@@ -158,6 +181,28 @@ class ModelSession:
         tok = self.backend.tokenizer  # as a server's completion text: special tokens dropped
         return [unit(str(tok.decode([int(t)], skip_special_tokens=True)))
                 for t in picks.tolist()]
+
+
+def _vllm_name(decode: Any, token: int, context: list[int], alone: Any) -> str:
+    """vLLM 0.32's ``LogprobsProcessor._correct_decoded_token`` (see :meth:`ModelSession.names`)."""
+    for n in range(1, min(len(context), 4) + 1):
+        ctx = context[-n:]
+        full = str(decode([*ctx, token]))
+        if full.endswith(FFFD):
+            continue
+        clean = len(ctx)
+        while clean > 0 and alone(ctx[clean - 1]).endswith(FFFD):
+            clean -= 1
+        prefix = str(decode(ctx[:clean])) if clean else ""
+        if full.startswith(prefix):
+            return full[len(prefix):]
+        common = 0
+        for a, b in zip(prefix, full, strict=False):
+            if a != b:
+                break
+            common += 1
+        return full[common:]
+    return ""
 
 
 def _parse_text(data: Any) -> str:
@@ -249,11 +294,13 @@ def measure(specs: Sequence[Any], prompts: Sequence[str], *, seed: int, max_new_
     missing: list[int] = []
     # endpoints first: once one gives no log-probs every model is sampled instead, so the
     # local forward passes are skipped and the other endpoints are asked one text only
+    naming = "vllm"  # a folder names its alternatives as the endpoints do
     for j in sorted(range(m), key=lambda j: specs[j].url is None):
         if missing and specs[j].url is None:
             continue
-        s = ModelSession(specs[j], seed=seed)
+        s = ModelSession(specs[j], seed=seed, naming=naming)
         dists[j] = s.dists(flat[:1] if missing else flat, top_k)
+        naming = "plain" if s.naming_seen == "plain" else naming
         s.close()
         if dists[j] is None:
             missing.append(j)
