@@ -61,7 +61,8 @@ vllm-env: $(VLLM_VENV)/.ok-vllm
 # whose venv has no vllm). Each module starts one engine: 1-3 minutes on a busy machine.
 test-vllm: $(VLLM_VENV)/.ok-vllm
 	PYTHONPATH=$(CURDIR)/src $(VLLM_PY) -m pytest -p no:cacheprovider \
-	  tests/bench/test_bench_vllm.py tests/bench/test_bench_openai_vllm.py
+	  tests/bench/test_bench_vllm.py tests/bench/test_bench_openai_vllm.py \
+	  tests/provenance/test_provenance_blackbox_vllm.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) kai-demo .pytest_cache .mypy_cache .ruff_cache

@@ -14,8 +14,13 @@ distributions on every model's texts); then each pair is tested:
 Target (issue 16): every fine-tune detected, no independent pair accused. Exits 1 when
 either is missed. Writes the whole summary as JSON.
 
+``--sampled`` calibrates the fallback instead: every server ignores ``echo``/``logprobs``
+(as ``transformers serve`` does), so every model is compared on ``--samples`` sampled next
+tokens per prompt (default JSON ``provenance_blackbox_sampled.json``).
+
     .venv/bin/python benchmarks/provenance_blackbox_calibration.py \
-        [--cache .cache/provenance-blackbox] [--json FILE] [--alpha 0.01] [--local]
+        [--cache .cache/provenance-blackbox] [--json FILE] [--alpha 0.01] [--local] \
+        [--sampled [--samples 16]]
 """
 
 from __future__ import annotations
@@ -35,8 +40,15 @@ import numpy as np
 from kaieval.hashing import sha256_file, sha256_json
 from kaieval.io import atomic_write_text
 from kaieval.provenance import blackbox_models as bbm
+from kaieval.provenance import blackbox_offsets as bbo
 from kaieval.provenance import blackbox_stats as bbs
-from kaieval.provenance.blackbox import ModelSpec, assess, load_prompts
+from kaieval.provenance.blackbox import (
+    DECISIVE,
+    SAMPLED_DECISIVE,
+    ModelSpec,
+    assess,
+    load_prompts,
+)
 from kaieval.provenance.blackbox_calibration import (
     INSTRUCT,
     build_instruct_finetune,
@@ -57,6 +69,11 @@ def _rate(k: int, n: int) -> dict[str, Any]:
     return {"k": k, "n": n, "rate": k / n, "ci95": [lo, hi]}
 
 
+def _finite(x: float) -> float | None:
+    """A number for JSON; None for NaN (the sampled fallback sees no token starts)."""
+    return None if np.isnan(x) else float(x)
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
@@ -69,7 +86,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path(".cache/provenance-blackbox"))
-    ap.add_argument("--json", type=Path, default=HERE / "provenance_blackbox_calibration.json")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="default: benchmarks/provenance_blackbox_calibration.json "
+                         "(provenance_blackbox_sampled.json with --sampled)")
+    ap.add_argument("--sampled", action="store_true",
+                    help="calibrate the fallback: servers give no log-probs")
+    ap.add_argument("--samples", type=int, default=16,
+                    help="sampled next tokens per prompt and model (--sampled)")
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--local", action="store_true", help="read model folders, no server")
     ap.add_argument("--max-new-tokens", type=int, default=24)
@@ -83,6 +106,11 @@ def main() -> int:
                          "vllm.entrypoints.openai.api_server) and test it as an endpoint "
                          "against local parent and controls")
     args = ap.parse_args()
+    if args.sampled and args.local:
+        ap.error("--sampled goes through the servers (a folder always has log-probs)")
+    if args.json is None:
+        args.json = HERE / ("provenance_blackbox_sampled.json" if args.sampled
+                            else "provenance_blackbox_calibration.json")
     args.cache.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     import torch
@@ -114,13 +142,17 @@ def main() -> int:
         from openai_server import LocalOpenAIServer  # the repo's real test server
 
         servers = [LocalOpenAIServer(models[n], name=n) for n in names]
+        for server in servers:
+            server.faults.echo = not args.sampled  # --sampled: as transformers serve
+            server.faults.vllm_tokens = True  # token strings as vLLM names them
         specs = [ModelSpec(name=n, url=s.base_url, served_model=n, max_retries=2,
                            timeout_s=120) for n, s in zip(names, servers, strict=True)]
     items, digest = load_prompts()
     key = sha256_json({"models": {n: sha256_file(models[n] / "model.safetensors")
                                   for n in names}, "prompts": digest, "local": args.local,
                        "top_k": args.top_k, "max_new_tokens": args.max_new_tokens,
-                       "code": [sha256_file(Path(m.__file__ or "")) for m in (bbm, bbs)]})
+                       "sampled": args.samples if args.sampled else 0,
+                       "code": [sha256_file(Path(m.__file__ or "")) for m in (bbm, bbs, bbo)]})
     saved = args.cache / f"measured-{key.removeprefix('sha256:')[:16]}.json"
     cached = saved.is_file()
     if cached:  # the same models, settings and code: measured already
@@ -132,8 +164,8 @@ def main() -> int:
     else:
         try:
             got = measure(specs, [p.prompt for p in items], seed=0,
-                          max_new_tokens=args.max_new_tokens, top_k=args.top_k, n_samples=16,
-                          compare_chars=48)
+                          max_new_tokens=args.max_new_tokens, top_k=args.top_k,
+                          n_samples=args.samples, compare_chars=48)
         finally:
             for s in servers:
                 s.close()
@@ -150,11 +182,12 @@ def main() -> int:
         (res,) = assess(got.sims, index[pair.candidate], [index[pair.reference]],
                         [index[c] for c in pair.controls], [pair.reference], alpha=args.alpha,
                         seed=0, n_permutations=args.permutations,
-                        tokenization=got.tokenization)
+                        tokenization=got.tokenization, decisive=SAMPLED_DECISIVE
+                        if got.mode == "sampled" else DECISIVE)
         rows.append({**asdict(pair), "detected": res.significant, "decisive": res.decisive,
                      "unmatched_tokenization": res.unmatched_tokenization,
-                     "tokenization": float(got.tokenization[index[pair.candidate],
-                                                            index[pair.reference]]),
+                     "tokenization": _finite(got.tokenization[index[pair.candidate],
+                                                             index[pair.reference]]),
                      "p_value": res.p_value, "p_holm": res.p_holm, "statistics": [
                          {k: v for k, v in asdict(s).items() if not k.startswith("per_prompt")}
                          for s in res.statistics]})
@@ -164,7 +197,10 @@ def main() -> int:
     ft = [r for r in pos if r["candidate"] in FINETUNES]
     summary = {
         "alpha": args.alpha, "served": "local folders" if args.local else
-        "tests/bench/openai_server.py LocalOpenAIServer on 127.0.0.1 (echo + top-k logprobs)",
+        "tests/bench/openai_server.py LocalOpenAIServer on 127.0.0.1 " + (
+            "(echo/logprobs ignored: sampled fallback)" if args.sampled
+            else "(echo + top-k logprobs, tokens named as vLLM 0.32 names them)"),
+        "n_samples": args.samples if got.mode == "sampled" else 0,
         "prompts_sha256": digest, "n_prompts": len(items), "top_k": args.top_k,
         "max_new_tokens": args.max_new_tokens, "permutations": args.permutations,
         "mode": got.mode, "suite_config": asdict(config),

@@ -94,6 +94,10 @@ class Faults:
     echo: bool = True  # False: behave like a server that ignores echo/logprobs
     usage: bool = True  # report usage.prompt_tokens
     vllm_style: bool = False  # prepend BOS; text_offset = cumulative decoded-token lengths
+    # echoed token strings and top-k keys as vLLM 0.32 names them (vllm/v1/engine/
+    # logprobs.py): each token decoded alone; one ending inside a character re-decoded with
+    # up to 4 earlier prompt tokens (never the first) as context, "" if still unfinished
+    vllm_tokens: bool = False
     delay_s: float = 0.0  # sleep per POST (outside the model lock) to make overlap visible
     logprob_value: float | None = None  # a lying server: every echoed log-prob becomes this
     lie_first: int = 0  # with logprob_value: only the first N echoes lie (0: every one)
@@ -209,23 +213,34 @@ class LocalOpenAIServer:
         token_lps: list[float | None] = [None]
         top: list[dict[str, float] | None] = [None]
 
-        def alternatives(row: Any) -> dict[str, float]:  # the top-k, as OpenAI's API
-            values, idx = torch.topk(row, min(top_k, row.shape[-1]))
-            return {self.tok.decode([int(t)]): float(v)
-                    for t, v in zip(idx.tolist(), values.tolist(), strict=True)}
+        vllm = self.faults.vllm_tokens
+
+        def name(token: int, context: list[int]) -> str:
+            return self._vllm_name(token, context) if vllm else str(self.tok.decode([token]))
+
+        def alternatives(row: Any, context: list[int], own: int) -> dict[str, float]:
+            values, idx = torch.topk(row, min(top_k, row.shape[-1]))  # as OpenAI's API and
+            out = {name(own, context): float(row[own])}  # vLLM: the token itself, then the
+            out.update((name(int(t), context), float(v))  # top-k, keyed by string (the
+                       for t, v in zip(idx.tolist(), values.tolist(), strict=True))  # last
+            return out  # of those named alike stays)
 
         for i in range(1, len(ids)):
             token_lps.append(float(lp[i - 1, ids[i]]))
-            top.append(alternatives(lp[i - 1]))
-        tokens = pieces if pieces is not None else [self.tok.decode([t]) for t in ids]
+            top.append(alternatives(lp[i - 1], ids[1:i][-4:], ids[i]))
+        tokens = (pieces if pieces is not None else
+                  [self.tok.decode([ids[0]]), *(name(t, ids[1:i][-4:])
+                                                for i, t in enumerate(ids) if i)])
         offs = list(offsets)
+        if vllm:  # vLLM's text_offset: the lengths of those strings, summed
+            offs = [sum(len(t) for t in tokens[:i]) for i in range(len(ids))]
         if max_tokens > 0:  # the one generated token after the echoed prompt
             best = int(lp[-1].argmax())
-            tokens.append(self.tok.decode([best]))
+            tokens.append(name(best, []))
             token_lps.append(float(lp[-1, best]))
-            top.append(alternatives(lp[-1]))
-            offs.append(offs[-1] + len(tokens[len(ids) - 1]) if self.faults.vllm_style
-                        else len(text))
+            top.append(alternatives(lp[-1], [], best))
+            offs.append(offs[-1] + len(tokens[len(ids) - 1])
+                        if self.faults.vllm_style or vllm else len(text))
         if lie and self.faults.logprob_value is not None:
             token_lps = [None if v is None else self.faults.logprob_value for v in token_lps]
         for _ in range(self.faults.extra_tokens):  # a server that miscounts the prompt
@@ -241,6 +256,32 @@ class LocalOpenAIServer:
                              "finish_reason": "length",
                              "logprobs": {"tokens": tokens, "token_logprobs": token_lps,
                                           "top_logprobs": top, "text_offset": offs}}]}
+
+    def _vllm_name(self, token: int, context: list[int]) -> str:
+        """vLLM 0.32's ``LogprobsProcessor._correct_decoded_token``, for the tests."""
+        text = str(self.tok.decode([token]))
+        if not text.endswith("\ufffd"):
+            return text
+        for n in range(1, min(len(context), 4) + 1):
+            ctx = context[-n:]
+            full = str(self.tok.decode([*ctx, token]))
+            if full.endswith("\ufffd"):
+                continue
+            clean = len(ctx)
+            for j in range(len(ctx) - 1, -1, -1):
+                if not str(self.tok.decode([ctx[j]])).endswith("\ufffd"):
+                    break
+                clean = j
+            prefix = str(self.tok.decode(ctx[:clean])) if clean else ""
+            if full.startswith(prefix):
+                return full[len(prefix):]
+            common = 0
+            for a, b in zip(prefix, full, strict=False):
+                if a != b:
+                    break
+                common += 1
+            return full[common:]
+        return ""
 
     def _greedy(self, ids: list[int], max_tokens: int) -> list[int]:
         import torch

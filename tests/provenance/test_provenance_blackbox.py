@@ -42,7 +42,7 @@ from kaieval.provenance.blackbox import (
     pair_permutation_p,
     parse_model_spec,
 )
-from kaieval.provenance.blackbox_models import _offsets_from_end, _parse_echo
+from kaieval.provenance.blackbox_models import _echo_dists, _parse_echo
 from kaieval.provenance.blackbox_stats import compare, empirical, project, text_statistics, unit
 from kaieval.provenance.weight_tests import holm
 
@@ -150,6 +150,7 @@ def test_finetune_is_detected_and_independent_is_not(zoo: dict[str, Path],
 def test_endpoint_candidate_matches_local_path(zoo: dict[str, Path],
                                                finetune_result: BlackBoxResult) -> None:
     server = LocalOpenAIServer(zoo["finetune"], name="cand")
+    server.faults.vllm_tokens = True  # token strings and top-k keys as vLLM names them
     try:
         spec = parse_model_spec(f"{server.base_url}#cand", name="finetune")
         assert spec.is_endpoint and spec.served_model == "cand"
@@ -159,10 +160,16 @@ def test_endpoint_candidate_matches_local_path(zoo: dict[str, Path],
         server.close()
     local = finetune_result
     assert remote.outputs["finetune"] == local.outputs["finetune"]
+    # vLLM's names hide a few starts (after a prompt's first token ends inside a
+    # character): slightly fewer offsets, the same distributions at the others
+    assert 0.95 * local.shared_offsets["reference"] <= remote.shared_offsets["reference"]
+    assert remote.shared_offsets["reference"] <= local.shared_offsets["reference"]
+    assert remote.tokenization["reference"] >= 0.95
     for r, lo in zip(remote.references[0].statistics, local.references[0].statistics,
                      strict=True):
-        assert r.per_prompt_reference == pytest.approx(lo.per_prompt_reference, abs=1e-5)
-        assert r.p_pairs == pytest.approx(lo.p_pairs, rel=1e-3)
+        assert r.per_prompt_reference == pytest.approx(lo.per_prompt_reference, abs=0.05)
+        assert abs(r.mean_reference - lo.mean_reference) < 0.01
+        assert r.t_pairs == pytest.approx(lo.t_pairs, rel=0.1)
     assert remote.references[0].significant
     record = json.loads(json.dumps(remote.to_dict()))
     assert record["prompts_sha256"] == remote.prompts_sha256
@@ -250,9 +257,11 @@ def test_holm_adjusted_matches_holm_decisions() -> None:
 
 def test_units_and_projection_compare_across_tokenizers() -> None:
     assert unit(" 정부") == " 정" and unit("정부는") == "정" and unit("\n\n법") == "\n법"
-    assert unit("\ufffd") == "\ufffd" and unit("  ") == " " and unit("") is None
+    assert unit("\ufffd") == "\ufffd" and unit("  ") == " " and unit("") == "\ufffd"
+    # a token that does not finish its last character: vLLM names it "", others "가\ufffd"
+    assert unit(" 가\ufffd") == "\ufffd" and unit("\ufffd가") == "\ufffd\ufffd"  # inside one
     # two tokenizers cutting " 정부는" differently agree on the next unit " 정"
-    a = project({" 정부": -0.1, " 국회": -2.5, "x": -9.0}, k=2)
+    a = project({" 정부": -0.1, " 국회": -2.5, "x": -9.0}, k=1)  # top-1 + the own token
     b = project({" 정": -0.5, " 정책": -2.3, " 국": -2.0}, k=3)
     assert set(a) == {" 정", " 국"} and b[" 정"] == pytest.approx(np.exp(-0.5) + np.exp(-2.3))
     top1, topk, js = compare(a, b)
@@ -263,11 +272,16 @@ def test_units_and_projection_compare_across_tokenizers() -> None:
     assert n == 1 and stats == pytest.approx(compare(a, b))
     assert np.isnan(text_statistics({1: a}, {2: b})[0][0])
     assert empirical(["a", "a", "b", None], k=1) == {"a": pytest.approx(2 / 3)}
+    # tokens that end inside a character: one entry, as vLLM's answer keeps (the least likely)
+    inc = project({"": -1.0, "가\ufffd": -2.0, "x": -0.5, "\ufffd가": -3.0}, k=5)
+    assert inc == {"x": pytest.approx(np.exp(-0.5)), "\ufffd": pytest.approx(np.exp(-2.0)),
+                   "\ufffd\ufffd": pytest.approx(np.exp(-3.0))}
 
 
-def test_echo_offsets_line_up_with_and_without_bos() -> None:
-    """vLLM counts a prepended "<s>" in text_offset; offsets are measured back from the
-    prompt's end, so the same text gives the same offsets either way."""
+def test_echo_positions_come_from_token_strings_not_text_offset() -> None:
+    """A BOS the server prepends (and counts in ``text_offset``, as vLLM does) has no
+    position; the others are where the token strings start in the text, whatever
+    ``text_offset`` says; the generated token's alternatives sit after the text."""
     def answer(tokens: list[str], offsets: list[int], n_prompt: int) -> dict[str, Any]:
         top = [None] + [{t: -0.5} for t in tokens[1:]]
         return {"usage": {"prompt_tokens": n_prompt}, "choices": [{"text": "", "logprobs": {
@@ -277,15 +291,20 @@ def test_echo_offsets_line_up_with_and_without_bos() -> None:
     text = "ab cd"
     plain = _parse_echo(answer(["ab", " cd", "!"], [0, 2, 5], 2), 5)
     bos = _parse_echo(answer(["<s>", "ab", " cd", "!"], [0, 3, 5, 8], 3), 5)
-    assert plain is not None and bos is not None
-    a, b = _offsets_from_end(plain, text, 5), _offsets_from_end(bos, text, 5)
+    drifted = _parse_echo(answer(["<s>", "ab", " cd", "!"], [0, 9, 9, 9], 3), 5)
+    assert plain is not None and bos is not None and drifted is not None
+    a, b = _echo_dists(plain, text, 5), _echo_dists(bos, text, 5)
     assert sorted(a) == [2, 5] and a[2] == {" c": pytest.approx(np.exp(-0.5))}
     assert sorted(b) == [0, 2, 5] and b[2] == a[2] and b[5] == a[5]
+    assert _echo_dists(drifted, text, 5) == b
     assert _parse_echo({"choices": [{"text": "x", "logprobs": None}]}, 5) is None
     with pytest.raises(ValueError, match="finite log-probability"):
         _parse_echo(answer(["ab", " cd"], [0, 2], 2) | {"choices": [{"logprobs": {
             "tokens": ["a", "b"], "text_offset": [0, 1],
             "top_logprobs": [None, {"b": float("nan")}]}}]}, 5)
+    with pytest.raises(ValueError, match="non-string"):
+        _parse_echo(answer(["ab", " cd"], [0, 2], 2) | {"choices": [{"logprobs": {
+            "tokens": ["a", 3], "top_logprobs": [None, {"b": -1.0}]}}]}, 5)
 
 
 def test_double_centring_removes_model_effects() -> None:

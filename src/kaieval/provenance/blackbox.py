@@ -15,8 +15,9 @@ controls (0.012). Its next-token *distributions* stay close to the parent's. So:
   its text ``prompt + continuation``: the fixed prompts and the models' own continuations;
 * every model reports top-k next-token log-probs over every model's texts (an endpoint's
   ``echo`` + ``logprobs``, or a local model's forward pass: :mod:`.blackbox_models`);
-  two models are compared at shared character offsets on next characters, so tokenizers
-  may differ (:mod:`.blackbox_stats`): top-1 agreement, top-k overlap and 1 -
+  two models are compared at shared character offsets (where both start a token, rebuilt
+  from the token strings on both sides: :mod:`.blackbox_offsets`) on next characters, so
+  tokenizers may differ (:mod:`.blackbox_stats`): top-1 agreement, top-k overlap and 1 -
   Jensen-Shannon on the shared support decide; greedy character-prefix agreement is
   reported beside them;
 * similarities are double-centred (:func:`centred`): what is not specific to a pair goes;
@@ -53,6 +54,12 @@ import numpy as np
 from kaieval.bench.api import Backend
 from kaieval.errors import KaiError
 from kaieval.io import DATA_MAX_BYTES, parse_jsonl, read_bounded_bytes
+from kaieval.provenance.blackbox_nulls import (
+    centred,
+    holm_adjusted,
+    pair_outlier_t,
+    pair_permutation_p,
+)
 from kaieval.records import ComponentEvidence
 
 PROMPTS_FILE = "blackbox_prompts.jsonl"
@@ -158,19 +165,6 @@ def load_prompts(path: Path | None = None) -> tuple[tuple[Prompt, ...], str]:
     return tuple(prompts), hashlib.sha256(raw).hexdigest()
 
 
-def holm_adjusted(p_values: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values: reject where adjusted p <= alpha (same decisions
-    as :func:`kaieval.provenance.weight_tests.holm`, but a number to report)."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    out = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        out[i] = running
-    return out
-
-
 def agreement(a: str, b: str, compare_chars: int) -> float:
     """Common prefix of two outputs (whitespace collapsed, first ``compare_chars``
     characters) over the compared length; two empty outputs agree fully."""
@@ -187,6 +181,17 @@ def agreement(a: str, b: str, compare_chars: int) -> float:
 
 
 DECISIVE = ("top1", "topk", "js")  # greedy agreement is reported, not decisive
+# The sampled fallback decides on top-1 agreement alone. Why: with 16 sampled tokens per
+# prompt, which units turn up at all (topk) and how often (js) follow how a vocabulary
+# cuts text; in its calibration the two models with other vocabularies (768 and 1,280
+# tokens) were "alike" on them (topk t 14.2, js t 9.6) and accused, where the most
+# frequent next unit (top1, t -0.1) was not. The first sampled calibration run chose this.
+SAMPLED_DECISIVE = ("top1",)
+# What its calibration found (docs/provenance.md, benchmarks/provenance_blackbox_sampled.json),
+# quoted in every fallback evidence line: users must read its "no evidence" as weak.
+SAMPLED_POWER = ("WEAK TEST: on the calibration suite it missed the instruction/code "
+                 "fine-tune that log-probs detect; its 'no evidence' does not clear the "
+                 "candidate")
 
 
 @dataclass(frozen=True)
@@ -270,10 +275,11 @@ METHODS = {
                  "similarity of (candidate, reference) vs every other pair of models: "
                  "prediction t-test over pairs, Holm across references and statistics, "
                  "and a per-prompt pair-permutation test"),
-    "sampled": ("FALLBACK, some endpoint gave no log-probs: sampled next tokens after each "
-                "prompt (temperature 1, seeded) as empirical next-character distributions: "
-                "top-1 agreement, top-k overlap, 1 - Jensen-Shannon on the shared support; "
-                "and greedy character-prefix agreement (reported, not decisive); "
+    "sampled": ("FALLBACK, some endpoint gave no log-probs (a weak test, see the evidence): "
+                "sampled next tokens after each prompt (temperature 1, seeded) as empirical "
+                "next-character distributions: top-1 agreement (decisive), top-k overlap, "
+                "1 - Jensen-Shannon on the shared support and greedy character-prefix "
+                "agreement (reported, not decisive); "
                 "double-centred similarity of (candidate, reference) vs every other pair of "
                 "models: prediction t-test over pairs, Holm across references and "
                 "statistics, and a per-prompt pair-permutation test"),
@@ -293,7 +299,8 @@ def blackbox_evidence(result: BlackBoxResult) -> list[ComponentEvidence]:
                           + (f", Holm p {s.p_holm:.3g})" if s.p_holm is not None
                              else ", not decisive)") for s in r.statistics)
         fallback = (" FALLBACK: sampled outputs, no log-probs from "
-                    f"{', '.join(result.no_logprobs)};" if result.mode == "sampled" else "")
+                    f"{', '.join(result.no_logprobs)}; {SAMPLED_POWER}; decisive: top1 only;"
+                    if result.mode == "sampled" else "")
         if r.unmatched_tokenization:
             fallback += (" NOT CALIBRATED: fewer than 3 pairs of controls tokenize alike "
                          "as much as candidate and reference do;")
@@ -306,43 +313,6 @@ def blackbox_evidence(result: BlackBoxResult) -> list[ComponentEvidence]:
                     f"{r.decisive}; behavioural evidence (cannot tell weight reuse from "
                     f"distillation)")))
     return lines
-
-
-def centred(sims: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Double-centred similarity of every pair of models, per prompt: ``[prompt, pair]``.
-
-    ``D(a, b) = S(a, b) - mean_k S(a, k) - mean_k S(b, k) + mean_{k<l} S(k, l)``, with k, l
-    the other models. Why: some models are closer to *every* model (a better-trained one,
-    a text that is easier to predict), which says nothing about lineage; under an additive
-    model ``S(a, b) = mu + q_a + q_b`` every D is zero, so only what is specific to the pair
-    is left. Needs at least four models.
-    """
-    n, m = sims.shape[:2]
-    pairs = [(a, b) for a in range(m) for b in range(a + 1, m)]
-    out = np.empty((n, len(pairs)))
-    for p, (a, b) in enumerate(pairs):
-        rest = [k for k in range(m) if k not in (a, b)]
-        among = [sims[:, k, q] for i, k in enumerate(rest) for q in rest[i + 1:]]
-        out[:, p] = (sims[:, a, b] - sims[:, a, rest].mean(axis=1)
-                     - sims[:, b, rest].mean(axis=1) + np.mean(among, axis=0))
-    return out, pairs
-
-
-def pair_permutation_p(d: np.ndarray, observed: int, n_permutations: int, seed: int
-                       ) -> float:
-    """P-value of ``Σ_i d[i, observed]`` when, per prompt, the pair of models labelled
-    (candidate, reference) could be any pair: under H0 all the models are mutually
-    independent, so their labels are exchangeable. ``(1 + #{T* >= T}) / (B + 1)``."""
-    n, pairs = d.shape
-    obs = float(d[:, observed].sum())
-    rng = np.random.default_rng(seed)
-    hits = done = 0
-    while done < n_permutations:
-        b = min(2000, n_permutations - done)
-        sims = d[np.arange(n)[None, :], rng.integers(0, pairs, size=(b, n))].sum(axis=1)
-        hits += int(np.sum(sims >= obs - 1e-9))
-        done += b
-    return (1 + hits) / (n_permutations + 1)
 
 
 def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSpec],
@@ -374,7 +344,8 @@ def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSp
     results = assess(got.sims, 0, list(range(1, 1 + len(refs))),
                      list(range(1 + len(refs), len(specs))), [r.name for r in refs],
                      alpha=alpha, seed=seed, n_permutations=n_permutations,
-                     tokenization=got.tokenization)
+                     tokenization=got.tokenization,
+                     decisive=SAMPLED_DECISIVE if got.mode == "sampled" else DECISIVE)
     names = [s.name for s in specs]
     return BlackBoxResult(
         candidate.describe(), tuple(results), tuple(c.describe() for c in controls),
@@ -388,8 +359,8 @@ def blackbox_test(candidate: ModelSpec, references: ModelSpec | Sequence[ModelSp
 
 def assess(sims_all: dict[str, np.ndarray], cand: int, refs: Sequence[int],
            controls: Sequence[int], ref_names: Sequence[str], *, alpha: float, seed: int,
-           n_permutations: int, tokenization: np.ndarray | None = None
-           ) -> tuple[ReferenceAgreement, ...]:
+           n_permutations: int, tokenization: np.ndarray | None = None,
+           decisive: Sequence[str] = DECISIVE) -> tuple[ReferenceAgreement, ...]:
     """The tests on measured similarities (``[prompt, model, model]`` per statistic):
     the candidate at index ``cand`` against each reference, the ``controls`` the baseline.
     Separate from measuring so one measurement of many models serves many tests (the
@@ -417,14 +388,14 @@ def assess(sims_all: dict[str, np.ndarray], cand: int, refs: Sequence[int],
             sims, d, null = sims[keep], d[keep], null[keep]
             t, p_pairs = (pair_outlier_t(d[:, 0], null) if len(d) and len(like) >= MIN_NULL_PAIRS
                           else (math.nan, 1.0))
-            if name in DECISIVE and len(like) < MIN_NULL_PAIRS:
+            if name in decisive and len(like) < MIN_NULL_PAIRS:
                 unmatched.add(k)
             p = (pair_permutation_p(d, 0, n_permutations, seed + k * len(sims_all) + si)
                  if len(d) else 1.0)
             tests.append((k, name, sims, d, t, p_pairs, p))
-    decisive = [i for i, x in enumerate(tests) if x[1] in DECISIVE]
-    adjusted: dict[int, float] = dict(zip(decisive, holm_adjusted(
-        [tests[i][5] for i in decisive]), strict=True))
+    chosen = [i for i, x in enumerate(tests) if x[1] in decisive]
+    adjusted: dict[int, float] = dict(zip(chosen, holm_adjusted(
+        [tests[i][5] for i in chosen]), strict=True))
     results = []
     for k, ref_name in enumerate(ref_names):
         stats = [_statistic(x, adjusted.get(i), alpha) for i, x in enumerate(tests)
@@ -455,29 +426,6 @@ def _alike(tokenization: np.ndarray | None, pool: Sequence[int],
 
 
 MIN_CONTROLS = 4  # the pairs among the controls, centred on the other controls, are the null
-
-
-def pair_outlier_t(observed: np.ndarray, null: np.ndarray) -> tuple[float, float]:
-    """Does the (candidate, reference) pair stand out among unrelated pairs? ``observed``
-    its centred similarity per prompt (centred on the controls), ``null`` [prompt, pair]
-    that of every pair of controls (centred on the other controls). Their means over
-    the prompts; the observed one against the null ones as a new draw (prediction t,
-    one-sided, Student t with pairs - 1 df).
-
-    Why besides the per-prompt permutation: independent models are not all equally alike
-    (training order, chance), so with enough prompts *some* unrelated pair always beats
-    the others per prompt. What lineage gives is a pair far outside the spread of the
-    unrelated pairs; this test measures that spread. The null pairs never involve the
-    candidate or the reference, so a large effect does not widen its own yardstick.
-    """
-    from scipy import stats
-
-    others = null.mean(axis=0)
-    sd = float(others.std(ddof=1)) if len(others) > 1 else 0.0
-    if not sd > 0:
-        return math.nan, 1.0
-    t = float((observed.mean() - others.mean()) / (sd * math.sqrt(1 + 1 / len(others))))
-    return t, float(stats.t.sf(t, len(others) - 1))
 
 
 def _statistic(x: tuple[int, str, np.ndarray, np.ndarray, float, float, float],

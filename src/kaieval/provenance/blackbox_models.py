@@ -8,8 +8,13 @@ on local folders and run on endpoints:
   one forward pass; from an OpenAI-compatible endpoint by ``/v1/completions`` with
   ``echo: true, logprobs: k, max_tokens: 1`` (what vLLM, llama.cpp and TGI answer; vLLM
   reports prompt log-probs this way). Positions are character offsets into the text,
-  measured back from the end of the prompt, so a server that prepends BOS (vLLM counts
-  ``"<s>"`` in its offsets) lines up with one that does not;
+  rebuilt from the token strings on both sides (:mod:`.blackbox_offsets`): the echoed
+  ``tokens`` of an endpoint, the raw pieces of a local tokenizer. The endpoint's own
+  ``text_offset`` is not used: vLLM's counts decoded token strings, which drift on
+  characters split across tokens. A local model's answer is built as an endpoint's is:
+  the text's own token and the top-k, keyed by their names (tokens named alike keep one
+  entry, the last), named as vLLM names them, or decoded alone where the endpoints in the
+  comparison do that;
 * when an endpoint gives no log-probs: sampled next tokens after each prompt
   (temperature 1, seeded per request), the fallback the result then reports.
 """
@@ -26,6 +31,7 @@ import numpy as np
 
 from kaieval.bench.api import GenerationRequest
 from kaieval.errors import KaiError
+from kaieval.provenance.blackbox_offsets import FFFD, token_starts
 from kaieval.provenance.blackbox_stats import (
     STATISTICS,
     TextDists,
@@ -42,11 +48,16 @@ _EPS = 1e-6
 class ModelSession:
     """One model opened for the test (a local model is loaded once, then dropped)."""
 
-    def __init__(self, spec: Any, *, seed: int) -> None:
+    def __init__(self, spec: Any, *, seed: int, naming: str = "vllm") -> None:
         from kaieval.provenance.blackbox import open_backend
 
         self.spec = spec
         self.seed = seed
+        # how top-k alternatives are named: "vllm" ("" for one that ends inside a
+        # character) or "plain" (decoded alone); a folder names them as the endpoints do.
+        # An endpoint's own naming, once seen in its answers, is left in `naming_seen`.
+        self.naming = naming
+        self.naming_seen: str | None = None
         self.backend: Any = open_backend(spec, seed=seed)
         self.local = spec.url is None
         self._strings: dict[int, str] = {}  # token id -> decoded string, decoded once
@@ -63,12 +74,19 @@ class ModelSession:
         """Per text, offset -> projected top-k distribution; None: no log-probs here."""
         if self.local:
             return [self._local_dists(t, k) for t in texts]
-        answers = self.backend.post_completions(
-            [{"prompt": t, "echo": True, "logprobs": k, "max_tokens": 1, "temperature": 0}
-             for t in texts], lambda data: _parse_echo(data, k))
+        bodies = [{"prompt": t, "echo": True, "logprobs": k, "max_tokens": 1, "temperature": 0}
+                  for t in texts]
+        first = self.backend.post_completions(bodies[:1], lambda data: _parse_echo(data, k))
+        if first[0] is None:  # no log-probs: asking for the other texts would be wasted
+            return None
+        answers = first + self.backend.post_completions(bodies[1:],
+                                                        lambda data: _parse_echo(data, k))
         if any(a is None for a in answers):
             return None
-        return [_offsets_from_end(a, t, k) for a, t in zip(answers, texts, strict=True)]
+        tokens = [t for a in answers for t in a["tokens"][1:]]
+        self.naming_seen = ("vllm" if "" in tokens else "plain"
+                            if any(t.endswith("\ufffd") for t in tokens) else None)
+        return [_echo_dists(a, t, k) for a, t in zip(answers, texts, strict=True)]
 
     def sample_next(self, prompts: Sequence[str], n: int) -> list[list[str | None]]:
         """Per prompt, the units of ``n`` sampled next tokens (seeded, temperature 1)."""
@@ -80,51 +98,111 @@ class ModelSession:
         texts = self.backend.post_completions(bodies, _parse_text)
         return [[unit(t) for t in texts[i * n:(i + 1) * n]] for i in range(len(prompts))]
 
+    def starts(self, text: str, ids: Sequence[int]) -> list[int]:
+        """Where each token of ``ids`` starts in ``text`` (-1: not on a character
+        boundary, special, or not told by the strings), from the token strings an
+        endpoint would echo for them (:meth:`names`), read the same way as an endpoint's:
+        the same model served and local then has the same starts, even where the strings
+        leave one open."""
+        special = set(self.backend.tokenizer.all_special_ids)
+        return token_starts(text, self.names(ids), [i in special for i in ids])
+
+    def names(self, ids: Sequence[int]) -> list[str]:
+        """The echoed token strings of ``ids``: decoded alone ("plain"), or as vLLM 0.32
+        names prompt tokens ("vllm", ``vllm/v1/engine/logprobs.py``): one whose decoding
+        ends in U+FFFD is decoded with the fewest of the 4 earlier tokens (never the
+        prompt's first) that finish it, less the text of those before the ones that end
+        in U+FFFD, or ``""``."""
+        out = [self._string(i) for i in ids]
+        if self.naming != "vllm":
+            return out
+        decode = self.backend.tokenizer.decode
+        for i in range(1, len(ids)):
+            if out[i].endswith(FFFD):
+                out[i] = _vllm_name(decode, ids[i], list(ids[max(1, i - 4):i]),
+                                    self._string)
+        return out
+
     # --- local ----------------------------------------------------------------------
 
-    def _forward(self, text: str) -> tuple[Any, list[int]]:
-        """Log-probs at each position and the character offset each position predicts at."""
+    def _forward(self, text: str) -> tuple[Any, list[int], list[int]]:
+        """Log-probs at each position, the character offset each position predicts at,
+        and the token it predicts there (the text's own; after the end, the greedy one)."""
         import torch
 
         tok, model = self.backend.tokenizer, self.backend.model
-        enc = tok(text, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
+        ids = list(tok(text)["input_ids"])  # special tokens as a server adds them
         if not ids:
             raise KaiError("the model's tokenizer gives no tokens for a prompt",
                            where=str(self.spec.path))
-        starts = [int(s) if e > s else -1 for s, e in enc["offset_mapping"]]  # -1: special
+        starts = self.starts(text, ids)
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([ids], device=self.backend.device)).logits
         lp = torch.log_softmax(logits[0].float(), dim=-1)
         # position i predicts token i + 1, which starts at starts[i + 1]; the last, the end
-        return lp, [*starts[1:], len(text)]
+        return lp, [*starts[1:], len(text)], [*ids[1:], int(lp[-1].argmax())]
 
     def _string(self, token: int) -> str:
+        """The token decoded alone."""
         if token not in self._strings:
             self._strings[token] = str(self.backend.tokenizer.decode([token]))
         return self._strings[token]
 
+    def _name(self, token: int) -> str:
+        """The token as vLLM names a top-k alternative at a character boundary: decoded
+        alone, ``""`` when that ends inside a character (vLLM cannot finish it with the
+        context, which ends on a boundary there). Why: an endpoint's answer keeps one
+        entry per name, so the folder's answer is built the same way."""
+        name = self._string(token)
+        return "" if self.naming == "vllm" and name.endswith("\ufffd") else name
+
     def _local_dists(self, text: str, k: int) -> TextDists:
         import torch
 
-        lp, at = self._forward(text)
+        lp, at, own = self._forward(text)
         values, idx = torch.topk(lp, min(k, lp.shape[-1]), dim=-1)
         out: TextDists = {}
         for i, off in enumerate(at):
-            if off < 0 or off in out:  # a special token, or mid-character: first only
+            if off < 0 or off in out:  # special, mid-character (or a repeat): first only
                 continue
-            top = {self._string(int(t)): float(v) for t, v in
-                   zip(idx[i].tolist(), values[i].tolist(), strict=True)}
+            # as vLLM answers: the text's own token, then the top-k, keyed by its names
+            top = {self._name(own[i]): float(lp[i, own[i]])}
+            top.update((self._name(int(t)), float(v)) for t, v in
+                       zip(idx[i].tolist(), values[i].tolist(), strict=True))
             out[off] = project(top, k)
         return out
 
     def _local_samples(self, prompt: str, n: int, index: int) -> list[str | None]:
         import torch
 
-        lp, _ = self._forward(prompt)
+        lp, _, _ = self._forward(prompt)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         picks = torch.multinomial(lp[-1].exp(), n, replacement=True, generator=gen)
-        return [unit(self._string(int(t))) for t in picks.tolist()]
+        tok = self.backend.tokenizer  # as a server's completion text: special tokens dropped
+        return [unit(str(tok.decode([int(t)], skip_special_tokens=True)))
+                for t in picks.tolist()]
+
+
+def _vllm_name(decode: Any, token: int, context: list[int], alone: Any) -> str:
+    """vLLM 0.32's ``LogprobsProcessor._correct_decoded_token`` (see :meth:`ModelSession.names`)."""
+    for n in range(1, min(len(context), 4) + 1):
+        ctx = context[-n:]
+        full = str(decode([*ctx, token]))
+        if full.endswith(FFFD):
+            continue
+        clean = len(ctx)
+        while clean > 0 and alone(ctx[clean - 1]).endswith(FFFD):
+            clean -= 1
+        prefix = str(decode(ctx[:clean])) if clean else ""
+        if full.startswith(prefix):
+            return full[len(prefix):]
+        common = 0
+        for a, b in zip(prefix, full, strict=False):
+            if a != b:
+                break
+            common += 1
+        return full[common:]
+    return ""
 
 
 def _parse_text(data: Any) -> str:
@@ -138,21 +216,21 @@ def _parse_text(data: Any) -> str:
 
 
 def _parse_echo(data: Any, k: int) -> dict[str, Any] | None:
-    """The echoed tokens, offsets, top-k alternatives and prompt length; None where the
-    endpoint answered without log-probs (``transformers serve``, most hosted chat APIs)."""
+    """The echoed token strings, top-k alternatives and prompt length; None where the
+    endpoint answered without log-probs (``transformers serve``, most hosted chat APIs).
+    ``text_offset`` is not read (see the module doc)."""
     try:
         lp = data["choices"][0].get("logprobs")
     except (KeyError, IndexError, TypeError, AttributeError):
         raise ValueError("response field 'choices[0]' is missing or malformed") from None
     if not isinstance(lp, dict) or not lp.get("top_logprobs"):
         return None
-    tokens, offsets, top = lp.get("tokens"), lp.get("text_offset"), lp.get("top_logprobs")
-    if not (isinstance(tokens, list) and isinstance(offsets, list) and isinstance(top, list)
-            and len(tokens) == len(offsets) == len(top) > 0):
-        raise ValueError("choices[0].logprobs: tokens, text_offset and top_logprobs are not "
-                         "lists of one length")
-    if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
-        raise ValueError("choices[0].logprobs.text_offset holds a non-integer")
+    tokens, top = lp.get("tokens"), lp.get("top_logprobs")
+    if not (isinstance(tokens, list) and isinstance(top, list) and len(tokens) == len(top) > 0):
+        raise ValueError("choices[0].logprobs: tokens and top_logprobs are not lists of one "
+                         "length")
+    if not all(isinstance(t, str) for t in tokens):
+        raise ValueError("choices[0].logprobs.tokens holds a non-string")
     for alts in top:
         if alts is None:
             continue
@@ -165,20 +243,18 @@ def _parse_echo(data: Any, k: int) -> dict[str, Any] | None:
     n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     if not (isinstance(n, int) and not isinstance(n, bool) and 0 < n <= len(tokens)):
         n = len(tokens) - 1  # max_tokens 1: everything but the last token is the prompt
-    return {"tokens": tokens, "offsets": offsets, "top": top, "n_prompt": n}
+    return {"tokens": tokens, "top": top, "n_prompt": n}
 
 
-def _offsets_from_end(a: dict[str, Any], text: str, k: int) -> TextDists:
-    """Echoed positions as offsets into ``text``: shifted so the prompt ends at ``len(text)``
-    (a BOS the server counted falls before 0 and is dropped); the generated token's
-    alternatives are the distribution after the text."""
-    tokens, offsets, top, n = a["tokens"], a["offsets"], a["top"], a["n_prompt"]
-    end = (offsets[n] if n < len(offsets)
-           else offsets[-1] + len(tokens[-1]) if isinstance(tokens[-1], str) else len(text))
-    shift = end - len(text)
+def _echo_dists(a: dict[str, Any], text: str, k: int) -> TextDists:
+    """An echo's distributions at the offsets its token strings start at in ``text``
+    (:func:`~.blackbox_offsets.token_starts`; a BOS or a token starting inside a character
+    has none); the generated token's alternatives are the distribution after the text."""
+    tokens, top, n = a["tokens"], a["top"], a["n_prompt"]
+    starts = token_starts(text, tokens[:n])
     out: TextDists = {}
     for i, alts in enumerate(top):
-        off = len(text) if i >= n else offsets[i] - shift
+        off = len(text) if i >= n else starts[i]
         if not isinstance(alts, dict) or not alts or off < 0 or off in out:
             continue
         out[off] = project({str(t): float(v) for t, v in alts.items()}, k)
@@ -214,12 +290,21 @@ def measure(specs: Sequence[Any], prompts: Sequence[str], *, seed: int, max_new_
         outputs.append(s.generate(prompts, max_new_tokens))
         s.close()
     flat = [p + o for outs in outputs for p, o in zip(prompts, outs, strict=True)]
-    dists: list[list[TextDists] | None] = []
-    for spec in specs:
-        s = ModelSession(spec, seed=seed)
-        dists.append(s.dists(flat, top_k))
+    dists: list[list[TextDists] | None] = [None] * m
+    missing: list[int] = []
+    # endpoints first: once one gives no log-probs every model is sampled instead, so the
+    # local forward passes are skipped and the other endpoints are asked one text only
+    naming = "vllm"  # a folder names its alternatives as the endpoints do
+    for j in sorted(range(m), key=lambda j: specs[j].url is None):
+        if missing and specs[j].url is None:
+            continue
+        s = ModelSession(specs[j], seed=seed, naming=naming)
+        dists[j] = s.dists(flat[:1] if missing else flat, top_k)
+        naming = "plain" if s.naming_seen == "plain" else naming
         s.close()
-    missing = [j for j, d in enumerate(dists) if d is None]
+        if dists[j] is None:
+            missing.append(j)
+    missing.sort()
     samples: list[list[list[str | None]]] = []
     if missing:  # every model on the same footing: all sampled, none from log-probs
         for spec in specs:

@@ -16,7 +16,8 @@ here compares token ids:
   multi-byte character) goes to one "incomplete" unit. Two tokenizers that cut
   ``" 정부는"`` differently (``" 정부" + "는"`` vs ``" 정" + "부는"``) still agree on
   ``" 정"``. Where vocabularies are the same this loses little; where they differ it is
-  what makes the comparison possible at all.
+  what makes the comparison possible at all. A token that ends inside a character (or
+  ``""``, how vLLM names one) is "incomplete" whatever it starts with (:func:`unit`).
 * **Statistics** per shared offset (then averaged over a prompt's offsets): ``top1``
   (same most likely unit), ``topk`` (overlap of the two top-k unit sets over the larger
   set: rank agreement of the top-k) and ``js`` (1 - Jensen-Shannon divergence in bits
@@ -32,34 +33,51 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-INCOMPLETE = "\ufffd"  # the unit of tokens that decode to part of a character
+INCOMPLETE = "\ufffd"  # the unit of tokens that end inside a character
+INSIDE = "\ufffd\ufffd"  # the unit of tokens that begin inside one (and finish it)
 STATISTICS = ("top1", "topk", "js")
 Dist = dict[str, float]  # next unit -> probability (top-k mass only; sums to <= 1)
 TextDists = dict[int, Dist]  # character offset in the text -> distribution there
 
 
-def unit(token: str) -> str | None:
-    """The next unit a token string starts with; None for an empty string."""
-    if not token:
-        return None
+def unit(token: str) -> str:
+    """The next unit a token string starts with. A token that does not finish its last
+    character is the "incomplete" unit whatever it starts with: decoded alone it ends in
+    ``"\ufffd"``, but vLLM reports it as ``""`` (and a server's completion text is ``""``
+    for a special token too), so nothing else about it is the same on every server. One
+    that begins inside a character (``"\ufffd가"``) is the "inside" unit."""
+    if not token or token.endswith(INCOMPLETE):
+        return INCOMPLETE
     stripped = token.lstrip()
     lead = token[: len(token) - len(stripped)]
     ws = ("\n" if "\n" in lead else " ") if lead else ""
     if not stripped:
         return ws
     first = stripped[0]
-    return ws + (INCOMPLETE if first == INCOMPLETE else first)
+    return ws + (INSIDE if first == INCOMPLETE else first)
 
 
 def project(top: Mapping[str, float], k: int) -> Dist:
-    """The ``k`` most likely tokens of ``top`` (token string -> log-prob) as a
-    distribution over next units (probabilities of tokens with the same unit summed)."""
-    best = sorted(top.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    """An answer's top log-probs (token string -> log-prob) as a distribution over next
+    units: the ``k + 1`` most likely entries (an OpenAI-style answer has the top-k and the
+    text's own token), probabilities of one unit summed.
+
+    Except the "incomplete" unit: vLLM names every token that ends inside a character
+    ``""``, so its JSON answer keeps one of them (the last written, the least likely of
+    the top-k), and a folder is read the same way (:mod:`.blackbox_models`). Where a
+    server names them apart, the least likely is taken, which is the same entry unless
+    the text's own token is one of them and outside the top-k."""
+    best = sorted(top.items(), key=lambda kv: (-kv[1], kv[0]))[:k + 1]
     out: Dist = {}
+    incomplete: list[float] = []
     for token, lp in best:
         u = unit(token)
-        if u is not None:
+        if u == INCOMPLETE:
+            incomplete.append(lp)
+        else:
             out[u] = out.get(u, 0.0) + math.exp(lp)
+    if incomplete:
+        out[INCOMPLETE] = math.exp(min(incomplete))
     return out
 
 
