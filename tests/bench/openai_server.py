@@ -273,6 +273,8 @@ class LocalOpenAIServer:
                     break
                 clean = j
             prefix = str(self.tok.decode(ctx[:clean])) if clean else ""
+            # written out, not kaieval's blackbox_offsets.past_shared: this server stands
+            # in for vLLM, so it must not share the code it is used to check
             if full.startswith(prefix):
                 return full[len(prefix):]
             common = 0

@@ -31,7 +31,7 @@ import numpy as np
 
 from kaieval.bench.api import GenerationRequest
 from kaieval.errors import KaiError
-from kaieval.provenance.blackbox_offsets import FFFD, token_starts
+from kaieval.provenance.blackbox_offsets import FFFD, past_shared, token_starts
 from kaieval.provenance.blackbox_stats import (
     STATISTICS,
     TextDists,
@@ -194,14 +194,7 @@ def _vllm_name(decode: Any, token: int, context: list[int], alone: Any) -> str:
         while clean > 0 and alone(ctx[clean - 1]).endswith(FFFD):
             clean -= 1
         prefix = str(decode(ctx[:clean])) if clean else ""
-        if full.startswith(prefix):
-            return full[len(prefix):]
-        common = 0
-        for a, b in zip(prefix, full, strict=False):
-            if a != b:
-                break
-            common += 1
-        return full[common:]
+        return past_shared(full, prefix)
     return ""
 
 

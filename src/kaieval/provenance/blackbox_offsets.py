@@ -35,6 +35,17 @@ WINDOW = 8  # characters a decoded piece may be found past where it was expected
 
 
 @lru_cache(maxsize=1)
+
+def past_shared(full: str, prefix: str) -> str:
+    """``full`` past the characters it shares with ``prefix``: how vLLM names a token
+    (the decoded text with it, less the decoded text before it)."""
+    common = 0
+    for a, b in zip(prefix, full, strict=False):
+        if a != b:
+            break
+        common += 1
+    return full[common:]
+
 def _byte_level() -> dict[str, int]:
     """GPT-2's byte-to-character table, inverted: the alphabet of byte-level BPE pieces."""
     bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
@@ -149,14 +160,7 @@ def _vllm_string(raw: bytes, i: int, pos: int, end: int, hist: tuple[int, ...]) 
         while clean > len(ctx) - 1 - n and _lossy(raw[ctx[clean - 1]:ctx[clean]]).endswith(FFFD):
             clean -= 1
         prefix = _lossy(raw[q:ctx[clean]]) if clean > len(ctx) - 1 - n else ""
-        if full.startswith(prefix):
-            return full[len(prefix):]
-        common = 0
-        for a, b in zip(prefix, full, strict=False):
-            if a != b:
-                break
-            common += 1
-        return full[common:]
+        return past_shared(full, prefix)
     return ""
 
 
