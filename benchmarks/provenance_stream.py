@@ -16,7 +16,7 @@ Then, in one run, it measures
   file hashed as on a first run (``KAI_HASH_CACHE=`` unless ``--hash-memo``);
 * that subprocess's peak RSS (``os.wait4`` rusage of exactly that process, forked
   from a small launcher so this script's own memory is not counted: see
-  :func:`run_child`),
+  ``child_usage.py``),
 
 with the page cache in the same state for both timings: ``--cache warm`` (default)
 reads every file once untimed so both timings run from memory; ``--cache cold``
@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from child_usage import ChildUsage, run_child
 from numpy.typing import NDArray
 
 MB = 1_000_000
@@ -230,51 +231,6 @@ def timed_cat(files: list[Path]) -> float:
     return time.perf_counter() - t0
 
 
-@dataclass(frozen=True)
-class ChildRun:
-    wall_s: float
-    cpu_s: float  # user + system: what the run costs when it has the cores to itself
-    code: int
-    peak_rss: int  # bytes, of exactly that process
-    disk_read: int  # bytes it made the kernel read from storage (ru_inblock x 512)
-
-
-LAUNCHER = """
-import json, os, sys, time
-log = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-t0 = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.execv(sys.argv[2], sys.argv[2:])
-_, status, ru = os.wait4(pid, 0)
-wall = time.perf_counter() - t0
-print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
-                  "code": os.waitstatus_to_exitcode(status), "maxrss_kb": ru.ru_maxrss,
-                  "inblock": ru.ru_inblock}))
-"""
-"""Runs the timed command as its grandchild; why: see :func:`run_child`."""
-
-
-def run_child(argv: list[str], log: Path, env: dict[str, str]) -> ChildRun:
-    """Run ``argv`` with output to ``log``; its wall and CPU time, exit code, peak RSS.
-
-    Why a launcher: Linux counts, in the peak RSS of a process that ``exec``s, the
-    memory of the process it was forked (or ``vfork``ed, as ``subprocess`` does) from.
-    This script holds hundreds of MB after writing the checkpoints, so timing its own
-    child reported that (824 MB, issue 16) instead of the comparison's. A small
-    launcher forks the command from itself (a bare interpreter, ~10 MB) and reports
-    ``wait4``'s usage of exactly that grandchild.
-    """
-    proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(log), *argv], env=env,
-                          capture_output=True, text=True, check=True)
-    got = json.loads(proc.stdout)
-    return ChildRun(got["wall"], got["cpu"], got["code"],
-                    got["maxrss_kb"] * 1024,  # Linux: ru_maxrss is in kilobytes
-                    got["inblock"] * 512)  # and ru_inblock in 512-byte blocks
-
-
 def _profile(kai: Path, cand: Path, ref: Path, work: Path) -> None:
     import pstats
 
@@ -375,7 +331,7 @@ def main() -> int:
         cache = settle_cache(files, args.cache)
         raw_s = timed_cat(files)
         argv = [str(args.kai), "provenance", str(cand), "--ref", str(ref)]
-        runs: list[tuple[str, ChildRun]] = []
+        runs: list[tuple[str, ChildUsage]] = []
         records: list[dict[str, object]] = []
         load_before = os.getloadavg()[0]
         settings = [("default" if args.threads is None else str(args.threads), env)]
@@ -386,7 +342,8 @@ def main() -> int:
         for label, run_env in settings:
             settle_cache(files, args.cache)
             verdict_file = work / f"verdict-threads-{label}.json"
-            run = run_child([*argv, "--json", str(verdict_file)], work / "kai.log", run_env)
+            run = run_child([*argv, "--json", str(verdict_file)], work / "kai.log", run_env,
+                            stdout_to_log=True)
             if run.code != 0:
                 print((work / "kai.log").read_text()[-3000:])
                 print(f"kai provenance exited with {run.code}")
