@@ -64,8 +64,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from child_usage import ChildUsage, run_child
 from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # child_usage, when imported as a module
+from child_usage import ChildUsage, run_child
 
 MB = 1_000_000
 INIT_STD = 0.02
