@@ -147,7 +147,9 @@ def hash_ahead(paths: Iterable[Path]) -> list[Path]:
     :data:`SETTLE_S` ago (a same-size rewrite in the same timestamp tick would keep the
     state: the memo's rule). Returns the files queued.
     """
-    todo: queue.Queue[tuple[Path, Future[str]] | None] = queue.Queue()
+    # daemon threads fed by a queue, not a ThreadPoolExecutor: its threads are joined at
+    # exit, so a command that no longer needs a digest would wait for a large file's hash
+    jobs: queue.Queue[tuple[Path, Future[str]] | None] = queue.Queue()
     queued: list[Path] = []
     settled = time.time() - SETTLE_S
     for p in map(Path, paths):
@@ -166,15 +168,15 @@ def hash_ahead(paths: Iterable[Path]) -> list[Path]:
                 continue
             fut: Future[str] = Future()
             _ahead[key] = fut
-        todo.put((p, fut))
+        jobs.put((p, fut))
         queued.append(p)
 
     def run() -> None:
-        while (job := todo.get()) is not None:
+        while (job := jobs.get()) is not None:
             _hash_one(*job)
 
     for i in range(min(AHEAD_THREADS, len(queued))):
-        todo.put(None)
+        jobs.put(None)  # one end marker per thread
         threading.Thread(target=run, name=f"kai-hash-ahead-{i}", daemon=True).start()
     return queued
 
