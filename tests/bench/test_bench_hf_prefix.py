@@ -86,7 +86,7 @@ def test_cache_hit_is_bit_identical_to_a_miss(model_dir: Path) -> None:
 
 def test_eager_attention_takes_the_additive_mask(model_dir: Path) -> None:
     reqs = _fewshot_requests()[:8]
-    eager = HFBackend(model_dir, prefix_block=8)
+    eager = HFBackend(model_dir, prefix_block=8, forward="transformers")  # eager is theirs
     eager.model.set_attn_implementation("eager")
     assert supports(eager.model)
     got = [a.logprob for a in eager.loglikelihood(reqs)]

@@ -61,6 +61,9 @@ def eval_(
     data_parallel_size: Annotated[int | None, typer.Option(
         help="vllm backend: model copies serving requests side by side (vLLM's "
         "data_parallel_size).")] = None,
+    forward: Annotated[str | None, typer.Option(
+        help="hf backend: auto (kaieval's own forward for a plain LlamaForCausalLM, "
+        "transformers' for anything else), kaieval or transformers.")] = None,
 ) -> None:
     """Run benchmarks on a local model or an OpenAI-compatible endpoint."""
     from kaieval.bench.cache import default_request_cache
@@ -91,7 +94,8 @@ def eval_(
                                ("data_parallel_size", data_parallel_size, "vllm"),
                                ("concurrency", concurrency, "openai"),
                                ("prompts_per_request", prompts_per_request, "openai"),
-                               ("loglikelihood_via", loglikelihood_via, "openai")):
+                               ("loglikelihood_via", loglikelihood_via, "openai"),
+                               ("forward", forward, "hf")):
         if value is not None:
             if backend != owner:
                 raise KaiError(f"is for the {owner} backend",

@@ -105,6 +105,25 @@ def _out_cache(out: Any) -> Any:
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
+def _choose_forward(path: Path, forward: str, trust_remote_code: bool) -> tuple[str, str]:
+    """Which forward runs the model -- ``kaieval`` (``llama_native``) or ``transformers``
+    -- and why, from ``--forward`` (auto, kaieval, transformers) and the checkpoint."""
+    from kaieval.bench.backends import llama_native
+
+    if forward not in llama_native.FORWARDS:
+        raise KaiError(f"forward {forward!r} unknown; use one of "
+                       f"{', '.join(llama_native.FORWARDS)}", where="--forward")
+    if forward == "transformers":
+        return "transformers", "asked for (--forward transformers)"
+    why = llama_native.unsupported(path, trust_remote_code=trust_remote_code)
+    if why is None:
+        return "kaieval", f"a plain {llama_native.ARCHITECTURE} (llama_native)"
+    if forward == "kaieval":
+        raise KaiError(f"--forward kaieval runs only a plain {llama_native.ARCHITECTURE}: "
+                       f"{why}", where=str(path))
+    return "transformers", why
+
+
 class HFBackend(LMEvalTokens):
     """A local transformers causal LM answering log-likelihood and generation requests."""
 
@@ -114,9 +133,9 @@ class HFBackend(LMEvalTokens):
                  batch_size: int = 8, chat_template: bool = False,
                  trust_remote_code: bool = False, max_length: int | None = None,
                  shared_prefix: bool = True, prefix_batching: bool = False,
-                 prefix_block: int = BLOCK_TOKENS, tokenizer_pattern: str | None = None) -> None:
+                 prefix_block: int = BLOCK_TOKENS, tokenizer_pattern: str | None = None,
+                 forward: str = "auto") -> None:
         import torch
-        from transformers import AutoModelForCausalLM
 
         self.path = Path(path).expanduser().resolve()
         check_model_dir(self.path, pickles_beside_safetensors=True)  # use_safetensors below
@@ -134,12 +153,21 @@ class HFBackend(LMEvalTokens):
         self.tokenizer: Any = load_hf_tokenizer(self.path, trust_remote_code=trust_remote_code,
                                                 pattern=tokenizer_pattern)
         keep_freed_memory()
+        self.forward_impl, self.forward_why = _choose_forward(self.path, forward,
+                                                              trust_remote_code)
         try:
-            with quiet_transformers():
-                model: Any = AutoModelForCausalLM.from_pretrained(
-                    str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
-                    trust_remote_code=trust_remote_code)
-            self.model: Any = model.to(device)
+            if self.forward_impl == "kaieval":
+                from kaieval.bench.backends import llama_native
+
+                self.model: Any = llama_native.load(self.path, getattr(torch, dtype), device)
+            else:
+                from transformers import AutoModelForCausalLM
+
+                with quiet_transformers():
+                    model: Any = AutoModelForCausalLM.from_pretrained(
+                        str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
+                        trust_remote_code=trust_remote_code)
+                self.model = model.to(device)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise KaiError(f"cannot load model: {first}", where=str(self.path)) from exc
@@ -181,6 +209,7 @@ class HFBackend(LMEvalTokens):
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             parts = [TOKENISATION, self._scoring(), f"greedy-rows-{GEN_ROWS}-{GEN_TOKENS}",
+                     f"forward={self.forward_impl}",
                      model_hash(self.path), self.dtype,
                      self._torch.device(self.device).type, str(self.max_length),
                      f"chat={self.chat_template}:{self.chat_template_hash}"]
@@ -204,6 +233,7 @@ class HFBackend(LMEvalTokens):
                 "chat_template_hash": self.chat_template_hash,
                 "shared_prefix": self.shared_prefix, "prefix_batching": self.prefix_batching,
                 "scoring": self._scoring(), "tokenizer_pattern": self.tokenizer_pattern,
+                "forward": self.forward_impl, "forward_reason": self.forward_why,
                 "generation": f"greedy, up to {GEN_ROWS} prompts per pass",
                 "tokenisation": TOKENISATION, "fingerprint": self.fingerprint()}
 
