@@ -66,6 +66,19 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return ours, theirs
 
 
+def _cache_kw(model: Any, cache: Any) -> dict[str, Any]:
+    """transformers >= 5.20 calls it ``cache``, earlier 5.x ``past_key_values``."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return {"cache" if "cache" in params else "past_key_values": cache}
+
+
+def _cache_of(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _same(a: Any, b: Any) -> None:
     assert a.shape == b.shape
     assert torch.equal(a, b), f"max |diff| {(a - b).abs().max().item()}"
@@ -85,18 +98,22 @@ def test_logits_and_caches_are_bit_identical(pair: tuple[Any, Any]) -> None:
               theirs(input_ids=ids, attention_mask=mask).logits)
         a = ours(input_ids=ids[:, :18], use_cache=True)
         b = theirs(input_ids=ids[:, :18], use_cache=True)
-        for la, lb in zip(a.cache.layers, b.cache.layers, strict=True):
+        cache_a, cache_b = _cache_of(a), _cache_of(b)
+        for la, lb in zip(cache_a.layers, cache_b.layers, strict=True):
             _same(la.keys, lb.keys)
             _same(la.values, lb.values)
         pos = torch.arange(18, 30)[None].expand(3, -1)
-        _same(ours(input_ids=ids[:, 18:], position_ids=pos, cache=a.cache, use_cache=True,
-                   logits_to_keep=torch.tensor([0, 5, 11])).logits,
-              theirs(input_ids=ids[:, 18:], position_ids=pos, cache=b.cache, use_cache=True,
-                     logits_to_keep=torch.tensor([0, 5, 11])).logits)
+        keep = torch.tensor([0, 5, 11])
+        _same(ours(input_ids=ids[:, 18:], position_ids=pos, use_cache=True, logits_to_keep=keep,
+                   **_cache_kw(ours, cache_a)).logits,
+              theirs(input_ids=ids[:, 18:], position_ids=pos, use_cache=True,
+                     logits_to_keep=keep, **_cache_kw(theirs, cache_b)).logits)
         # one-token decode over the cache (the packed grouped-query path)
         step = ids[:, :1]
-        _same(ours(input_ids=step, cache=a.cache, use_cache=True, logits_to_keep=1).logits,
-              theirs(input_ids=step, cache=b.cache, use_cache=True, logits_to_keep=1).logits)
+        _same(ours(input_ids=step, use_cache=True, logits_to_keep=1,
+                   **_cache_kw(ours, cache_a)).logits,
+              theirs(input_ids=step, use_cache=True, logits_to_keep=1,
+                     **_cache_kw(theirs, cache_b)).logits)
         # the tree scorer's shape: a shared past, then a 4-D bool mask of its own
         past = ours(input_ids=ids[:1, :8], use_cache=True).cache
         kv = [(layer.keys.expand(2, -1, -1, -1), layer.values.expand(2, -1, -1, -1))
@@ -106,8 +123,10 @@ def test_logits_and_caches_are_bit_identical(pair: tuple[Any, Any]) -> None:
         visible[1, 4:, 10:12] = False  # a branch that does not see its sibling
         tree = {"input_ids": ids[:2, 8:14], "attention_mask": visible[:, None],
                 "position_ids": torch.arange(8, 14)[None].expand(2, -1), "use_cache": True}
-        _same(ours(**tree, cache=DynamicCache(ddp_cache_data=kv, config=ours.config)).logits,
-              theirs(**tree, cache=DynamicCache(ddp_cache_data=kv, config=theirs.config)).logits)
+        _same(ours(**tree, **_cache_kw(ours, DynamicCache(ddp_cache_data=kv,
+                                                           config=ours.config))).logits,
+              theirs(**tree, **_cache_kw(theirs, DynamicCache(ddp_cache_data=kv,
+                                                               config=theirs.config))).logits)
 
 
 @pytest.mark.parametrize(("legacy", "rope_type"), [
