@@ -30,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import gammaln, log_ndtr, logsumexp
 
-from kaieval.provenance.safetensors_io import FLOAT_DTYPES, ModelWeights, TensorInfo
+from kaieval.provenance.safetensors_header import FLOAT_DTYPES, TensorInfo
+from kaieval.provenance.safetensors_io import ModelWeights
 from kaieval.provenance.vocab import SharedRows
 
 UNIT_CLT_MIN = 32
