@@ -70,6 +70,7 @@ def test_measurement_record_names_its_inputs(models: dict[str, Path]) -> None:
     assert rec.input_hashes["text"] == sha256_bytes(TEXT.encode())
     assert "model/model.safetensors" in rec.input_hashes
     assert rec.settings["max_len"] == 64 and rec.settings["n_chars"] == len(TEXT)
+    assert rec.settings["forward"] == "kaieval"  # a plain Llama: the backend's own loader
     assert rec.natural_key() == "measurement/stage-1/lg/heldout_bits_per_char"
 
 

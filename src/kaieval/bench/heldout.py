@@ -23,7 +23,6 @@ from typing import Any
 from kaieval.artifacts import check_model_dir
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_bytes, sha256_file
-from kaieval.quiet import quiet_transformers
 from kaieval.records import Measurement
 from kaieval.spec.program import Source
 from kaieval.tokenizer import load_tokenizer
@@ -31,23 +30,15 @@ from kaieval.tokenizer import load_tokenizer
 METRIC = "heldout_bits_per_char"
 
 
-def _load(model_dir: Path) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM
-
+def _load(model_dir: Path) -> tuple[Any, Any, str]:
+    """Model, tokenizer and which forward runs the model (the HF backend's loader)."""
     from kaieval.bench.backends.common import load_hf_tokenizer
+    from kaieval.bench.backends.hf import load_causal_lm
 
     # kaieval.tokenizer reads it (any format it knows); a bad one is one line, before weights
     tokenizer = load_hf_tokenizer(model_dir)
-    try:
-        with quiet_transformers():
-            model = AutoModelForCausalLM.from_pretrained(
-                model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise KaiError(f"cannot load model: {first}", where=str(model_dir)) from None
-    model.eval()
-    return model, tokenizer
+    model, forward, _why = load_causal_lm(model_dir)
+    return model, tokenizer, forward
 
 
 def _token_ids(tokenizer: Any, text: str) -> tuple[list[int], bool]:
@@ -90,7 +81,7 @@ def _bits_per_char(model_dir: Path, text: str, max_len: int,
     if max_len < 1 or batch_size < 1:
         raise KaiError(f"max_len and batch_size must be >= 1 (got {max_len}, {batch_size})")
     check_model_dir(model_dir)
-    model, tokenizer = _load(model_dir)
+    model, tokenizer, forward = _load(model_dir)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_len + 1 > int(limit):
         raise KaiError(f"max_len {max_len} exceeds the model's context of {limit} tokens",
@@ -101,7 +92,7 @@ def _bits_per_char(model_dir: Path, text: str, max_len: int,
     nats = _score(model, ids, max_len, batch_size)
     bpc = nats / math.log(2) / len(text)
     info = {"n_chars": len(text), "n_tokens": len(ids) - int(first_scored),
-            "first_token_scored": first_scored}
+            "first_token_scored": first_scored, "forward": forward}
     return bpc, info
 
 

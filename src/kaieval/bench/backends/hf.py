@@ -124,6 +124,37 @@ def _choose_forward(path: Path, forward: str, trust_remote_code: bool) -> tuple[
     return "transformers", why
 
 
+def load_causal_lm(path: Path, *, dtype: str = "float32", device: str = "cpu",
+                   forward: str = "auto", trust_remote_code: bool = False
+                   ) -> tuple[Any, str, str]:
+    """The one way kaieval loads a local causal LM (the HF backend, held-out bits per
+    character): safetensors only, on kaieval's Llama forward or transformers' model
+    (:func:`_choose_forward`), in eval mode on ``device``. Returns the model, which
+    forward runs it and why."""
+    import torch
+
+    impl, why = _choose_forward(path, forward, trust_remote_code)
+    model: Any
+    try:
+        if impl == "kaieval":
+            from kaieval.bench.backends import llama_native
+
+            model = llama_native.load(path, getattr(torch, dtype), device)
+        else:
+            from transformers import AutoModelForCausalLM
+
+            with quiet_transformers():
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(path), dtype=getattr(torch, dtype), use_safetensors=True,
+                    trust_remote_code=trust_remote_code)
+            model = model.to(device)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KaiError(f"cannot load model: {first}", where=str(path)) from exc
+    model.eval()
+    return model, impl, why
+
+
 class HFBackend(LMEvalTokens):
     """A local transformers causal LM answering log-likelihood and generation requests."""
 
@@ -153,25 +184,9 @@ class HFBackend(LMEvalTokens):
         self.tokenizer: Any = load_hf_tokenizer(self.path, trust_remote_code=trust_remote_code,
                                                 pattern=tokenizer_pattern)
         keep_freed_memory()
-        self.forward_impl, self.forward_why = _choose_forward(self.path, forward,
-                                                              trust_remote_code)
-        try:
-            if self.forward_impl == "kaieval":
-                from kaieval.bench.backends import llama_native
-
-                self.model: Any = llama_native.load(self.path, getattr(torch, dtype), device)
-            else:
-                from transformers import AutoModelForCausalLM
-
-                with quiet_transformers():
-                    model: Any = AutoModelForCausalLM.from_pretrained(
-                        str(self.path), dtype=getattr(torch, dtype), use_safetensors=True,
-                        trust_remote_code=trust_remote_code)
-                self.model = model.to(device)
-        except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise KaiError(f"cannot load model: {first}", where=str(self.path)) from exc
-        self.model.eval()
+        self.model, self.forward_impl, self.forward_why = load_causal_lm(
+            self.path, dtype=dtype, device=device, forward=forward,
+            trust_remote_code=trust_remote_code)
         self.chat_template_hash = chat_template_hash(self.tokenizer, chat_template, self.path)
         self.max_length = max_length or self._resolve_max_length()
         self._init_tokens()
