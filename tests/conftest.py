@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,3 +79,22 @@ def browser() -> Iterator[Any]:
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The vLLM tests' tiny model, built once per session (``vllm_served.build_model``)."""
+    from vllm_served import build_model
+
+    return build_model(tmp_path_factory.mktemp("vllm-model"))
+
+
+@pytest.fixture(scope="module")
+def vllm_server(vllm_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[str]:
+    """A real vLLM server on that model, one per test module (no state carried between
+    modules: each starts with an empty prefix cache)."""
+    from vllm_served import served
+
+    with served(vllm_model_dir, tmp_path_factory.mktemp("vllm-log") / "server.log") as base:
+        yield base

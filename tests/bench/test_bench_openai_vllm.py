@@ -10,8 +10,6 @@ started with a bounded wait and killed at teardown.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from importlib import util
 from pathlib import Path
 from typing import Any
 
@@ -27,43 +25,15 @@ from kaieval.bench.backends.openai import OpenAIBackend
 from kaieval.bench.engine import run_task
 from kaieval.bench.run import load_tasks
 from kaieval.cli import app
+from vllm_served import SERVED_NAME  # type: ignore[import-not-found]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-4
 TASKS = ("kobest_copa", "haerae")
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HELPER = _load("vllm_model_served", ROOT / "benchmarks" / "vllm_model.py")
-NAME = HELPER.SERVED_NAME
-
-
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path: Path = HELPER.build_model(tmp_path_factory.mktemp("vllm-model"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    proc, base = HELPER.start_server(model_dir, log)
-    try:
-        yield base
-    finally:
-        HELPER.stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def hf(model_dir: Path) -> HFBackend:
-    return HFBackend(model_dir, max_length=510)  # as the vllm backend on a 512-token engine
+def hf(vllm_model_dir: Path) -> HFBackend:
+    return HFBackend(vllm_model_dir, max_length=510)  # as the vllm backend on a 512-token engine
 
 
 def _requests() -> list[LoglikelihoodRequest]:
@@ -89,35 +59,36 @@ def _assert_parity(got: list[Any], want: list[Any]) -> None:
 
 @pytest.mark.parametrize(("via", "per_request"), [("auto", 1), ("prompt_logprobs", 1),
                                                   ("auto", 8), ("prompt_logprobs", 8)])
-def test_token_ids_from_our_tokenizer_match_hf(server: str, model_dir: Path, hf: HFBackend,
-                                               via: str, per_request: int) -> None:
+def test_token_ids_from_our_tokenizer_match_hf(vllm_server: str, vllm_model_dir: Path,
+                                               hf: HFBackend, via: str, per_request: int
+                                               ) -> None:
     """Echo (found by auto) and vLLM's prompt_logprobs; one prompt per HTTP request, and
     a list of 8 (the last list shorter: 33 requests)."""
     reqs = _requests()
-    be = OpenAIBackend(server, NAME, tokenizer_path=model_dir, concurrency=4,
+    be = OpenAIBackend(vllm_server, SERVED_NAME, tokenizer_path=vllm_model_dir, concurrency=4,
                        loglikelihood_via=via, prompts_per_request=per_request)
     _assert_parity(be.loglikelihood(reqs), hf.loglikelihood(reqs))
     info = be.describe()
     assert info["loglikelihood_split"] == "token_ids"
     # vLLM answers the OpenAI API's echo, so auto finds it; the extension when asked
     assert info["loglikelihood_via"] == ("echo" if via == "auto" else "prompt_logprobs")
-    assert info["served_model"]["id"] == NAME
+    assert info["served_model"]["id"] == SERVED_NAME
 
 
-def test_server_tokenize_matches_hf(server: str, hf: HFBackend) -> None:
+def test_server_tokenize_matches_hf(vllm_server: str, hf: HFBackend) -> None:
     reqs = _requests()
-    be = OpenAIBackend(server, NAME, concurrency=2)
+    be = OpenAIBackend(vllm_server, SERVED_NAME, concurrency=2)
     _assert_parity(be.loglikelihood(reqs), hf.loglikelihood(reqs))
     assert be.describe()["loglikelihood_split"] == "server_tokenize"
 
 
-def test_kai_eval_against_the_server_matches_hf(server: str, model_dir: Path, hf: HFBackend,
-                                                tmp_path: Path) -> None:
+def test_kai_eval_against_the_server_matches_hf(vllm_server: str, vllm_model_dir: Path,
+                                                hf: HFBackend, tmp_path: Path) -> None:
     """The user's command, end to end: same predictions, log-likelihoods within 1e-4."""
     samples, out = tmp_path / "samples.jsonl", tmp_path / "run.json"
     res = CliRunner().invoke(app, [
-        "eval", "--model", server, "--backend", "openai", "--model-name", NAME,
-        "--tokenizer", str(model_dir), "--tasks", ",".join(TASKS), "--limit", "8",
+        "eval", "--model", vllm_server, "--backend", "openai", "--model-name", SERVED_NAME,
+        "--tokenizer", str(vllm_model_dir), "--tasks", ",".join(TASKS), "--limit", "8",
         "--concurrency", "4", "--prompts-per-request", "16",
         "--log-samples", str(samples), "--output", str(out),
         "--cache-dir", str(tmp_path / "cache")])
@@ -137,19 +108,19 @@ def test_kai_eval_against_the_server_matches_hf(server: str, model_dir: Path, hf
                                               strict=True)) < TOL
 
 
-def test_greedy_completions_and_chat_match_hf(server: str, hf: HFBackend) -> None:
+def test_greedy_completions_and_chat_match_hf(vllm_server: str, hf: HFBackend) -> None:
     reqs = [GenerationRequest("위원회는", stop=("\n",), max_tokens=24),
             GenerationRequest("한국어 모델의 평가는", stop=(".", "다"), max_tokens=32),
             GenerationRequest("질문: 무엇인가?\n답:", stop=(), max_tokens=40),
             GenerationRequest("대화", stop=("\n\n",), max_tokens=16, chat=True)]
-    be = OpenAIBackend(server, NAME, concurrency=4)
+    be = OpenAIBackend(vllm_server, SERVED_NAME, concurrency=4)
     got = [r.text for r in be.generate(reqs)]
     assert got == [r.text for r in hf.generate(reqs)]
     assert all(got)
 
 
 def test_prompt_longer_than_the_served_context_is_cut_from_the_left(
-        server: str, model_dir: Path) -> None:
+        vllm_server: str, vllm_model_dir: Path) -> None:
     """A few-shot prompt over the server's 512 tokens: vLLM answers HTTP 400 to it as
     sent; the backend keeps its last 512 - max_tokens ids (from the server's /tokenize)
     as the local backends do, counts it, and generates as HF does on those ids."""
@@ -157,8 +128,8 @@ def test_prompt_longer_than_the_served_context_is_cut_from_the_left(
 
     long_prompt = corpus_text("heldout", 4000, seed=3)
     req = GenerationRequest(long_prompt, stop=("\n\n",), max_tokens=16)
-    be = OpenAIBackend(server, NAME, concurrency=2)
+    be = OpenAIBackend(vllm_server, SERVED_NAME, concurrency=2)
     got = be.generate([req, GenerationRequest("위원회는", stop=("\n",), max_tokens=8)])
     assert be.left_cut == 1  # only the long prompt needed the server's tokenisation
     assert be.describe()["generation_prompts_left_cut"] == 1
-    assert got[0].text == HFBackend(model_dir, max_length=512).generate([req])[0].text
+    assert got[0].text == HFBackend(vllm_model_dir, max_length=512).generate([req])[0].text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from importlib import util
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +23,17 @@ from kaieval.bench.engine import run_task
 from kaieval.bench.run import load_tasks
 from kaieval.errors import KaiError
 
-ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-4  # the parity bound (fp32, different kernels: measured ~1e-6)
 TASKS = ("kobest_copa", "haerae", "kmmlu")
 GEN_TASK = "gsm8k"
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    builder = _load("vllm_model_builder", ROOT / "benchmarks" / "vllm_model.py")
-    path: Path = builder.build_model(tmp_path_factory.mktemp("vllm-model"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def vllm_backend(model_dir: Path) -> Iterator[Any]:
+def vllm_backend(vllm_model_dir: Path) -> Iterator[Any]:
     from kaieval.bench.backends.vllm import VLLMBackend
 
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-    backend = VLLMBackend(model_dir, dtype="float32", enforce_eager=True, cpu_kv_cache_gib=1)
+    backend = VLLMBackend(vllm_model_dir, dtype="float32", enforce_eager=True, cpu_kv_cache_gib=1)
     try:
         yield backend
     finally:
@@ -58,9 +41,9 @@ def vllm_backend(model_dir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def hf_backend(model_dir: Path, vllm_backend: Any) -> HFBackend:
+def hf_backend(vllm_model_dir: Path, vllm_backend: Any) -> HFBackend:
     # the same context: both keep max_length + 1 tokens (vLLM: max_model_len - 1)
-    return HFBackend(model_dir, max_length=vllm_backend.max_length)
+    return HFBackend(vllm_model_dir, max_length=vllm_backend.max_length)
 
 
 def _requests() -> list[LoglikelihoodRequest]:
@@ -145,10 +128,10 @@ def test_run_record_has_engine_settings(vllm_backend: Any) -> None:
     assert len(vllm_backend.fingerprint()) == 64
 
 
-def test_bad_settings_are_one_line_errors(model_dir: Path) -> None:
+def test_bad_settings_are_one_line_errors(vllm_model_dir: Path) -> None:
     from kaieval.bench.backends.vllm import VLLMBackend
 
     with pytest.raises(KaiError, match="dtype"):
-        VLLMBackend(model_dir, dtype="int3")
+        VLLMBackend(vllm_model_dir, dtype="int3")
     with pytest.raises(KaiError, match="parallel"):
-        VLLMBackend(model_dir, tensor_parallel_size=0)
+        VLLMBackend(vllm_model_dir, tensor_parallel_size=0)

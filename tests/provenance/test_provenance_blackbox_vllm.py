@@ -10,10 +10,7 @@ where vLLM is importable (``make test-vllm``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from importlib import util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -24,40 +21,13 @@ from kaieval.provenance.blackbox import ModelSpec, load_prompts
 from kaieval.provenance.blackbox_models import ModelSession, _echo_dists, _parse_echo
 from kaieval.provenance.blackbox_offsets import exact_starts, token_starts
 from kaieval.provenance.blackbox_stats import compare
+from vllm_served import SERVED_NAME  # type: ignore[import-not-found]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOP_K = 20
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HELPER = _load("vllm_model_blackbox", ROOT / "benchmarks" / "vllm_model.py")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path: Path = HELPER.build_model(tmp_path_factory.mktemp("vllm-model"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    proc, base = HELPER.start_server(model_dir, log)
-    try:
-        yield base
-    finally:
-        HELPER.stop_server(proc)
-
-
-def test_served_and_local_share_token_starts_and_distributions(model_dir: Path,
-                                                               server: str) -> None:
+def test_served_and_local_share_token_starts_and_distributions(vllm_model_dir: Path,
+                                                               vllm_server: str) -> None:
     """Every start rebuilt from vLLM's token strings is the true one (the folder's raw
     pieces), nearly all are found (a few after a prompt's first token ends inside a
     character are given up: vLLM never decodes with that token as context), the folder
@@ -67,7 +37,7 @@ def test_served_and_local_share_token_starts_and_distributions(model_dir: Path,
 
     prompts, _ = load_prompts()
     texts = [p.prompt for p in prompts] + ["뷁꿳 쏼랅 똠얌꿍 é café", "  두 칸\n\n줄 바꿈 끝 "]
-    local = ModelSession(ModelSpec(name="local", path=model_dir), seed=0)
+    local = ModelSession(ModelSpec(name="local", path=vllm_model_dir), seed=0)
     tok = local.backend.tokenizer
     found = wrong = boundary = old_wrong = split = 0
     top1, js_gap = [], []
@@ -75,8 +45,8 @@ def test_served_and_local_share_token_starts_and_distributions(model_dir: Path,
     assert local_dists is not None
     with httpx.Client(timeout=120) as client:
         for text, mine in zip(texts, local_dists, strict=True):
-            r = client.post(f"{server}/completions", json={
-                "model": HELPER.SERVED_NAME, "prompt": text, "echo": True, "logprobs": TOP_K,
+            r = client.post(f"{vllm_server}/completions", json={
+                "model": SERVED_NAME, "prompt": text, "echo": True, "logprobs": TOP_K,
                 "max_tokens": 1, "temperature": 0})
             r.raise_for_status()
             data = r.json()
