@@ -209,7 +209,8 @@ def test_unexpected_or_missing_tensors_leave_it_to_transformers(plain: Path,
     save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
     assert "model.layers.1.mlp.up_proj.weight" in str(llama_native.unsupported(folder))
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
-    assert "unreadable weights" in str(llama_native.unsupported(folder))
+    with pytest.raises(KaiError, match=r"model\.safetensors: .*not valid JSON"):
+        llama_native.unsupported(folder)
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +268,14 @@ def test_sharded_checkpoint_loads_every_shard(plain: Path, tmp_path: Path) -> No
     ids = torch.arange(20)[None]
     with torch.no_grad():
         _same(ours(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("forward", ["auto", "transformers"])
+def test_a_truncated_weight_file_is_one_line_on_either_forward(standin: Path, tmp_path: Path,
+                                                               forward: str) -> None:
+    folder = _edit_config(standin, tmp_path / "m")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(KaiError, match=r"model\.safetensors: file truncated") as err:
+        HFBackend(folder, forward=forward)
+    assert "\n" not in str(err.value) and "model.safetensors" in str(err.value)

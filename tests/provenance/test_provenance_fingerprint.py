@@ -17,7 +17,7 @@ from kaieval.provenance.fingerprint import (
     load_reference,
     write_fingerprint,
 )
-from kaieval.provenance.safetensors_header import read_header
+from kaieval.safetensors_header import read_header
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from kaieval.provenance.fingerprint import (
 )
 from kaieval.provenance.layers import SiteFinding, search_sites
 from kaieval.provenance.matching import MatchResult, MlpSite, find_sites, match
-from kaieval.provenance.safetensors_header import TensorInfo, read_header
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
 from kaieval.provenance.tensor_groups import component_of, group_by_component, is_norm
 from kaieval.provenance.verdict import check_independence
@@ -34,6 +33,7 @@ from kaieval.provenance.weight_tests import (
     hash_index,
     holm,
 )
+from kaieval.safetensors_header import TensorInfo, read_header
 
 __all__ = [
     "CorrelationResult", "ExactMatch", "FisherResult", "MatchResult", "MlpSite", "ModelWeights",

@@ -51,10 +51,10 @@ from kaieval.provenance.matching import (
     find_sites,
     reference_sketch,
 )
-from kaieval.provenance.safetensors_header import FLOAT_DTYPES, read_header
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
 from kaieval.provenance.tensor_groups import EMBEDDINGS, HEAD, component_of, is_norm
 from kaieval.provenance.vocab import model_vocab
+from kaieval.safetensors_header import FLOAT_DTYPES, read_header
 
 FORMAT = "kaieval-fingerprint"
 VERSION = 2

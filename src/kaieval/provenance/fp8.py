@@ -111,7 +111,7 @@ def _block_of(shape: tuple[int, ...], scale: tuple[int, ...],
 def attach_scales(tensors: dict[str, Any], root: Path | None) -> dict[str, Any]:
     """``tensors`` with each FP8 weight's scale attached to it and dropped from the list.
 
-    ``tensors`` maps names to :class:`~kaieval.provenance.safetensors_header.TensorInfo`
+    ``tensors`` maps names to :class:`~kaieval.safetensors_header.TensorInfo`
     (typed loosely here because that module imports this one).
     """
     fp8 = [n for n, t in tensors.items() if t.dtype in FP8_DTYPES]

@@ -20,7 +20,7 @@ from typing import Any
 
 from kaieval.errors import KaiError
 from kaieval.io import CONFIG_MAX_BYTES, load_json_file
-from kaieval.provenance.safetensors_header import DTYPE_SIZES, TensorInfo
+from kaieval.safetensors_header import DTYPE_SIZES, TensorInfo
 
 
 def _config(root: Path) -> dict[str, Any]:

@@ -45,8 +45,8 @@ from scipy.special import betaln, gammaln, stdtr
 
 from kaieval.provenance.align import FloatArray, IntArray, ResidualMap
 from kaieval.provenance.lsap import linear_sum_assignment
-from kaieval.provenance.safetensors_header import FLOAT_DTYPES
 from kaieval.provenance.safetensors_io import ModelWeights
+from kaieval.safetensors_header import FLOAT_DTYPES
 
 UNIT_CAP = 256
 """Candidate hidden units matched per MLP at most (seeded subsample above this)."""

@@ -5,7 +5,7 @@ Why not ``safetensors.safe_open``: submitted weights are untrusted, and a bad
 file must end in one readable :class:`~kaieval.errors.KaiError` naming the file
 and the fault, not in a Rust panic or an allocation the size of a forged header.
 Each header is checked completely before a single data byte is touched
-(:mod:`~kaieval.provenance.safetensors_header`), and data is then read with
+(:mod:`~kaieval.safetensors_header`), and data is then read with
 ``pread`` into bounded buffers, only the rows and columns a test uses
 (:mod:`~kaieval.provenance.safetensors_read`): a 200 GB model costs the memory of
 the parts being compared, not of the model.
@@ -29,11 +29,6 @@ from kaieval.artifacts import check_tree, is_pickle, refuse_pickle
 from kaieval.errors import KaiError
 from kaieval.io import CONFIG_MAX_BYTES, INDEX_MAX_BYTES, load_json_file
 from kaieval.provenance import fp8
-from kaieval.provenance.safetensors_header import (
-    DTYPE_SIZES,
-    TensorInfo,
-    read_header,
-)
 from kaieval.provenance.safetensors_read import (
     UINT_OF_SIZE,
     FloatArray,
@@ -41,6 +36,11 @@ from kaieval.provenance.safetensors_read import (
     gather,
     pread_into,
     to_float32,
+)
+from kaieval.safetensors_header import (
+    DTYPE_SIZES,
+    TensorInfo,
+    read_header,
 )
 
 INDEX_NAME = "model.safetensors.index.json"

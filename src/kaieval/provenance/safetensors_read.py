@@ -2,8 +2,8 @@
 
 Only the rows and columns a test uses are read, so a 200 GB model costs the memory
 of the parts being compared, not of the model, and no file page stays mapped into
-the process after its read. Offsets come from :func:`~kaieval.provenance.
-safetensors_header.read_header`, which has checked them against the file.
+the process after its read. Offsets come from :func:`~kaieval.safetensors_header.read_header`, which
+has checked them against the file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from kaieval.errors import KaiError
 from kaieval.provenance import fp8
-from kaieval.provenance.safetensors_header import DTYPE_SIZES, TensorInfo
+from kaieval.safetensors_header import DTYPE_SIZES, TensorInfo
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]

@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import gammaln, log_ndtr, logsumexp
 
-from kaieval.provenance.safetensors_header import FLOAT_DTYPES, TensorInfo
 from kaieval.provenance.safetensors_io import ModelWeights
 from kaieval.provenance.vocab import SharedRows
+from kaieval.safetensors_header import FLOAT_DTYPES, TensorInfo
 
 UNIT_CLT_MIN = 32
 """From this many permuted units on, the unit-permutation null uses its normal limit."""

@@ -132,7 +132,12 @@ def load_causal_lm(path: Path, *, dtype: str = "float32", device: str = "cpu",
     (:func:`_choose_forward`), in eval mode on ``device``. Returns the model, which
     forward runs it and why."""
     import torch
+    from safetensors import SafetensorError
 
+    from kaieval.safetensors_header import read_header
+
+    for weights in sorted(path.glob("*.safetensors")):  # broken: its file named, one line
+        read_header(weights)
     impl, why = _choose_forward(path, forward, trust_remote_code)
     model: Any
     try:
@@ -148,7 +153,7 @@ def load_causal_lm(path: Path, *, dtype: str = "float32", device: str = "cpu",
                     str(path), dtype=getattr(torch, dtype), use_safetensors=True,
                     trust_remote_code=trust_remote_code)
             model = model.to(device)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise KaiError(f"cannot load model: {first}", where=str(path)) from exc
     model.eval()

@@ -101,8 +101,9 @@ def _expected(config: NativeConfig) -> dict[str, tuple[int, ...]]:
 def unsupported(folder: Path, *, trust_remote_code: bool = False) -> str | None:
     """Why this checkpoint needs transformers' own model (``None``: this forward runs it).
 
-    Reads only ``config.json`` and the safetensors headers, so the answer costs
-    milliseconds and no weights."""
+    Reads only ``config.json`` and the safetensors headers (checked whole by the
+    provenance reader's :func:`~kaieval.safetensors_header.read_header`: a
+    broken file is refused here, in one line), so the answer costs milliseconds."""
     raw = read_config(folder)
     if raw.get("model_type") != "llama" or raw.get("architectures") != [ARCHITECTURE]:
         return f"not a plain {ARCHITECTURE}"
@@ -127,16 +128,11 @@ def unsupported(folder: Path, *, trust_remote_code: bool = False) -> str | None:
     files = _weight_files(folder)
     if not files:
         return "no safetensors weights"
-    from safetensors import safe_open
+    from kaieval.safetensors_header import read_header
 
     found: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                for name in handle.keys():  # noqa: SIM118 -- safe_open has no __iter__
-                    found[name] = tuple(handle.get_slice(name).get_shape())
-        except Exception as exc:
-            return f"unreadable weights ({type(exc).__name__})"
+    for file in files:  # a truncated, forged or FIFO file: its one-line KaiError
+        found.update({name: info.shape for name, info in read_header(file).items()})
     found = {n: s for n, s in found.items() if not n.endswith(IGNORED_SUFFIX)}
     if config.tie_word_embeddings:
         found.pop("lm_head.weight", None)  # tied: transformers ignores a saved copy too
@@ -387,7 +383,9 @@ def load(folder: Path, dtype: Any, device: str) -> NativeLlama:
     config = NativeConfig(read_config(folder))
     weights: dict[str, Any] = {}
     for file in _weight_files(folder):
-        for name, tensor in load_file(str(file), device="cpu").items():
-            if not name.endswith(IGNORED_SUFFIX):
+        # straight onto the device, one shard at a time: host memory holds one shard
+        for name, tensor in load_file(str(file), device=device).items():
+            tied_copy = config.tie_word_embeddings and name == "lm_head.weight"
+            if not name.endswith(IGNORED_SUFFIX) and not tied_copy:
                 weights[name] = tensor.to(dtype)
     return NativeLlama(config, weights, dtype).to(device)
