@@ -279,3 +279,27 @@ def test_a_truncated_weight_file_is_one_line_on_either_forward(standin: Path, tm
     with pytest.raises(KaiError, match=r"model\.safetensors: file truncated") as err:
         HFBackend(folder, forward=forward)
     assert "\n" not in str(err.value) and "model.safetensors" in str(err.value)
+
+
+def test_hostile_configs_and_indexes_are_refused_or_left_to_transformers(
+        plain: Path, tmp_path: Path) -> None:
+    """A forged layer count never builds its table of expected tensors; broken JSON,
+    a FIFO and a malformed index are one-line refusals."""
+    import os
+
+    forged = _edit_config(plain, tmp_path / "forged", num_hidden_layers=10**12)
+    assert "more layers than tensors" in str(llama_native.unsupported(forged))
+    bad = _edit_config(plain, tmp_path / "bad")
+    (bad / "config.json").write_text("[" * 200 + "]" * 200, encoding="utf-8")
+    with pytest.raises(KaiError, match="nested deeper"):
+        llama_native.unsupported(bad)
+    fifo = _edit_config(plain, tmp_path / "fifo")
+    (fifo / "config.json").unlink()
+    os.mkfifo(fifo / "config.json")
+    with pytest.raises(KaiError, match="FIFO"):
+        llama_native.unsupported(fifo)
+    index = _edit_config(plain, tmp_path / "index")
+    (index / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"model.norm.weight": ["model.safetensors"]}}), encoding="utf-8")
+    with pytest.raises(KaiError, match="something other than a file name"):
+        llama_native.unsupported(index)

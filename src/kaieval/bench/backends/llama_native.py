@@ -24,7 +24,6 @@ backend description and in its request-cache identity.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -32,6 +31,7 @@ from typing import Any, cast
 from transformers.modeling_rope_utils import RotaryEmbeddingConfigMixin
 
 from kaieval.errors import KaiError
+from kaieval.io import CONFIG_MAX_BYTES, INDEX_MAX_BYTES, load_json_file
 
 ARCHITECTURE = "LlamaForCausalLM"
 STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # inv_freq fixed at load time
@@ -44,12 +44,10 @@ LAYER_TENSORS = ("input_layernorm.weight", "post_attention_layernorm.weight",
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    """The folder's ``config.json`` as a dict (a clear error when it is not one)."""
+    """The folder's ``config.json`` as a dict (kaieval's bounded JSON read: a FIFO, an
+    oversized or over-nested file is a one-line error)."""
     path = folder / "config.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KaiError(f"cannot read the model config: {exc}", where=str(path)) from exc
+    raw = load_json_file(path, max_bytes=CONFIG_MAX_BYTES, what="config files")
     if not isinstance(raw, dict):
         raise KaiError("the model config is not a JSON object", where=str(path))
     return raw
@@ -58,14 +56,15 @@ def read_config(folder: Path) -> dict[str, Any]:
 def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-                               .values()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
-                AttributeError) as exc:
-            raise KaiError(f"cannot read the safetensors index: {exc}", where=str(index)) from exc
-        outside = [n for n in names if not isinstance(n, str) or Path(n).name != n
-                   or n in ("", ".", "..")]
+        data = load_json_file(index, max_bytes=INDEX_MAX_BYTES, what="safetensors index files")
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict):
+            raise KaiError("the safetensors index has no weight_map object", where=str(index))
+        if not all(isinstance(n, str) for n in weight_map.values()):
+            raise KaiError("the safetensors index maps a tensor to something other than a "
+                           "file name", where=str(index))
+        names = sorted(set(weight_map.values()))
+        outside = [n for n in names if Path(n).name != n or n in ("", ".", "..")]
         if outside:
             raise KaiError(f"the safetensors index names a file outside the model folder: "
                            f"{outside[0]!r}", where=str(index))
@@ -136,6 +135,8 @@ def unsupported(folder: Path, *, trust_remote_code: bool = False) -> str | None:
     found = {n: s for n, s in found.items() if not n.endswith(IGNORED_SUFFIX)}
     if config.tie_word_embeddings:
         found.pop("lm_head.weight", None)  # tied: transformers ignores a saved copy too
+    if config.num_hidden_layers > len(found):  # a forged count: never build that table
+        return f"tensors differ from a {ARCHITECTURE}'s (config has more layers than tensors)"
     expected = _expected(config)
     if found != expected:
         extra = sorted(set(found) - set(expected))
