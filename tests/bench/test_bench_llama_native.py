@@ -303,3 +303,27 @@ def test_hostile_configs_and_indexes_are_refused_or_left_to_transformers(
         {"weight_map": {"model.norm.weight": ["model.safetensors"]}}), encoding="utf-8")
     with pytest.raises(KaiError, match="something other than a file name"):
         llama_native.unsupported(index)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_is_bit_identical_too(tmp_path: Path, dtype: str) -> None:
+    """``--dtype bfloat16``/``float16``: RMSNorm's float32 detour and the casts in the
+    same places as transformers'."""
+    from transformers import AutoModelForCausalLM
+
+    folder = _build(tmp_path / "m", **VARIANTS["gqa-tied-biases-head-dim"])
+    dt = getattr(torch, dtype)
+    ours = llama_native.load(folder, dt, "cpu")
+    theirs = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dt).eval()
+    ids = torch.randint(0, 97, (2, 25), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(2, 25, dtype=torch.long)
+    mask[1, 20:] = 0
+    with torch.no_grad():
+        _same(ours(input_ids=ids, attention_mask=mask).logits,
+              theirs(input_ids=ids, attention_mask=mask).logits)
+        a, b = ours(input_ids=ids[:, :10], use_cache=True), theirs(input_ids=ids[:, :10],
+                                                                   use_cache=True)
+        _same(ours(input_ids=ids[:, 10:11], use_cache=True,
+                   **_cache_kw(ours, _cache_of(a))).logits,
+              theirs(input_ids=ids[:, 10:11], use_cache=True,
+                     **_cache_kw(theirs, _cache_of(b))).logits)
