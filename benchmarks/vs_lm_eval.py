@@ -285,14 +285,16 @@ def run_lm_eval(model: Path, task_dir: Path, task: str, batch_size: int) -> dict
 
 
 def run_kaieval(model: Path, task_dir: Path, task: str, batch_size: int,
-                log: Path | None = None, limit: int | None = None) -> dict[str, Any]:
-    """kaieval's engine on the same YAML; returns timing, accuracy and per-doc LLs."""
+                log: Path | None = None, limit: int | None = None,
+                forward: str = "auto") -> dict[str, Any]:
+    """kaieval's engine on the same YAML; returns timing, accuracy and per-doc LLs.
+    ``forward``: the HF backend's model code (``auto`` is kaieval's own Llama here)."""
     from kaieval.bench.run import evaluate
 
     log = log or task_dir.parent / f"samples-{task}-{batch_size}-{os.getpid()}.jsonl"
     start, cpu = time.perf_counter(), time.process_time()
     run = evaluate(str(model), [str(task_dir / f"{task}.yaml")], batch_size=batch_size,
-                   log_samples=log, progress=False, limit=limit)
+                   log_samples=log, progress=False, limit=limit, forward=forward)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     metrics = run.tasks[0].metrics
@@ -504,6 +506,10 @@ def _gen_row(args: argparse.Namespace, work: Path, model: Path) -> None:
     same = all(runs[bs] == runs[1] for bs in (8, 32))
     print(f"batch-size invariance (generations at bs 1, 8, 32): "
           f"{'identical' if same else 'DIFFERENT'}")
+    theirs_gens = run_kaieval(model, tasks, GEN_TASK, 8, work / f"fwd-{GEN_TASK}.jsonl",
+                              forward="transformers")["gens"]
+    print(f"forward (generations at bs 8, kaieval's Llama vs transformers'): "
+          f"{'identical' if theirs_gens == runs[8] else 'DIFFERENT'}")
 
 
 def _mc_rows(args: argparse.Namespace, work: Path, model: Path, tasks: Path) -> None:
@@ -529,6 +535,10 @@ def _mc_rows(args: argparse.Namespace, work: Path, model: Path, tasks: Path) -> 
         print(f"batch-size invariance, {task}, first 40 docs: max per-choice "
               f"|LL(bs) - LL(1)| over bs 8, 32 = {worst:.2e}; predictions "
               f"{'identical' if preds else 'DIFFERENT'}")
+        theirs = run_kaieval(model, tasks, task, 8, work / f"fwd-{task}.jsonl", limit=40,
+                             forward="transformers")
+        print(f"forward, {task}, first 40 docs: max per-choice |LL(kaieval's Llama) - "
+              f"LL(transformers' Llama)| = {_align(runs[8]['lls'], theirs['lls']):.2e}")
 
 
 def _argmax(lls: dict[str, list[float]]) -> dict[str, int]:
