@@ -23,12 +23,12 @@ from openai_server import LocalOpenAIServer, build_tiny_model
 from kaieval.provenance.blackbox import ModelSpec, load_prompts
 from kaieval.provenance.blackbox_models import ModelSession, _echo_dists, _parse_echo
 from kaieval.provenance.blackbox_offsets import (
-    _byte_level,
     decoded_starts,
     exact_starts,
     looks_special,
     token_starts,
 )
+from kaieval.tokenizer.model import byte_alphabet
 
 pytest.importorskip("torch")
 FFFD = "\ufffd"
@@ -138,7 +138,7 @@ def test_exact_starts_by_hand() -> None:
     assert exact_starts(text, pieces) == [-1, 0, 0, -1, -1, 1]
     # byte-level: "Ġ" is a space, "ì"-style characters are bytes
     raw = "정".encode()
-    table = {b: c for c, b in _byte_level().items()}
+    table = byte_alphabet()[0]
     bl = ["a", "Ġ" + table[raw[0]], table[raw[1]] + table[raw[2]]]
     assert exact_starts("a 정", bl) == [0, 1, -1]
     assert exact_starts("a 정", ["a", " 정"]) == [0, 1]  # plain text spells it too

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+
+from kaieval.tokenizer.model import byte_alphabet
 
 FFFD = "\ufffd"
 _SPECIAL = re.compile(r"^(<\|[^<>|]*\|>|<[/a-zA-Z_][^<>\s]{0,30}>|\[[A-Z_]{2,12}\])$")
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 WINDOW = 8  # characters a decoded piece may be found past where it was expected
 
-
-@lru_cache(maxsize=1)
 
 def past_shared(full: str, prefix: str) -> str:
     """``full`` past the characters it shares with ``prefix``: how vLLM names a token
@@ -46,18 +45,8 @@ def past_shared(full: str, prefix: str) -> str:
         common += 1
     return full[common:]
 
-def _byte_level() -> dict[str, int]:
-    """GPT-2's byte-to-character table, inverted: the alphabet of byte-level BPE pieces."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-          *range(ord("®"), ord("ÿ") + 1)]
-    cs = list(bs)
-    extra = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+_FROM_BYTE_LEVEL = byte_alphabet()[1]  # byte-level BPE character -> its byte
 
 
 def looks_special(piece: str) -> bool:
@@ -66,9 +55,8 @@ def looks_special(piece: str) -> bool:
 
 
 def _as_byte_level(piece: str) -> bytes | None:
-    table = _byte_level()
     try:
-        return bytes(table[c] for c in piece)
+        return bytes(_FROM_BYTE_LEVEL[c] for c in piece)
     except KeyError:
         return None
 
