@@ -122,19 +122,13 @@ def _evidence(f: Finding, parameters: int | None = None) -> ComponentEvidence:
     if f.matched:
         tests.append("hidden_unit_matching")
     test = "+".join((["exact_reuse"] if f.copies else []) + tests)
-    if f.results:
-        stat = float(np.mean([r.r for r in f.results]))
-    elif f.matched:  # effect size: the stronger of the two rank correlations, per site
-        stat = float(np.mean([max(s.result.rho_identity, s.result.rho_gate_up or -1.0)
-                              for s in f.matched if s.result is not None]))
-    else:
-        stat = 1.0
+    effect = _effect_size(f)  # a comparable finding has one: its statistic too
     lp = f.log_p
     return ComponentEvidence(
         component=f.component, verdict="derived" if f.derived else "no_evidence", test=test,
-        statistic=stat, p_value=None if lp is None else math.exp(lp), detail=_detail(f),
+        statistic=effect, p_value=None if lp is None else math.exp(lp), detail=_detail(f),
         reference=f.reference, log10_p=None if lp is None else tw.log10(lp), **_counts(f),
-        effect_size=_effect_size(f), match_rho=_match_rho(f), **extra)
+        effect_size=effect, match_rho=_match_rho(f), **extra)
 
 
 def _counts(f: Finding) -> dict[str, Any]:

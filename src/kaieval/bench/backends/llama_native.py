@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from transformers.modeling_rope_utils import RotaryEmbeddingConfigMixin
+import torch
+from torch.nn import functional as F
+from transformers import DynamicCache
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, RotaryEmbeddingConfigMixin
 
 from kaieval.errors import KaiError
 from kaieval.io import CONFIG_MAX_BYTES, INDEX_MAX_BYTES, load_json_file
@@ -218,8 +221,6 @@ class Output:
 
 
 def _rotate_half(x: Any) -> Any:
-    import torch
-
     x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
     return torch.cat((-x2, x1), dim=-1)
 
@@ -228,10 +229,7 @@ class NativeLlama:
     """A ``LlamaForCausalLM`` forward over plain tensors (see the module docstring)."""
 
     def __init__(self, config: NativeConfig, weights: dict[str, Any], dtype: Any) -> None:
-        import torch
-        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
-        self.config, self.dtype, self._torch = config, dtype, torch
+        self.config, self.dtype = config, dtype
         self.w = weights
         if config.tie_word_embeddings:
             self.w["lm_head.weight"] = self.w["model.embed_tokens.weight"]
@@ -266,10 +264,6 @@ class NativeLlama:
     def forward(self, input_ids: Any, attention_mask: Any = None, position_ids: Any = None,
                 cache: Any = None, use_cache: bool = False,
                 logits_to_keep: Any = 0) -> Output:
-        torch = self._torch
-        from torch.nn import functional as F
-        from transformers import DynamicCache
-
         with torch.no_grad():
             w = self.w
             hidden = F.embedding(input_ids, w["model.embed_tokens.weight"])
@@ -294,7 +288,6 @@ class NativeLlama:
     def _mask(self, mask: Any, hidden: Any, past: int) -> Any:
         """The 4-D bool mask transformers' ``create_causal_mask`` gives SDPA (``None``
         where it lets SDPA's ``is_causal`` do the work)."""
-        torch = self._torch
         if mask is not None and mask.ndim == 4:
             return mask
         q, kv = hidden.shape[1], past + hidden.shape[1]
@@ -307,7 +300,6 @@ class NativeLlama:
         return full if padding is None else full & padding[:, None, None, :]
 
     def _rope(self, hidden: Any, position_ids: Any) -> tuple[Any, Any]:
-        torch = self._torch
         freqs = position_ids[..., None].float() * self.inv_freq.to(device=hidden.device,
                                                                     dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)
@@ -315,7 +307,6 @@ class NativeLlama:
         return cos.to(dtype=hidden.dtype)[:, None], sin.to(dtype=hidden.dtype)[:, None]
 
     def _norm(self, hidden: Any, weight: Any) -> Any:
-        torch = self._torch
         dtype = hidden.dtype
         hidden = hidden.to(torch.float32)
         variance = hidden.pow(2).mean(-1, keepdim=True)
@@ -323,13 +314,9 @@ class NativeLlama:
         return weight * hidden.to(dtype)
 
     def _linear(self, x: Any, name: str) -> Any:
-        from torch.nn import functional as F
-
         return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
 
     def _layer(self, i: int, hidden: Any, mask: Any, cos: Any, sin: Any, cache: Any) -> Any:
-        from torch.nn import functional as F
-
         p = f"model.layers.{i}."
         residual = hidden
         x = self._norm(hidden, self.w[p + "input_layernorm.weight"])
@@ -351,8 +338,6 @@ class NativeLlama:
 
     def _attention(self, q: Any, k: Any, v: Any, mask: Any) -> Any:
         """transformers' ``sdpa_attention_forward`` on CPU/CUDA, step for step."""
-        from torch.nn import functional as F
-
         q_len, extra = q.shape[2], {}
         if self.n_rep > 1:
             if mask is None and k.shape[-1] == v.shape[-1] <= 256:
