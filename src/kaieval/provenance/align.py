@@ -25,15 +25,16 @@ The map ``M`` (candidate dims x reference dims) sends a candidate residual vecto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from kaieval.provenance.lsap import linear_sum_assignment
+from kaieval.provenance.lsap import max_assignment
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
+_Floats = TypeVar("_Floats", npt.NDArray[np.float32], npt.NDArray[np.float64])
 
 CLEAN_CORRELATION = 0.5
 """Median matched |column correlation| from which an assignment counts as a clean permutation."""
@@ -176,6 +177,19 @@ def identity_map(cand_dim: int, ref_dim: int, note: str = "") -> ResidualMap:
     return ResidualMap("identity", cand_dim, ref_dim, 0.0, 0, note=note)
 
 
+def zero_non_finite(x: _Floats) -> _Floats:
+    """``x`` with NaN and ±inf (a hostile file) as 0; ``x`` itself when all are finite.
+
+    Why not plain ``np.nan_to_num``: it copies the array and makes three passes over it
+    on every call, and real weights are finite -- one ``isfinite`` pass settles that.
+    Callers must not write into the result.
+    """
+    if np.isfinite(x).all():
+        return x
+    out: _Floats = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
+
+
 def _standardise(x: FloatArray) -> FloatArray:
     """Columns centred and scaled to unit length (fp32: correlations only pick the map)."""
     v = x.astype(np.float32)
@@ -208,8 +222,7 @@ def estimate_map(cand_rows: FloatArray, ref_rows: FloatArray, *,
     """
     n, dc = cand_rows.shape
     dr = ref_rows.shape[1]
-    cand_rows = np.nan_to_num(cand_rows, nan=0.0, posinf=0.0, neginf=0.0)  # hostile files
-    ref_rows = np.nan_to_num(ref_rows, nan=0.0, posinf=0.0, neginf=0.0)
+    cand_rows, ref_rows = zero_non_finite(cand_rows), zero_non_finite(ref_rows)
     if n < 8:
         return identity_map(dc, dr, note=f"only {n} shared tokens, no alignment estimated")
     if n > MAX_TOKENS:
@@ -226,7 +239,7 @@ def estimate_map(cand_rows: FloatArray, ref_rows: FloatArray, *,
         rows = cols = np.zeros(0, dtype=np.intp)
         score = float(np.median(row_max))
     else:
-        rows, cols = linear_sum_assignment(np.abs(corr), maximize=True)
+        rows, cols = max_assignment(np.abs(corr))
         score = float(np.median(np.abs(corr[rows, cols])))
     if len(rows) and score >= CLEAN_CORRELATION:
         matched = corr[rows, cols]

@@ -43,8 +43,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import betaln, gammaln, stdtr
 
-from kaieval.provenance.align import FloatArray, IntArray, ResidualMap
-from kaieval.provenance.lsap import linear_sum_assignment
+from kaieval.provenance.align import FloatArray, IntArray, ResidualMap, zero_non_finite
+from kaieval.provenance.lsap import max_assignment
 from kaieval.provenance.safetensors_io import ModelWeights
 from kaieval.safetensors_header import FLOAT_DTYPES
 
@@ -123,10 +123,12 @@ class UnitSketch:
 
 def _unit_rows(x: FloatArray) -> FloatArray:
     """Rows scaled to unit length; non-finite entries (a hostile file) count as 0."""
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    x = zero_non_finite(x)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
-    out: FloatArray = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-    return out.astype(np.float32)
+    empty = norm[:, 0] == 0
+    out = x / np.where(empty[:, None], np.float32(1), norm)  # no zeros_like pass first
+    out[empty] = 0  # rows of only (signed) zeros come out as +0, as they always did
+    return out.astype(np.float32, copy=False)
 
 
 def unit_subsample(site: MlpSite, seed: int, cap: int = UNIT_CAP) -> IntArray:
@@ -162,7 +164,7 @@ def candidate_sketch(weights: ModelWeights, site: MlpSite, rmap: ResidualMap,
     parts: dict[str, FloatArray] = {}
     for part, name in site.parts.items():
         raw = columns(weights, name, units).T if part == "down" else read_rows(weights, name, units)
-        vecs = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0) @ cols  # down: dim x units
+        vecs = zero_non_finite(raw) @ cols  # down: dim x units
         parts[part] = _unit_rows(vecs.astype(np.float32))
     return UnitSketch(site.label, site.block, site.expert, units, site.units, parts)
 
@@ -228,11 +230,6 @@ def rank_log_p(x: npt.NDArray[np.intp], y: npt.NDArray[np.intp]) -> tuple[float,
     return rho, min(0.0, max(lp, -float(gammaln(n + 1))))
 
 
-def _assign(sim: FloatArray) -> tuple[IntArray, IntArray]:
-    rows, cols = linear_sum_assignment(sim, maximize=True)
-    return rows.astype(np.intp), cols.astype(np.intp)
-
-
 def match(cand: UnitSketch, ref: UnitSketch, *, fast: bool = False) -> MatchResult:
     """Match candidate units to reference units and test the matching (see module doc).
 
@@ -250,7 +247,7 @@ def match(cand: UnitSketch, ref: UnitSketch, *, fast: bool = False) -> MatchResu
     def assign(s: FloatArray) -> tuple[IntArray, IntArray]:
         if fast:
             return np.arange(s.shape[0], dtype=np.intp), np.argmax(s, axis=1).astype(np.intp)
-        return _assign(s)
+        return max_assignment(s)
 
     rows, cols = assign(total)
     rho_id, lp_id = rank_log_p(cand.units[rows], ref.units[cols])

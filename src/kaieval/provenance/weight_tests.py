@@ -325,10 +325,9 @@ def _unit_null(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], *,
     for i in range(0, m, step):
         # float32 products (half the memory traffic of float64 and SIMD-wide GEMM), summed
         # into float64 chunk by chunk: the chunk is short, so rounding stays ~1e-6 relative.
-        a = mx[i:i + step].astype(np.float32)  # a copy: centred in place, one pass less
-        a -= np.float32(ax)
-        b = my[i:i + step].astype(np.float32)
-        b -= np.float32(ay)
+        # centred copies in one pass each (subtracting writes the copy; same float32 values)
+        a = np.subtract(mx[i:i + step], np.float32(ax), dtype=np.float32)
+        b = np.subtract(my[i:i + step], np.float32(ay), dtype=np.float32)
         sxx += float(np.einsum("ij,ij->", a, a, dtype=np.float64))
         syy += float(np.einsum("ij,ij->", b, b, dtype=np.float64))
         c += (a.T @ b).astype(np.float64)
