@@ -236,6 +236,8 @@ class ComponentEvidence(BaseModel):
     effect_size: float | None = None  # mean centred r of the aligned tensors (the matched
     # rank rho where no tensor was correlated; 1 for a component only copies compared)
     match_rho: float | None = None  # MLPs: matched hidden units' rank correlation
+    aligned_similarity: float | None = None  # MLPs and attention: mean cosine of the matched
+    # units or heads after alignment (>= 0.9999: the same weights reordered, a copy)
     parameters: int | None = None  # the candidate's parameters in this component
     parameters_copied: int | None = None  # of which in byte-identical tensors
     not_compared: str | None = None  # why nothing (or not everything) could be compared

@@ -37,7 +37,16 @@ import numpy as np
 
 from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.align import FloatArray, ResidualMap, residual_axis
+from kaieval.provenance.evidence_kind import IDENTICAL_EFFECT
 from kaieval.provenance.fingerprint import SUB, Reference, StoredSub
+from kaieval.provenance.heads import (
+    HeadMatch,
+    attention_names,
+    layout,
+    match_heads,
+    same_layout,
+    worth_aligning,
+)
 from kaieval.provenance.layers import SiteFinding, SitePlan, plan_matching
 from kaieval.provenance.matching import MatchResult, MlpSite, UnitSketch
 from kaieval.provenance.safetensors_io import ModelWeights
@@ -64,6 +73,7 @@ class Finding:
     basis: str | None = None  # residual map applied to the candidate's tensors, if any
     kinship: list[str] = field(default_factory=list)
     copied_parameters: int = 0  # the candidate's parameters in byte-identical tensors
+    heads: HeadMatch | None = None  # attention heads matched (see kaieval.provenance.heads)
 
     @property
     def comparable(self) -> bool:
@@ -81,9 +91,24 @@ class Finding:
         return lps[0] if len(lps) == 1 else tw.fisher_combine(lps).log_p
 
     @property
+    def aligned_similarity(self) -> float | None:
+        """Mean matched cosine after aligning heads or MLP units (the weakest site's)."""
+        if self.heads is not None:
+            return self.heads.similarity
+        sims = [s.result.mean_similarity for s in self.matched if s.result is not None]
+        return min(sims) if sims else None
+
+    @property
+    def aligned_copy(self) -> bool:
+        """The same weights with heads or units reordered (a function-preserving copy)."""
+        sim = self.aligned_similarity
+        return sim is not None and sim >= IDENTICAL_EFFECT
+
+    @property
     def log_p(self) -> float | None:
-        """The component's p-value: Fisher of correlations, Bonferroni with the matching."""
-        lps = [lp for lp in (self.fisher.log_p if self.fisher else None, self.match_log_p)
+        """The component's p-value: Fisher of correlations, Bonferroni with the matchings."""
+        lps = [lp for lp in (self.fisher.log_p if self.fisher else None, self.match_log_p,
+                             self.heads.log_p if self.heads else None)
                if lp is not None]
         if not lps:
             return None
@@ -91,7 +116,7 @@ class Finding:
 
     @property
     def derived(self) -> bool:
-        return bool(self.copies) or self.significant
+        return bool(self.copies) or self.significant or self.aligned_copy
 
 
 def tensor_rng(seed: int, reference: str, name: str) -> np.random.Generator:
@@ -369,4 +394,30 @@ def compare_reference(cand: ModelWeights, ref: Reference, ref_name: str,
     again = ordered_map(lambda k: compare(comps[k][0], comps[k][1], blocks=moved, rmap=rmap),
                         redo)
     spec.update(zip(redo, again, strict=True))
+    _align_heads(cand, ref, comps, spec, found, moved, rmap, alpha)
     return ReferenceResult(rmap, found, kin, moved, [spec[k] for k in range(len(comps))])
+
+
+def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list[str]]],
+                 spec: dict[int, Finding], found: list[SiteFinding], moved: dict[int, int],
+                 rmap: ResidualMap | None, alpha: float) -> None:
+    """Match attention heads where the identity order shows little and the model depends on
+    the reference elsewhere (:func:`kaieval.provenance.heads.worth_aligning`)."""
+    lay = None if ref.fingerprint else same_layout(layout(cand), layout(ref.weights))
+    if lay is None:
+        return
+    bar = math.log(alpha / max(len(comps), 1))  # Bonferroni: a plain signal, not the verdict
+    depends = any(s.log_p <= math.log(alpha) for s in found if s.result is not None) or any(
+        f.fisher is not None and f.fisher.log_p <= bar for f in spec.values())
+    for k, (comp, names) in enumerate(comps):
+        f = spec[k]
+        parts = attention_names(names) if comp.endswith(".attention") else None
+        if parts is None:
+            continue
+        ref_parts = {p: _ref_name(n, moved) for p, n in parts.items()}
+        if not all(n in ref.weights.tensors for n in ref_parts.values()):
+            continue
+        effect = float(np.mean([r.r for r in f.results])) if f.results else None
+        if worth_aligning(effect, depends):
+            f.heads = match_heads(cand, ref.weights, parts, ref_parts, lay,
+                                  rmap if rmap is not None and rmap.transforms else None)

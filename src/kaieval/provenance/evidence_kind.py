@@ -9,9 +9,11 @@ one kind:
 
 * ``copied``: byte-identical tensors holding at least half of the component's
   parameters, or a correlation of at least :data:`IDENTICAL_EFFECT` after the
-  alignments the engine applies (permutation, residual map): numerically the same
-  weights. A lightly fine-tuned encoder whose one untouched tensor is byte-identical
-  is not "used as-is": its effect size decides, like any other;
+  alignments the engine applies (permutation, residual map), or a mean cosine that high
+  between matched MLP units or attention heads (``aligned_similarity``: units or heads
+  reordered, a function-preserving transform): numerically the same weights. A lightly
+  fine-tuned encoder whose one untouched tensor is byte-identical is not "used as-is":
+  its effect size decides, like any other;
 * ``derived_by_training``: significant after Holm, with an effect size at least the
   smallest that the calibration suite's fine-tune and continued-pretraining controls
   produced for that type of component (:class:`EffectThresholds`, read from the suite's
@@ -126,6 +128,8 @@ def classify(ev: ComponentEvidence, thresholds: EffectThresholds) -> EvidenceKin
     if ev.effect_size is not None and ev.effect_size >= IDENTICAL_EFFECT and \
             ev.tensors_correlated:
         return "copied"
+    if ev.aligned_similarity is not None and ev.aligned_similarity >= IDENTICAL_EFFECT:
+        return "copied"  # heads or MLP units reordered, the weights themselves the same
     bar = thresholds.threshold(ev.component)
     if bar is None:
         return "derived_by_training"

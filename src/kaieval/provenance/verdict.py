@@ -39,8 +39,14 @@ from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file
 from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.compare import Finding, compare_reference
-from kaieval.provenance.evidence_kind import WHOLE_MODEL_SHARE, EffectThresholds, decide
+from kaieval.provenance.evidence_kind import (
+    IDENTICAL_EFFECT,
+    WHOLE_MODEL_SHARE,
+    EffectThresholds,
+    decide,
+)
 from kaieval.provenance.fingerprint import load_reference
+from kaieval.provenance.heads import HEAD_SEARCH_BELOW
 from kaieval.provenance.layers import SiteFinding, block_mapping
 from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
@@ -311,7 +317,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
     decision = decide(evidence_list(findings, params) + tuple(tok_lines), ref_names,
                       alpha=alpha, thresholds=thresholds, power=power)
     tests = ["exact_reuse", "weight_correlation", "norm_correlation", "embedding_shared_vocab",
-             "hidden_unit_matching"]
+             "hidden_unit_matching", "attention_head_matching"]
     settings = {"alpha": alpha, "tests": tests, "permutation_seed": seed,
                 "permutations": permutations, "matrix_null": "unit_permutation",
                 "unit_clt_min": tw.UNIT_CLT_MIN,
@@ -323,6 +329,9 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                 "matching": {"unit_cap": UNIT_CAP, "sketch_dim": SKETCH_DIM, "seed": seed,
                              "statistics": ["identity_order_spearman", "gate_up_agreement"],
                              "residual_maps": maps},
+                "head_matching": {"identity_effect_below": HEAD_SEARCH_BELOW,
+                                  "statistics": ["q_o_agreement", "k_v_agreement"],
+                                  "copied_at_similarity": IDENTICAL_EFFECT},
                 "tokenizer_lineage": {"null": BASELINE_FILE, "alpha": alpha,
                                       "in_verdict": False}}
     return IndependenceVerdict(

@@ -16,6 +16,10 @@ from kaieval.provenance import weight_tests as tw
 from kaieval.provenance.compare import Finding
 from kaieval.records import ComponentEvidence
 
+ALIGNED_ALPHA = 0.01
+"""Head matchings at least this significant (uncorrected) give the component its effect size
+in the reference's head order; weaker ones leave the identity-order effect."""
+
 
 def _fmt_p(log_p: float) -> str:
     p = math.exp(log_p)
@@ -65,6 +69,12 @@ def _detail(f: Finding) -> str:
             both = " (2 x the smaller of correlation and matching)" if f.results else ""
             parts.append(f"component {_fmt_p(f.log_p)}{both}"
                          f"{' (Holm-significant)' if f.significant else ''};")
+    if f.heads is not None:
+        parts.append(f"attention {f.heads.text()};")
+        if f.log_p is not None and not f.matched:
+            both = " (Bonferroni of correlation and head matching)" if f.results else ""
+            parts.append(f"component {_fmt_p(f.log_p)}{both}"
+                         f"{' (Holm-significant)' if f.significant else ''};")
     if f.kinship:
         parts.append("experts share initialisation with each other: " + ", ".join(f.kinship)
                      + " (upcycled from one MLP);")
@@ -99,11 +109,17 @@ def _match_rho(f: Finding) -> float | None:
 def _effect_size(f: Finding) -> float | None:
     """Mean centred r of the aligned tensors: how much of the weights survives.
 
+    Attention whose heads were matched takes the r in the reference's head order, when
+    the matching's own test (or a copy) says the alignment is real.
     Where no tensor could be correlated, the matched rank rho stands in; a component
     compared by exact hashes only is 1 when it holds copies. The rank rho is kept apart
     (``match_rho``) because it measures order, not weights: a fine-tune keeps its MLP
     units' order perfectly (rho = 1) while its weights move.
     """
+    if f.heads is not None and (f.aligned_copy or f.heads.log_p <= math.log(ALIGNED_ALPHA)):
+        return f.heads.aligned_r  # the heads' own agreement says the alignment is real
+    if f.aligned_copy and f.matched:
+        return f.aligned_similarity  # units reordered: the identity-order r says nothing
     if f.results:
         return float(np.mean([r.r for r in f.results]))
     if f.matched:
@@ -121,6 +137,8 @@ def _evidence(f: Finding, parameters: int | None = None) -> ComponentEvidence:
     tests: list[str] = sorted({r.test for r in f.results})
     if f.matched:
         tests.append("hidden_unit_matching")
+    if f.heads is not None:
+        tests.append("attention_head_matching")
     test = "+".join((["exact_reuse"] if f.copies else []) + tests)
     effect = _effect_size(f)  # a comparable finding has one: its statistic too
     lp = f.log_p
@@ -128,7 +146,8 @@ def _evidence(f: Finding, parameters: int | None = None) -> ComponentEvidence:
         component=f.component, verdict="derived" if f.derived else "no_evidence", test=test,
         statistic=effect, p_value=None if lp is None else math.exp(lp), detail=_detail(f),
         reference=f.reference, log10_p=None if lp is None else tw.log10(lp), **_counts(f),
-        effect_size=effect, match_rho=_match_rho(f), **extra)
+        effect_size=effect, match_rho=_match_rho(f), aligned_similarity=f.aligned_similarity,
+        **extra)
 
 
 def _counts(f: Finding) -> dict[str, Any]:
