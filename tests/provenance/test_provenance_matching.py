@@ -134,3 +134,11 @@ def test_non_finite_weights_do_not_crash(models: dict[str, Path], tmp_path: Path
         (models["independent"] / "tokenizer.json").read_bytes())
     v = check_independence(tmp_path / "m", [models["parent"]], stage_id="s", team_id="t")
     assert v.verdict in ("no_evidence", "inconclusive")
+
+
+def test_rank_log_p_of_a_reversed_order_is_finite() -> None:
+    """rho = -1 (four heads in reverse order: 1 in 24 by chance) is the weakest evidence."""
+    from kaieval.provenance.matching import rank_log_p
+
+    rho, lp = rank_log_p(np.arange(4), np.arange(4)[::-1].copy())
+    assert rho == -1.0 and -1e-9 < lp <= 0.0

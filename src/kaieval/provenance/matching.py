@@ -218,7 +218,7 @@ def rank_log_p(x: npt.NDArray[np.intp], y: npt.NDArray[np.intp]) -> tuple[float,
     ry -= ry.mean()
     denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
     rho = float(rx @ ry) / denom if denom else 0.0
-    r = min(rho, 1.0 - 1e-12)
+    r = max(-1.0 + 1e-12, min(rho, 1.0 - 1e-12))  # a perfectly reversed order too
     tstat = r * math.sqrt((n - 2) / (1.0 - r * r))
     df = n - 2
     sf = float(stdtr(df, -tstat))  # scipy.special, not scipy.stats: 0.9 s less import time
