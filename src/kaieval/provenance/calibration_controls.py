@@ -25,6 +25,7 @@ from typing import Any
 from kaieval.errors import KaiError
 from kaieval.hashing import sha256_file, sha256_json
 from kaieval.provenance.calibration_suite import (
+    COPY_KINDS,
     DERIVED_KINDS,
     ENCODER_REFERENCE,
     FROZEN_KINDS,
@@ -131,16 +132,20 @@ def _build_surgery(kind: str, parent: Path, cache_dir: Path, config: SuiteConfig
             _surgery(kind, parent, tmp / "raw", seed)
             for f in (tmp / "raw").glob("*token*.json"):
                 shutil.copyfile(f, tmp / "model" / f.name)
-            steps = config.parent_steps if scratch else config.heal_steps
-            lr = config.lr if scratch else config.lr / 3
-            recipe = Recipe.model_validate({
-                "name": kind, "role": "calibration control", "tokenizer": {"shared": "parent"},
-                "init": {"mode": "finetune", "source": "raw"},
-                "train": {"steps": steps, "lr": float(lr), "batch_size": config.batch_size,
-                          "seq_len": config.seq_len, "seed": seed,
-                          "corpus_chars": config.corpus_chars, "corpus_seed": 2}})
-            train_language_model(recipe, tmp / "model", tmp, say,
-                                 frozen=_frozen_names(kind))
+            if kind in COPY_KINDS:  # the transform alone: nothing trained
+                for f in (tmp / "raw").iterdir():
+                    shutil.copyfile(f, tmp / "model" / f.name)
+            else:
+                steps = config.parent_steps if scratch else config.heal_steps
+                lr = config.lr if scratch else config.lr / 3
+                recipe = Recipe.model_validate({
+                    "name": kind, "role": "calibration control", "tokenizer": {"shared": "parent"},
+                    "init": {"mode": "finetune", "source": "raw"},
+                    "train": {"steps": steps, "lr": float(lr), "batch_size": config.batch_size,
+                              "seq_len": config.seq_len, "seed": seed,
+                              "corpus_chars": config.corpus_chars, "corpus_seed": 2}})
+                train_language_model(recipe, tmp / "model", tmp, say,
+                                     frozen=_frozen_names(kind))
         stamp = {"key": key, "kind": kind, "config": asdict(config),
                  "build_seconds": round(time.perf_counter() - start, 3)}
         (tmp / "model" / STAMP).write_text(json.dumps(stamp, indent=2), encoding="utf-8")
@@ -191,7 +196,7 @@ def _surgery(kind: str, parent: Path, out: Path, seed: int) -> None:
     out.mkdir(parents=True)
     for f in parent.glob("*token*.json"):
         shutil.copyfile(f, out / f.name)
-    if kind == "permuted-finetune":
+    if kind in ("permuted-finetune", *COPY_KINDS):
         _permute(model, gen)
         model.save_pretrained(out)
         return

@@ -20,7 +20,7 @@ DETECTED = ("derived", "partial")
 DERIVED_KINDS = ("finetune", "continued-pretraining", "permuted-finetune", "pruned-depth",
                  "pruned-width", "depth-upscaled", "vocab-extended", "partial-copy",
                  "residual-permuted", "moe-upcycled", "frozen-copy-2", "frozen-copy-4",
-                 "embeddings-copied", "encoder-copied")
+                 "embeddings-copied", "encoder-copied", "permuted-copy")
 PARTIAL_KINDS = ("partial-copy", "frozen-copy-2", "frozen-copy-4", "embeddings-copied",
                  "encoder-copied")
 """Controls where only a part of the model comes from the parent: expected ``partial``,
@@ -28,8 +28,12 @@ naming that part (as copied, or derived by training for ``partial-copy``, whose 
 blocks were trained on with the rest), and nothing else copied or derived by training."""
 SURGERY_KINDS = ("permuted-finetune", "pruned-depth", "pruned-width", "depth-upscaled",
                  "vocab-extended", "partial-copy", "residual-permuted", "moe-upcycled",
-                 "frozen-copy-2", "frozen-copy-4", "embeddings-copied")
-"""Controls no recipe can express: built by tensor surgery on the parent, then trained."""
+                 "frozen-copy-2", "frozen-copy-4", "embeddings-copied", "permuted-copy")
+"""Controls no recipe can express: built by tensor surgery on the parent, then trained
+(except :data:`COPY_KINDS`)."""
+COPY_KINDS = ("permuted-copy",)
+"""Controls that are the parent under a function-preserving transform, not trained at all:
+MLP units and attention heads reordered. Every component must read as copied."""
 FROZEN_KINDS = ("frozen-copy-2", "frozen-copy-4", "embeddings-copied")
 """Controls whose copied tensors stay frozen while the rest trains from scratch."""
 ENCODER_REFERENCE = "parent-vision"  # the parent with a vision encoder: encoder-copied's source
@@ -113,6 +117,9 @@ def _derived_pair(kind: str, config: SuiteConfig) -> Pair:
     if kind == "encoder-copied":
         return Pair(kind, ENCODER_REFERENCE, kind, "derived", ("partial",),
                     ("vision_encoder",), ("copied",))
+    if kind in COPY_KINDS:
+        return Pair(kind, "parent", kind, "derived", ("derived",),
+                    (*_blocks(config.layers), "embeddings", "head"), ("copied",))
     return Pair(kind, "parent", kind, "derived", ("derived",))
 
 
