@@ -43,9 +43,9 @@ from kaieval.provenance.heads import (
     HeadMatch,
     attention_names,
     layout,
+    looks_reordered,
     match_heads,
     same_layout,
-    worth_aligning,
 )
 from kaieval.provenance.layers import SiteFinding, SitePlan, plan_matching
 from kaieval.provenance.matching import MatchResult, MlpSite, UnitSketch
@@ -394,21 +394,24 @@ def compare_reference(cand: ModelWeights, ref: Reference, ref_name: str,
     again = ordered_map(lambda k: compare(comps[k][0], comps[k][1], blocks=moved, rmap=rmap),
                         redo)
     spec.update(zip(redo, again, strict=True))
-    _align_heads(cand, ref, comps, spec, found, moved, rmap, alpha)
+    _align_heads(cand, ref, comps, spec, found, moved, rmap, alpha, seed)
     return ReferenceResult(rmap, found, kin, moved, [spec[k] for k in range(len(comps))])
 
 
 def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list[str]]],
                  spec: dict[int, Finding], found: list[SiteFinding], moved: dict[int, int],
-                 rmap: ResidualMap | None, alpha: float) -> None:
-    """Match attention heads where the identity order shows little and the model depends on
-    the reference elsewhere (:func:`kaieval.provenance.heads.worth_aligning`)."""
+                 rmap: ResidualMap | None, alpha: float, seed: int) -> None:
+    """Match attention heads where they may have been reordered (:mod:`.heads`), in a model
+    that depends on the reference elsewhere; a plain fine-tune costs a few rows of o."""
     lay = None if ref.fingerprint else same_layout(layout(cand), layout(ref.weights))
     if lay is None:
         return
     bar = math.log(alpha / max(len(comps), 1))  # Bonferroni: a plain signal, not the verdict
     depends = any(s.log_p <= math.log(alpha) for s in found if s.result is not None) or any(
         f.fisher is not None and f.fisher.log_p <= bar for f in spec.values())
+    if not depends:
+        return
+    mapped = rmap if rmap is not None and rmap.transforms else None
     for k, (comp, names) in enumerate(comps):
         f = spec[k]
         parts = attention_names(names) if comp.endswith(".attention") else None
@@ -418,6 +421,9 @@ def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list
         if not all(n in ref.weights.tensors for n in ref_parts.values()):
             continue
         effect = float(np.mean([r.r for r in f.results])) if f.results else None
-        if worth_aligning(effect, depends):
-            f.heads = match_heads(cand, ref.weights, parts, ref_parts, lay,
-                                  rmap if rmap is not None and rmap.transforms else None)
+        if effect is not None and effect >= IDENTICAL_EFFECT:
+            continue  # the same weights in place already
+        if mapped is None and not looks_reordered(cand, ref.weights, parts["o_proj"],
+                                                  ref_parts["o_proj"], lay, seed):
+            continue
+        f.heads = match_heads(cand, ref.weights, parts, ref_parts, lay, mapped)

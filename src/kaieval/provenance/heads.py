@@ -25,8 +25,10 @@ Heads are matched by linear assignment on cosine similarity, as MLP units are
   the same weights in another order: copied.
 
 Cost: the four tensors of both models are read whole, so this runs only where it can
-change the reading (:func:`worth_aligning`): an attention whose identity-order effect is
-small in a model that already depends on the reference elsewhere.
+change the reading: in a model that already depends on the reference elsewhere, on an
+attention that is not byte-identical in place and whose heads look reordered
+(:func:`looks_reordered`, a screen on a few rows of o), or whenever the residual basis
+had to be mapped.
 """
 
 from __future__ import annotations
@@ -39,17 +41,22 @@ import numpy as np
 import numpy.typing as npt
 
 from kaieval.errors import KaiError
-from kaieval.provenance.align import FloatArray, IntArray, ResidualMap, zero_non_finite
+from kaieval.provenance.align import (
+    FloatArray,
+    IntArray,
+    ResidualMap,
+    sketch_coordinates,
+    zero_non_finite,
+)
 from kaieval.provenance.config_triage import read_config
 from kaieval.provenance.lsap import max_assignment
 from kaieval.provenance.matching import rank_log_p
 from kaieval.provenance.safetensors_io import ModelWeights
 
 PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
-HEAD_SEARCH_BELOW = 0.5
-"""Identity-order effect (mean centred r of the attention's tensors) under which heads are
-matched. The calibration suite's smallest attention effect of a fine-tune is ~0.46 and its
-copies are 1.0, so an attention above this already reads as derived or copied in place."""
+SCREEN_COORDS = 64
+"""Residual coordinates of o's rows read by :func:`looks_reordered`: enough for each head's
+o columns (head_dim x 64 values) to recognise themselves, a few KB per model and block."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +124,21 @@ def attention_names(names: list[str]) -> dict[str, str] | None:
     return found if len(found) == len(PARTS) else None
 
 
-def worth_aligning(identity_effect: float | None, model_depends: bool) -> bool:
-    """Match heads only where it can change the reading (see the module docstring)."""
-    return model_depends and (identity_effect is None or identity_effect < HEAD_SEARCH_BELOW)
+def looks_reordered(cand: ModelWeights, ref: ModelWeights, o_name: str, ref_o_name: str,
+                    lay: Layout, seed: int) -> bool:
+    """A cheap screen on a few rows of o: is some candidate head most like another head?
+
+    Why: matching heads reads q, k, v and o of both models whole. A fine-tune keeps every
+    head in place (each one most like itself), so this screen spares it that read; a
+    reordered copy, or heads trained from scratch next to copied blocks, are matched.
+    """
+    ci, ri = cand.tensors[o_name], ref.tensors[ref_o_name]
+    if ci.shape != ri.shape or len(ci.shape) != 2 or ci.shape[1] != lay.heads * lay.head_dim:
+        return False
+    coords = sketch_coordinates(ci.shape[0], SCREEN_COORDS, seed)
+    a = _per_head(cand.block(o_name, coords), lay.heads, rows=False)
+    b = _per_head(ref.block(ref_o_name, coords), lay.heads, rows=False)
+    return bool((np.argmax(a @ b.T, axis=1) != np.arange(lay.heads)).any())
 
 
 def _per_head(x: FloatArray, n: int, rows: bool) -> FloatArray:

@@ -46,7 +46,7 @@ from kaieval.provenance.evidence_kind import (
     decide,
 )
 from kaieval.provenance.fingerprint import load_reference
-from kaieval.provenance.heads import HEAD_SEARCH_BELOW
+from kaieval.provenance.heads import SCREEN_COORDS
 from kaieval.provenance.layers import SiteFinding, block_mapping
 from kaieval.provenance.matching import SKETCH_DIM, UNIT_CAP, find_sites
 from kaieval.provenance.safetensors_io import ModelWeights, open_model
@@ -329,7 +329,7 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                 "matching": {"unit_cap": UNIT_CAP, "sketch_dim": SKETCH_DIM, "seed": seed,
                              "statistics": ["identity_order_spearman", "gate_up_agreement"],
                              "residual_maps": maps},
-                "head_matching": {"identity_effect_below": HEAD_SEARCH_BELOW,
+                "head_matching": {"screen_coords": SCREEN_COORDS,
                                   "statistics": ["q_o_agreement", "k_v_agreement"],
                                   "copied_at_similarity": IDENTICAL_EFFECT},
                 "tokenizer_lineage": {"null": BASELINE_FILE, "alpha": alpha,
