@@ -304,3 +304,52 @@ def variants(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
     _moe(_noisy(parent, 28), out["moe_upcycled"], 29, upcycle=True)
     _moe(other, out["moe_independent"], 30, upcycle=False)
     return out
+
+
+def permute_heads(state: dict[str, torch.Tensor], seed: int, *, heads: int, kv_heads: int,
+                  head_dim: int) -> dict[str, torch.Tensor]:
+    """Reorder each block's key/value groups and the query heads within each group: the
+    function is unchanged (grouped attention keeps each query head with its group)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    group = heads // kv_heads
+    blocks = sorted({int(k.split(".")[2]) for k in state if k.startswith("model.layers.")})
+    for b in blocks:
+        p = f"model.layers.{b}.self_attn."
+        kv = torch.randperm(kv_heads, generator=gen)
+        q = torch.cat([kv[g] * group + torch.randperm(group, generator=gen)
+                       for g in range(kv_heads)])
+        q_rows = (q[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+        kv_rows = (kv[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+        out[p + "q_proj.weight"] = state[p + "q_proj.weight"][q_rows].clone()
+        out[p + "k_proj.weight"] = state[p + "k_proj.weight"][kv_rows].clone()
+        out[p + "v_proj.weight"] = state[p + "v_proj.weight"][kv_rows].clone()
+        out[p + "o_proj.weight"] = state[p + "o_proj.weight"][:, q_rows].clone()
+    return out
+
+
+@pytest.fixture(scope="session")
+def head_variants(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
+                  ) -> dict[str, Path]:
+    """The parent with its attention heads reordered, alone and with its MLP units too; both
+    checked to give the parent's logits (a function-preserving copy)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("heads")
+    parent = _state(models["parent"])
+    cfg = _config(VOCAB_A)
+    shape = {"heads": cfg.num_attention_heads, "kv_heads": cfg.num_key_value_heads,
+             "head_dim": cfg.hidden_size // cfg.num_attention_heads}
+    out = {"heads_permuted": root / "heads_permuted", "both_permuted": root / "both_permuted"}
+    _save_llama(permute_heads(parent, 41, **shape), out["heads_permuted"])
+    _save_llama(permute_heads(_permute_units(parent, 42), 43, **shape), out["both_permuted"])
+    ids = torch.arange(12)[None, :] % VOCAB_A
+    with torch.no_grad():
+        want = LlamaForCausalLM.from_pretrained(models["parent"], dtype=torch.float32)(ids).logits
+        for path in out.values():
+            got = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)(ids).logits
+            assert float((got - want).abs().max()) < 1e-4, path
+    return out

@@ -103,6 +103,15 @@ def test_classify_by_effect_size() -> None:
     # a permuted MLP: weights uncorrelated in place, units in the parent's order
     assert classify(_line("block.0.mlp", effect=0.01, rho=1.0), BARS) == "derived_by_training"
     assert classify(_line("block.0.mlp", effect=0.01, rho=0.3), BARS) == "co_adapted"
+    # units or heads reordered, the weights themselves the same: copied, even where the
+    # in-place effect is nil; a matched cosine short of the bar is read as before
+    same = _line("block.0.mlp", effect=0.01, rho=0.3).model_copy(
+        update={"aligned_similarity": 0.99995})
+    assert classify(same, BARS) == "copied"
+    near = same.model_copy(update={"aligned_similarity": 0.999})
+    assert classify(near, BARS) == "co_adapted"
+    unproven = same.model_copy(update={"verdict": "no_evidence"})
+    assert classify(unproven, BARS) == "no_evidence"
     # a type the suite has no value for takes the smallest bar
     assert classify(_line("vision_encoder", effect=0.47), BARS) == "derived_by_training"
     assert classify(_line("head", verdict="no_evidence"), BARS) == "no_evidence"

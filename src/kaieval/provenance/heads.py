@@ -166,8 +166,8 @@ def _heads_of(order: IntArray, size: int) -> IntArray:
 
 
 def _centred_r(x: FloatArray, y: FloatArray) -> float:
-    a = x.astype(np.float64).ravel()
-    b = y.astype(np.float64).ravel()
+    a = zero_non_finite(x).astype(np.float64).ravel()
+    b = zero_non_finite(y).astype(np.float64).ravel()
     a -= a.mean()
     b -= b.mean()
     denom = math.sqrt(float(a @ a) * float(b @ b))

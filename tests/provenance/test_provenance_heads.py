@@ -1,0 +1,120 @@
+"""Attention heads reordered: a copy is still a copy, and a fine-tune is not searched."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from kaieval.provenance import check_independence
+from kaieval.provenance.evidence_kind import IDENTICAL_EFFECT
+from kaieval.provenance.heads import Layout, layout, looks_reordered, match_heads
+from kaieval.provenance.safetensors_io import open_model
+
+ATTN = "model.layers.0.self_attn."
+NAMES = {p: f"{ATTN}{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+
+
+def _kinds(v: object) -> dict[str, tuple[str | None, float | None, str]]:
+    return {e.component: (e.kind, e.aligned_similarity, e.test)  # type: ignore[attr-defined]
+            for e in v.evidence if e.component.endswith(".attention")}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("case", ["heads_permuted", "both_permuted"])
+def test_a_reordered_copy_reads_as_copied(head_variants: dict[str, Path],
+                                          models: dict[str, Path], case: str) -> None:
+    v = check_independence(head_variants[case], [models["parent"]], stage_id="s", team_id=case)
+    assert v.verdict == "derived"
+    got = _kinds(v)
+    assert len(got) == 4
+    for comp, (kind, sim, _test) in got.items():
+        assert kind == "copied", (comp, kind, sim)
+        # in place by chance (a block whose permutation was the identity) or matched
+        assert sim is None or sim >= IDENTICAL_EFFECT
+    assert any("attention_head_matching" in t for _, _, t in got.values())
+    mlp = [e for e in v.evidence if e.component.endswith(".mlp")]
+    assert all(e.kind == "copied" for e in mlp), [(e.component, e.kind) for e in mlp]
+    assert "Copied as-is: attention and MLP of blocks 0-3" in v.sentence
+
+
+def test_a_fine_tune_keeps_its_heads_in_place(models: dict[str, Path],
+                                              head_variants: dict[str, Path]) -> None:
+    """The screen reads a few rows of o: a fine-tune's heads are each most like themselves."""
+    parent, tuned = open_model(models["parent"]), open_model(models["finetune"])
+    moved = open_model(head_variants["heads_permuted"])
+    lay = layout(parent)
+    assert lay == Layout(4, 2, 16) and layout(moved) == lay
+    o = "model.layers.1.self_attn.o_proj.weight"
+    assert not looks_reordered(tuned, parent, o, o, lay, seed=0)
+    v = check_independence(models["finetune"], [models["parent"]], stage_id="s", team_id="t")
+    assert not any("head_matching" in e.test for e in v.evidence)
+
+
+def _write(folder: Path, tensors: dict[str, np.ndarray], lay: Layout, hidden: int) -> Path:
+    folder.mkdir()
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
+              str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": hidden, "num_attention_heads": lay.heads,
+        "num_key_value_heads": lay.kv_heads, "head_dim": lay.head_dim}))
+    return folder
+
+
+def _attention(rng: np.random.Generator, lay: Layout, hidden: int) -> dict[str, np.ndarray]:
+    q, kv = lay.heads * lay.head_dim, lay.kv_heads * lay.head_dim
+    return {NAMES["q_proj"]: rng.normal(size=(q, hidden)),
+            NAMES["k_proj"]: rng.normal(size=(kv, hidden)),
+            NAMES["v_proj"]: rng.normal(size=(kv, hidden)),
+            NAMES["o_proj"]: rng.normal(size=(hidden, q))}
+
+
+def _reorder(t: dict[str, np.ndarray], lay: Layout, rng: np.random.Generator,
+             ) -> dict[str, np.ndarray]:
+    group = lay.heads // lay.kv_heads
+    kv = rng.permutation(lay.kv_heads)
+    q = np.concatenate([kv[g] * group + rng.permutation(group) for g in range(lay.kv_heads)])
+    rows = (q[:, None] * lay.head_dim + np.arange(lay.head_dim)).ravel()
+    kv_rows = (kv[:, None] * lay.head_dim + np.arange(lay.head_dim)).ravel()
+    return {NAMES["q_proj"]: t[NAMES["q_proj"]][rows], NAMES["k_proj"]: t[NAMES["k_proj"]][kv_rows],
+            NAMES["v_proj"]: t[NAMES["v_proj"]][kv_rows],
+            NAMES["o_proj"]: t[NAMES["o_proj"]][:, rows]}
+
+
+def test_sixteen_heads_reordered_and_trained_agree_beyond_chance(tmp_path: Path) -> None:
+    """With 16 query and 4 key/value heads the q/o and k/v matchings agree (p tiny) on a
+    reordered, noised copy, and not on an independent one; only the copy is aligned."""
+    lay, hidden = Layout(16, 4, 8), 96
+    rng = np.random.default_rng(5)
+    ref_t = _attention(rng, lay, hidden)
+    moved = _reorder(ref_t, lay, rng)
+    tuned = {k: v + 0.3 * rng.normal(size=v.shape) for k, v in moved.items()}
+    ref = open_model(_write(tmp_path / "ref", ref_t, lay, hidden))
+    cand = open_model(_write(tmp_path / "tuned", tuned, lay, hidden))
+    other = open_model(_write(tmp_path / "other", _attention(rng, lay, hidden), lay, hidden))
+    got = match_heads(cand, ref, NAMES, NAMES, lay, None)
+    assert got is not None
+    assert got.rho_q_o > 0.99 and got.rho_k_v is not None and got.rho_k_v > 0.99
+    assert got.log_p < math.log(1e-6)
+    assert 0.9 < got.similarity < IDENTICAL_EFFECT  # trained: not the same weights
+    assert got.aligned_r > 0.9 and got.moved > 0
+    null = match_heads(other, ref, NAMES, NAMES, lay, None)
+    assert null is not None and null.log_p > math.log(1e-3) and null.similarity < 0.2
+    assert abs(null.aligned_r) < 0.1
+    copy = open_model(_write(tmp_path / "copy", moved, lay, hidden))
+    same = match_heads(copy, ref, NAMES, NAMES, lay, None)
+    assert same is not None and same.similarity >= IDENTICAL_EFFECT and same.aligned_r > 0.9999
+
+
+def test_shapes_that_do_not_fit_the_layout_are_not_matched(tmp_path: Path) -> None:
+    lay, hidden = Layout(4, 2, 8), 32
+    rng = np.random.default_rng(1)
+    ref = open_model(_write(tmp_path / "ref", _attention(rng, lay, hidden), lay, hidden))
+    assert match_heads(ref, ref, NAMES, NAMES, Layout(8, 2, 8), None) is None
+    (tmp_path / "noconfig").mkdir()
+    save_file({NAMES["q_proj"]: np.zeros((4, 4), dtype=np.float32)},
+              str(tmp_path / "noconfig" / "model.safetensors"))
+    assert layout(open_model(tmp_path / "noconfig")) is None
