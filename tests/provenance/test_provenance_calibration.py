@@ -58,7 +58,9 @@ def test_pairs_cover_derived_and_all_independent_pairs() -> None:
     pairs = suite_pairs(SuiteConfig())
     derived = [p for p in pairs if p.role == "derived"]
     independent = [p for p in pairs if p.role == "independent"]
-    assert len(derived) == 14
+    assert len(derived) == 15
+    copy = next(p for p in derived if p.kind == "permuted-copy")
+    assert copy.must_be == ("copied",) and "block.3.attention" in copy.must_name
     assert all(p.reference == "parent" for p in derived if p.kind != "encoder-copied")
     assert len(independent) == math.comb(1 + 5 + 2, 2)  # parent, 5 seeds, 2 tokenizers
     assert len({(p.candidate, p.reference) for p in pairs}) == len(pairs)

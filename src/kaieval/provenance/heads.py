@@ -50,7 +50,7 @@ from kaieval.provenance.align import (
 )
 from kaieval.provenance.config_triage import read_config
 from kaieval.provenance.lsap import max_assignment
-from kaieval.provenance.matching import rank_log_p
+from kaieval.provenance.matching import rank_log_p, unit_rows
 from kaieval.provenance.safetensors_io import ModelWeights
 
 PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -145,10 +145,7 @@ def _per_head(x: FloatArray, n: int, rows: bool) -> FloatArray:
     """Unit-length vector per head: its block of rows (q, k, v) or of columns (o)."""
     blocks = x.reshape(n, -1) if rows else np.ascontiguousarray(
         x.reshape(x.shape[0], n, -1).transpose(1, 0, 2)).reshape(n, -1)
-    blocks = zero_non_finite(blocks)
-    norm = np.linalg.norm(blocks, axis=1, keepdims=True)
-    out: FloatArray = (blocks / np.where(norm > 0, norm, np.float32(1))).astype(np.float32)
-    return out
+    return unit_rows(blocks)
 
 
 def _order(sim: npt.NDArray[np.floating[Any]]) -> IntArray:

@@ -121,7 +121,7 @@ class UnitSketch:
     parts: dict[str, FloatArray]  # part -> len(units) x k, rows of unit norm
 
 
-def _unit_rows(x: FloatArray) -> FloatArray:
+def unit_rows(x: FloatArray) -> FloatArray:
     """Rows scaled to unit length; non-finite entries (a hostile file) count as 0."""
     x = zero_non_finite(x)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
@@ -165,7 +165,7 @@ def candidate_sketch(weights: ModelWeights, site: MlpSite, rmap: ResidualMap,
     for part, name in site.parts.items():
         raw = columns(weights, name, units).T if part == "down" else read_rows(weights, name, units)
         vecs = zero_non_finite(raw) @ cols  # down: dim x units
-        parts[part] = _unit_rows(vecs.astype(np.float32))
+        parts[part] = unit_rows(vecs.astype(np.float32))
     return UnitSketch(site.label, site.block, site.expert, units, site.units, parts)
 
 
@@ -175,7 +175,7 @@ def reference_sketch(weights: ModelWeights, site: MlpSite, coords: IntArray) -> 
     for part, name in site.parts.items():
         down = part == "down"  # down is dim x units: its rows are residual coordinates
         vecs = read_rows(weights, name, coords).T if down else columns(weights, name, coords)
-        parts[part] = _unit_rows(vecs)
+        parts[part] = unit_rows(vecs)
     return UnitSketch(site.label, site.block, site.expert,
                       np.arange(site.units, dtype=np.intp), site.units, parts)
 
