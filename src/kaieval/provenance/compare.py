@@ -426,4 +426,4 @@ def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list
         if mapped is None and not looks_reordered(cand, ref.weights, parts["o_proj"],
                                                   ref_parts["o_proj"], lay, seed):
             continue
-        f.heads = match_heads(cand, ref.weights, parts, ref_parts, lay, mapped)
+        f.heads = match_heads(cand, ref.weights, parts, ref_parts, lay, mapped, seed=seed)

@@ -1,34 +1,39 @@
-"""Attention heads matched between two models: a head-permuted copy is still a copy.
+"""Attention heads matched between two models: a reordered copy is still a copy.
 
 Why: reordering attention heads -- the rows of q, k and v head by head and o's columns
 with them; with grouped keys and values, whole key/value groups and the query heads
-within each group -- leaves a model's function unchanged, like reordering MLP units.
-The component tests compare tensors in identity order, so an attention copied with its
-heads reordered read as co-adapted (the one head that happened to stay in place) or as
-no evidence at all.
+within each group -- leaves a model's function unchanged, like reordering MLP units. So
+does a change of basis *inside* a head: v's rows with o's columns (any invertible map),
+q's rows with k's (any rotation of each RoPE frequency pair). The component tests
+compare tensors in identity order, so an attention copied with its heads reordered read
+as co-adapted (the one head that happened to stay in place) or as no evidence at all.
 
-How: each head is described by its block of q rows, k rows, v rows and o columns, in
-the reference's residual basis (the residual map, :mod:`kaieval.provenance.align`).
-Heads are matched by linear assignment on cosine similarity, as MLP units are
-(:mod:`kaieval.provenance.matching`), with the same two kinds of figure:
+How: each query head h (key/value group g) is described by its two *circuits*, which
+every one of those transforms leaves unchanged: the query-key circuit ``Q_hᵀ K_g`` and
+the output-value circuit ``O_h V_g``, both over a seeded set of 64 residual coordinates
+of the reference's basis (the residual map, :mod:`kaieval.provenance.align`): two
+64 x 64 sketches per head. Heads are matched by linear assignment on cosine
+similarity, as MLP units are (:mod:`kaieval.provenance.matching`), with the same two
+kinds of figure:
 
-* a **test** that survives the search: the query heads are matched once on q and once on
-  o, the key/value heads once on k and once on v, and Spearman's rho between the two
-  matchings says whether they agree beyond chance (an independent model's q and o, or
-  k and v, share no order). p from :func:`~kaieval.provenance.matching.rank_log_p`,
-  floored at 1/n! (with four heads no agreement can be rarer than 1/24), Bonferroni over
-  the two;
+* a **test** that survives the search: heads matched once on the query-key circuits and
+  once on the output-value circuits, and Spearman's rho between the two matchings says
+  whether they agree beyond chance (an independent model's two circuits share no order).
+  p from :func:`~kaieval.provenance.matching.rank_log_p`, floored at 1/n! (with four
+  heads no agreement can be rarer than 1/24);
 * **effect sizes**, never tested (a maximum over permutations is inflated): the mean
-  cosine of the matched heads over the four tensors after one joint matching, and the
-  centred r of the tensors with the candidate's heads put in the reference's order. At
-  :data:`~kaieval.provenance.evidence_kind.IDENTICAL_EFFECT` or more the attention is
-  the same weights in another order: copied.
+  cosine of the matched heads' circuits after one joint matching (``similarity``), and
+  the centred r of the sketched tensors with the candidate's heads put in the
+  reference's order (``aligned_r``). A similarity of
+  :data:`~kaieval.provenance.evidence_kind.IDENTICAL_EFFECT` or more means every head
+  computes the same function: copied.
 
-Cost: the four tensors of both models are read whole, so this runs only where it can
-change the reading: in a model that already depends on the reference elsewhere, on an
-attention that is not byte-identical in place and whose heads look reordered
-(:func:`looks_reordered`, a screen on a few rows of o), or whenever the residual basis
-had to be mapped.
+Cost: q, k and v are read at 64 columns and o at 64 rows (whole tensors only where the
+residual basis had to be mapped), so a block costs little; it still runs only where it
+can change the reading: in a model that already depends on the reference elsewhere, on
+an attention that is not the same weights in place, and whose heads look moved
+(:func:`looks_reordered`, a screen on the same rows of o), or whenever the residual
+basis was mapped.
 """
 
 from __future__ import annotations
@@ -73,11 +78,10 @@ class HeadMatch:
     """One candidate attention against the same block's attention in the reference."""
 
     layout: Layout
-    rho_q_o: float
-    rho_k_v: float | None  # None with fewer than 4 key/value heads (no rank test)
-    log_p: float  # Bonferroni minimum of the agreement tests (natural log)
-    similarity: float  # mean matched cosine over q, k, v, o after the joint matching
-    aligned_r: float  # mean centred r of the four tensors in the reference's head order
+    rho: float  # Spearman rho between the query-key and output-value matchings
+    log_p: float  # its one-sided p (natural log), floored at 1/heads!
+    similarity: float  # mean matched cosine of both circuits after the joint matching
+    aligned_r: float  # mean centred r of the sketched q, k, v, o in the reference's order
     order: tuple[int, ...]  # reference head matched to each candidate query head
     moved: int  # query heads not at their own position
 
@@ -86,10 +90,10 @@ class HeadMatch:
         return math.exp(self.log_p)
 
     def text(self) -> str:
-        kv = "" if self.rho_k_v is None else f", k/v matchings rho {self.rho_k_v:.3f}"
-        return (f"heads matched ({self.layout.heads} query, {self.layout.kv_heads} key/value "
-                f"heads; {self.moved} not in their own place): q/o matchings rho "
-                f"{self.rho_q_o:.3f}{kv}, log10 p={self.log_p / math.log(10):.1f}; matched "
+        return (f"heads matched on their query-key and output-value circuits "
+                f"({self.layout.heads} query, {self.layout.kv_heads} key/value heads; "
+                f"{self.moved} not in their own place): the two matchings agree with rho "
+                f"{self.rho:.3f}, log10 p={self.log_p / math.log(10):.1f}; matched circuit "
                 f"cosine {self.similarity:.4f}, centred r in the reference's head order "
                 f"{self.aligned_r:.4f}")
 
@@ -128,9 +132,10 @@ def looks_reordered(cand: ModelWeights, ref: ModelWeights, o_name: str, ref_o_na
                     lay: Layout, seed: int) -> bool:
     """A cheap screen on a few rows of o: is some candidate head most like another head?
 
-    Why: matching heads reads q, k, v and o of both models whole. A fine-tune keeps every
-    head in place (each one most like itself), so this screen spares it that read; a
-    reordered copy, or heads trained from scratch next to copied blocks, are matched.
+    Why: matching heads reads every row of q, k and v (for 64 columns) in both models. A
+    fine-tune keeps every head in place (each one most like itself), so this screen spares
+    it those reads; a reordered copy, heads whose insides were re-based, or heads trained
+    from scratch next to copied blocks are matched.
     """
     ci, ri = cand.tensors[o_name], ref.tensors[ref_o_name]
     if ci.shape != ri.shape or len(ci.shape) != 2 or ci.shape[1] != lay.heads * lay.head_dim:
@@ -171,51 +176,72 @@ def _centred_r(x: FloatArray, y: FloatArray) -> float:
     return float(a @ b) / denom if denom else 0.0
 
 
+@dataclass(frozen=True)
+class _Sketch:
+    """q, k, v at the sketch's residual columns and o at its rows, in the reference basis."""
+
+    q: FloatArray  # heads*head_dim x k
+    k: FloatArray  # kv_heads*head_dim x k
+    v: FloatArray  # kv_heads*head_dim x k
+    o: FloatArray  # k x heads*head_dim
+
+    def circuits(self, lay: Layout) -> tuple[FloatArray, FloatArray]:
+        """Unit-length query-key and output-value circuit per query head (heads x k*k)."""
+        n = self.q.shape[1]
+        group = lay.heads // lay.kv_heads
+        q = self.q.reshape(lay.heads, lay.head_dim, n)
+        k = np.repeat(self.k.reshape(lay.kv_heads, lay.head_dim, n), group, axis=0)
+        v = np.repeat(self.v.reshape(lay.kv_heads, lay.head_dim, n), group, axis=0)
+        o = self.o.reshape(n, lay.heads, lay.head_dim).transpose(1, 0, 2)
+        qk = np.matmul(q.transpose(0, 2, 1), k).reshape(lay.heads, -1)
+        ov = np.matmul(o, v).reshape(lay.heads, -1)
+        return unit_rows(qk.astype(np.float32)), unit_rows(ov.astype(np.float32))
+
+
+def _sketch(w: ModelWeights, names: dict[str, str], coords: IntArray,
+            rmap: ResidualMap | None) -> _Sketch:
+    """The sketch of one model's attention; the candidate's through the residual map."""
+    if rmap is None:
+        return _Sketch(w.block(names["q_proj"], None, coords),
+                       w.block(names["k_proj"], None, coords),
+                       w.block(names["v_proj"], None, coords), w.block(names["o_proj"], coords))
+    cols = rmap.columns(coords)  # cand_dim x k: reference coordinates from the candidate's
+    q, k, v = (zero_non_finite(w.load(names[p])) @ cols for p in PARTS[:3])
+    return _Sketch(q, k, v, cols.T @ zero_non_finite(w.load(names["o_proj"])))
+
+
+def _fits(w: ModelWeights, names: dict[str, str], lay: Layout, dim: int) -> bool:
+    q_rows, kv_rows = lay.heads * lay.head_dim, lay.kv_heads * lay.head_dim
+    want = {"q_proj": (q_rows, dim), "k_proj": (kv_rows, dim), "v_proj": (kv_rows, dim),
+            "o_proj": (dim, q_rows)}
+    return all(w.tensors[names[p]].shape == shape for p, shape in want.items())
+
+
 def match_heads(cand: ModelWeights, ref: ModelWeights, names: dict[str, str],
-                ref_names: dict[str, str], lay: Layout, rmap: ResidualMap | None,
-                ) -> HeadMatch | None:
+                ref_names: dict[str, str], lay: Layout, rmap: ResidualMap | None, *,
+                seed: int) -> HeadMatch | None:
     """Match the candidate's heads with the reference's (same layout), or None if the
     tensors do not have the layout's shapes."""
-    dense = rmap.dense() if rmap is not None and rmap.transforms else None
-    q_rows, kv_rows = lay.heads * lay.head_dim, lay.kv_heads * lay.head_dim
-    want = {"q_proj": (q_rows, None), "k_proj": (kv_rows, None), "v_proj": (kv_rows, None),
-            "o_proj": (None, q_rows)}
-    xs: dict[str, FloatArray] = {}
-    ys: dict[str, FloatArray] = {}
-    for part, (rows, cols) in want.items():
-        x = cand.load(names[part])
-        if rmap is not None and dense is not None:
-            x = rmap.apply(names[part], x, dense)
-        y = ref.load(ref_names[part])
-        if x.shape != y.shape or x.ndim != 2 or (rows is not None and x.shape[0] != rows) \
-                or (cols is not None and x.shape[1] != cols):
-            return None
-        xs[part], ys[part] = x, y
-    per = {p: (_per_head(xs[p], n, p != "o_proj"), _per_head(ys[p], n, p != "o_proj"))
-           for p, n in (("q_proj", lay.heads), ("k_proj", lay.kv_heads),
-                        ("v_proj", lay.kv_heads), ("o_proj", lay.heads))}
-    sims = {p: a @ b.T for p, (a, b) in per.items()}
-    rho_qo, lp_qo = rank_log_p(_order(sims["q_proj"]), _order(sims["o_proj"]))
-    rho_kv: float | None = None
-    lps = [lp_qo]
-    if lay.kv_heads >= 4:
-        rho_kv, lp_kv = rank_log_p(_order(sims["k_proj"]), _order(sims["v_proj"]))
-        lps.append(lp_kv)
-    log_p = min(0.0, min(lps) + math.log(len(lps)))
-    q_order = _order((sims["q_proj"] + sims["o_proj"]) / 2)
-    kv_order = _order((sims["k_proj"] + sims["v_proj"]) / 2)
-    cos = [float(np.mean(sims[p][np.arange(len(o)), o]))
-           for p, o in (("q_proj", q_order), ("k_proj", kv_order), ("v_proj", kv_order),
-                        ("o_proj", q_order))]
-    q_idx, kv_idx = _heads_of(q_order, lay.head_dim), _heads_of(kv_order, lay.head_dim)
-    aligned = {"q_proj": xs["q_proj"][q_idx], "k_proj": xs["k_proj"][kv_idx],
-               "v_proj": xs["v_proj"][kv_idx], "o_proj": xs["o_proj"][:, q_idx]}
-    r = float(np.mean([_centred_r(aligned[p], ys[p]) for p in PARTS]))
-    return HeadMatch(lay, rho_qo, rho_kv, log_p, float(np.mean(cos)), r,
-                     tuple(int(i) for i in q_order),
-                     int(np.sum(q_order != np.arange(lay.heads))))
+    ref_dim = ref.tensors[ref_names["o_proj"]].shape[0]
+    cand_dim = ref_dim if rmap is None else rmap.cand_dim
+    if not (_fits(ref, ref_names, lay, ref_dim) and _fits(cand, names, lay, cand_dim)):
+        return None
+    coords = sketch_coordinates(ref_dim, SCREEN_COORDS, seed)
+    xs, ys = _sketch(cand, names, coords, rmap), _sketch(ref, ref_names, coords, None)
+    (cqk, cov), (rqk, rov) = xs.circuits(lay), ys.circuits(lay)
+    s_qk, s_ov = cqk @ rqk.T, cov @ rov.T
+    rho, log_p = rank_log_p(_order(s_qk), _order(s_ov))
+    order = _order((s_qk + s_ov) / 2)
+    lead = np.arange(lay.heads)
+    similarity = float(np.mean([s_qk[lead, order].mean(), s_ov[lead, order].mean()]))
+    group = lay.heads // lay.kv_heads
+    kv_order = order[::group] // group  # a group goes where its first query head went
+    q_idx, kv_idx = _heads_of(order, lay.head_dim), _heads_of(kv_order, lay.head_dim)
+    r = float(np.mean([_centred_r(xs.q[q_idx], ys.q), _centred_r(xs.k[kv_idx], ys.k),
+                       _centred_r(xs.v[kv_idx], ys.v), _centred_r(xs.o[:, q_idx], ys.o)]))
+    return HeadMatch(lay, rho, log_p, similarity, r, tuple(int(i) for i in order),
+                     int(np.sum(order != lead)))
 
 
 def same_layout(a: Layout | None, b: Layout | None) -> Layout | None:
     return a if a is not None and a == b else None
-

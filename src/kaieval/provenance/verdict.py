@@ -329,8 +329,9 @@ def check_independence(candidate: Path, references: Sequence[Path], *, alpha: fl
                 "matching": {"unit_cap": UNIT_CAP, "sketch_dim": SKETCH_DIM, "seed": seed,
                              "statistics": ["identity_order_spearman", "gate_up_agreement"],
                              "residual_maps": maps},
-                "head_matching": {"screen_coords": SCREEN_COORDS,
-                                  "statistics": ["q_o_agreement", "k_v_agreement"],
+                "head_matching": {"sketch_coords": SCREEN_COORDS,
+                                  "descriptors": ["query_key_circuit", "output_value_circuit"],
+                                  "statistics": ["circuit_matching_agreement"],
                                   "copied_at_similarity": IDENTICAL_EFFECT},
                 "tokenizer_lineage": {"null": BASELINE_FILE, "alpha": alpha,
                                       "in_verdict": False}}
