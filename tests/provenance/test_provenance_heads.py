@@ -39,6 +39,8 @@ def test_a_reordered_copy_reads_as_copied(head_variants: dict[str, Path],
     mlp = [e for e in v.evidence if e.component.endswith(".mlp")]
     assert all(e.kind == "copied" for e in mlp), [(e.component, e.kind) for e in mlp]
     assert "Copied as-is: attention and MLP of blocks 0-3" in v.sentence
+    # copies are certain: the sentence does not quote a reordered head's weak p as its own
+    assert "all copied" in v.sentence and "p <=" not in v.sentence
 
 
 def test_a_fine_tune_keeps_its_heads_in_place(models: dict[str, Path],

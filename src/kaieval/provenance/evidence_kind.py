@@ -240,6 +240,14 @@ def _p_words(evs: Sequence[ComponentEvidence]) -> str:
     return f"p <= {10 ** worst:.2g}" if worst > -300 else f"p <= 1e{worst:.0f}"
 
 
+def _strong_words(evs: Sequence[ComponentEvidence]) -> str:
+    """How sure the copied and derived-by-training lines are: the weakest p among those
+    derived by training; copies are certain whatever their p (a reordered copy's p can
+    be as weak as 1/24 with four attention heads)."""
+    trained = [ev for ev in evs if ev.kind != "copied"]
+    return (_p_words(trained) if trained else "") or "all copied"
+
+
 def _bars(evs: Sequence[ComponentEvidence], thresholds: EffectThresholds) -> str:
     """The thresholds that applied to these lines, e.g. 'head 0.84' (the report states them)."""
     out: dict[str, str] = {}
@@ -310,7 +318,7 @@ def decide(evidence: Sequence[ComponentEvidence], references: Sequence[str], *, 
                  "of the parameters)." if copied.components else "")
         text = (f"{cover} Derived from {ref}: {_pct(lm_share)} of the compared language-model "
                 f"parameters are copied or derived by training "
-                f"({len(strong)} components, {_p_words(strong) or 'copies'}; {sure}).{named}")
+                f"({len(strong)} components, {_strong_words(strong)}; {sure}).{named}")
         return Decision("derived", text, ref, tuple(by_kind.values()), evidence)
     found: list[EvidenceKind] = [k for k in ("copied", "derived_by_training", "co_adapted")
                                  if by_kind[k].components]
