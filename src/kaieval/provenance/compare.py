@@ -412,6 +412,7 @@ def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list
     if not depends:
         return
     mapped = rmap if rmap is not None and rmap.transforms else None
+    jobs: list[tuple[int, dict[str, str], dict[str, str]]] = []
     for k, (comp, names) in enumerate(comps):
         f = spec[k]
         parts = attention_names(names) if comp.endswith(".attention") else None
@@ -421,9 +422,15 @@ def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list
         if not all(n in ref.weights.tensors for n in ref_parts.values()):
             continue
         effect = float(np.mean([r.r for r in f.results])) if f.results else None
-        if effect is not None and effect >= IDENTICAL_EFFECT:
-            continue  # the same weights in place already
+        if effect is None or effect < IDENTICAL_EFFECT:  # else the same weights in place
+            jobs.append((k, parts, ref_parts))
+
+    def run(job: tuple[int, dict[str, str], dict[str, str]]) -> HeadMatch | None:
+        _, parts, ref_parts = job
         if mapped is None and not looks_reordered(cand, ref.weights, parts["o_proj"],
                                                   ref_parts["o_proj"], lay, seed):
-            continue
-        f.heads = match_heads(cand, ref.weights, parts, ref_parts, lay, mapped, seed=seed)
+            return None
+        return match_heads(cand, ref.weights, parts, ref_parts, lay, mapped, seed=seed)
+
+    for (k, _, _), got in zip(jobs, ordered_map(run, jobs), strict=True):
+        spec[k].heads = got
