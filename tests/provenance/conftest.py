@@ -343,13 +343,28 @@ def head_variants(models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     cfg = _config(VOCAB_A)
     shape = {"heads": cfg.num_attention_heads, "kv_heads": cfg.num_key_value_heads,
              "head_dim": cfg.hidden_size // cfg.num_attention_heads}
-    out = {"heads_permuted": root / "heads_permuted", "both_permuted": root / "both_permuted"}
+    out = {"heads_permuted": root / "heads_permuted", "both_permuted": root / "both_permuted",
+           "attention_only": root / "attention_only"}
     _save_llama(permute_heads(parent, 41, **shape), out["heads_permuted"])
     _save_llama(permute_heads(_permute_units(parent, 42), 43, **shape), out["both_permuted"])
+    # block 1's attention alone, every key/value group and query head moved, in another model
+    alone = _state(models["independent"])
+    p = "model.layers.1.self_attn."
+    hd, group = shape["head_dim"], shape["heads"] // shape["kv_heads"]
+    kv = torch.tensor([1, 0])
+    q = torch.cat([kv[g] * group + torch.tensor([1, 0]) for g in range(shape["kv_heads"])])
+    q_rows = (q[:, None] * hd + torch.arange(hd)).reshape(-1)
+    kv_rows = (kv[:, None] * hd + torch.arange(hd)).reshape(-1)
+    alone[p + "q_proj.weight"] = parent[p + "q_proj.weight"][q_rows].clone()
+    alone[p + "k_proj.weight"] = parent[p + "k_proj.weight"][kv_rows].clone()
+    alone[p + "v_proj.weight"] = parent[p + "v_proj.weight"][kv_rows].clone()
+    alone[p + "o_proj.weight"] = parent[p + "o_proj.weight"][:, q_rows].clone()
+    _save_llama(alone, out["attention_only"])
     ids = torch.arange(12)[None, :] % VOCAB_A
     with torch.no_grad():
         want = LlamaForCausalLM.from_pretrained(models["parent"], dtype=torch.float32)(ids).logits
-        for path in out.values():
-            got = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)(ids).logits
-            assert float((got - want).abs().max()) < 1e-4, path
+        for key in ("heads_permuted", "both_permuted"):
+            got = LlamaForCausalLM.from_pretrained(out[key], dtype=torch.float32)(ids).logits
+            assert float((got - want).abs().max()) < 1e-4, key
     return out
+

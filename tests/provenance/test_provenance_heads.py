@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 from kaieval.provenance import check_independence
 from kaieval.provenance.evidence_kind import IDENTICAL_EFFECT
-from kaieval.provenance.heads import Layout, layout, looks_reordered, match_heads
+from kaieval.provenance.heads import Layout, layout, match_heads, screen
 from kaieval.provenance.safetensors_io import open_model
 
 ATTN = "model.layers.0.self_attn."
@@ -43,6 +43,27 @@ def test_a_reordered_copy_reads_as_copied(head_variants: dict[str, Path],
     assert "all copied" in v.sentence and "p <=" not in v.sentence
 
 
+def test_an_attention_copied_alone_and_reordered_is_found(head_variants: dict[str, Path],
+                                                          models: dict[str, Path]) -> None:
+    """Block 1's attention copied into an independent model with no head left in place:
+    nothing else depends on the parent, yet the screen's strong, distinct matches send it
+    to head matching, and the verdict is partial, naming that attention as copied."""
+    v = check_independence(head_variants["attention_only"], [models["parent"]],
+                           stage_id="s", team_id="t")
+    got = _kinds(v)
+    assert got["block.1.attention"][0] == "copied", got
+    assert v.verdict == "partial"
+    strong = {e.component for e in v.evidence if e.kind in ("copied", "derived_by_training")}
+    assert strong == {"block.1.attention"}, strong
+
+
+def test_independent_models_are_screened_not_matched(models: dict[str, Path]) -> None:
+    v = check_independence(models["independent"], [models["parent"]], stage_id="s",
+                           team_id="t")
+    assert v.verdict == "no_evidence"
+    assert not any("head_matching" in e.test for e in v.evidence)
+
+
 def test_a_fine_tune_keeps_its_heads_in_place(models: dict[str, Path],
                                               head_variants: dict[str, Path]) -> None:
     """The screen reads a few rows of o: a fine-tune's heads are each most like themselves."""
@@ -51,7 +72,8 @@ def test_a_fine_tune_keeps_its_heads_in_place(models: dict[str, Path],
     lay = layout(parent)
     assert lay == Layout(4, 2, 16) and layout(moved) == lay
     o = "model.layers.1.self_attn.o_proj.weight"
-    assert not looks_reordered(tuned, parent, o, o, lay, seed=0)
+    assert not screen(tuned, parent, o, o, lay, seed=0).moved
+    assert screen(moved, parent, o, o, lay, seed=0) == screen(moved, parent, o, o, lay, seed=0)
     v = check_independence(models["finetune"], [models["parent"]], stage_id="s", team_id="t")
     assert not any("head_matching" in e.test for e in v.evidence)
 

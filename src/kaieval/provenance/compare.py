@@ -43,9 +43,9 @@ from kaieval.provenance.heads import (
     HeadMatch,
     attention_names,
     layout,
-    looks_reordered,
     match_heads,
     same_layout,
+    screen,
 )
 from kaieval.provenance.layers import SiteFinding, SitePlan, plan_matching
 from kaieval.provenance.matching import MatchResult, MlpSite, UnitSketch
@@ -401,17 +401,17 @@ def compare_reference(cand: ModelWeights, ref: Reference, ref_name: str,
 def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list[str]]],
                  spec: dict[int, Finding], found: list[SiteFinding], moved: dict[int, int],
                  rmap: ResidualMap | None, alpha: float, seed: int) -> None:
-    """Match attention heads where they may have been reordered (:mod:`.heads`), in a model
-    that depends on the reference elsewhere; a plain fine-tune costs a few rows of o."""
+    """Match attention heads where they may have been reordered (:mod:`.heads`); a plain
+    fine-tune, or an independent model, costs a screen on a few rows of o per block."""
     lay = None if ref.fingerprint else same_layout(layout(cand), layout(ref.weights))
     if lay is None:
         return
     bar = math.log(alpha / max(len(comps), 1))  # Bonferroni: a plain signal, not the verdict
     depends = any(s.log_p <= math.log(alpha) for s in found if s.result is not None) or any(
         f.fisher is not None and f.fisher.log_p <= bar for f in spec.values())
-    if not depends:
-        return
     mapped = rmap if rmap is not None and rmap.transforms else None
+    if mapped is not None and not depends:
+        return
     jobs: list[tuple[int, dict[str, str], dict[str, str]]] = []
     for k, (comp, names) in enumerate(comps):
         f = spec[k]
@@ -427,9 +427,10 @@ def _align_heads(cand: ModelWeights, ref: Reference, comps: list[tuple[str, list
 
     def run(job: tuple[int, dict[str, str], dict[str, str]]) -> HeadMatch | None:
         _, parts, ref_parts = job
-        if mapped is None and not looks_reordered(cand, ref.weights, parts["o_proj"],
-                                                  ref_parts["o_proj"], lay, seed):
-            return None
+        if mapped is None:
+            seen = screen(cand, ref.weights, parts["o_proj"], ref_parts["o_proj"], lay, seed)
+            if not (seen.moved and (depends or seen.strong)):
+                return None
         return match_heads(cand, ref.weights, parts, ref_parts, lay, mapped, seed=seed)
 
     for (k, _, _), got in zip(jobs, ordered_map(run, jobs), strict=True):

@@ -30,10 +30,12 @@ kinds of figure:
 
 Cost: q, k and v are read at 64 columns and o at 64 rows (whole tensors only where the
 residual basis had to be mapped), so a block costs little; it still runs only where it
-can change the reading: in a model that already depends on the reference elsewhere, on
-an attention that is not the same weights in place, and whose heads look moved
-(:func:`looks_reordered`, a screen on the same rows of o), or whenever the residual
-basis was mapped.
+can change the reading, on an attention that is not the same weights in place and whose
+heads look moved (:func:`screen`, on the same rows of o): in a model that already
+depends on the reference elsewhere, or -- whatever the rest of the model shows -- where
+every head has a strong, distinct match (an attention copied alone and reordered). Where
+the residual basis was mapped, heads are matched in a model that depends on the
+reference.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from kaieval.provenance.safetensors_io import ModelWeights
 
 PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
 SCREEN_COORDS = 64
-"""Residual coordinates of o's rows read by :func:`looks_reordered`: enough for each head's
+"""Residual coordinates of o's rows read by :func:`screen`: enough for each head's
 o columns (head_dim x 64 values) to recognise themselves, a few KB per model and block."""
 
 
@@ -128,9 +130,25 @@ def attention_names(names: list[str]) -> dict[str, str] | None:
     return found if len(found) == len(PARTS) else None
 
 
-def looks_reordered(cand: ModelWeights, ref: ModelWeights, o_name: str, ref_o_name: str,
-                    lay: Layout, seed: int) -> bool:
-    """A cheap screen on a few rows of o: is some candidate head most like another head?
+STRONG_MATCH = 0.5
+"""Screen cosine every head must reach with its own, distinct best match for the heads to be
+matched even in a model that shows no dependence elsewhere (an attention copied alone,
+reordered so that no head stayed in place). Independent heads sit near 0: their o columns
+over 64 coordinates are head_dim x 64 >= 1,024 numbers, so |cos| ~ 0.03."""
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What a few rows of o say: some head is most like another (``moved``), and every head
+    has a distinct best match with cosine >= :data:`STRONG_MATCH` (``strong``)."""
+
+    moved: bool
+    strong: bool
+
+
+def screen(cand: ModelWeights, ref: ModelWeights, o_name: str, ref_o_name: str,
+           lay: Layout, seed: int) -> Screen:
+    """A cheap screen on 64 rows of o (a few KB per model and block).
 
     Why: matching heads reads every row of q, k and v (for 64 columns) in both models. A
     fine-tune keeps every head in place (each one most like itself), so this screen spares
@@ -139,11 +157,16 @@ def looks_reordered(cand: ModelWeights, ref: ModelWeights, o_name: str, ref_o_na
     """
     ci, ri = cand.tensors[o_name], ref.tensors[ref_o_name]
     if ci.shape != ri.shape or len(ci.shape) != 2 or ci.shape[1] != lay.heads * lay.head_dim:
-        return False
+        return Screen(False, False)
     coords = sketch_coordinates(ci.shape[0], SCREEN_COORDS, seed)
     a = _per_head(cand.block(o_name, coords), lay.heads, rows=False)
     b = _per_head(ref.block(ref_o_name, coords), lay.heads, rows=False)
-    return bool((np.argmax(a @ b.T, axis=1) != np.arange(lay.heads)).any())
+    sim = a @ b.T
+    best = np.argmax(sim, axis=1)
+    moved = bool((best != np.arange(lay.heads)).any())
+    strong = len(np.unique(best)) == lay.heads and bool(
+        (sim[np.arange(lay.heads), best] >= STRONG_MATCH).all())
+    return Screen(moved, strong)
 
 
 def _per_head(x: FloatArray, n: int, rows: bool) -> FloatArray:
