@@ -195,8 +195,10 @@ def _standardise(x: FloatArray) -> FloatArray:
     v = x.astype(np.float32)
     v -= v.mean(axis=0, keepdims=True)
     norm = np.sqrt(np.einsum("ij,ij->j", v, v))[None, :]
-    out: FloatArray = np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
-    return out
+    empty = norm[0] == 0
+    v /= np.where(empty[None, :], np.float32(1), norm)  # in place: no zero-filled copy first
+    v[:, empty] = 0  # columns of only (signed) zeros come out as +0, as they always did
+    return v
 
 
 def _cka(xc: FloatArray, xr: FloatArray) -> float:

@@ -237,7 +237,8 @@ def match(cand: UnitSketch, ref: UnitSketch, *, fast: bool = False) -> MatchResu
     the block search: duplicates possible, statistics approximate).
     """
     shared = [p for p in PARTS if p in cand.parts and p in ref.parts]
-    sims: dict[str, FloatArray] = {p: (cand.parts[p] @ ref.parts[p].T).astype(np.float32)
+    sims: dict[str, FloatArray] = {p: (cand.parts[p] @ ref.parts[p].T).astype(np.float32,
+                                                                           copy=False)
                                    for p in shared}
     total: FloatArray = np.zeros((len(cand.units), len(ref.units)), dtype=np.float32)
     for v in sims.values():
