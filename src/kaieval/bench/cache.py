@@ -30,6 +30,7 @@ from kaieval.bench.api import (
     Response,
 )
 from kaieval.errors import KaiError
+from kaieval.sqlite_wal import enable_wal
 
 SCHEMA = "kaieval/request-cache/v1"
 
@@ -84,7 +85,7 @@ class RequestCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db)  # retried: jobs may open a fresh cache at once
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS responses ("
                              "key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, "

@@ -23,6 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 
 from kaieval.errors import KaiError
+from kaieval.sqlite_wal import enable_wal
 
 ENV_VAR = "KAI_DATABASE_URL"
 DEFAULT_URL = "sqlite:///kaieval.sqlite"
@@ -169,7 +170,7 @@ def _sqlite_explicit_transactions(engine: Engine) -> None:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         if not in_memory:
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            enable_wal(dbapi_connection)  # retried: processes may open a new store at once
         dbapi_connection.execute("PRAGMA synchronous=FULL")
 
     @event.listens_for(engine, "begin")
