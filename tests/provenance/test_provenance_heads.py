@@ -137,6 +137,11 @@ def test_shapes_that_do_not_fit_the_layout_are_not_matched(tmp_path: Path) -> No
     rng = np.random.default_rng(1)
     ref = open_model(_write(tmp_path / "ref", _attention(rng, lay, hidden), lay, hidden))
     assert match_heads(ref, ref, NAMES, NAMES, Layout(8, 2, 8), None, seed=0) is None
+    flat = _attention(rng, lay, hidden)
+    flat[NAMES["o_proj"]] = np.ones(3)  # not a matrix at all (a hostile file)
+    odd = open_model(_write(tmp_path / "odd", flat, lay, hidden))
+    assert match_heads(odd, odd, NAMES, NAMES, lay, None, seed=0) is None
+    assert not screen(odd, odd, NAMES["o_proj"], NAMES["o_proj"], lay, seed=0).moved
     (tmp_path / "noconfig").mkdir()
     save_file({NAMES["q_proj"]: np.zeros((4, 4), dtype=np.float32)},
               str(tmp_path / "noconfig" / "model.safetensors"))

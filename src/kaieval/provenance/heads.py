@@ -245,7 +245,10 @@ def match_heads(cand: ModelWeights, ref: ModelWeights, names: dict[str, str],
                 seed: int) -> HeadMatch | None:
     """Match the candidate's heads with the reference's (same layout), or None if the
     tensors do not have the layout's shapes."""
-    ref_dim = ref.tensors[ref_names["o_proj"]].shape[0]
+    ref_o = ref.tensors[ref_names["o_proj"]].shape
+    if len(ref_o) != 2:
+        return None
+    ref_dim = ref_o[0]
     cand_dim = ref_dim if rmap is None else rmap.cand_dim
     if not (_fits(ref, ref_names, lay, ref_dim) and _fits(cand, names, lay, cand_dim)):
         return None
