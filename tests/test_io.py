@@ -200,3 +200,40 @@ def test_weight_files_interleave_models_in_turn(tmp_path: Path) -> None:
     got = interleaved_weight_files([tmp_path / "cand", tmp_path / "ref", single])
     assert [f"{p.parent.name}/{p.name[6:11]}" if p != single else "fp" for p in got] == [
         "cand/00001", "ref/00001", "fp", "cand/00002", "ref/00002", "cand/00003"]
+
+
+def test_readahead_leaves_out_the_files_being_hashed(tmp_path: Path) -> None:
+    """Files the hashing reads anyway are not hinted; the others still are, per model."""
+    from kaieval.io import readahead, readahead_files
+
+    files = {}
+    for model in ("cand", "ref"):
+        (tmp_path / model).mkdir()
+        for k in (1, 2):
+            f = tmp_path / model / f"model-{k:05d}-of-00002.safetensors"
+            f.write_bytes(b"\0" * 4096)
+            files[f"{model}{k}"] = f
+    plan = readahead_files([tmp_path / "cand", tmp_path / "ref"],
+                           skip=[files["cand1"], files["ref2"]])
+    assert plan == [[files["cand2"]], [files["ref1"]]]
+    thread = readahead([tmp_path / "cand", tmp_path / "ref"], skip=[files["cand1"]])
+    assert thread is not None
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_hint_size_comes_from_the_device(tmp_path: Path) -> None:
+    """A hint is as long as the device reads for one (sysfs), else the usual 128 KiB."""
+    from kaieval.io import HINT_BYTES_DEFAULT, _hint_bytes
+
+    dev = os.stat(tmp_path).st_dev
+    queue = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    got = _hint_bytes(dev)
+    for q in (queue / "queue", queue.parent / "queue"):
+        if (q / "read_ahead_kb").exists():
+            want = max(int((q / n).read_text()) for n in ("read_ahead_kb", "max_sectors_kb"))
+            assert got == max(want << 10, 4096)
+            break
+    else:
+        assert got == HINT_BYTES_DEFAULT
+    assert _hint_bytes(os.makedev(4095, 1048575)) == HINT_BYTES_DEFAULT  # no such device

@@ -272,8 +272,29 @@ def _available_bytes() -> int:
         return 0
 
 
-READAHEAD_CHUNK = 64 << 20
-"""Bytes hinted per file at a time, taking turns between the models (see :func:`readahead`)."""
+HINT_BYTES_DEFAULT = 128 << 10
+"""Bytes per read-ahead hint where the device's limits are unknown: the usual
+``read_ahead_kb``, which no Linux block device goes below by default."""
+
+
+def _hint_bytes(device: int) -> int:
+    """The most one ``POSIX_FADV_WILLNEED`` call reads on ``device`` (an ``st_dev``).
+
+    Why it matters: since Linux 5.x a hint reads at most ``max(read_ahead_kb,
+    max_sectors_kb)`` of the device, whatever length it asks for; the rest is dropped
+    silently. Measured on kernel 6.18: 64 MB hints cached 1.25 MB each on a loop device
+    and 8 MB each on a virtio disk. Read from sysfs (the partition's disk for a
+    partition); :data:`HINT_BYTES_DEFAULT` where there is none (tmpfs, overlays).
+    """
+    base = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
+    for queue in (base / "queue", base.parent / "queue"):
+        try:
+            kb = [int((queue / name).read_text().strip())
+                  for name in ("read_ahead_kb", "max_sectors_kb")]
+        except (OSError, ValueError):
+            continue
+        return max(max(kb) << 10, 4096)
+    return HINT_BYTES_DEFAULT
 
 
 def interleaved_weight_files(paths: Iterable[Path]) -> list[Path]:
@@ -283,25 +304,40 @@ def interleaved_weight_files(paths: Iterable[Path]) -> list[Path]:
     return [f for files in itertools.zip_longest(*per_model) for f in files if f is not None]
 
 
-def readahead(paths: Iterable[Path]) -> threading.Thread | None:
+def readahead_files(paths: Iterable[Path], *, skip: Iterable[Path] = ()) -> list[list[Path]]:
+    """Per model, the weight files :func:`readahead` hints: all but those in ``skip``."""
+    skipped = {Path(p) for p in skip}
+    return [[f for f in _weight_files([p]) if f not in skipped] for p in paths]
+
+
+def readahead(paths: Iterable[Path], *, skip: Iterable[Path] = ()) -> threading.Thread | None:
     """Ask the kernel to start reading model weight files, on a daemon thread; only a hint.
 
     Why: a cold ``kai provenance`` spent its first seconds importing numpy and SciPy
     and reading headers while the disk stood idle, then waited for the disk. Called
     before those imports (``POSIX_FADV_WILLNEED``), the disk reads while the CPU starts
-    up. The models take turns, :data:`READAHEAD_CHUNK` at a time (candidate, reference,
-    candidate, ...): a test needs the same tensor of both, and hinting the whole
-    candidate first made every test wait for the reference's half of the disk. At most
-    :data:`READAHEAD_MEMORY_SHARE` of the memory available is asked for, so a model
-    larger than memory does not evict its own first pages. Regular files only (opened
-    without blocking, checked after opening); any error skips the file. Returns the
-    thread (``None`` where ``posix_fadvise`` does not exist).
+    up. The models take turns (candidate, reference, candidate, ...): a test needs the
+    same tensor of both, and hinting the whole candidate first made every test wait for
+    the reference's half of the disk. Each hint is no longer than the device reads for
+    one (:func:`_hint_bytes`). At most :data:`READAHEAD_MEMORY_SHARE` of the memory
+    available is asked for, so a model larger than memory does not evict its own first
+    pages. Regular files only (opened without blocking, checked after opening); any
+    error skips the file.
+
+    ``skip``: files something else reads from start to end anyway (the threads hashing
+    every input byte, :func:`kaieval.filehash.hash_ahead`). Hinting them too cost more
+    than it saved: on a disk throttled to ~1.4 GB/s, ``kai provenance`` took 7.5-7.9 s
+    with them hinted in device-sized pieces and 6.7-7.1 s without (docs/performance.md);
+    a file whose digest is remembered is not read by the hashing, and for it the hint is
+    what keeps the disk busy. Returns the thread (``None`` where ``posix_fadvise`` does
+    not exist).
     """
     if not hasattr(os, "posix_fadvise"):
         return None
-    per_model = [_weight_files([p]) for p in paths]
+    per_model = readahead_files(paths, skip=skip)
 
-    def spans(files: list[Path]) -> Iterator[tuple[Path, int, int]]:
+    def spans(files: list[Path]) -> Iterator[tuple[int, int, int]]:
+        """(fd, offset, length) of each hint, the file opened once and closed after."""
         for f in files:
             try:
                 fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
@@ -309,13 +345,15 @@ def readahead(paths: Iterable[Path]) -> threading.Thread | None:
                 continue
             try:
                 st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):  # a FIFO or device: never hinted
+                    continue
+                step = _hint_bytes(st.st_dev)
+                for off in range(0, st.st_size, step):
+                    yield fd, off, min(step, st.st_size - off)
             except OSError:
                 continue
             finally:
                 os.close(fd)
-            if stat.S_ISREG(st.st_mode):
-                for off in range(0, st.st_size, READAHEAD_CHUNK):
-                    yield f, off, min(READAHEAD_CHUNK, st.st_size - off)
 
     def run() -> None:
         budget = int(_available_bytes() * READAHEAD_MEMORY_SHARE)
@@ -325,19 +363,10 @@ def readahead(paths: Iterable[Path]) -> threading.Thread | None:
                     continue
                 if budget <= 0:
                     return
-                f, off, n = span
-                try:
-                    fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
-                except OSError:
-                    continue
-                try:
-                    if stat.S_ISREG(os.fstat(fd).st_mode):  # checked again: it may be swapped
-                        os.posix_fadvise(fd, off, min(n, budget), os.POSIX_FADV_WILLNEED)
-                        budget -= n
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
+                fd, off, n = span
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, off, min(n, budget), os.POSIX_FADV_WILLNEED)
+                budget -= n
 
     thread = threading.Thread(target=run, name="kai-readahead", daemon=True)
     thread.start()

@@ -68,9 +68,10 @@ def _run_check(candidate: Path, refs: list[Path], *, alpha: float, stage: str, t
     from kaieval.filehash import hash_ahead
     from kaieval.io import interleaved_weight_files, readahead
 
-    readahead([candidate, *refs])  # the disk reads while the engine's imports run
-    # and the second core hashes what it reads for the record (kaieval.filehash)
-    hash_ahead(interleaved_weight_files([candidate, *refs]))
+    # the second core hashes every input byte for the record (kaieval.filehash) while the
+    # engine's imports run, and the disk is asked for what the hashing will not read
+    hashing = hash_ahead(interleaved_weight_files([candidate, *refs]))
+    readahead([candidate, *refs], skip=hashing)
     from kaieval.provenance import check_independence
 
     kwargs: dict[str, Any] = {}
