@@ -237,3 +237,19 @@ def test_hint_size_comes_from_the_device(tmp_path: Path) -> None:
     else:
         assert got == HINT_BYTES_DEFAULT
     assert _hint_bytes(os.makedev(4095, 1048575)) == HINT_BYTES_DEFAULT  # no such device
+
+
+def test_willneed_hints_a_range_in_pieces_and_ignores_errors(tmp_path: Path) -> None:
+    """Every piece of the range is hinted (a short last one too); a closed descriptor or
+    an empty range is no error: hints are only hints."""
+    from kaieval.io import willneed
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"\1" * 10_000)
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        willneed(fd, 100, 9_900, step=4096)
+        willneed(fd, 0, 0)
+    finally:
+        os.close(fd)
+    willneed(fd, 0, 10, step=4096)  # closed: ignored

@@ -27,6 +27,7 @@ the largest real public files pass with room to spare (docs/untrusted-files.md).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 import json
@@ -277,6 +278,7 @@ HINT_BYTES_DEFAULT = 128 << 10
 ``read_ahead_kb``, which no Linux block device goes below by default."""
 
 
+@functools.cache
 def _hint_bytes(device: int) -> int:
     """The most one ``POSIX_FADV_WILLNEED`` call reads on ``device`` (an ``st_dev``).
 
@@ -302,6 +304,20 @@ def interleaved_weight_files(paths: Iterable[Path]) -> list[Path]:
     the second files, ... -- the order two models' matching tensors are compared in."""
     per_model = [_weight_files([p]) for p in paths]
     return [f for files in itertools.zip_longest(*per_model) for f in files if f is not None]
+
+
+def willneed(fd: int, offset: int, length: int, step: int | None = None) -> None:
+    """``POSIX_FADV_WILLNEED`` for ``length`` bytes of ``fd`` from ``offset``, one hint per
+    ``step`` bytes (default: what the device reads for one, :func:`_hint_bytes`), since a
+    longer hint is cut short by the kernel. Only a hint: errors are ignored."""
+    if not hasattr(os, "posix_fadvise") or length <= 0:
+        return
+    try:
+        step = step or _hint_bytes(os.fstat(fd).st_dev)
+        for off in range(offset, offset + length, step):
+            os.posix_fadvise(fd, off, min(step, offset + length - off), os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
 
 
 def readahead_files(paths: Iterable[Path], *, skip: Iterable[Path] = ()) -> list[list[Path]]:

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from kaieval.artifacts import check_tree, is_pickle, refuse_pickle
 from kaieval.errors import KaiError
-from kaieval.io import CONFIG_MAX_BYTES, INDEX_MAX_BYTES, load_json_file
+from kaieval.io import CONFIG_MAX_BYTES, INDEX_MAX_BYTES, load_json_file, willneed
 from kaieval.provenance import fp8
 from kaieval.provenance.safetensors_read import (
     UINT_OF_SIZE,
@@ -163,9 +163,7 @@ class ModelWeights:
             except OSError:
                 continue
             try:
-                os.posix_fadvise(fd, info.start, info.nbytes, os.POSIX_FADV_WILLNEED)
-            except OSError:
-                pass
+                willneed(fd, info.start, info.nbytes)  # in pieces the kernel does not cut
             finally:
                 os.close(fd)
 
