@@ -65,16 +65,13 @@ def _detail(f: Finding) -> str:
         if len(f.matched) > 1 and f.match_log_p is not None:
             parts.append(f"{len(f.matched)} experts/MLPs Fisher-combined "
                          f"{_fmt_p(f.match_log_p)};")
-        if f.log_p is not None:
-            both = " (2 x the smaller of correlation and matching)" if f.results else ""
-            parts.append(f"component {_fmt_p(f.log_p)}{both}"
-                         f"{' (Holm-significant)' if f.significant else ''};")
     if f.heads is not None:
         parts.append(f"attention {f.heads.text()};")
-        if f.log_p is not None and not f.matched:
-            both = " (Bonferroni of correlation and head matching)" if f.results else ""
-            parts.append(f"component {_fmt_p(f.log_p)}{both}"
-                         f"{' (Holm-significant)' if f.significant else ''};")
+    if (f.matched or f.heads is not None) and f.log_p is not None:
+        how = ("2 x the smaller of correlation and matching" if f.matched
+               else "Bonferroni of correlation and head matching")
+        parts.append(f"component {_fmt_p(f.log_p)}{f' ({how})' if f.results else ''}"
+                     f"{' (Holm-significant)' if f.significant else ''};")
     if f.kinship:
         parts.append("experts share initialisation with each other: " + ", ".join(f.kinship)
                      + " (upcycled from one MLP);")
