@@ -51,13 +51,27 @@ def _rows(info: TensorInfo, name: str, first: int, count: int) -> TensorInfo:
                       info.start + first * row_bytes, count * row_bytes)
 
 
-def _qkv_sizes(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
+def attention_layout(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(query heads, key/value heads, head_dim) from a config's fields; None where they are
+    missing or do not fit together (head_dim not given and not hidden / heads exactly, or
+    query heads not a multiple of key/value heads)."""
     heads = _int(cfg, "num_attention_heads", "n_head")
-    hidden = _int(cfg, "hidden_size", "n_embd")
-    if heads is None or hidden is None:
+    if heads is None:
         return None
     kv = _int(cfg, "num_key_value_heads") or heads
-    head_dim = _int(cfg, "head_dim") or hidden // heads
+    hidden = _int(cfg, "hidden_size", "n_embd")
+    head_dim = _int(cfg, "head_dim") or (
+        hidden // heads if hidden is not None and hidden % heads == 0 else None)
+    if head_dim is None or heads % kv:
+        return None
+    return heads, kv, head_dim
+
+
+def _qkv_sizes(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
+    lay = attention_layout(cfg)
+    if lay is None:
+        return None
+    heads, kv, head_dim = lay
     return heads * head_dim, kv * head_dim, kv * head_dim
 
 

@@ -56,6 +56,7 @@ from kaieval.provenance.align import (
     zero_non_finite,
 )
 from kaieval.provenance.config_triage import read_config
+from kaieval.provenance.fused import attention_layout
 from kaieval.provenance.lsap import max_assignment
 from kaieval.provenance.matching import rank_log_p, unit_rows
 from kaieval.provenance.safetensors_io import ModelWeights
@@ -109,19 +110,8 @@ def layout(weights: ModelWeights) -> Layout | None:
         cfg, _ = read_config(root)
     except KaiError:
         return None
-    heads, kv = cfg.get("num_attention_heads"), cfg.get("num_key_value_heads")
-    hidden, head_dim = cfg.get("hidden_size"), cfg.get("head_dim")
-    kv = heads if kv is None else kv
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-               for v in (heads, kv)):
-        return None
-    assert isinstance(heads, int) and isinstance(kv, int)
-    if head_dim is None and isinstance(hidden, int) and hidden % heads == 0:
-        head_dim = hidden // heads
-    if not isinstance(head_dim, int) or isinstance(head_dim, bool) or head_dim <= 0 \
-            or heads % kv:
-        return None
-    return Layout(heads, kv, head_dim)
+    found = attention_layout(cfg)
+    return None if found is None else Layout(*found)
 
 
 def attention_names(names: list[str]) -> dict[str, str] | None:
