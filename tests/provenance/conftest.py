@@ -317,17 +317,26 @@ def permute_heads(state: dict[str, torch.Tensor], seed: int, *, heads: int, kv_h
     group = heads // kv_heads
     blocks = sorted({int(k.split(".")[2]) for k in state if k.startswith("model.layers.")})
     for b in blocks:
-        p = f"model.layers.{b}.self_attn."
         kv = torch.randperm(kv_heads, generator=gen)
-        q = torch.cat([kv[g] * group + torch.randperm(group, generator=gen)
-                       for g in range(kv_heads)])
-        q_rows = (q[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
-        kv_rows = (kv[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
-        out[p + "q_proj.weight"] = state[p + "q_proj.weight"][q_rows].clone()
-        out[p + "k_proj.weight"] = state[p + "k_proj.weight"][kv_rows].clone()
-        out[p + "v_proj.weight"] = state[p + "v_proj.weight"][kv_rows].clone()
-        out[p + "o_proj.weight"] = state[p + "o_proj.weight"][:, q_rows].clone()
+        within = [torch.randperm(group, generator=gen) for _ in range(kv_heads)]
+        _reorder_heads(out, state, f"model.layers.{b}.self_attn.", kv, within, head_dim)
     return out
+
+
+def _reorder_heads(out: dict[str, torch.Tensor], src: dict[str, torch.Tensor], prefix: str,
+                   kv: torch.Tensor, within: list[torch.Tensor], head_dim: int) -> None:
+    """``src``'s attention at ``prefix`` into ``out`` with its key/value groups in order
+    ``kv`` and the query heads of group g in order ``within[g]``."""
+    import torch
+
+    group = len(within[0])
+    q = torch.cat([kv[g] * group + within[g] for g in range(len(kv))])
+    q_rows = (q[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+    kv_rows = (kv[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+    out[prefix + "q_proj.weight"] = src[prefix + "q_proj.weight"][q_rows].clone()
+    out[prefix + "k_proj.weight"] = src[prefix + "k_proj.weight"][kv_rows].clone()
+    out[prefix + "v_proj.weight"] = src[prefix + "v_proj.weight"][kv_rows].clone()
+    out[prefix + "o_proj.weight"] = src[prefix + "o_proj.weight"][:, q_rows].clone()
 
 
 @pytest.fixture(scope="session")
@@ -349,16 +358,8 @@ def head_variants(models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     _save_llama(permute_heads(_permute_units(parent, 42), 43, **shape), out["both_permuted"])
     # block 1's attention alone, every key/value group and query head moved, in another model
     alone = _state(models["independent"])
-    p = "model.layers.1.self_attn."
-    hd, group = shape["head_dim"], shape["heads"] // shape["kv_heads"]
-    kv = torch.tensor([1, 0])
-    q = torch.cat([kv[g] * group + torch.tensor([1, 0]) for g in range(shape["kv_heads"])])
-    q_rows = (q[:, None] * hd + torch.arange(hd)).reshape(-1)
-    kv_rows = (kv[:, None] * hd + torch.arange(hd)).reshape(-1)
-    alone[p + "q_proj.weight"] = parent[p + "q_proj.weight"][q_rows].clone()
-    alone[p + "k_proj.weight"] = parent[p + "k_proj.weight"][kv_rows].clone()
-    alone[p + "v_proj.weight"] = parent[p + "v_proj.weight"][kv_rows].clone()
-    alone[p + "o_proj.weight"] = parent[p + "o_proj.weight"][:, q_rows].clone()
+    _reorder_heads(alone, parent, "model.layers.1.self_attn.", torch.tensor([1, 0]),
+                   [torch.tensor([1, 0])] * shape["kv_heads"], shape["head_dim"])
     _save_llama(alone, out["attention_only"])
     ids = torch.arange(12)[None, :] % VOCAB_A
     with torch.no_grad():
